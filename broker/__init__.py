@@ -1,0 +1,1 @@
+"""Mosquitto, configured by touchlamp: rendering, per-lamp credentials and ACLs, a launcher."""

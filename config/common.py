@@ -1,0 +1,110 @@
+"""Loading settings so that a bad value stops start-up with one clear message.
+
+``load_settings(DeviceSettings, env_file=...)`` returns the settings or raises ``SettingsError``
+whose message names the field, where the bad value came from (environment variable, env file,
+secret file or default) and the form that was expected. The CLI turns it into exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
+from pydantic_settings.sources import DotEnvSettingsSource
+
+__all__ = ["SettingsError", "load_settings", "read_secret_file"]
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+class SettingsError(ValueError):
+    """A setting is missing or has a value of the wrong form; the message says which and why."""
+
+
+def read_secret_file(path: Path) -> str:
+    """The content of a secret file (a password, a DSN) without its trailing newline."""
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as error:
+        raise SettingsError(f"cannot read secret file {path}: {error.strerror}") from error
+
+
+def load_settings(cls: type[S], *, env_file: Path | None = None, **overrides: object) -> S:
+    """Build ``cls`` from the environment, ``env_file`` and ``overrides`` (highest priority).
+
+    Secrets (passwords, DSNs) may also come from files named after the field in a secrets
+    directory: ``$CREDENTIALS_DIRECTORY`` when systemd's ``LoadCredential=`` provides one, else
+    ``$TOUCHLAMP_SECRETS_DIR``. Raises ``SettingsError`` naming the field, its source and the
+    expected form.
+    """
+    if env_file is not None and not env_file.is_file():
+        raise SettingsError(
+            f"env file {env_file} does not exist; pass an existing file to --env-file"
+        )
+    secrets_dir = os.environ.get("CREDENTIALS_DIRECTORY") or os.environ.get(
+        "TOUCHLAMP_SECRETS_DIR"
+    )
+    if secrets_dir is not None and not Path(secrets_dir).is_dir():
+        raise SettingsError(
+            f"secrets directory {secrets_dir} does not exist; "
+            "fix CREDENTIALS_DIRECTORY / TOUCHLAMP_SECRETS_DIR"
+        )
+    try:
+        return cls(  # type: ignore[call-arg]
+            _env_file=env_file, _secrets_dir=secrets_dir, **overrides
+        )
+    except ValidationError as error:
+        raise SettingsError(_describe(cls, error, env_file, overrides)) from None
+
+
+def _describe(
+    cls: type[BaseSettings],
+    error: ValidationError,
+    env_file: Path | None,
+    overrides: Mapping[str, object],
+) -> str:
+    lines = []
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    delimiter = str(cls.model_config.get("env_nested_delimiter") or "__")
+    file_values = _env_file_values(cls, env_file)
+    for issue in error.errors():
+        loc = [str(part) for part in issue["loc"]]
+        field = ".".join(loc) or cls.__name__
+        variable = (prefix + delimiter.join(loc)).upper()
+        source = _source_of(variable, loc, env_file, file_values, overrides)
+        value = issue.get("input")
+        shown = "" if issue["type"] == "missing" else f" (got {_excerpt(value)})"
+        lines.append(f"{cls.__name__}.{field} from {source}: {issue['msg']}{shown}")
+    return "invalid settings: " + "; ".join(lines)
+
+
+def _source_of(
+    variable: str,
+    loc: list[str],
+    env_file: Path | None,
+    file_values: Mapping[str, str | None],
+    overrides: Mapping[str, object],
+) -> str:
+    if loc and loc[0] in overrides:
+        return f"the command line ({loc[0]})"
+    if variable in os.environ:
+        return f"environment variable {variable}"
+    if variable.lower() in file_values and env_file is not None:
+        return f"env file {env_file} ({variable})"
+    return f"{variable} (not set; set the environment variable or put it in the env file)"
+
+
+def _env_file_values(cls: type[BaseSettings], env_file: Path | None) -> Mapping[str, str | None]:
+    if env_file is None:
+        return {}
+    source = DotEnvSettingsSource(cls, env_file=env_file, case_sensitive=False)
+    return {key.lower(): value for key, value in source.env_vars.items()}
+
+
+def _excerpt(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,79 @@
+"""The ``touchlamp`` command: one parser, with each component's subcommands in its own module.
+
+Each component module exposes ``register(subparsers)``; it adds its parser and sets ``func`` (a
+callable taking the parsed namespace and returning an exit code). Keeping the subcommands next to
+the code they drive means a newcomer finds ``touchlamp relay …`` in ``server/cli.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from touchlamp import __version__
+from touchlamp.config.common import SettingsError
+
+# (module, what it provides) in the order ``--help`` lists them.
+_COMPONENTS = (
+    "touchlamp.device.cli",  # demo, sim, device, pair
+    "touchlamp.server.cli",  # relay
+    "touchlamp.broker.cli",  # broker
+    "touchlamp.doctor",  # doctor
+)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="touchlamp",
+        description=(
+            "A long-distance touch lamp: touch yours and the others glow in your colour. "
+            "Run `touchlamp demo` to try two simulated lamps in your browser."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"touchlamp {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
+    )
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for module_name in _COMPONENTS:
+        module = importlib.import_module(module_name)
+        module.register(subparsers)
+    return parser
+
+
+def configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    handler: Handler = args.func
+    try:
+        return handler(args)
+    except SettingsError as error:
+        print(f"touchlamp: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def not_available_yet(what: str, issue: str) -> Handler:
+    """A handler for a command that a later piece of work fills in: says so, exits non-zero."""
+
+    def handler(_args: argparse.Namespace) -> int:
+        print(f"touchlamp: `{what}` is not available yet ({issue}).", file=sys.stderr)
+        return EXIT_FAILURE
+
+    return handler
