@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
@@ -33,7 +33,7 @@ def read_secret_file(path: Path) -> str:
         raise SettingsError(f"cannot read secret file {path}: {error.strerror}") from error
 
 
-def load_settings(cls: type[S], *, env_file: Path | None = None, **overrides: object) -> S:
+def load_settings(cls: type[S], *, env_file: Path | None = None, **overrides: Any) -> S:
     """Build ``cls`` from the environment, ``env_file`` and ``overrides`` (highest priority).
 
     Secrets (passwords, DSNs) may also come from files named after the field in a secrets
@@ -45,18 +45,14 @@ def load_settings(cls: type[S], *, env_file: Path | None = None, **overrides: ob
         raise SettingsError(
             f"env file {env_file} does not exist; pass an existing file to --env-file"
         )
-    secrets_dir = os.environ.get("CREDENTIALS_DIRECTORY") or os.environ.get(
-        "TOUCHLAMP_SECRETS_DIR"
-    )
+    secrets_dir = os.environ.get("CREDENTIALS_DIRECTORY") or os.environ.get("TOUCHLAMP_SECRETS_DIR")
     if secrets_dir is not None and not Path(secrets_dir).is_dir():
         raise SettingsError(
             f"secrets directory {secrets_dir} does not exist; "
             "fix CREDENTIALS_DIRECTORY / TOUCHLAMP_SECRETS_DIR"
         )
     try:
-        return cls(  # type: ignore[call-arg]
-            _env_file=env_file, _secrets_dir=secrets_dir, **overrides
-        )
+        return cls(_env_file=env_file, _secrets_dir=secrets_dir, **overrides)
     except ValidationError as error:
         raise SettingsError(_describe(cls, error, env_file, overrides)) from None
 
