@@ -36,10 +36,12 @@ def read_secret_file(path: Path) -> str:
 def load_settings(cls: type[S], *, env_file: Path | None = None, **overrides: Any) -> S:
     """Build ``cls`` from the environment, ``env_file`` and ``overrides`` (highest priority).
 
-    Secrets (passwords, DSNs) may also come from files named after the field in a secrets
-    directory: ``$CREDENTIALS_DIRECTORY`` when systemd's ``LoadCredential=`` provides one, else
-    ``$TOUCHLAMP_SECRETS_DIR``. Raises ``SettingsError`` naming the field, its source and the
-    expected form.
+    Secrets (passwords, DSNs) may come from files instead of values: a variable named like the
+    setting plus ``_FILE`` (``TOUCHLAMP_DEVICE_MQTT__PASSWORD_FILE=/etc/touchlamp/password``), in
+    the environment or the env file, is replaced by the file's content. Top-level fields may also
+    come from files named after the variable in a secrets directory: ``$CREDENTIALS_DIRECTORY``
+    when systemd's ``LoadCredential=`` provides one, else ``$TOUCHLAMP_SECRETS_DIR``.
+    Raises ``SettingsError`` naming the field, its source and the expected form.
     """
     if env_file is not None and not env_file.is_file():
         raise SettingsError(
@@ -51,10 +53,39 @@ def load_settings(cls: type[S], *, env_file: Path | None = None, **overrides: An
             f"secrets directory {secrets_dir} does not exist; "
             "fix CREDENTIALS_DIRECTORY / TOUCHLAMP_SECRETS_DIR"
         )
+    from_files = _values_from_files(cls, env_file)
     try:
-        return cls(_env_file=env_file, _secrets_dir=secrets_dir, **overrides)
+        return cls(_env_file=env_file, _secrets_dir=secrets_dir, **_merge(from_files, overrides))
     except ValidationError as error:
         raise SettingsError(_describe(cls, error, env_file, overrides)) from None
+
+
+def _values_from_files(cls: type[BaseSettings], env_file: Path | None) -> dict[str, Any]:
+    """``…_FILE`` variables turned into the nested values they stand for."""
+    prefix = str(cls.model_config.get("env_prefix", "")).upper()
+    delimiter = str(cls.model_config.get("env_nested_delimiter") or "__")
+    variables = {key.upper(): value for key, value in _env_file_values(cls, env_file).items()}
+    variables.update((key.upper(), value) for key, value in os.environ.items())
+    values: dict[str, Any] = {}
+    for name, path in variables.items():
+        if not (name.startswith(prefix) and name.endswith("_FILE")) or not path:
+            continue
+        *parents, leaf = name[len(prefix) : -len("_FILE")].lower().split(delimiter.lower())
+        target = values
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = read_secret_file(Path(path))
+    return values
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _describe(
@@ -91,6 +122,8 @@ def _source_of(
         return f"environment variable {variable}"
     if variable.lower() in file_values and env_file is not None:
         return f"env file {env_file} ({variable})"
+    if f"{variable}_FILE" in os.environ or f"{variable}_FILE".lower() in file_values:
+        return f"the file named by {variable}_FILE"
     return f"{variable} (not set; set the environment variable or put it in the env file)"
 
 

@@ -38,7 +38,7 @@ M = TypeVar("M", bound=BaseModel)
 
 def encode(message: BaseModel) -> bytes:
     """Compact JSON with the wire's field names (``from``, not ``sender``)."""
-    return message.model_dump_json(by_alias=True, exclude_none=True).encode()
+    return message.model_dump_json(by_alias=True).encode()
 
 
 def encode_availability(availability: Availability) -> bytes:

@@ -56,7 +56,9 @@ TouchId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9:-]{2,80}$"
 EpochMs = Annotated[int, Field(ge=0, le=_MAX_JSON_INT)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 
-_STRICT = ConfigDict(frozen=True, extra="forbid", strict=True, populate_by_name=True)
+_STRICT = ConfigDict(
+    frozen=True, extra="forbid", strict=True, validate_by_name=True, validate_by_alias=True
+)
 
 
 class Touch(BaseModel):
@@ -85,7 +87,10 @@ class Glow(BaseModel):
     mutual window; ``at`` is the relay's clock when it received the touch.
     """
 
-    model_config = _STRICT
+    # Written out (not ``_STRICT``) so pydantic's mypy plugin sees that ``sender=`` is accepted.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", strict=True, validate_by_name=True, validate_by_alias=True
+    )
 
     touch: TouchId
     sender: LampId = Field(alias="from")
@@ -135,7 +140,12 @@ class PairRequest(BaseModel):
     """An MQTT 5 request on ``…/pair`` (with a response topic and correlation data)."""
 
     model_config = ConfigDict(
-        frozen=True, extra="forbid", strict=True, populate_by_name=True, use_enum_values=False
+        frozen=True,
+        extra="forbid",
+        strict=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        use_enum_values=False,
     )
 
     action: Annotated[PairAction, Field(strict=False)]
@@ -147,7 +157,9 @@ class PairRequest(BaseModel):
 class PairResponse(BaseModel):
     """The relay's answer. ``ok`` false means refused, ``reason`` says why in plain words."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", strict=True, validate_by_name=True, validate_by_alias=True
+    )
 
     action: Annotated[PairAction, Field(strict=False)]
     ok: bool

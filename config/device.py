@@ -1,0 +1,433 @@
+"""Settings of one lamp: ``DeviceSettings`` (prefix ``TOUCHLAMP_DEVICE_``, nested groups with ``__``).
+
+Load them with ``load_settings(DeviceSettings, env_file=...)``; every field is described in
+``config/device.env.example``. Groups:
+
+- ``mqtt`` — where the broker is and how to log in (``…_MQTT__HOST``, ``…_MQTT__PASSWORD``);
+- ``hardware`` — which touch sensor and LED are wired to which pins (``…_HARDWARE__TOUCH_PIN``);
+- ``looks`` — every timing and level of the lamp's gestures and light (``…_LOOKS__GLOW__LEVEL``);
+- ``quiet_hours`` — when incoming glows stay dark (``…_QUIET_HOURS__START=22:00``);
+- ``outbox`` — how many touches made offline are kept, and for how long.
+
+The looks groups are models (not settings) so the lamp core and tests build them directly, e.g.
+``LookSettings(glow=GlowLook(fade_seconds=60))``. Every nested group forbids unknown fields, so a
+misspelt variable such as ``…_LOOKS__GLOW__FADE_SECOND`` stops start-up instead of being ignored.
+Groups that appear twice with different defaults (``glow`` / ``missed``, the tap feedbacks) are
+separate subclasses: setting one field from the environment then keeps that group's own
+defaults for the others (pydantic-settings replaces a default object wholesale).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import zoneinfo
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from touchlamp.config.common import read_secret_file
+from touchlamp.protocol.messages import Color, LampId
+from touchlamp.protocol.topics import DEFAULT_ROOT
+
+__all__ = [
+    "AuthFailedLook",
+    "ColorChosenLook",
+    "DeviceSettings",
+    "DisconnectedLook",
+    "GlowLook",
+    "HardwareSettings",
+    "LookSettings",
+    "MissedLook",
+    "MqttSettings",
+    "OutboxSettings",
+    "PulseLook",
+    "QuietHours",
+    "StatusLook",
+    "TapQueuedLook",
+    "TapRefusedLook",
+    "TapSentLook",
+    "TogetherLook",
+    "default_state_dir",
+]
+
+_GROUP = ConfigDict(extra="forbid", frozen=True)
+
+Level = Annotated[float, Field(ge=0.0, le=1.0)]
+"""A perceived brightness: 0 is dark, 1 is the brightest the cap allows."""
+Seconds = Annotated[float, Field(gt=0.0)]
+GpioPin = Annotated[int, Field(ge=0, le=27)]
+"""A Broadcom (BCM) GPIO number as on the Raspberry Pi header, not a physical pin number."""
+
+
+def _check_zone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin' "
+            "(see `timedatectl list-timezones`)"
+        ) from None
+    return name
+
+
+TimeZoneName = Annotated[str, AfterValidator(_check_zone)]
+
+
+def default_state_dir() -> Path:
+    """``$STATE_DIRECTORY`` (systemd's ``StateDirectory=``), else ``$XDG_STATE_HOME/touchlamp``."""
+    systemd = os.environ.get("STATE_DIRECTORY")
+    if systemd:
+        # systemd lists several directories separated by ':' when the unit asks for several.
+        return Path(systemd.split(":")[0])
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "touchlamp"
+
+
+class MqttSettings(BaseModel):
+    """How the lamp reaches the broker. ``username`` defaults to the lamp id (the broker's ACL
+    ties the lamp's topics to it); the password comes from ``password`` or ``password_file``."""
+
+    model_config = _GROUP
+
+    host: Annotated[str, StringConstraints(min_length=1, max_length=253)] = "localhost"
+    port: int | None = Field(default=None, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    topic_root: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = (
+        DEFAULT_ROOT
+    )
+    tls: bool = False
+    ca_file: Path | None = None
+    keepalive_seconds: int = Field(default=60, ge=5, le=65535)
+    # How long the broker keeps this lamp's subscriptions and queued glows while it is away.
+    session_expiry_seconds: int = Field(default=2 * 24 * 3600, ge=0, le=2**32 - 1)
+    reconnect_min_seconds: Seconds = 1.0
+    reconnect_max_seconds: Seconds = 120.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_password_file(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("password_file") in (None, ""):
+            return data
+        if data.get("password") not in (None, ""):
+            raise ValueError("set either password or password_file, not both")
+        # SettingsError is a ValueError, so pydantic reports it against this group.
+        return {**data, "password": read_secret_file(Path(data["password_file"]))}
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.reconnect_max_seconds < self.reconnect_min_seconds:
+            raise ValueError(
+                f"reconnect_max_seconds ({self.reconnect_max_seconds}) must not be below "
+                f"reconnect_min_seconds ({self.reconnect_min_seconds})"
+            )
+        if self.ca_file is not None and not self.tls:
+            raise ValueError("ca_file is set but tls is off: set tls=true to use it")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        """``port``, else 8883 with TLS and 1883 without (the IANA ports for MQTT)."""
+        if self.port is not None:
+            return self.port
+        return 8883 if self.tls else 1883
+
+
+TouchKind = Literal["ttp223", "button", "mpr121", "none"]
+LedKind = Literal["mono", "rgb", "neopixel", "none"]
+
+
+class HardwareSettings(BaseModel):
+    """What is wired where (BCM GPIO numbers).
+
+    ``touch_kind``: ``ttp223`` — a capacitive touch module with a push-pull output, high while
+    touched (pulled down so an unplugged sensor reads "not touched"); ``button`` — a plain switch
+    to ground (internal pull-up, low while pressed); ``mpr121`` — an MPR121 board on I2C whose IRQ
+    pin is on ``mpr121_irq_pin`` (needs the ``mpr121`` extra); ``none`` — no touch input.
+    ``led_kind``: ``mono`` — one PWM LED on ``led_pin``; ``rgb`` — an RGB LED on ``red_pin``,
+    ``green_pin``, ``blue_pin`` (``rgb_common_anode`` inverts the pins); ``neopixel`` — a WS2812
+    strip (needs the ``neopixel`` extra); ``none`` — no light.
+    """
+
+    model_config = _GROUP
+
+    touch_kind: TouchKind = "ttp223"
+    touch_pin: GpioPin = 17
+    # gpiozero ignores edges closer together than this; 0 turns debouncing off.
+    touch_bounce_seconds: float = Field(default=0.02, ge=0.0, le=1.0)
+    mpr121_channel: int = Field(default=0, ge=0, le=11)
+    mpr121_address: int = Field(default=0x5A, ge=0x5A, le=0x5D)
+    mpr121_irq_pin: GpioPin = 4
+
+    led_kind: LedKind = "rgb"
+    led_pin: GpioPin = 18
+    led_active_high: bool = True
+    red_pin: GpioPin = 12
+    green_pin: GpioPin = 13
+    blue_pin: GpioPin = 19
+    rgb_common_anode: bool = False
+    pwm_frequency: int = Field(default=100, ge=1, le=100_000)
+    # How a single-colour LED shows a colour: its brightest channel, or its luminance.
+    mono_from: Literal["max", "luminance"] = "max"
+    neopixel_pin: Annotated[str, StringConstraints(pattern=r"^D\d{1,2}$")] = "D18"
+    neopixel_count: int = Field(default=12, ge=1, le=1024)
+    neopixel_order: Literal["RGB", "GRB", "RGBW", "GRBW"] = "GRB"
+
+    @model_validator(mode="after")
+    def _check_pins(self) -> Self:
+        used: dict[int, str] = {}
+        for name, pin in self._pins_in_use():
+            if pin in used:
+                raise ValueError(
+                    f"GPIO{pin} is used twice ({used[pin]} and {name}): give each its own pin"
+                )
+            used[pin] = name
+        return self
+
+    def _pins_in_use(self) -> list[tuple[str, int]]:
+        pins: list[tuple[str, int]] = []
+        if self.touch_kind in ("ttp223", "button"):
+            pins.append(("touch_pin", self.touch_pin))
+        elif self.touch_kind == "mpr121":
+            pins.append(("mpr121_irq_pin", self.mpr121_irq_pin))
+        if self.led_kind == "mono":
+            pins.append(("led_pin", self.led_pin))
+        elif self.led_kind == "rgb":
+            pins += [
+                ("red_pin", self.red_pin),
+                ("green_pin", self.green_pin),
+                ("blue_pin", self.blue_pin),
+            ]
+        elif self.led_kind == "neopixel":
+            pins.append(("neopixel_pin", int(self.neopixel_pin[1:])))
+        return pins
+
+
+class PulseLook(BaseModel):
+    """A short feedback: ``pulses`` soft swells to ``level`` within ``seconds``, blended over
+    whatever the lamp shows. ``color`` ``None`` means the lamp's own colour."""
+
+    model_config = _GROUP
+
+    color: Color | None = None
+    level: Level = 1.0
+    pulses: int = Field(default=1, ge=1, le=10)
+    seconds: Seconds = 1.2
+
+
+class TapSentLook(PulseLook):
+    """The touch went out: one swell in your own colour."""
+
+
+class TapQueuedLook(PulseLook):
+    """Offline, the touch waits in the outbox: two dimmer, slower swells in your own colour."""
+
+    level: Level = 0.4
+    pulses: int = Field(default=2, ge=1, le=10)
+    seconds: Seconds = 2.4
+
+
+class TapRefusedLook(PulseLook):
+    """Not paired, nobody to send to: three faint warm-white swells."""
+
+    color: Color | None = "#ffc680"
+    level: Level = 0.3
+    pulses: int = Field(default=3, ge=1, le=10)
+    seconds: Seconds = 1.8
+
+
+class ColorChosenLook(PulseLook):
+    """A colour was picked by holding: two swells in the new colour."""
+
+    pulses: int = Field(default=2, ge=1, le=10)
+    seconds: Seconds = 1.6
+
+
+class GlowLook(BaseModel):
+    """A received touch: rise in ``attack_seconds``, breathe ``breaths`` times (each
+    ``breath_seconds`` long, between ``level`` and ``level * breath_low``), then fade evenly (to
+    the eye) from ``level`` to dark over ``fade_seconds``."""
+
+    model_config = _GROUP
+
+    level: Level = 1.0
+    attack_seconds: Seconds = 0.4
+    breaths: int = Field(default=6, ge=0, le=1000)
+    breath_seconds: Seconds = 4.0
+    breath_low: Level = 0.45
+    fade_seconds: Seconds = 30 * 60.0
+
+
+class MissedLook(GlowLook):
+    """At the end of quiet hours, the last sender's colour: softer, slower, and longer."""
+
+    level: Level = 0.35
+    attack_seconds: Seconds = 3.0
+    breaths: int = Field(default=2, ge=0, le=1000)
+    breath_seconds: Seconds = 8.0
+    breath_low: Level = 0.6
+    fade_seconds: Seconds = 60 * 60.0
+
+
+class TogetherLook(BaseModel):
+    """A mutual touch (both lamps touched within the relay's window): the sender's colour and
+    yours take turns softly, ``swaps`` times ``swap_seconds``, then the glow fades as usual."""
+
+    model_config = _GROUP
+
+    level: Level = 1.0
+    swaps: int = Field(default=4, ge=1, le=1000)
+    swap_seconds: Seconds = 3.0
+
+
+class StatusLook(BaseModel):
+    """A slow faint swell repeating every ``period_seconds``; ``level`` 0 turns it off.
+    ``color`` ``None`` means the lamp's own colour."""
+
+    model_config = _GROUP
+
+    color: Color | None = None
+    level: Level = 0.06
+    period_seconds: Seconds = 6.0
+
+
+class DisconnectedLook(StatusLook):
+    """Not connected for longer than ``looks.disconnected_grace_seconds``."""
+
+
+class AuthFailedLook(StatusLook):
+    """The broker refused the lamp's credentials: a faster, reddish swell (re-enroll the lamp)."""
+
+    color: Color | None = "#ff3000"
+    level: Level = 0.12
+    period_seconds: Seconds = 2.0
+
+
+class LookSettings(BaseModel):
+    """Every timing and level of the lamp's light. Levels are *perceived* brightness (0..1); the
+    core turns them into PWM values with ``gamma`` and scales every frame by ``max_brightness``."""
+
+    model_config = _GROUP
+
+    gamma: float = Field(default=2.2, ge=1.0, le=4.0)
+    max_brightness: Level = 1.0
+    # Fast animations redraw at most this often; slow ones (a long fade) only when their
+    # perceived brightness has moved by ``frame_step``, so a fading lamp sleeps between frames.
+    frame_rate: float = Field(default=30.0, gt=0.0, le=200.0)
+    frame_step: float = Field(default=1 / 512, gt=0.0, le=0.1)
+
+    hold_seconds: Seconds = 1.0
+    hue_cycle_seconds: Seconds = 6.0
+    pick_level: Level = 1.0
+
+    tap_sent: TapSentLook = TapSentLook()
+    tap_queued: TapQueuedLook = TapQueuedLook()
+    tap_refused: TapRefusedLook = TapRefusedLook()
+    color_chosen: ColorChosenLook = ColorChosenLook()
+    # A send result (queued / refused) arriving later than this after the tap is not shown.
+    tap_result_window_seconds: Seconds = 5.0
+
+    glow: GlowLook = GlowLook()
+    together: TogetherLook = TogetherLook()
+    missed: MissedLook = MissedLook()
+    # Glows arriving less than this apart (a backlog delivered on reconnect) are one glow.
+    coalesce_seconds: float = Field(default=2.0, ge=0.0)
+    glow_max_age_seconds: Seconds = 12 * 3600.0
+
+    disconnected_grace_seconds: float = Field(default=60.0, ge=0.0)
+    disconnected: DisconnectedLook = DisconnectedLook()
+    auth_failed: AuthFailedLook = AuthFailedLook()
+    # A faint steady light in an online partner's colour; 0 (the default) turns it off.
+    ambient_level: Level = 0.0
+
+
+class QuietHours(BaseModel):
+    """Local times between which incoming glows stay dark (``22:00``–``07:00`` crosses midnight).
+
+    ``timezone`` is an IANA name; without it the system's local time is used, which is right
+    except for scheduling across a daylight-saving change (corrected at the next wake-up).
+    """
+
+    model_config = _GROUP
+
+    enabled: bool = False
+    start: dt.time = dt.time(22, 0)
+    end: dt.time = dt.time(7, 0)
+    timezone: TimeZoneName | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.start.tzinfo is not None or self.end.tzinfo is not None:
+            raise ValueError("start and end are local times: drop the offset, set timezone")
+        if self.enabled and self.start == self.end:
+            raise ValueError(f"start and end are both {self.start:%H:%M}: quiet hours need a span")
+        return self
+
+
+class OutboxSettings(BaseModel):
+    """Touches made while offline wait on disk; the oldest are dropped past either bound."""
+
+    model_config = _GROUP
+
+    max_entries: int = Field(default=1000, ge=1, le=1_000_000)
+    max_age_hours: float = Field(default=12.0, gt=0.0)
+
+
+class DeviceSettings(BaseSettings):
+    """One lamp. Only ``lamp_id`` is required (``touchlamp device enroll`` writes it)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TOUCHLAMP_DEVICE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    lamp_id: LampId
+    name: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
+    color: Color = "#ff8c1a"
+    state_dir: Path = Field(default_factory=default_state_dir)
+    mqtt: MqttSettings = MqttSettings()
+    hardware: HardwareSettings = HardwareSettings()
+    looks: LookSettings = LookSettings()
+    quiet_hours: QuietHours = QuietHours()
+    outbox: OutboxSettings = OutboxSettings()
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.lamp_id
+
+    @property
+    def mqtt_username(self) -> str:
+        return self.mqtt.username or self.lamp_id
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Nested secret files, so systemd's ``LoadCredential=touchlamp_device_mqtt__password:…``
+        # fills ``mqtt.password`` like the environment variable of the same name would.
+        nested_secrets = NestedSecretsSettingsSource(file_secret_settings)
+        return init_settings, env_settings, dotenv_settings, nested_secrets
