@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_settings import BaseSettings
 from pydantic_settings.sources import DotEnvSettingsSource
 
@@ -71,11 +71,26 @@ def _values_from_files(cls: type[BaseSettings], env_file: Path | None) -> dict[s
         if not (name.startswith(prefix) and name.endswith("_FILE")) or not path:
             continue
         *parents, leaf = name[len(prefix) : -len("_FILE")].lower().split(delimiter.lower())
+        if not _names_secret_field(cls, [*parents, leaf]):
+            continue  # a setting that is itself a path (``…_CA_FILE``), or handled by its model
         target = values
         for part in parents:
             target = target.setdefault(part, {})
         target[leaf] = read_secret_file(Path(path))
     return values
+
+
+def _names_secret_field(cls: type[BaseModel], parts: list[str]) -> bool:
+    """Whether ``parts`` is a field that has no ``…_file`` field of its own beside it."""
+    model = cls
+    *parents, leaf = parts
+    for part in parents:
+        field = model.model_fields.get(part)
+        group = None if field is None else field.annotation
+        if not (isinstance(group, type) and issubclass(group, BaseModel)):
+            return False
+        model = group
+    return leaf in model.model_fields and f"{leaf}_file" not in model.model_fields
 
 
 def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
@@ -124,6 +139,12 @@ def _source_of(
         return f"env file {env_file} ({variable})"
     if f"{variable}_FILE" in os.environ or f"{variable}_FILE".lower() in file_values:
         return f"the file named by {variable}_FILE"
+    # A group's own check (e.g. two settings naming the same pin) is reported against the group.
+    group = f"{variable}__"
+    if any(name.startswith(group) for name in os.environ) or any(
+        key.startswith(group.lower()) for key in file_values
+    ):
+        return f"the {group}… settings"
     return f"{variable} (not set; set the environment variable or put it in the env file)"
 
 

@@ -1,4 +1,4 @@
-"""Settings of one lamp: ``DeviceSettings`` (prefix ``TOUCHLAMP_DEVICE_``, nested groups with ``__``).
+"""Settings of one lamp: ``DeviceSettings`` (``TOUCHLAMP_DEVICE_…``, nested groups with ``__``).
 
 Load them with ``load_settings(DeviceSettings, env_file=...)``; every field is described in
 ``config/device.env.example``. Groups:
@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -89,6 +90,20 @@ def _check_zone(name: str) -> str:
 TimeZoneName = Annotated[str, AfterValidator(_check_zone)]
 
 
+def _int_or_hex(value: Any) -> Any:
+    # I2C addresses are written in hex (``0x5A``) everywhere, including on the MPR121 board.
+    if isinstance(value, str) and value.strip().lower().startswith("0x"):
+        try:
+            return int(value, 16)
+        except ValueError:
+            return value
+    return value
+
+
+I2cAddress = Annotated[int, BeforeValidator(_int_or_hex), Field(ge=0x5A, le=0x5D)]
+"""An MPR121's I2C address: 0x5A to 0x5D, set by its ADDR pin."""
+
+
 def default_state_dir() -> Path:
     """``$STATE_DIRECTORY`` (systemd's ``StateDirectory=``), else ``$XDG_STATE_HOME/touchlamp``."""
     systemd = os.environ.get("STATE_DIRECTORY")
@@ -126,10 +141,14 @@ class MqttSettings(BaseModel):
     def _read_password_file(cls, data: Any) -> Any:
         if not isinstance(data, dict) or data.get("password_file") in (None, ""):
             return data
-        if data.get("password") not in (None, ""):
+        from_file = read_secret_file(Path(data["password_file"]))
+        given = data.get("password")
+        if isinstance(given, SecretStr):
+            given = given.get_secret_value()
+        # ``load_settings`` may already have put the file's content into ``password``.
+        if given not in (None, "", from_file):
             raise ValueError("set either password or password_file, not both")
-        # SettingsError is a ValueError, so pydantic reports it against this group.
-        return {**data, "password": read_secret_file(Path(data["password_file"]))}
+        return {**data, "password": from_file}
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -173,7 +192,7 @@ class HardwareSettings(BaseModel):
     # gpiozero ignores edges closer together than this; 0 turns debouncing off.
     touch_bounce_seconds: float = Field(default=0.02, ge=0.0, le=1.0)
     mpr121_channel: int = Field(default=0, ge=0, le=11)
-    mpr121_address: int = Field(default=0x5A, ge=0x5A, le=0x5D)
+    mpr121_address: I2cAddress = 0x5A
     mpr121_irq_pin: GpioPin = 4
 
     led_kind: LedKind = "rgb"
@@ -183,7 +202,6 @@ class HardwareSettings(BaseModel):
     green_pin: GpioPin = 13
     blue_pin: GpioPin = 19
     rgb_common_anode: bool = False
-    pwm_frequency: int = Field(default=100, ge=1, le=100_000)
     # How a single-colour LED shows a colour: its brightest channel, or its luminance.
     mono_from: Literal["max", "luminance"] = "max"
     neopixel_pin: Annotated[str, StringConstraints(pattern=r"^D\d{1,2}$")] = "D18"
@@ -271,7 +289,7 @@ class GlowLook(BaseModel):
     attack_seconds: Seconds = 0.4
     breaths: int = Field(default=6, ge=0, le=1000)
     breath_seconds: Seconds = 4.0
-    breath_low: Level = 0.45
+    breath_low: Level = 0.5
     fade_seconds: Seconds = 30 * 60.0
 
 
@@ -287,14 +305,15 @@ class MissedLook(GlowLook):
 
 
 class TogetherLook(BaseModel):
-    """A mutual touch (both lamps touched within the relay's window): the sender's colour and
-    yours take turns softly, ``swaps`` times ``swap_seconds``, then the glow fades as usual."""
+    """A mutual touch (both lamps touched within the relay's window): ``turns`` times, the
+    sender's colour softly gives way to yours and comes back (``turn_seconds`` each); then the
+    glow fades in the sender's colour as usual."""
 
     model_config = _GROUP
 
     level: Level = 1.0
-    swaps: int = Field(default=4, ge=1, le=1000)
-    swap_seconds: Seconds = 3.0
+    turns: int = Field(default=4, ge=1, le=1000)
+    turn_seconds: Seconds = 3.0
 
 
 class StatusLook(BaseModel):
@@ -359,7 +378,7 @@ class LookSettings(BaseModel):
 
 
 class QuietHours(BaseModel):
-    """Local times between which incoming glows stay dark (``22:00``–``07:00`` crosses midnight).
+    """Local times between which incoming glows stay dark (``22:00`` to ``07:00`` crosses midnight).
 
     ``timezone`` is an IANA name; without it the system's local time is used, which is right
     except for scheduling across a daylight-saving change (corrected at the next wake-up).
@@ -398,6 +417,8 @@ class DeviceSettings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         frozen=True,
+        # ``…_LOOKS__AUTH_FAILED__COLOR=none`` and the like set an optional field back to None.
+        env_parse_none_str="none",
     )
 
     lamp_id: LampId
@@ -421,7 +442,7 @@ class DeviceSettings(BaseSettings):
     @classmethod
     def settings_customise_sources(
         cls,
-        settings_cls: type[BaseSettings],
+        settings_cls: type[BaseSettings],  # noqa: ARG003  pydantic-settings' hook signature
         init_settings: PydanticBaseSettingsSource,
         env_settings: PydanticBaseSettingsSource,
         dotenv_settings: PydanticBaseSettingsSource,

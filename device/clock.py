@@ -57,7 +57,9 @@ class ManualClock:
 
     def __init__(self, *, start: dt.datetime, monotonic_start: float = 0.0) -> None:
         if start.tzinfo is None:
-            raise ValueError("ManualClock needs an aware start, e.g. datetime(…, tzinfo=ZoneInfo(…))")
+            raise ValueError(
+                "ManualClock needs an aware start, e.g. datetime(…, tzinfo=ZoneInfo(…))"
+            )
         self._start = start
         self._monotonic_start = monotonic_start
         self._elapsed = 0.0

@@ -15,13 +15,17 @@ from dataclasses import dataclass
 from typing import Protocol
 
 __all__ = [
+    "CodeExistsError",
     "Group",
+    "GroupExistsError",
     "GroupFullError",
     "Lamp",
     "LampExistsError",
     "PairingCode",
+    "SchemaTooNewError",
     "Store",
     "StoreError",
+    "StoreUnavailableError",
     "UnknownGroupError",
     "UnknownLampError",
 ]
@@ -29,6 +33,10 @@ __all__ = [
 
 class StoreError(Exception):
     """Base of the store's errors; the message names the lamp, group or code concerned."""
+
+    def __str__(self) -> str:
+        # KeyError's own __str__ quotes its argument; the message is meant to be read as written.
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
 
 
 class UnknownLampError(StoreError, KeyError):
@@ -43,8 +51,25 @@ class UnknownGroupError(StoreError, KeyError):
     pass
 
 
+class GroupExistsError(StoreError, ValueError):
+    """The group id is taken (ids are random, so the caller may retry with a fresh one)."""
+
+
 class GroupFullError(StoreError, ValueError):
     pass
+
+
+class CodeExistsError(StoreError, ValueError):
+    """The pairing code text is taken (codes are random, so the caller may retry)."""
+
+
+class SchemaTooNewError(StoreError, RuntimeError):
+    """The database was migrated by a newer touchlamp than this one; nothing was changed."""
+
+
+class StoreUnavailableError(StoreError, RuntimeError):
+    """The database could not be reached, was busy past the timeout, or aborted the transaction
+    (a deadlock between relays). The operation did not happen; retrying later is safe."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +101,8 @@ class PairingCode:
 class Store(Protocol):
     # -- schema ---------------------------------------------------------------------------------
     def migrate(self) -> int:
-        """Apply pending migrations (idempotent, at start-up); return the schema version."""
+        """Apply pending migrations (idempotent, at start-up); return the schema version.
+        ``SchemaTooNewError`` if the database was migrated by a newer touchlamp."""
 
     def close(self) -> None: ...
 
@@ -101,37 +127,54 @@ class Store(Protocol):
         """Record presence; return True if it changed (False also for an unknown lamp)."""
 
     # -- groups ---------------------------------------------------------------------------------
-    def group_of(self, lamp_id: str) -> Group | None: ...
+    # A lamp that leaves a group (by leaving, joining or being put into another, or being
+    # removed) takes the pairing codes it created with it: they invited into its old group.
+
+    def group_of(self, lamp_id: str) -> Group | None:
+        """The lamp's group; ``None`` if it has none or is unknown."""
 
     def get_group(self, group_id: str) -> Group | None: ...
 
-    def list_groups(self) -> list[Group]: ...
+    def list_groups(self) -> list[Group]:
+        """All groups, ordered by id."""
 
     def create_group(self, lamp_ids: list[str], *, name: str, group_id: str) -> Group:
-        """Put these lamps (all must exist) into a new group, taking each out of any group it was
-        in (an old group left with no members is deleted). One transaction."""
+        """Put these lamps (all must exist; at least one) into a new group, in the given order,
+        taking each out of any group it was in (an old group left with no members is deleted).
+        One transaction: ``UnknownLampError`` or ``GroupExistsError`` changes nothing."""
 
     def join_group(self, lamp_id: str, group_id: str, *, max_size: int) -> Group:
-        """Move a lamp into a group (leaving its old one). ``GroupFullError`` at ``max_size``."""
+        """Move a lamp into a group (leaving its old one). ``GroupFullError`` at ``max_size``;
+        ``UnknownLampError`` / ``UnknownGroupError``. Already a member: the group, unchanged."""
 
     def leave_group(self, lamp_id: str) -> Group | None:
         """Take a lamp out of its group; return the old group as it is now (``None`` if the lamp
         had none, or the group was deleted because no member remained). A group of one is kept:
-        its member can still create a code for others to join."""
+        its member can still create a code for others to join. ``UnknownLampError``."""
 
     # -- touches (de-duplication that survives restarts) ---------------------------------------
     def record_touch(self, lamp_id: str, stream: int, seq: int, *, now_ms: int) -> bool:
-        """Remember (lamp, stream, seq); True if it is new, False if already recorded. Also
-        updates the lamp's ``last_touch_ms``. Atomic, so two relays cannot both see it as new."""
+        """Remember (lamp, stream, seq); True if it is new, False if already recorded. A new
+        touch also moves the lamp's ``last_touch_ms`` forward to ``now_ms``. Atomic, so two
+        relays cannot both see it as new. ``UnknownLampError`` if the lamp is not registered."""
 
     def prune_touches(self, *, older_than_ms: int) -> int:
         """Forget touch records received before ``older_than_ms``; return how many."""
 
     # -- pairing codes --------------------------------------------------------------------------
     def save_code(self, code: PairingCode) -> None:
-        """Store a new code (the code text is unique; a collision raises ``StoreError``)."""
+        """Store a new code. Its creator must be a member of its group (``StoreError``
+        otherwise); ``CodeExistsError`` if the text is taken; ``UnknownLampError`` /
+        ``UnknownGroupError``."""
 
     def take_code(self, code: str, *, now_ms: int) -> PairingCode | None:
-        """Atomically remove and return a code if it exists and has not expired (single use)."""
+        """Atomically remove and return a code if it exists and has not expired (single use):
+        valid while ``now_ms < expires_ms``. An expired code is left for ``prune_codes``, so
+        ``get_code`` can still tell "expired" from "wrong"."""
 
-    def prune_codes(self, *, now_ms: int) -> int: ...
+    def get_code(self, code: str) -> PairingCode | None:
+        """A stored code, expired or not, without taking it (to tell the user *why* a code was
+        refused); ``None`` if there is no such code (never created, taken, or pruned)."""
+
+    def prune_codes(self, *, now_ms: int) -> int:
+        """Delete codes that expired (``expires_ms <= now_ms``); return how many."""

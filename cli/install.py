@@ -1,0 +1,699 @@
+"""``touchlamp device install`` and ``touchlamp relay install``: put a lamp or a relay in place.
+
+What an install does, under a root prefix (``/`` on the machine itself, a temporary folder in
+tests or when preparing an image)::
+
+    /opt/touchlamp/venv                    a virtual environment with touchlamp pip-installed
+    /usr/local/bin/touchlamp               a link to the venv's command (when /usr/local/bin exists)
+    /etc/touchlamp/                        0711 root: the service opens its broker CA by name
+    /etc/touchlamp/{device,relay}.env      0600 root, written once, never overwritten
+    /etc/systemd/system/touchlamp-{device,relay}.service
+    /etc/systemd/system/multi-user.target.wants/…   enabled (``systemctl enable`` on ``/``)
+
+Why /etc/touchlamp is 0711 rather than 0700: the services run as a dynamic, unprivileged user
+and receive their env file as a systemd credential (``LoadCredential=``), so they never read it
+in place; a broker CA certificate named by the settings (public, 0644) must still be openable by
+that user. 0711 lets it open a file it knows the name of, without listing the directory.
+
+Every step is planned by comparing what is wanted with what is there, so running the install
+twice changes nothing the second time, and ``--dry-run`` prints the plan without changing
+anything. ``uninstall`` removes what install added: the unit and its enablement, and the
+virtual environment once no touchlamp unit is left (a Pi may run both the lamp and the relay);
+``--purge`` also removes the settings and the service's state. Settings are kept by default,
+because after enrollment they hold the lamp's only copy of its password.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any, Literal, Protocol, TextIO
+from urllib.parse import unquote, urlparse
+
+__all__ = [
+    "COMPONENTS",
+    "Component",
+    "InstallError",
+    "InstallOptions",
+    "Step",
+    "UninstallOptions",
+    "carry_out",
+    "main",
+    "plan_install",
+    "plan_uninstall",
+    "register_install",
+]
+
+Role = Literal["device", "relay"]
+
+OPT_DIR = "/opt/touchlamp"
+VENV_DIR = "/opt/touchlamp/venv"
+ETC_DIR = "/etc/touchlamp"
+UNIT_DIR = "/etc/systemd/system"
+WANTS_DIR = "/etc/systemd/system/multi-user.target.wants"
+COMMAND_LINK = "/usr/local/bin/touchlamp"
+STATE_ROOT = "/var/lib"
+ETC_DIR_MODE = 0o711
+SETTINGS_MODE = 0o600
+UNIT_MODE = 0o644
+# The command line the shipped units start; ``--no-venv`` points it elsewhere.
+_UNIT_COMMAND = f"{VENV_DIR}/bin/touchlamp"
+_DISTRIBUTION = "touchlamp"
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+
+
+class InstallError(RuntimeError):
+    """An install or uninstall cannot go on; the message says what to change."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Component:
+    """What the installer needs to know about a lamp or a relay."""
+
+    role: Role
+    unit: str
+    settings_file: str
+    state_directory: str
+    # A lamp's venv sees Raspberry Pi OS's python3-lgpio (gpiozero's pin driver), which pip
+    # would have to compile; a relay needs nothing from the system.
+    system_site_packages: bool
+    first_steps: tuple[str, ...]
+
+    @property
+    def settings_path(self) -> str:
+        return f"{ETC_DIR}/{self.settings_file}"
+
+    @property
+    def unit_path(self) -> str:
+        return f"{UNIT_DIR}/{self.unit}"
+
+
+COMPONENTS: dict[Role, Component] = {
+    "device": Component(
+        role="device",
+        unit="touchlamp-device.service",
+        settings_file="device.env",
+        state_directory="touchlamp",
+        system_site_packages=True,
+        first_steps=(
+            "enroll the lamp with the token the relay's operator gave you:",
+            "    sudo touchlamp device enroll TOKEN --env-file /etc/touchlamp/device.env",
+            "then start it and check it:",
+            "    sudo systemctl restart touchlamp-device",
+            "    sudo touchlamp doctor --role device",
+        ),
+    ),
+    "relay": Component(
+        role="relay",
+        unit="touchlamp-relay.service",
+        settings_file="relay.env",
+        state_directory="touchlamp-relay",
+        system_site_packages=False,
+        first_steps=(
+            "put the broker's relay and admin passwords into /etc/touchlamp/relay.env",
+            "(TOUCHLAMP_RELAY_MQTT__PASSWORD, TOUCHLAMP_RELAY_ADMIN__PASSWORD), then:",
+            "    sudo systemctl restart touchlamp-relay",
+            "    sudo touchlamp doctor --role relay",
+        ),
+    ),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstallOptions:
+    """``source``: a wheel or a source folder (``None``: the folder this touchlamp runs from).
+    ``venv=False`` installs no virtual environment and points the unit at the ``touchlamp``
+    command of the running Python environment (``command``)."""
+
+    role: Role
+    root: Path = Path("/")
+    source: Path | None = None
+    venv: bool = True
+    system_site_packages: bool | None = None
+    python: Path = field(default_factory=lambda: Path(sys.executable))
+    pip_options: tuple[str, ...] = ()
+    reinstall: bool = False
+    command: Path = field(
+        default_factory=lambda: Path(sysconfig.get_path("scripts")) / "touchlamp"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class UninstallOptions:
+    role: Role
+    root: Path = Path("/")
+    purge: bool = False
+
+
+class Step(Protocol):
+    """One change: ``describe()`` says it in one line, ``apply()`` makes it."""
+
+    def describe(self) -> str: ...
+
+    def apply(self) -> None: ...
+
+
+# ---- the steps ----
+
+
+@dataclass(frozen=True, kw_only=True)
+class MakeDir:
+    path: Path
+    mode: int
+
+    def describe(self) -> str:
+        return f"create directory {self.path} ({self.mode:04o})"
+
+    def apply(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.path.chmod(self.mode)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetMode:
+    path: Path
+    mode: int
+    was: int
+
+    def describe(self) -> str:
+        return f"change mode of {self.path} from {self.was:04o} to {self.mode:04o}"
+
+    def apply(self) -> None:
+        self.path.chmod(self.mode)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WriteFile:
+    path: Path
+    content: str
+    mode: int
+    replaces: bool
+
+    def describe(self) -> str:
+        verb = "update" if self.replaces else "write"
+        return f"{verb} {self.path} ({self.mode:04o})"
+
+    def apply(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Written beside and renamed, so a power cut leaves the old file or the new one; the
+        # temporary file has its final mode from the start (a secret is never world-readable).
+        temporary = self.path.with_name(f".{self.path.name}.touchlamp-new")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.mode)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(self.content)
+            file.flush()
+            os.fsync(file.fileno())
+        temporary.chmod(self.mode)
+        temporary.replace(self.path)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Symlink:
+    path: Path
+    target: str
+
+    def describe(self) -> str:
+        return f"link {self.path} -> {self.target}"
+
+    def apply(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.symlink_to(self.target)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Run:
+    argv: tuple[str, ...]
+
+    def describe(self) -> str:
+        return "run " + " ".join(self.argv)
+
+    def apply(self) -> None:
+        try:
+            subprocess.run(self.argv, check=True)  # noqa: S603  fixed argument lists built here
+        except FileNotFoundError:
+            raise InstallError(f"{self.argv[0]} not found; is it installed?") from None
+        except subprocess.CalledProcessError as error:
+            raise InstallError(
+                f"`{' '.join(self.argv)}` failed with exit code {error.returncode}; "
+                "its output above says why"
+            ) from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateVenv:
+    path: Path
+    python: Path
+    system_site_packages: bool
+
+    def describe(self) -> str:
+        sees = "with" if self.system_site_packages else "without"
+        return f"create virtual environment {self.path} ({self.python}, {sees} system packages)"
+
+    def apply(self) -> None:
+        argv = [str(self.python), "-m", "venv"]
+        if self.system_site_packages:
+            argv.append("--system-site-packages")
+        Run(argv=(*argv, str(self.path))).apply()
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipInstall:
+    venv: Path
+    source: Path
+    options: tuple[str, ...]
+    force: bool
+
+    def describe(self) -> str:
+        return f"pip install {self.source} into {self.venv}" + (" (reinstall)" if self.force else "")
+
+    def apply(self) -> None:
+        argv = [str(self.venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+        argv += ["--disable-pip-version-check", *self.options]
+        if self.force:
+            argv += ["--force-reinstall", "--no-deps"]
+        Run(argv=(*argv, str(self.source))).apply()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Remove:
+    path: Path
+
+    def describe(self) -> str:
+        return f"remove {self.path}"
+
+    def apply(self) -> None:
+        if self.path.is_dir() and not self.path.is_symlink():
+            shutil.rmtree(self.path)
+        else:
+            self.path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RemoveDirIfEmpty:
+    """Judged when applied: earlier steps of the same plan may have emptied it."""
+
+    path: Path
+
+    def describe(self) -> str:
+        return f"remove directory {self.path} if nothing else is in it"
+
+    def apply(self) -> None:
+        if self.path.is_dir() and not any(self.path.iterdir()):
+            self.path.rmdir()
+
+
+# ---- planning ----
+
+
+def on(root: Path, absolute: str) -> Path:
+    """``absolute`` (a path on the target system) inside ``root``."""
+    return root / absolute.lstrip("/")
+
+
+def plan_install(options: InstallOptions) -> list[Step]:
+    """The steps that make the component installed and enabled; empty when it already is."""
+    component = COMPONENTS[options.role]
+    root = options.root
+    steps: list[Step] = []
+    if options.venv:
+        steps += _plan_venv(options, component)
+        command = _UNIT_COMMAND
+    else:
+        if not options.command.is_file():
+            raise InstallError(
+                f"no touchlamp command at {options.command}: install touchlamp into this "
+                "Python environment first, or leave out --no-venv"
+            )
+        command = str(options.command)
+    steps += _plan_dir(on(root, ETC_DIR), ETC_DIR_MODE)
+    settings = on(root, component.settings_path)
+    if settings.exists():
+        steps += _plan_mode(settings, SETTINGS_MODE)
+    else:
+        steps.append(
+            WriteFile(
+                path=settings,
+                content=settings_template(component),
+                mode=SETTINGS_MODE,
+                replaces=False,
+            )
+        )
+    steps += _plan_file(on(root, component.unit_path), unit_text(component, command), UNIT_MODE)
+    steps += _plan_enable(root, component.unit, installing=True)
+    if _is_live_root(root) and steps:
+        steps.append(Run(argv=("systemctl", "daemon-reload")))
+    return steps
+
+
+def plan_uninstall(options: UninstallOptions) -> list[Step]:
+    """The steps that remove what ``plan_install`` added (settings and state only with purge)."""
+    component = COMPONENTS[options.role]
+    root = options.root
+    steps: list[Step] = []
+    unit = on(root, component.unit_path)
+    steps += _plan_enable(root, component.unit, installing=False)
+    if unit.exists():
+        steps.append(Remove(path=unit))
+        if _is_live_root(root):
+            steps.append(Run(argv=("systemctl", "daemon-reload")))
+    others = [
+        path
+        for path in sorted(on(root, UNIT_DIR).glob("touchlamp-*.service"))
+        if path.name != component.unit
+    ]
+    if not others:
+        link = on(root, COMMAND_LINK)
+        if link.is_symlink() and os.readlink(link) == f"{VENV_DIR}/bin/touchlamp":
+            steps.append(Remove(path=link))
+        venv = on(root, VENV_DIR)
+        if venv.exists():
+            steps.append(Remove(path=venv))
+        if on(root, OPT_DIR).is_dir():
+            steps.append(RemoveDirIfEmpty(path=on(root, OPT_DIR)))
+    if options.purge:
+        settings = on(root, component.settings_path)
+        if settings.exists():
+            steps.append(Remove(path=settings))
+        if on(root, ETC_DIR).is_dir():
+            steps.append(RemoveDirIfEmpty(path=on(root, ETC_DIR)))
+        # DynamicUser= keeps the state in /var/lib/private/NAME behind a /var/lib/NAME link.
+        for state in (
+            on(root, f"{STATE_ROOT}/{component.state_directory}"),
+            on(root, f"{STATE_ROOT}/private/{component.state_directory}"),
+        ):
+            if state.exists() or state.is_symlink():
+                steps.append(Remove(path=state))
+    return steps
+
+
+def _plan_venv(options: InstallOptions, component: Component) -> list[Step]:
+    root = options.root
+    source = options.source if options.source is not None else default_source()
+    wanted = source_version(source)
+    venv = on(root, VENV_DIR)
+    steps: list[Step] = [*_plan_dir(on(root, OPT_DIR), 0o755)]
+    if not (venv / "bin" / "python").exists():
+        site = options.system_site_packages
+        steps.append(
+            CreateVenv(
+                path=venv,
+                python=options.python,
+                system_site_packages=component.system_site_packages if site is None else site,
+            )
+        )
+    installed = installed_version(venv)
+    if installed != wanted or options.reinstall:
+        steps.append(
+            PipInstall(
+                venv=venv,
+                source=source,
+                options=options.pip_options,
+                force=options.reinstall and installed == wanted,
+            )
+        )
+    link = on(root, COMMAND_LINK)
+    if link.parent.is_dir() and not link.exists() and not link.is_symlink():
+        steps.append(Symlink(path=link, target=f"{VENV_DIR}/bin/touchlamp"))
+    return steps
+
+
+def _plan_dir(path: Path, mode: int) -> list[Step]:
+    if not path.is_dir():
+        return [MakeDir(path=path, mode=mode)]
+    return _plan_mode(path, mode)
+
+
+def _plan_mode(path: Path, mode: int) -> list[Step]:
+    current = path.stat().st_mode & 0o7777
+    return [] if current == mode else [SetMode(path=path, mode=mode, was=current)]
+
+
+def _plan_file(path: Path, content: str, mode: int) -> list[Step]:
+    if path.is_file() and path.read_text(encoding="utf-8") == content:
+        return _plan_mode(path, mode)
+    return [WriteFile(path=path, content=content, mode=mode, replaces=path.exists())]
+
+
+def _plan_enable(root: Path, unit: str, *, installing: bool) -> list[Step]:
+    """Enablement is the ``multi-user.target.wants`` link, made by ``systemctl`` on a running
+    system (it also knows about aliases and presets) and by hand in a prefix."""
+    link = on(root, f"{WANTS_DIR}/{unit}")
+    if _is_live_root(root):
+        if installing and not link.is_symlink():
+            return [Run(argv=("systemctl", "enable", unit))]
+        if not installing and on(root, f"{UNIT_DIR}/{unit}").exists():
+            # Stopped even when not enabled: a unit started by hand must not outlive its file.
+            return [Run(argv=("systemctl", "disable", "--now", unit))]
+        return []
+    if installing and not link.is_symlink():
+        return [Symlink(path=link, target=f"{UNIT_DIR}/{unit}")]
+    if not installing and link.is_symlink():
+        return [Remove(path=link)]
+    return []
+
+
+def _is_live_root(root: Path) -> bool:
+    return root.resolve() == Path("/")
+
+
+# ---- what gets installed ----
+
+
+def unit_text(component: Component, command: str) -> str:
+    """The shipped unit, with its ``ExecStart=`` pointed at ``command``."""
+    text = resources.files("touchlamp.systemd").joinpath(component.unit).read_text("utf-8")
+    if command == _UNIT_COMMAND:
+        return text
+    marker = f"ExecStart={_UNIT_COMMAND} "
+    if marker not in text:
+        raise InstallError(f"the shipped {component.unit} has no `{marker}` line")
+    return text.replace(marker, f"ExecStart={command} ")
+
+
+def settings_template(component: Component) -> str:
+    """The first content of the settings file: the component's example, which describes every
+    setting (``config/<role>.env.example``)."""
+    example = resources.files("touchlamp.config").joinpath(f"{component.role}.env.example")
+    try:
+        return example.read_text("utf-8")
+    except FileNotFoundError:
+        raise InstallError(
+            f"the package has no config/{component.role}.env.example; reinstall touchlamp"
+        ) from None
+
+
+def default_source() -> Path:
+    """The folder (or wheel) the running touchlamp was installed from, as pip recorded it."""
+    # Several may be found (a source folder's touchlamp.egg-info when run from it); only an
+    # installed one records where it came from.
+    for distribution in metadata.distributions(name=_DISTRIBUTION):
+        recorded = distribution.read_text("direct_url.json")
+        if not recorded:
+            continue
+        url = urlparse(json.loads(recorded).get("url", ""))
+        if url.scheme == "file" and Path(unquote(url.path)).exists():
+            return Path(unquote(url.path))
+    raise InstallError(
+        "cannot tell where this touchlamp was installed from: pass --from with a wheel "
+        "(touchlamp-*.whl) or a clone of the touchlamp repository"
+    )
+
+
+def source_version(source: Path) -> str:
+    """The version a wheel's file name or a source folder's pyproject.toml declares."""
+    if source.is_file() and source.suffix == ".whl":
+        name, version, *_ = source.name.split("-")
+        if name != _DISTRIBUTION:
+            raise InstallError(f"{source} is a wheel of {name!r}, not of touchlamp")
+        return version
+    pyproject = source / "pyproject.toml"
+    if source.is_dir() and pyproject.is_file():
+        project: dict[str, Any] = tomllib.loads(pyproject.read_text("utf-8")).get("project", {})
+        if project.get("name") != _DISTRIBUTION:
+            raise InstallError(f"{source} is not a touchlamp source folder (see its pyproject.toml)")
+        return str(project["version"])
+    raise InstallError(
+        f"--from {source}: expected a touchlamp wheel (touchlamp-*.whl) or a folder with the "
+        "project's pyproject.toml"
+    )
+
+
+def installed_version(venv: Path) -> str | None:
+    """The touchlamp version installed in ``venv``, read from its metadata (not by running it)."""
+    for info in sorted(venv.glob(f"lib/python3*/site-packages/{_DISTRIBUTION}-*.dist-info")):
+        for line in (info / "METADATA").read_text("utf-8").splitlines():
+            if line.startswith("Version:"):
+                return line.partition(":")[2].strip()
+    return None
+
+
+# ---- running a plan ----
+
+
+def carry_out(steps: Sequence[Step], *, dry_run: bool, out: TextIO) -> None:
+    """Print each step, and apply it unless ``dry_run``."""
+    for step in steps:
+        print(("would " if dry_run else "") + step.describe(), file=out)
+        if not dry_run:
+            step.apply()
+
+
+def install(options: InstallOptions, *, dry_run: bool, out: TextIO) -> int:
+    component = COMPONENTS[options.role]
+    steps = plan_install(options)
+    if not steps:
+        print(f"{component.unit} is installed and up to date; nothing to do", file=out)
+        return EXIT_OK
+    carry_out(steps, dry_run=dry_run, out=out)
+    if not dry_run:
+        print(f"\n{component.unit} is installed and enabled. Next:", file=out)
+        for line in component.first_steps:
+            print("  " + line, file=out)
+    return EXIT_OK
+
+
+def uninstall(options: UninstallOptions, *, dry_run: bool, out: TextIO) -> int:
+    component = COMPONENTS[options.role]
+    steps = plan_uninstall(options)
+    if not steps:
+        print(f"{component.unit} is not installed; nothing to do", file=out)
+        return EXIT_OK
+    carry_out(steps, dry_run=dry_run, out=out)
+    settings = on(options.root, component.settings_path)
+    if not options.purge and settings.exists():
+        print(f"kept {settings} (it holds the password); --purge removes it", file=out)
+    return EXIT_OK
+
+
+# ---- command line ----
+
+
+def register_install(subparsers: argparse._SubParsersAction[Any], *, role: Role) -> None:
+    """Add ``install`` and ``uninstall`` to a component's subcommands (``touchlamp ROLE …``)."""
+    unit = COMPONENTS[role].unit
+    parser = subparsers.add_parser(
+        "install",
+        help=f"install {unit}: a venv under /opt, settings under /etc/touchlamp, enabled",
+        description=(
+            f"Install {unit} (idempotent: a second run changes nothing). "
+            "Run as root; --dry-run prints the steps without changing anything."
+        ),
+    )
+    _add_common(parser)
+    parser.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        help="a touchlamp wheel or source folder (default: where this touchlamp came from)",
+    )
+    parser.add_argument(
+        "--no-venv",
+        dest="venv",
+        action="store_false",
+        help="no virtual environment: the unit runs this environment's touchlamp command",
+    )
+    parser.add_argument(
+        "--system-site-packages",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="let the venv see the system's Python packages (default: yes for a lamp, which "
+        "needs python3-lgpio; no for a relay)",
+    )
+    parser.add_argument(
+        "--python", type=Path, default=Path(sys.executable), help="the Python to create the venv with"
+    )
+    parser.add_argument(
+        "--pip-option",
+        dest="pip_options",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="pass OPTION to pip install (repeatable), e.g. --pip-option=--no-index",
+    )
+    parser.add_argument(
+        "--reinstall", action="store_true", help="pip-install touchlamp even if the version matches"
+    )
+    parser.set_defaults(func=_install_command, role=role)
+
+    remove = subparsers.add_parser(
+        "uninstall",
+        help=f"remove {unit} (keeps the settings unless --purge)",
+        description=f"Stop, disable and remove {unit}; the venv goes with the last touchlamp unit.",
+    )
+    _add_common(remove)
+    remove.add_argument(
+        "--purge", action="store_true", help="also remove the settings and the service's state"
+    )
+    remove.set_defaults(func=_uninstall_command, role=role)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--root", type=Path, default=Path("/"), help="install under this folder (default: /)"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print what would be done, change nothing"
+    )
+
+
+def _install_command(args: argparse.Namespace) -> int:
+    options = InstallOptions(
+        role=args.role,
+        root=args.root,
+        source=args.source,
+        venv=args.venv,
+        system_site_packages=args.system_site_packages,
+        python=args.python,
+        pip_options=tuple(args.pip_options),
+        reinstall=args.reinstall,
+    )
+    return _guarded(lambda: install(options, dry_run=args.dry_run, out=sys.stdout))
+
+
+def _uninstall_command(args: argparse.Namespace) -> int:
+    options = UninstallOptions(role=args.role, root=args.root, purge=args.purge)
+    return _guarded(lambda: uninstall(options, dry_run=args.dry_run, out=sys.stdout))
+
+
+def _guarded(action: Callable[[], int]) -> int:
+    try:
+        result = action()
+    except InstallError as error:
+        print(f"touchlamp: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except PermissionError as error:
+        print(f"touchlamp: {error.filename}: permission denied; run it as root (sudo)", file=sys.stderr)
+        return EXIT_FAILURE
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m touchlamp.install device|relay install|uninstall …`` (the same as
+    ``touchlamp device install …``), for a machine where only the package is at hand."""
+    parser = argparse.ArgumentParser(prog="python -m touchlamp.install")
+    roles = parser.add_subparsers(title="component", metavar="ROLE", required=True)
+    for role in COMPONENTS:
+        commands = roles.add_parser(role, help=f"install or remove the {role}")
+        register_install(
+            commands.add_subparsers(title="commands", metavar="COMMAND", required=True), role=role
+        )
+    args = parser.parse_args(argv)
+    handler = args.func
+    result: int = handler(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

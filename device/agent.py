@@ -1,0 +1,362 @@
+"""The lamp's driver loop: one queue of events in, the core's frames to the light, effects out.
+
+Threads meet in exactly one place, the agent's queue. gpiozero calls the touch callbacks from
+its thread, paho calls the link's sink from its own; both only put an event on the queue. One
+thread — the agent's — owns the ``LampCore``: it takes an event, lets the core handle it,
+carries out the effects (send a touch, announce and persist a colour) and shows the new frame.
+
+Between events the loop sleeps in ``queue.get`` until the core's ``next_change`` (the next frame
+of an animation, a timer) or the next event, whichever comes first. A lamp with nothing to
+animate waits with no timeout at all, so an idle lamp costs no CPU: ``wakeups`` counts the
+loop's iterations so tests can check that (see tests/device/test_agent_idle.py).
+
+Colour: a long hold picks a colour; the agent stores it in ``state_dir/color`` (it outlives a
+restart and wins over ``DeviceSettings.color``) and announces it to the group through the
+relay's pairing service. When the group state names this lamp with another colour (a colour
+picked while offline), the agent announces its own again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import TypeAdapter
+
+from touchlamp.config.device import DeviceSettings
+from touchlamp.device.clock import Clock
+from touchlamp.device.core import (
+    AnnounceColor,
+    Connected,
+    Disconnected,
+    Effect,
+    Event,
+    GlowReceived,
+    GroupChanged,
+    LampCore,
+    PersistColor,
+    SendTouch,
+    Tick,
+    TouchDown,
+    TouchOutcome,
+    TouchResult,
+    TouchUp,
+)
+from touchlamp.device.hardware import LightOutput, TouchInput
+from touchlamp.device.link_events import (
+    BadMessage,
+    CredentialsRejected,
+    GlowArrived,
+    GroupArrived,
+    LinkConnected,
+    LinkDisconnected,
+    LinkError,
+    LinkEvent,
+    LinkSink,
+    PairResponseArrived,
+    TouchDelivery,
+    TouchReceipt,
+)
+from touchlamp.protocol.messages import Color, PairAction, PairRequest
+
+__all__ = [
+    "COLOR_FILE",
+    "AgentLink",
+    "EventQueue",
+    "LampAgent",
+    "load_color",
+    "save_color",
+]
+
+_log = logging.getLogger(__name__)
+
+COLOR_FILE = "color"
+"""The lamp's chosen colour (``#rrggbb``) inside its state directory."""
+
+_COLOR_ADAPTER: TypeAdapter[str] = TypeAdapter(Color)
+
+
+class AgentLink(Protocol):
+    """What the agent needs from the MQTT link (``touchlamp.device.link.LampLink``)."""
+
+    def start(self) -> None: ...
+
+    def stop(self, *, timeout: float = 5.0) -> None: ...
+
+    def send_touch(self, color: str) -> TouchReceipt:
+        """Queue a touch in the outbox and publish it if connected; never waits for the network."""
+        ...
+
+    def send_request(self, request: PairRequest, *, expiry_seconds: int = 60) -> bytes:
+        """Publish a pairing-service request without waiting; ``LinkError`` when offline."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Stop:
+    """Ends the loop (put by ``stop``)."""
+
+
+_Item = Event | LinkEvent | _Stop
+
+
+class EventQueue(Protocol):
+    """``queue.SimpleQueue``'s shape; tests substitute one that simulates the passing of time."""
+
+    def put(self, item: _Item, block: bool = True, timeout: float | None = None) -> None: ...
+
+    def get(self, block: bool = True, timeout: float | None = None) -> _Item:
+        """The next item; ``queue.Empty`` when ``timeout`` passes first."""
+        ...
+
+
+def load_color(state_dir: Path) -> str | None:
+    """The colour a hold picked on an earlier run, if any (a damaged file is ignored)."""
+    path = state_dir / COLOR_FILE
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        _log.warning(
+            "cannot read the saved colour in %s (%s); using the configured one", path, error
+        )
+        return None
+    try:
+        return _COLOR_ADAPTER.validate_python(text)
+    except ValueError:
+        _log.warning("%s holds %r, not a #rrggbb colour; using the configured one", path, text[:20])
+        return None
+
+
+def save_color(state_dir: Path, color: str) -> None:
+    """Store ``color`` atomically (write, fsync, rename), so a power cut leaves old or new."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / COLOR_FILE
+    temporary = path.with_suffix(".tmp")
+    with temporary.open("w", encoding="ascii") as file:
+        file.write(color + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+    temporary.replace(path)
+
+
+class LampAgent:
+    """Runs one lamp: ``start()`` it, ``stop()`` it from any thread.
+
+    The agent owns its parts: ``touch`` and ``light`` (the hardware ports) and the link that
+    ``link(sink)`` builds around the agent's queue (``LampLink.from_settings(settings, sink=…)``).
+    ``heartbeat`` is called from the loop at least every ``heartbeat_seconds`` (systemd's
+    watchdog: a stuck loop must stop the pings); without it an idle loop never wakes.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: DeviceSettings,
+        touch: TouchInput,
+        light: LightOutput,
+        link: Callable[[LinkSink], AgentLink],
+        clock: Clock,
+        events: EventQueue | None = None,
+        heartbeat: Callable[[], object] | None = None,
+        heartbeat_seconds: float | None = None,
+    ) -> None:
+        if (heartbeat is None) != (heartbeat_seconds is None):
+            raise ValueError("pass heartbeat and heartbeat_seconds together, or neither")
+        self._settings = settings
+        self._touch = touch
+        self._light = light
+        self._clock = clock
+        self._queue: EventQueue = events if events is not None else queue.SimpleQueue()
+        self._link = link(self.post)
+        self._heartbeat = heartbeat
+        self._heartbeat_seconds = heartbeat_seconds
+        color = load_color(settings.state_dir) or settings.color
+        self._core = LampCore(
+            lamp_id=settings.lamp_id,
+            color=color,
+            looks=settings.looks,
+            quiet_hours=settings.quiet_hours,
+            local_time=clock.local_now,
+            now=clock.monotonic(),
+        )
+        self._thread: threading.Thread | None = None
+        self._observers: list[Callable[[], None]] = []
+        # Written by the agent's thread only; other threads read a snapshot (a bool, a str).
+        self._online = False
+        self._color = color
+        self.wakeups = 0
+        """Loop iterations so far (events and timer expiries); an idle lamp does not add any."""
+
+    # ---- any thread ----
+
+    @property
+    def lamp_id(self) -> str:
+        return self._settings.lamp_id
+
+    @property
+    def link(self) -> AgentLink:
+        return self._link
+
+    @property
+    def online(self) -> bool:
+        """Whether the link was connected when the agent last handled an event."""
+        return self._online
+
+    @property
+    def color(self) -> str:
+        """The lamp's own colour (``#rrggbb``) as of the last event handled."""
+        return self._color
+
+    def post(self, event: Event | LinkEvent) -> None:
+        """Hand an event to the loop. Called from any thread (gpiozero's, paho's, the web's)."""
+        self._queue.put(event)
+
+    def observe(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` from the agent's thread after each frame shown. Before ``start``."""
+        self._observers.append(callback)
+
+    def start(self) -> None:
+        """Start the loop's thread, the touch input and the link."""
+        if self._thread is not None:
+            raise RuntimeError(f"lamp {self.lamp_id} is already running")
+        self._thread = threading.Thread(target=self.run, name=f"lamp-{self.lamp_id}", daemon=True)
+        self._thread.start()
+        self._touch.start(on_press=self._pressed, on_release=self._released)
+        self._link.start()
+
+    def stop(self, *, timeout: float = 10.0) -> None:
+        """Stop the loop, then the link (it publishes ``offline``), then the hardware.
+
+        Any thread but the agent's own; a second call does nothing.
+        """
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._queue.put(_Stop())
+        thread.join(timeout)
+        if thread.is_alive():
+            raise RuntimeError(f"lamp {self.lamp_id}'s loop did not stop within {timeout} s")
+        self._link.stop()
+        self._touch.close()
+        self._light.close()
+
+    def _pressed(self) -> None:
+        self._queue.put(TouchDown())
+
+    def _released(self) -> None:
+        self._queue.put(TouchUp())
+
+    # ---- the agent's thread ----
+
+    def run(self) -> None:
+        """The loop; returns once ``stop`` asks. Shows the first frame at once."""
+        core, clock = self._core, self._clock
+        now = clock.monotonic()
+        self._show(now)
+        deadline = core.next_change(now)
+        beat_at = self._beat(now)
+        while True:
+            wake_at = min((t for t in (deadline, beat_at) if t is not None), default=None)
+            timeout = None if wake_at is None else max(0.0, wake_at - clock.monotonic())
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = Tick()
+            if isinstance(item, _Stop):
+                return
+            self.wakeups += 1
+            now = clock.monotonic()
+            if beat_at is not None and now >= beat_at:
+                beat_at = self._beat(now)
+            event = self._to_core(item)
+            if event is not None:
+                for effect in core.handle(event, now):
+                    self._carry_out(effect, now)
+                self._online = core.connected
+                self._color = core.color
+                self._show(now)
+            deadline = core.next_change(now)
+
+    def _beat(self, now: float) -> float | None:
+        if self._heartbeat is None or self._heartbeat_seconds is None:
+            return None
+        self._heartbeat()
+        return now + self._heartbeat_seconds
+
+    def _show(self, now: float) -> None:
+        self._light.show(self._core.frame(now))
+        for callback in self._observers:
+            callback()
+
+    def _to_core(self, item: Event | LinkEvent) -> Event | None:
+        """A link event as the core's event (``None``: nothing for the core)."""
+        match item:
+            case LinkConnected():
+                return Connected()
+            case LinkDisconnected():
+                return Disconnected()
+            case CredentialsRejected():
+                return Disconnected(auth_failed=True)  # the link has logged what to do
+            case GlowArrived(glow=glow):
+                return GlowReceived.from_message(glow)
+            case GroupArrived(group=group):
+                changed = GroupChanged.from_message(group)
+                self._check_announced_color(changed)
+                return changed
+            case PairResponseArrived() | BadMessage():
+                return None  # the link answers requests and logs bad messages itself
+            case _:
+                return item
+
+    def _check_announced_color(self, group: GroupChanged) -> None:
+        for member in group.members:
+            if member.id == self.lamp_id and member.color != self._core.color:
+                _log.info(
+                    "lamp %s: its group shows colour %s, the lamp has %s; announcing it",
+                    self.lamp_id,
+                    member.color,
+                    self._core.color,
+                )
+                self._announce(self._core.color)
+
+    def _announce(self, color: str) -> None:
+        try:
+            self._link.send_request(PairRequest(action=PairAction.COLOR, color=color))
+        except LinkError as error:
+            # Offline: the next group state after reconnecting shows the old colour, and the
+            # colour is announced again then (see _check_announced_color).
+            _log.info("lamp %s: colour %s not announced yet (%s)", self.lamp_id, color, error)
+
+    def _carry_out(self, effect: Effect, now: float) -> None:
+        match effect:
+            case SendTouch(color=color):
+                receipt = self._link.send_touch(color)
+                outcome = (
+                    TouchOutcome.SENT
+                    if receipt.delivery is TouchDelivery.SENT
+                    else TouchOutcome.QUEUED
+                )
+                for follow_up in self._core.handle(TouchResult(outcome=outcome), now):
+                    self._carry_out(follow_up, now)
+            case AnnounceColor(color=color):
+                self._announce(color)
+            case PersistColor(color=color):
+                try:
+                    save_color(self._settings.state_dir, color)
+                except OSError as error:
+                    # The lamp keeps the colour until it restarts; nothing else is lost.
+                    _log.error(
+                        "lamp %s: cannot save its colour in %s (%s); check the state "
+                        "directory's permissions",
+                        self.lamp_id,
+                        self._settings.state_dir,
+                        error,
+                    )

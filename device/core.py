@@ -1,0 +1,685 @@
+"""The lamp core: every gesture and every look of the lamp, as a pure state machine.
+
+Nothing here touches pins, sockets, threads or the system clock. Events go in, effects and LED
+frames come out, and the caller decides when "now" is::
+
+    core = LampCore(lamp_id="lamp-a", color="#ff8800", looks=settings.looks,
+                    quiet_hours=settings.quiet_hours, local_time=clock.local_now,
+                    now=clock.monotonic())
+    effects = core.handle(TouchDown(), now)      # -> list[Effect] for the caller to carry out
+    light.show(core.frame(now))                  # -> Rgb of output values (PWM duty) in 0..1
+    wake_at = core.next_change(now)              # -> monotonic time, or None: nothing to redraw
+
+``now`` is ``Clock.monotonic()`` seconds (animations must not jump with NTP); wall-clock needs
+(quiet hours, a glow's age) go through the injected ``local_time`` function, which returns an
+aware datetime. Quiet hours are judged when an event is handled, so the driver delivers a
+``Tick`` whenever ``next_change`` comes due. The driver loop (one thread owns the core; other
+threads only put events on its queue — "called from any thread" callbacks must not call the
+core directly)::
+
+    deadline = core.next_change(clock.monotonic())
+    while running:
+        timeout = None if deadline is None else max(0.0, deadline - clock.monotonic())
+        event = queue.get(timeout=timeout)        # queue.Empty → Tick()
+        now = clock.monotonic()
+        for effect in core.handle(event, now): carry_out(effect)
+        light.show(core.frame(now))
+        deadline = core.next_change(now)
+
+When nothing animates, ``next_change`` is ``None`` (or the next quiet-hours boundary, hours
+away), so an idle lamp sleeps in ``queue.get`` and uses no CPU. A long fade asks to be redrawn
+only when its perceived brightness has moved by ``looks.frame_step``.
+
+Gestures and looks (timings and levels in ``LookSettings``):
+
+- **tap** (press and release within ``hold_seconds``): ``SendTouch`` with your colour and a
+  swell in your colour; when offline, a dimmer double swell (queued in the outbox); when the group
+  state says you have no partners, no touch is sent and a faint warm triple swell says "not
+  paired". A later ``TouchResult`` (from the outbox or the relay) corrects the feedback within
+  ``tap_result_window_seconds``, as does an empty ``GroupChanged`` that follows a tap.
+- **glow received**: rise, breathe in the sender's colour, then fade to dark over many minutes,
+  linear in perceived brightness (so the PWM value falls along the gamma curve). A newer glow
+  replaces an older one; glows arriving less than ``coalesce_seconds`` apart are one glow in the
+  newest sender's colour (a backlog after reconnecting is not fifty flashes); a glow older than
+  ``glow_max_age_seconds``, or one already showing (same touch id), is ignored.
+- **mutual glow**: the sender's colour and yours take turns softly, then the fade.
+- **tap while glowing** answers: a tap like any other, its swell blended over the glow.
+- **long hold**: after ``hold_seconds`` the hue cycles; release picks it: ``PersistColor`` and
+  ``AnnounceColor``, and a double swell in the new colour.
+- **quiet hours**: incoming glows stay dark (the lamp's status patterns too); when they end,
+  a soft "missed touch" glow in the last sender's colour. A glow already showing keeps fading.
+- **not connected** longer than ``disconnected_grace_seconds``: a faint slow swell (level 0 turns
+  it off); **bad credentials**: a faster reddish swell at once; **partner online**: a faint steady
+  light in their colour (``ambient_level``, off by default). The brightest of glow, status and
+  ambient shows.
+- every frame is scaled by ``max_brightness``; a mono LED's adapter shows intensity only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import assert_never
+
+from touchlamp.config.device import GlowLook, LookSettings, PulseLook, QuietHours, StatusLook
+from touchlamp.device.looks import (
+    BLACK,
+    Rgb,
+    from_hue,
+    mix,
+    smoothstep,
+    swell,
+    to_output,
+)
+from touchlamp.protocol.messages import Glow, GroupState
+
+__all__ = [
+    "AnnounceColor",
+    "Connected",
+    "Disconnected",
+    "Effect",
+    "Event",
+    "GlowReceived",
+    "GroupChanged",
+    "LampCore",
+    "Member",
+    "PersistColor",
+    "SendTouch",
+    "Tick",
+    "TouchDown",
+    "TouchOutcome",
+    "TouchResult",
+    "TouchUp",
+]
+
+
+# ---- events in --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TouchDown:
+    """The touch sensor is touched (or the button pressed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TouchUp:
+    """The touch sensor is let go."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GlowReceived:
+    """A partner touched their lamp (the wire's ``Glow``; ``sender`` is its ``from``).
+
+    ``touch`` is the touch id (``"lamp-a:3735928559:17"``), ``color`` is ``"#rrggbb"``, ``at``
+    is the relay's clock in epoch milliseconds when it received the touch.
+    """
+
+    touch: str
+    sender: str
+    color: str
+    at: int
+    mutual: bool = False
+
+    def __post_init__(self) -> None:
+        Rgb.from_hex(self.color)  # a bad colour fails here, at the edge, not mid-animation
+
+    @classmethod
+    def from_message(cls, glow: Glow) -> GlowReceived:
+        return cls(
+            touch=glow.touch, sender=glow.sender, color=glow.color, at=glow.at, mutual=glow.mutual
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Member:
+    """One lamp of the group, as the relay last described it."""
+
+    id: str
+    name: str
+    color: str
+    online: bool
+
+    def __post_init__(self) -> None:
+        Rgb.from_hex(self.color)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GroupChanged:
+    """The group's members (this lamp may be among them); empty when the lamp is not paired."""
+
+    members: tuple[Member, ...]
+
+    @classmethod
+    def from_message(cls, state: GroupState) -> GroupChanged:
+        return cls(
+            members=tuple(
+                Member(id=m.id, name=m.name, color=m.color, online=m.online) for m in state.members
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """The MQTT link is up (connected and subscribed)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Disconnected:
+    """The MQTT link is down; ``auth_failed`` when the broker refused the credentials (the link
+    has stopped retrying)."""
+
+    auth_failed: bool = False
+
+
+class TouchOutcome(enum.Enum):
+    SENT = "sent"  # on its way to the relay
+    QUEUED = "queued"  # offline: waiting in the outbox
+    REFUSED = "refused"  # not paired: nobody to send it to
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TouchResult:
+    """What became of the most recent tap's ``SendTouch``."""
+
+    outcome: TouchOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed (the driver's wait for ``next_change`` ended without another event)."""
+
+
+Event = (
+    TouchDown
+    | TouchUp
+    | GlowReceived
+    | GroupChanged
+    | Connected
+    | Disconnected
+    | TouchResult
+    | Tick
+)
+
+
+# ---- effects out ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendTouch:
+    """Send a touch in ``color`` (the link adds seq, stream and timestamp; the outbox keeps it
+    while offline). Report what became of it with ``TouchResult``."""
+
+    color: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnnounceColor:
+    """Tell the group this lamp's new colour."""
+
+    color: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PersistColor:
+    """Store this lamp's new colour so it survives a restart (pass it as ``color`` next time)."""
+
+    color: str
+
+
+Effect = SendTouch | AnnounceColor | PersistColor
+
+
+# ---- animations (perceived values) ------------------------------------------------------------
+
+
+def _interval(*, frame_rate: float, step: float, slope: float) -> float:
+    """How long until a frame is worth drawing: ``step`` of perceived change, at most frame_rate."""
+    fastest = 1.0 / frame_rate
+    if slope <= 0.0:
+        return math.inf
+    return max(fastest, step / slope)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Pulse:
+    """``pulses`` swells of ``color`` blended over what is under it, from ``start`` to ``end``."""
+
+    color: Rgb
+    pulses: int
+    start: float
+    end: float
+    outcome: TouchOutcome | None
+
+    @classmethod
+    def of(cls, look: PulseLook, *, own: Rgb, start: float, outcome: TouchOutcome | None) -> _Pulse:
+        color = Rgb.from_hex(look.color) if look.color else own
+        return cls(
+            color=color.scaled(look.level),
+            pulses=look.pulses,
+            start=start,
+            end=start + look.seconds,
+            outcome=outcome,
+        )
+
+    def weight(self, now: float) -> float:
+        if now >= self.end:
+            return 0.0
+        progress = (now - self.start) / (self.end - self.start) * self.pulses
+        return swell(progress % 1.0)
+
+    def next_change(self, now: float, frame_rate: float) -> float | None:
+        if now >= self.end:
+            return None
+        return min(now + 1.0 / frame_rate, self.end)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Glow:
+    """A received touch: attack, then breaths (or the mutual turns), then the fade."""
+
+    touch: str
+    sender: str
+    color: Rgb
+    at: int
+    mutual: bool
+    start: float
+    look: GlowLook
+    looks: LookSettings
+
+    def _phases(self) -> tuple[float, float, float, float]:
+        """(end of attack, end of middle, end of fade, level the middle ends at)."""
+        attack = self.start + self.look.attack_seconds
+        if self.mutual:
+            middle = self.looks.together.turns * self.looks.together.turn_seconds
+            level = self.looks.together.level
+        else:
+            middle = self.look.breaths * self.look.breath_seconds
+            level = self.look.level
+        return attack, attack + middle, attack + middle + self.look.fade_seconds, level
+
+    def sample(self, now: float, own: Rgb) -> Rgb | None:
+        attack_end, middle_end, fade_end, level = self._phases()
+        if now >= fade_end:
+            return None
+        if now < attack_end:
+            rise = smoothstep((now - self.start) / self.look.attack_seconds)
+            return self.color.scaled(level * rise)
+        if now < middle_end:
+            elapsed = now - attack_end
+            if self.mutual:
+                turn = (elapsed / self.looks.together.turn_seconds) % 1.0
+                return mix(self.color, own, swell(turn)).scaled(level)
+            breath = (elapsed / self.look.breath_seconds) % 1.0
+            return self.color.scaled(level * (1.0 - (1.0 - self.look.breath_low) * swell(breath)))
+        # Linear in perceived brightness: to_output turns it into the gamma-shaped PWM fall.
+        remaining = (fade_end - now) / self.look.fade_seconds
+        return self.color.scaled(level * remaining)
+
+    def next_change(self, now: float) -> float | None:
+        attack_end, middle_end, fade_end, level = self._phases()
+        if now >= fade_end:
+            return None
+        rate, step = self.looks.frame_rate, self.looks.frame_step
+        if now < attack_end:
+            # smoothstep's steepest slope is 1.5 per unit of progress.
+            slope, phase_end = 1.5 * level / self.look.attack_seconds, attack_end
+        elif now < middle_end:
+            if self.mutual:
+                slope = math.pi * level / self.looks.together.turn_seconds
+            else:
+                depth = level * (1.0 - self.look.breath_low)
+                slope = math.pi * depth / self.look.breath_seconds
+            phase_end = middle_end
+        else:
+            slope, phase_end = level / self.look.fade_seconds, fade_end
+        return min(now + _interval(frame_rate=rate, step=step, slope=slope), phase_end)
+
+
+def _status_sample(look: StatusLook, *, own: Rgb, since: float, now: float) -> Rgb:
+    color = Rgb.from_hex(look.color) if look.color else own
+    phase = ((now - since) / look.period_seconds) % 1.0
+    return color.scaled(look.level * swell(phase))
+
+
+# ---- the core ---------------------------------------------------------------------------------
+
+
+class LampCore:
+    """One lamp's behaviour. Not thread-safe: one driver thread owns it (see the module doc)."""
+
+    def __init__(
+        self,
+        *,
+        lamp_id: str,
+        color: str,
+        looks: LookSettings,
+        quiet_hours: QuietHours,
+        local_time: Callable[[], dt.datetime],
+        now: float,
+    ) -> None:
+        self._lamp_id = lamp_id
+        self._own = Rgb.from_hex(color)
+        self._own_hex = self._own.to_hex()
+        self._looks = looks
+        self._quiet_hours = quiet_hours
+        if local_time().tzinfo is None:
+            raise ValueError(
+                "local_time must return an aware datetime, e.g. SystemClock().local_now"
+            )
+        self._local_time = local_time
+
+        self._pressed_at: float | None = None
+        self._press_hue = 0.0
+        self._feedback: _Pulse | None = None
+        self._last_tap_at: float | None = None
+        self._glow: _Glow | None = None
+        self._last_glow_arrival: float | None = None
+        self._missed: GlowReceived | None = None
+
+        self._connected = False
+        self._auth_failed = False
+        self._down_since = now  # the lamp starts offline; the grace period counts from start-up
+        self._group_known = False
+        self._partners: tuple[Member, ...] = ()
+
+        self._quiet = False
+        self._quiet_boundary: float | None = None
+        self._refresh_quiet(now)
+
+    # ---- observers ----
+
+    @property
+    def lamp_id(self) -> str:
+        return self._lamp_id
+
+    @property
+    def color(self) -> str:
+        """This lamp's colour, ``#rrggbb`` (changes when a hold picks a new one)."""
+        return self._own_hex
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def quiet(self) -> bool:
+        """Whether quiet hours were in force when the last event was handled."""
+        return self._quiet
+
+    # ---- events ----
+
+    def handle(self, event: Event, now: float) -> list[Effect]:
+        """Apply ``event`` at monotonic time ``now``; returns the effects to carry out, in order."""
+        self._refresh_quiet(now)
+        self._drop_finished(now)
+        match event:
+            case TouchDown():
+                return self._on_down(now)
+            case TouchUp():
+                return self._on_up(now)
+            case GlowReceived():
+                self._on_glow(event, now)
+            case GroupChanged():
+                self._on_group(event, now)
+            case Connected():
+                self._connected = True
+                self._auth_failed = False
+            case Disconnected(auth_failed=auth_failed):
+                self._on_disconnected(now, auth_failed=auth_failed)
+            case TouchResult(outcome=outcome):
+                self._on_result(outcome, now)
+            case Tick():
+                pass
+            case _:
+                assert_never(event)
+        return []
+
+    def _on_down(self, now: float) -> list[Effect]:
+        if self._pressed_at is None:
+            self._pressed_at = now
+            self._press_hue = self._own.hue()
+        return []
+
+    def _on_up(self, now: float) -> list[Effect]:
+        pressed_at, self._pressed_at = self._pressed_at, None
+        if pressed_at is None:
+            return []  # a release without a press (e.g. the lamp started while touched)
+        if now - pressed_at < self._looks.hold_seconds:
+            return self._tap(now)
+        chosen = from_hue(self._hue_at(now, pressed_at)).to_hex()
+        self._own = Rgb.from_hex(chosen)
+        self._own_hex = chosen
+        self._feedback = _Pulse.of(self._looks.color_chosen, own=self._own, start=now, outcome=None)
+        return [PersistColor(color=chosen), AnnounceColor(color=chosen)]
+
+    def _tap(self, now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        if self._group_known and not self._partners:
+            outcome = TouchOutcome.REFUSED
+        else:
+            outcome = TouchOutcome.SENT if self._connected else TouchOutcome.QUEUED
+            effects.append(SendTouch(color=self._own_hex))
+        self._last_tap_at = now
+        self._show_outcome(outcome, now)
+        return effects
+
+    def _show_outcome(self, outcome: TouchOutcome, now: float) -> None:
+        look = {
+            TouchOutcome.SENT: self._looks.tap_sent,
+            TouchOutcome.QUEUED: self._looks.tap_queued,
+            TouchOutcome.REFUSED: self._looks.tap_refused,
+        }[outcome]
+        self._feedback = _Pulse.of(look, own=self._own, start=now, outcome=outcome)
+
+    def _on_result(self, outcome: TouchOutcome, now: float) -> None:
+        if self._last_tap_at is None:
+            return
+        if now - self._last_tap_at > self._looks.tap_result_window_seconds:
+            return
+        shown = self._feedback.outcome if self._feedback is not None else None
+        if outcome != shown:
+            self._show_outcome(outcome, now)
+
+    def _on_group(self, event: GroupChanged, now: float) -> None:
+        self._group_known = True
+        self._partners = tuple(m for m in event.members if m.id != self._lamp_id)
+        if not self._partners:
+            # The relay answers an unpaired lamp's touch with its (empty) group state.
+            self._on_result(TouchOutcome.REFUSED, now)
+
+    def _on_disconnected(self, now: float, *, auth_failed: bool) -> None:
+        if self._connected:
+            # Only the first report counts: a link retrying every few seconds must not keep
+            # restarting the grace period.
+            self._down_since = now
+        self._connected = False
+        if auth_failed and not self._auth_failed:
+            self._auth_failed = True
+            self._down_since = now
+
+    def _on_glow(self, event: GlowReceived, now: float) -> None:
+        age_ms = self._local_time().timestamp() * 1000.0 - event.at
+        if age_ms > self._looks.glow_max_age_seconds * 1000.0:
+            return
+        current = self._glow
+        if current is not None and current.touch == event.touch:
+            return
+        if self._quiet:
+            if self._missed is None or event.at >= self._missed.at:
+                self._missed = event
+            return
+        previous_arrival, self._last_glow_arrival = self._last_glow_arrival, now
+        color = Rgb.from_hex(event.color)
+        if current is not None:
+            in_burst = (
+                previous_arrival is not None
+                and now - previous_arrival < self._looks.coalesce_seconds
+            )
+            if event.at < current.at:
+                return  # an older touch than the one showing (a late redelivery)
+            if in_burst:
+                # Keep the animation running; show the newest touch of the burst.
+                self._glow = replace(
+                    current,
+                    touch=event.touch,
+                    sender=event.sender,
+                    color=color,
+                    at=event.at,
+                    mutual=event.mutual,
+                )
+                return
+        self._glow = _Glow(
+            touch=event.touch,
+            sender=event.sender,
+            color=color,
+            at=event.at,
+            mutual=event.mutual,
+            start=now,
+            look=self._looks.glow,
+            looks=self._looks,
+        )
+
+    # ---- time ----
+
+    def _refresh_quiet(self, now: float) -> None:
+        hours = self._quiet_hours
+        if not hours.enabled:
+            self._quiet, self._quiet_boundary = False, None
+            return
+        local = self._local_time()
+        was_quiet = self._quiet
+        self._quiet = _in_quiet_hours(local.time(), hours)
+        self._quiet_boundary = now + _seconds_to_boundary(local, hours)
+        if was_quiet and not self._quiet and self._missed is not None:
+            missed, self._missed = self._missed, None
+            self._glow = _Glow(
+                touch=missed.touch,
+                sender=missed.sender,
+                color=Rgb.from_hex(missed.color),
+                at=missed.at,
+                mutual=False,
+                start=now,
+                look=self._looks.missed,
+                looks=self._looks,
+            )
+
+    def _drop_finished(self, now: float) -> None:
+        if self._feedback is not None and now >= self._feedback.end:
+            self._feedback = None
+        if self._glow is not None and self._glow.sample(now, self._own) is None:
+            self._glow = None
+
+    def _hue_at(self, now: float, pressed_at: float) -> float:
+        cycling = now - (pressed_at + self._looks.hold_seconds)
+        return self._press_hue + max(0.0, cycling) / self._looks.hue_cycle_seconds
+
+    def _status(self) -> tuple[StatusLook, float] | None:
+        """The status pattern to show and when it started, if any (ignoring quiet hours)."""
+        if self._auth_failed:
+            look: StatusLook = self._looks.auth_failed
+            since = self._down_since
+        elif not self._connected:
+            look = self._looks.disconnected
+            since = self._down_since + self._looks.disconnected_grace_seconds
+        else:
+            return None
+        if look.level <= 0.0:
+            return None
+        return look, since
+
+    # ---- frames ----
+
+    def frame(self, now: float) -> Rgb:
+        """The LED's output values (PWM duty, gamma applied, capped) at ``now``."""
+        looks = self._looks
+        return to_output(self._perceived(now), gamma=looks.gamma, cap=looks.max_brightness)
+
+    def _perceived(self, now: float) -> Rgb:
+        if self._pressed_at is not None and now >= self._pressed_at + self._looks.hold_seconds:
+            return from_hue(self._hue_at(now, self._pressed_at)).scaled(self._looks.pick_level)
+        candidates: list[Rgb] = []
+        if self._glow is not None:
+            glow = self._glow.sample(now, self._own)
+            if glow is not None:
+                candidates.append(glow)
+        if not self._quiet:
+            status = self._status()
+            if status is not None and now >= status[1]:
+                look, since = status
+                candidates.append(_status_sample(look, own=self._own, since=since, now=now))
+            ambient = self._ambient()
+            if ambient is not None:
+                candidates.append(ambient)
+        base = max(candidates, key=Rgb.max_channel, default=BLACK)
+        if self._feedback is not None:
+            base = mix(base, self._feedback.color, self._feedback.weight(now))
+        return base
+
+    def _ambient(self) -> Rgb | None:
+        level = self._looks.ambient_level
+        if level <= 0.0 or not self._connected:
+            return None
+        for partner in self._partners:
+            if partner.online:
+                return Rgb.from_hex(partner.color).scaled(level)
+        return None
+
+    def is_animating(self, now: float) -> bool:
+        """Whether the light is changing on its own at ``now`` (a timer alone does not count)."""
+        return self._animation_change(now) is not None
+
+    def next_change(self, now: float) -> float | None:
+        """The monotonic time the frame may next differ from ``frame(now)``, or ``None``.
+
+        Covers animations and timers (hold threshold, grace period, quiet-hours boundary);
+        deliver a ``Tick`` at that time, then redraw.
+        """
+        times = [self._animation_change(now)]
+        if self._pressed_at is not None and now < self._pressed_at + self._looks.hold_seconds:
+            times.append(self._pressed_at + self._looks.hold_seconds)
+        status = self._status()
+        if status is not None and now < status[1]:
+            times.append(status[1])
+        times.append(self._quiet_boundary)
+        return min((t for t in times if t is not None), default=None)
+
+    def _animation_change(self, now: float) -> float | None:
+        rate = self._looks.frame_rate
+        hold_at = None if self._pressed_at is None else self._pressed_at + self._looks.hold_seconds
+        if hold_at is not None and now >= hold_at:
+            return now + 1.0 / rate
+        times: list[float | None] = []
+        if self._feedback is not None:
+            times.append(self._feedback.next_change(now, rate))
+        if self._glow is not None:
+            times.append(self._glow.next_change(now))
+        status = self._status()
+        if status is not None and not self._quiet and now >= status[1]:
+            look = status[0]
+            slope = math.pi * look.level / look.period_seconds
+            step = _interval(frame_rate=rate, step=self._looks.frame_step, slope=slope)
+            times.append(now + step)
+        return min((t for t in times if t is not None), default=None)
+
+
+def _in_quiet_hours(local: dt.time, hours: QuietHours) -> bool:
+    moment = local.replace(tzinfo=None)
+    if hours.start < hours.end:
+        return hours.start <= moment < hours.end
+    return moment >= hours.start or moment < hours.end
+
+
+def _seconds_to_boundary(local: dt.datetime, hours: QuietHours) -> float:
+    """Seconds from ``local`` to the next start or end of quiet hours (in local wall time)."""
+    best = math.inf
+    for days in (0, 1):
+        day = local.date() + dt.timedelta(days=days)
+        for boundary in (hours.start, hours.end):
+            at = dt.datetime.combine(day, boundary, tzinfo=local.tzinfo)
+            delta = at.timestamp() - local.timestamp()
+            if 0.0 < delta < best:
+                best = delta
+    return best

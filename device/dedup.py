@@ -1,0 +1,70 @@
+"""Which glows this lamp has already shown, so a redelivered one is not shown twice.
+
+QoS 1 means "at least once": the broker redelivers a glow whose PUBACK it did not see (a dropped
+connection, a reboot between showing the glow and acknowledging it), and a relay that restarts
+mid-forward may send one again. Glows carry the id of the touch they show; this is a bounded set
+of the most recent ids, kept on disk in the state directory so that a reboot does not replay
+the last glow. ``synchronous=NORMAL``: losing the newest entry to a power cut costs at most one
+repeated glow, and spares the SD card an fsync per glow.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from touchlamp.device.outbox import StateFileError
+
+__all__ = ["SEEN_FILE", "SeenTouches"]
+
+SEEN_FILE = "seen-glows.sqlite3"
+
+
+class SeenTouches:
+    """A bounded, persistent set of touch ids; thread-safe."""
+
+    def __init__(self, *, state_dir: Path, capacity: int = 1000) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self.path = state_dir / SEEN_FILE
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA busy_timeout = 5000")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS seen ("
+                " n INTEGER PRIMARY KEY AUTOINCREMENT, touch TEXT NOT NULL UNIQUE)"
+            )
+        except sqlite3.DatabaseError as error:
+            raise StateFileError(
+                f"cannot open {self.path} ({error}); delete it to start afresh (the last "
+                "glows may then show once more)"
+            ) from error
+
+    def first_time(self, touch_id: str) -> bool:
+        """Remember ``touch_id``; True if it was not seen before (show it), False if it was."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                added = self._db.execute(
+                    "INSERT OR IGNORE INTO seen (touch) VALUES (?)", (touch_id,)
+                ).rowcount
+                if added:
+                    self._db.execute(
+                        "DELETE FROM seen WHERE n <= (SELECT max(n) FROM seen) - ?",
+                        (self._capacity,),
+                    )
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                self._db.execute("ROLLBACK")
+                raise
+        return added > 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

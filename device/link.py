@@ -1,0 +1,700 @@
+"""The lamp's MQTT link: one persistent MQTT 5 session with the broker, an on-disk outbox for
+touches, and small events for the lamp core. It knows topics and payloads (through
+``touchlamp.protocol``) but not what a glow *means*.
+
+Threads. paho's network thread (``loop_start``, one per connection) only turns what arrived
+into a job on ``_jobs``. The link's own thread runs those jobs — SQLite (outbox, seen glows),
+decoding, calling the sink — and the reconnect timer. So nothing slow runs on paho's thread: on
+a Raspberry Pi an SQLite commit may wait for the SD card, and a late PINGREQ would cost the
+connection. ``send_touch`` and ``request`` run on the caller's thread.
+
+paho quirks worked around, deliberately:
+
+- paho's default ``clean_start=MQTT_CLEAN_START_FIRST_ONLY`` starts every *process* with a clean
+  session, throwing away the glows the broker queued while the lamp rebooted. We always pass
+  ``clean_start=False`` with a ``SessionExpiryInterval`` (0 would end the session at
+  disconnect).
+- paho keeps its own outgoing session (messages awaiting PUBACK) in memory only, and resends it
+  on reconnect *after* ``on_connect`` — out of order with anything published in between. We use
+  a fresh paho client for every connection and let the outbox be the only record: each
+  connection publishes everything still queued, in seq order. A touch that reached the broker
+  but whose PUBACK was lost is sent again; the relay drops it by (lamp, stream, seq).
+- paho's reconnect backoff has no jitter: the link thread reconnects itself (``Backoff``), and
+  stops for good when the broker refuses the credentials instead of hammering it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import secrets
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from touchlamp.config.device import DeviceSettings
+from touchlamp.device.backoff import Backoff
+from touchlamp.device.clock import Clock, SystemClock, epoch_ms
+from touchlamp.device.dedup import SeenTouches
+from touchlamp.device.link_events import (
+    BadMessage,
+    CredentialsRejected,
+    GlowArrived,
+    GroupArrived,
+    LinkConnected,
+    LinkDisconnected,
+    LinkError,
+    LinkEvent,
+    LinkSink,
+    LinkTimeoutError,
+    PairResponseArrived,
+    TouchDelivery,
+    TouchReceipt,
+)
+from touchlamp.device.outbox import Outbox, OutboxStats
+from touchlamp.protocol import (
+    DEFAULT_ROOT,
+    Availability,
+    Kind,
+    PairAction,
+    PairRequest,
+    PairResponse,
+    ProtocolError,
+    Topics,
+    decode_glow,
+    decode_group,
+    decode_pair_response,
+    encode,
+    encode_availability,
+    validate_lamp_id,
+)
+
+__all__ = ["LampLink"]
+
+logger = logging.getLogger(__name__)
+
+# CONNACK reasons that retrying cannot fix: the lamp must be re-enrolled or its password fixed.
+_CREDENTIALS_REFUSED = frozenset({"Bad user name or password", "Not authorized", "Banned"})
+_PUMP_BATCH = 100
+_EXCERPT_BYTES = 80
+
+_Job = Callable[[], None]
+
+
+@dataclass(slots=True)
+class _Waiter:
+    """One ``request`` waiting for the response with its correlation data."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    response: PairResponse | None = None
+
+
+@dataclass(slots=True)
+class _Connection:
+    """One paho client's connection; replaced (never reused) after it ends."""
+
+    generation: int
+    client: mqtt.Client
+    started: float
+    ready: bool = False  # subscribed, online published, outbox pumped: new touches go out now
+    handed: dict[int, int] = field(default_factory=dict)  # paho mid → touch seq
+    handed_up_to: int = -1  # highest seq published on this connection
+
+
+class LampLink:
+    """The MQTT link of lamp ``lamp_id``. See the module docstring for threads and guarantees.
+
+    ``sink`` receives every ``LinkEvent``, called from the link's thread. ``clock`` gives the
+    touches' timestamps and the outbox's notion of age (its wall clock); reconnect timing uses
+    the real monotonic clock, scaled by ``reconnect_min_seconds`` / ``reconnect_max_seconds``.
+    """
+
+    def __init__(
+        self,
+        *,
+        lamp_id: str,
+        password: str,
+        sink: LinkSink,
+        state_dir: Path,
+        host: str = "localhost",
+        port: int = 1883,
+        username: str | None = None,
+        topic_root: str = DEFAULT_ROOT,
+        tls: bool = False,
+        ca_file: Path | None = None,
+        keepalive_seconds: int = 60,
+        session_expiry_seconds: int = 2 * 24 * 3600,
+        reconnect_min_seconds: float = 1.0,
+        reconnect_max_seconds: float = 120.0,
+        connect_timeout_seconds: float = 10.0,
+        outbox_max_entries: int = 1000,
+        outbox_max_age_seconds: float = 12 * 3600.0,
+        seen_capacity: int = 1000,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.lamp_id = validate_lamp_id(lamp_id)
+        self._username = username or lamp_id
+        self._password = password
+        self._sink = sink
+        self._host = host
+        self._port = port
+        self._topics = Topics(topic_root)
+        self._tls_context = _tls_context(ca_file) if tls else None
+        self._keepalive = keepalive_seconds
+        self._session_expiry = session_expiry_seconds
+        self._connect_timeout = connect_timeout_seconds
+        self._clock: Clock = clock or SystemClock()
+        self._backoff = Backoff(
+            minimum=reconnect_min_seconds,
+            maximum=reconnect_max_seconds,
+            rng=rng or random.Random(),
+        )
+        self._reconnect_max = reconnect_max_seconds
+        self._outbox = Outbox(
+            state_dir=state_dir,
+            max_entries=outbox_max_entries,
+            max_age_seconds=outbox_max_age_seconds,
+            now=lambda: self._clock.local_now().timestamp(),
+        )
+        self._seen = SeenTouches(state_dir=state_dir, capacity=seen_capacity)
+
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        # Guards _connection, _rejected, _stopping and _waiters; held while publishing touches so
+        # that a PUBACK (handled on the link thread) always finds its mid → seq mapping.
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._connection: _Connection | None = None
+        self._generation = 0
+        self._rejected: str | None = None
+        self._stopping = False
+        self._waiters: dict[bytes, _Waiter] = {}
+        self._reconnect_at: float | None = None
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: DeviceSettings,
+        *,
+        sink: LinkSink,
+        clock: Clock | None = None,
+    ) -> LampLink:
+        """A link as ``settings`` describe it; ``LinkError`` when it has no password."""
+        mqtt_settings = settings.mqtt
+        if mqtt_settings.password is None:
+            raise LinkError(
+                f"lamp {settings.lamp_id} has no MQTT password: enroll it with `touchlamp device "
+                "enroll TOKEN`, or set TOUCHLAMP_DEVICE_MQTT__PASSWORD (or …__PASSWORD_FILE)"
+            )
+        return cls(
+            lamp_id=settings.lamp_id,
+            username=settings.mqtt_username,
+            password=mqtt_settings.password.get_secret_value(),
+            sink=sink,
+            state_dir=settings.state_dir,
+            host=mqtt_settings.host,
+            port=mqtt_settings.effective_port,
+            topic_root=mqtt_settings.topic_root,
+            tls=mqtt_settings.tls,
+            ca_file=mqtt_settings.ca_file,
+            keepalive_seconds=mqtt_settings.keepalive_seconds,
+            session_expiry_seconds=mqtt_settings.session_expiry_seconds,
+            reconnect_min_seconds=mqtt_settings.reconnect_min_seconds,
+            reconnect_max_seconds=mqtt_settings.reconnect_max_seconds,
+            outbox_max_entries=settings.outbox.max_entries,
+            outbox_max_age_seconds=settings.outbox.max_age_hours * 3600,
+            clock=clock,
+        )
+
+    # ---- public surface (any thread) -----------------------------------------------------
+
+    def start(self) -> None:
+        """Start connecting in the background; events arrive at the sink."""
+        if self._thread is not None or self._stopping:
+            raise LinkError(
+                f"the link of {self.lamp_id} is already started (or stopped: a stopped link "
+                "cannot start again, create a new LampLink)"
+            )
+        self._reconnect_at = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name=f"link-{self.lamp_id}", daemon=True)
+        self._thread.start()
+
+    def stop(self, *, timeout: float = 5.0) -> None:
+        """Publish ``offline``, disconnect cleanly (so the will is not sent) and close the files.
+
+        Touches still queued stay in the outbox for the next start.
+        """
+        thread = self._thread
+        if thread is None:
+            if not self._stopping:
+                self._stopping = True
+                self._close_files()
+            return
+        self._jobs.put(lambda: self._shut_down(timeout))
+        self._jobs.put(None)
+        thread.join()
+        self._thread = None
+
+    @property
+    def connected(self) -> bool:
+        """True while connected and ready: a touch sent now goes straight out."""
+        with self._lock:
+            return self._connection is not None and self._connection.ready
+
+    @property
+    def stream(self) -> int:
+        return self._outbox.stream
+
+    def outbox_stats(self) -> OutboxStats:
+        return self._outbox.stats()
+
+    def send_touch(self, color: str) -> TouchReceipt:
+        """Queue a touch in ``color`` on disk (assigning its seq), then publish it if connected.
+
+        Raises ``StateFileError`` when the outbox cannot be written (the touch is then lost,
+        loudly), ``pydantic.ValidationError`` for a colour that is not ``#rrggbb``.
+        """
+        touch = self._outbox.add(color=color, ts_ms=epoch_ms(self._clock.local_now()))
+        sent = False
+        with self._lock:
+            connection = self._connection
+            if connection is not None and connection.ready:
+                self._pump(connection)
+                sent = touch.seq <= connection.handed_up_to
+        return TouchReceipt(
+            touch=touch, delivery=TouchDelivery.SENT if sent else TouchDelivery.QUEUED
+        )
+
+    def send_request(self, request: PairRequest, *, expiry_seconds: int = 60) -> bytes:
+        """Publish ``request`` to the pairing service without waiting; returns the correlation
+        data its ``PairResponseArrived`` event will carry. ``LinkError`` when not connected."""
+        correlation = secrets.token_bytes(16)
+        self._publish_request(request, correlation, expiry_seconds)
+        return correlation
+
+    def announce_color(self, color: str, *, name: str | None = None) -> None:
+        """Tell the group this lamp's colour (and name); fire and forget.
+
+        Dropped with a log line while offline: the agent announces again when the group it
+        receives after reconnecting shows a different colour.
+        """
+        request = PairRequest(action=PairAction.COLOR, color=color, name=name)
+        try:
+            self.send_request(request)
+        except LinkError as error:
+            logger.info("lamp %s: colour %s not announced: %s", self.lamp_id, color, error)
+
+    def request(self, request: PairRequest, *, timeout: float = 10.0) -> PairResponse:
+        """Ask the pairing service and wait for its answer (MQTT 5 request/response).
+
+        Waits for the connection first (both within ``timeout``). ``LinkTimeoutError`` when either
+        does not come in time, ``LinkError`` when the broker refused the credentials.
+        """
+        deadline = time.monotonic() + timeout
+        self._wait_until_ready(deadline)
+        correlation = secrets.token_bytes(16)
+        waiter = _Waiter()
+        with self._lock:
+            self._waiters[correlation] = waiter
+        try:
+            self._publish_request(request, correlation, max(1, round(timeout)))
+            if not waiter.done.wait(max(0.0, deadline - time.monotonic())):
+                raise LinkTimeoutError(
+                    f"the pairing service did not answer {request.action.value!r} within "
+                    f"{timeout:g} s: is the relay running and connected to the broker?"
+                )
+        finally:
+            with self._lock:
+                self._waiters.pop(correlation, None)
+        assert waiter.response is not None  # set before done, see _on_message
+        return waiter.response
+
+    # ---- the link thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            timeout = None
+            if self._reconnect_at is not None:
+                timeout = max(0.0, self._reconnect_at - time.monotonic())
+            try:
+                job = self._jobs.get(timeout=timeout)
+            except queue.Empty:
+                self._reconnect_at = None
+                job = self._connect
+            if job is None:
+                return
+            try:
+                job()
+            except Exception:
+                # The link thread must outlive one bad job (a failing sink, a full disk):
+                # it is the lamp's only way to the broker. The traceback goes to the log.
+                logger.exception("lamp %s: the MQTT link failed handling an event", self.lamp_id)
+
+    def _connect(self) -> None:
+        with self._lock:
+            if self._stopping or self._rejected is not None:
+                return
+        self._generation += 1
+        client = self._new_client(self._generation)
+        connect_properties = _properties(PacketTypes.CONNECT)
+        connect_properties.SessionExpiryInterval = self._session_expiry
+        try:
+            client.connect(
+                self._host,
+                self._port,
+                keepalive=self._keepalive,
+                clean_start=False,
+                properties=connect_properties,
+            )
+        except (OSError, ValueError) as error:
+            delay = self._backoff.next_delay()
+            logger.warning(
+                "lamp %s cannot reach the broker at %s:%d (%s); retrying in %.1f s",
+                self.lamp_id,
+                self._host,
+                self._port,
+                error,
+                delay,
+            )
+            self._reconnect_at = time.monotonic() + delay
+            return
+        with self._lock:
+            self._connection = _Connection(
+                generation=self._generation, client=client, started=time.monotonic()
+            )
+        client.loop_start()
+
+    def _new_client(self, generation: int) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.lamp_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            reconnect_on_failure=False,
+        )
+        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        client.connect_timeout = self._connect_timeout
+        client.username_pw_set(self._username, self._password)
+        client.will_set(
+            self._topics.availability(self.lamp_id),
+            encode_availability(Availability.OFFLINE),
+            qos=1,
+            retain=True,
+        )
+        if self._tls_context is not None:
+            client.tls_set_context(self._tls_context)
+
+        # paho's callbacks: each only hands what arrived to the link thread.
+        def on_connect(
+            client: mqtt.Client,
+            _userdata: object,
+            flags: mqtt.ConnectFlags,
+            reason: ReasonCode,
+            _properties: Properties | None,
+        ) -> None:
+            if reason.is_failure:
+                self._jobs.put(lambda: self._on_refused(generation, str(reason)))
+                return
+            # Subscribing on every connect keeps working when the broker lost the session.
+            client.subscribe(
+                [
+                    (self._topics.glow(self.lamp_id), SubscribeOptions(qos=1)),
+                    (self._topics.group(self.lamp_id), SubscribeOptions(qos=1)),
+                    (self._topics.pair_response(self.lamp_id), SubscribeOptions(qos=1)),
+                ]
+            )
+            client.publish(
+                self._topics.availability(self.lamp_id),
+                encode_availability(Availability.ONLINE),
+                qos=1,
+                retain=True,
+            )
+            present = flags.session_present
+            self._jobs.put(lambda: self._on_connected(generation, session_present=present))
+
+        def on_disconnect(
+            _client: mqtt.Client,
+            _userdata: object,
+            _flags: mqtt.DisconnectFlags,
+            reason: ReasonCode,
+            _properties: Properties | None,
+        ) -> None:
+            self._jobs.put(lambda: self._on_disconnected(generation, str(reason)))
+
+        def on_message(_client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+            correlation = getattr(message.properties, "CorrelationData", None)
+            topic, payload = message.topic, bytes(message.payload)
+            self._jobs.put(lambda: self._on_message(topic, payload, correlation))
+
+        def on_publish(
+            _client: mqtt.Client,
+            _userdata: object,
+            mid: int,
+            reason: ReasonCode,
+            _properties: Properties | None,
+        ) -> None:
+            self._jobs.put(lambda: self._on_published(generation, mid, reason))
+
+        client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
+        client.on_message = on_message
+        client.on_publish = on_publish
+        return client
+
+    def _on_connected(self, generation: int, *, session_present: bool) -> None:
+        self._outbox.expire()
+        with self._lock:
+            connection = self._connection
+            if connection is None or connection.generation != generation:
+                return
+            connection.ready = True
+            self._pump(connection)
+            self._changed.notify_all()
+            queued = len(connection.handed)
+        logger.info(
+            "lamp %s connected to %s:%d (%s); %d queued touch(es) sent",
+            self.lamp_id,
+            self._host,
+            self._port,
+            "session resumed" if session_present else "new session",
+            queued,
+        )
+        self._emit(LinkConnected(session_present=session_present))
+
+    def _on_refused(self, generation: int, reason: str) -> None:
+        if generation != self._generation:
+            return
+        if reason not in _CREDENTIALS_REFUSED:
+            logger.warning(
+                "lamp %s: the broker at %s:%d refused the connection (%s); retrying",
+                self.lamp_id,
+                self._host,
+                self._port,
+                reason,
+            )
+            return
+        with self._lock:
+            self._rejected = reason
+            self._changed.notify_all()
+        logger.error(
+            "lamp %s: the broker at %s:%d refused user %r (%s); not retrying: re-enroll the "
+            "lamp (`touchlamp device enroll TOKEN`) or fix TOUCHLAMP_DEVICE_MQTT__PASSWORD",
+            self.lamp_id,
+            self._host,
+            self._port,
+            self._username,
+            reason,
+        )
+        self._emit(CredentialsRejected(reason=reason))
+
+    def _on_disconnected(self, generation: int, reason: str) -> None:
+        with self._lock:
+            connection = self._connection
+            if connection is None or connection.generation != generation:
+                return
+            self._connection = None
+            self._changed.notify_all()
+            retry = not self._stopping and self._rejected is None
+        # The paho thread has called us from its last loop iteration; joining it ends it.
+        connection.client.loop_stop()
+        if time.monotonic() - connection.started >= self._reconnect_max:
+            self._backoff.reset()  # it held; a connection kicked at once keeps backing off
+        if retry:
+            delay = self._backoff.next_delay()
+            self._reconnect_at = time.monotonic() + delay
+            logger.warning(
+                "lamp %s lost the broker (%s); reconnecting in %.1f s", self.lamp_id, reason, delay
+            )
+        if connection.ready:
+            self._emit(LinkDisconnected(reason=reason))
+
+    def _on_published(self, generation: int, mid: int, reason: ReasonCode) -> None:
+        with self._lock:
+            connection = self._connection
+            if connection is None or connection.generation != generation:
+                return
+            seq = connection.handed.pop(mid, None)
+        if seq is None:
+            return  # availability or a pairing request, not a touch
+        if reason.is_failure:
+            # Resending cannot fix a refusal (an ACL that does not allow this topic); keep
+            # the outbox from filling with it, loudly.
+            logger.error(
+                "lamp %s: the broker refused touch seq %d (%s); dropped it: check the broker's "
+                "ACL for %s",
+                self.lamp_id,
+                seq,
+                reason,
+                self._topics.touch(self.lamp_id),
+            )
+        self._outbox.remove(seq)
+
+    def _on_message(self, topic: str, payload: bytes, correlation: bytes | None) -> None:
+        try:
+            self._dispatch(topic, payload, correlation)
+        except ProtocolError as error:
+            logger.warning(
+                "lamp %s dropped a bad message on %s: %s (payload %r)",
+                self.lamp_id,
+                topic[:200],
+                error.reason,
+                payload[:_EXCERPT_BYTES],
+            )
+            self._emit(BadMessage(topic=topic, error=error.reason))
+
+    def _dispatch(self, topic: str, payload: bytes, correlation: bytes | None) -> None:
+        """Decode one message and emit its event; ``ProtocolError`` for anything off-protocol."""
+        match = self._topics.parse(topic)
+        if match.lamp_id != self.lamp_id:
+            raise ProtocolError(topic, f"not a topic of lamp {self.lamp_id}")
+        if match.kind is Kind.GLOW:
+            glow = decode_glow(topic, payload)
+            if self._seen.first_time(glow.touch):
+                self._emit(GlowArrived(glow=glow))
+            else:
+                logger.debug("lamp %s: dropped repeated glow %s", self.lamp_id, glow.touch)
+        elif match.kind is Kind.GROUP:
+            self._emit(GroupArrived(group=decode_group(topic, payload)))
+        elif match.kind is Kind.PAIR_RESPONSE:
+            response = decode_pair_response(topic, payload)
+            with self._lock:
+                waiter = self._waiters.get(correlation) if correlation is not None else None
+            if waiter is not None:
+                waiter.response = response
+                waiter.done.set()
+            self._emit(PairResponseArrived(response=response, correlation=correlation))
+        else:
+            raise ProtocolError(topic, f"lamps do not receive {match.kind.value} messages")
+
+    def _shut_down(self, timeout: float) -> None:
+        with self._lock:
+            self._stopping = True
+            connection = self._connection
+            self._changed.notify_all()
+        self._reconnect_at = None
+        if connection is not None:
+            client = connection.client
+            if connection.ready:
+                info = client.publish(
+                    self._topics.availability(self.lamp_id),
+                    encode_availability(Availability.OFFLINE),
+                    qos=1,
+                    retain=True,
+                )
+                if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    info.wait_for_publish(timeout)
+            # A normal DISCONNECT: the broker discards the will, ``offline`` is already there.
+            client.disconnect()
+            client.loop_stop()
+        # Whatever paho handed over before it stopped (PUBACKs, the disconnect) still counts.
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job()
+        with self._lock:
+            if self._connection is not None and self._connection is connection:
+                self._connection = None
+        if connection is not None and connection.ready:
+            logger.info("lamp %s disconnected from the broker", self.lamp_id)
+        self._close_files()
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _pump(self, connection: _Connection) -> bool:
+        """Publish every queued touch not yet published on ``connection``, in seq order.
+
+        Called with ``_lock`` held. False when paho reported the connection gone midway (the
+        rest waits for the next connection).
+        """
+        while True:
+            batch = self._outbox.pending(after_seq=connection.handed_up_to, limit=_PUMP_BATCH)
+            if not batch:
+                return True
+            for touch in batch:
+                info = connection.client.publish(
+                    self._topics.touch(self.lamp_id), encode(touch), qos=1, retain=False
+                )
+                if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    return False
+                connection.handed[info.mid] = touch.seq
+                connection.handed_up_to = touch.seq
+
+    def _publish_request(self, request: PairRequest, correlation: bytes, expiry: int) -> None:
+        properties = _properties(PacketTypes.PUBLISH)
+        properties.ResponseTopic = self._topics.pair_response(self.lamp_id)
+        properties.CorrelationData = correlation
+        # A request nobody answered in time must not be carried out later by surprise.
+        properties.MessageExpiryInterval = expiry
+        with self._lock:
+            connection = self._connection
+            if connection is None or not connection.ready:
+                raise LinkError(self._not_connected_reason())
+            info = connection.client.publish(
+                self._topics.pair(self.lamp_id), encode(request), qos=1, properties=properties
+            )
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise LinkError(f"lamp {self.lamp_id} lost the broker while sending the request")
+
+    def _wait_until_ready(self, deadline: float) -> None:
+        with self._changed:
+            while self._connection is None or not self._connection.ready:
+                if self._rejected is not None or self._stopping or self._thread is None:
+                    raise LinkError(self._not_connected_reason())
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise LinkTimeoutError(
+                        f"lamp {self.lamp_id} could not connect to the broker at "
+                        f"{self._host}:{self._port} in time: is it running and reachable?"
+                    )
+                self._changed.wait(remaining)
+
+    def _not_connected_reason(self) -> str:
+        if self._rejected is not None:
+            return (
+                f"the broker refused lamp {self.lamp_id}'s credentials ({self._rejected}): "
+                "re-enroll the lamp or fix its password"
+            )
+        if self._thread is None or self._stopping:
+            return f"the link of lamp {self.lamp_id} is not running: call start() first"
+        return f"lamp {self.lamp_id} is not connected to the broker at {self._host}:{self._port}"
+
+    def _emit(self, event: LinkEvent) -> None:
+        try:
+            self._sink(event)
+        except Exception:
+            # A failing receiver must not take the link down; its traceback goes to the log.
+            logger.exception("lamp %s: the link's event sink failed on %r", self.lamp_id, event)
+
+    def _close_files(self) -> None:
+        self._outbox.close()
+        self._seen.close()
+
+
+def _properties(packet_type: int) -> Properties:
+    # paho 2.2 leaves Properties.__init__ unannotated.
+    return Properties(packet_type)  # type: ignore[no-untyped-call]
+
+
+def _tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """Certificate *and* host name checked; ``ca_file`` for a private CA, else the system's."""
+    try:
+        return ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+    except (OSError, ssl.SSLError) as error:
+        raise LinkError(
+            f"cannot load the CA file {ca_file} ({error}): point TOUCHLAMP_DEVICE_MQTT__CA_FILE "
+            "at the PEM certificate of the CA that signed the broker's certificate"
+        ) from error

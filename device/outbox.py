@@ -1,0 +1,235 @@
+"""The lamp's outbox: touches on disk until the broker has acknowledged them.
+
+A touch is written here *before* it is published, so one made while offline, or just before a
+power cut, is sent later. The store is SQLite in the lamp's state directory (WAL, and
+``synchronous=FULL``: on a lamp, pulling the plug is the usual way to switch it off).
+
+The same transaction that queues a touch also hands out its ``seq`` and reads the lamp's
+``stream`` (a random 32-bit number chosen when the counter is created, so a fresh state
+directory — a factory reset — starts a new stream and the relay does not mistake the new seq 0
+for a repeat). Bounds, both counted and logged, never silent:
+
+- at most ``max_entries`` queued touches: queuing one more drops the oldest ("dropped");
+- a touch older than ``max_age_seconds`` is no longer worth showing: ``expire()`` removes it
+  ("expired"). Age is judged by the injected wall clock (``now``), because it must survive a
+  reboot; a Raspberry Pi without a real-time clock that learns the date from NTP after queueing
+  may therefore expire those touches early — they were made while its clock was wrong.
+
+Entries leave in ``seq`` order and only through ``remove`` (the broker's PUBACK) or the bounds.
+Thread-safe: one connection behind a lock, every operation one short transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from touchlamp.protocol.messages import Touch
+
+__all__ = ["OUTBOX_FILE", "Outbox", "OutboxStats", "StateFileError"]
+
+logger = logging.getLogger(__name__)
+
+OUTBOX_FILE = "outbox.sqlite3"
+"""The outbox's file name inside the lamp's state directory."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS counter (
+    only_row INTEGER PRIMARY KEY CHECK (only_row = 1),
+    stream INTEGER NOT NULL,
+    next_seq INTEGER NOT NULL,
+    dropped INTEGER NOT NULL DEFAULT 0,
+    expired INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS touch (
+    seq INTEGER PRIMARY KEY,
+    color TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    queued_at REAL NOT NULL
+);
+"""
+
+
+class StateFileError(OSError):
+    """A file of the link in the state directory (outbox, seen glows) cannot be opened or
+    written; the message names the file and the fix."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxStats:
+    """What the outbox holds now, and what it had to give up since the state dir was created."""
+
+    queued: int
+    dropped: int
+    expired: int
+    stream: int
+    next_seq: int
+
+
+class Outbox:
+    """Touches waiting for the broker's acknowledgement, on disk. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        state_dir: Path,
+        max_entries: int = 1000,
+        max_age_seconds: float = 12 * 3600.0,
+        now: Callable[[], float],
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be at least 1, got {max_entries}")
+        if max_age_seconds <= 0:
+            raise ValueError(f"max_age_seconds must be above 0, got {max_age_seconds}")
+        self._max_entries = max_entries
+        self._max_age = max_age_seconds
+        self._now = now
+        self._lock = threading.Lock()
+        self.path = state_dir / OUTBOX_FILE
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Autocommit mode; every write below opens its own short IMMEDIATE transaction.
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as error:
+            raise StateFileError(
+                f"cannot open the outbox {self.path}: {error}; check that the state directory "
+                "exists and belongs to the user running the lamp"
+            ) from error
+        try:
+            self._db.execute("PRAGMA busy_timeout = 5000")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.executescript(_SCHEMA)
+            with self._transaction():
+                row = self._db.execute("SELECT stream FROM counter").fetchone()
+                if row is None:
+                    self._db.execute(
+                        "INSERT INTO counter (only_row, stream, next_seq) VALUES (1, ?, 0)",
+                        (secrets.randbits(32),),
+                    )
+            self._stream: int = self._db.execute("SELECT stream FROM counter").fetchone()[0]
+        except sqlite3.DatabaseError as error:
+            self._db.close()
+            raise StateFileError(
+                f"the outbox {self.path} is unreadable ({error}); move it aside to start afresh "
+                "(queued touches in it are lost and the lamp starts a new stream)"
+            ) from error
+
+    @property
+    def stream(self) -> int:
+        """This state directory's random stream number (``Touch.stream``)."""
+        return self._stream
+
+    def add(self, *, color: str, ts_ms: int) -> Touch:
+        """Queue a touch in ``color`` made at ``ts_ms``; returns it with its new ``seq``.
+
+        When the outbox is full the oldest queued touches are dropped (counted and logged).
+        """
+        with self._lock:
+            queued_at = self._now()
+            with self._transaction():
+                (seq,) = self._db.execute("SELECT next_seq FROM counter").fetchone()
+                touch = Touch(seq=seq, stream=self._stream, color=color, ts=ts_ms)
+                self._db.execute(
+                    "INSERT INTO touch (seq, color, ts_ms, queued_at) VALUES (?, ?, ?, ?)",
+                    (seq, touch.color, touch.ts, queued_at),
+                )
+                dropped = self._db.execute(
+                    "DELETE FROM touch WHERE seq <= ? RETURNING seq", (seq - self._max_entries,)
+                ).fetchall()
+                self._db.execute(
+                    "UPDATE counter SET next_seq = ?, dropped = dropped + ?",
+                    (seq + 1, len(dropped)),
+                )
+        if dropped:
+            logger.warning(
+                "outbox full (%d touches): dropped the oldest queued touch(es) seq %s",
+                self._max_entries,
+                ", ".join(str(row[0]) for row in sorted(dropped)),
+            )
+        return touch
+
+    def expire(self) -> int:
+        """Remove touches older than ``max_age_seconds``; returns how many (also logged)."""
+        with self._lock, self._transaction():
+            expired = self._db.execute(
+                "DELETE FROM touch WHERE queued_at < ? RETURNING seq",
+                (self._now() - self._max_age,),
+            ).fetchall()
+            if expired:
+                self._db.execute("UPDATE counter SET expired = expired + ?", (len(expired),))
+        if expired:
+            logger.warning(
+                "outbox: %d queued touch(es) older than %.1f hours expired unsent (seq %s)",
+                len(expired),
+                self._max_age / 3600,
+                ", ".join(str(row[0]) for row in sorted(expired)),
+            )
+        return len(expired)
+
+    def pending(self, *, after_seq: int = -1, limit: int = 100) -> list[Touch]:
+        """Queued touches with ``seq`` above ``after_seq``, oldest first, at most ``limit``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, color, ts_ms FROM touch WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            ).fetchall()
+        return [Touch(seq=seq, stream=self._stream, color=color, ts=ts) for seq, color, ts in rows]
+
+    def remove(self, seq: int) -> bool:
+        """Forget the touch ``seq`` (the broker acknowledged it); False if it was not queued."""
+        with self._lock, self._transaction():
+            return self._db.execute("DELETE FROM touch WHERE seq = ?", (seq,)).rowcount > 0
+
+    def stats(self) -> OutboxStats:
+        with self._lock:
+            queued = self._db.execute("SELECT count(*) FROM touch").fetchone()[0]
+            next_seq, dropped, expired = self._db.execute(
+                "SELECT next_seq, dropped, expired FROM counter"
+            ).fetchone()
+        return OutboxStats(
+            queued=queued,
+            dropped=dropped,
+            expired=expired,
+            stream=self._stream,
+            next_seq=next_seq,
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db, self.path)
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error); disk errors as StateFileError."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self._db = db
+        self._path = path
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: object
+    ) -> None:
+        if kind is None:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as failure:
+                error = failure
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        if isinstance(error, sqlite3.OperationalError):
+            raise StateFileError(
+                f"cannot write the outbox {self._path}: {error}; check free space and "
+                "permissions of the state directory"
+            ) from error

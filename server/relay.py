@@ -1,0 +1,571 @@
+"""The relay's edge: one paho client, one bounded queue, one worker thread.
+
+::
+
+    broker ══► paho network thread ──on_message──► bounded queue ──► worker thread
+                 (never blocks on work)                               decode, decide (forwarding,
+                                                                      pairing, presence), store,
+    broker ◄══ paho network thread ◄── publish glows / group states ── then ack the message
+
+What to know before changing it:
+
+- **Persistent session.** MQTT 5 with ``clean_start=False`` *and* a session expiry: while the
+  relay restarts, the broker queues the touches for its client id. paho keeps the session in
+  memory only, which is fine here: everything that matters is in the broker and the store.
+- **Shared subscriptions** ``$share/<name>/…/lamp/+/touch`` and ``…/pair`` so several relays split
+  the work. Availability is a *plain* subscription: MQTT 5 never sends retained messages to a
+  shared subscription, and the retained ``online``/``offline`` of every lamp is exactly what a
+  starting relay needs (each relay records it; the store reports a change only once).
+- **Acknowledge after the work.** ``manual_ack=True``: a touch is PUBACKed only after its record is
+  committed and its glows are handed to paho, so a relay that dies mid-way gets it redelivered
+  (and the de-duplication record makes the redelivery harmless). An ack belongs to the
+  connection the message came on; after a reconnect the broker redelivers anything unacked, so
+  an ack for a message of an earlier connection is skipped, never sent on the new one (its
+  packet id may by then name another message).
+- **Back-pressure without growth.** The relay asks the broker for at most ``queue_size``
+  unacknowledged deliveries (MQTT 5 Receive Maximum) and acks only after handling, so QoS 1
+  messages can never overfill the queue; QoS 0 messages are admitted only while the queue is
+  less than half full, and dropped (counted) beyond that. If the queue is full anyway,
+  ``on_message`` blocks paho's network thread until the worker makes room, rather than growing
+  without bound: a stalled network thread stops reading from the socket, which is TCP's own
+  back-pressure, whereas an ever-growing queue turns a slow store into an out-of-memory kill.
+  On the way out, paho's outgoing queue is bounded too (``max_queued``); when it is full the
+  worker waits for PUBACKs, which stops it taking new work. The inflight window is raised from
+  paho's 20 (DESIGN.md: the default plus a growing queue is quadratic).
+- **Graceful stop.** ``stop()``: stop taking work (later deliveries stay unacked in the broker's
+  session), finish the queued messages, wait for the broker to acknowledge every glow, then
+  disconnect. A crash (SIGKILL) between committing a touch record and the broker's PUBACK of
+  its glows can lose those glows — the window is milliseconds; issue 6 covers faults.
+
+Called from paho's thread: the ``_on_*`` methods, which only hand work to the queue. Everything
+else runs in the worker thread, the only user of the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from touchlamp.config.relay import RelaySettings
+from touchlamp.protocol import (
+    GroupState,
+    Kind,
+    ProtocolError,
+    Topics,
+    decode_availability,
+    decode_pair_request,
+    encode,
+)
+from touchlamp.server.badmessages import LogThrottle, safe_excerpt
+from touchlamp.server.forwarding import Drop, DropReason, Forward, ForwardingRule
+from touchlamp.server.groupstate import NOT_PAIRED, states_for
+from touchlamp.server.metrics import RelayMetrics
+from touchlamp.server.pairing import Pairing, bad_request
+from touchlamp.server.presence import Presence
+from touchlamp.server.ratelimit import RateLimiter
+from touchlamp.server.store.base import Store, StoreUnavailableError
+
+__all__ = ["Relay", "RelayAuthError"]
+
+_log = logging.getLogger(__name__)
+
+# CONNACK reason codes that retrying cannot fix: bad user name or password, not authorised,
+# banned, bad authentication method.
+_AUTH_FAILURES = frozenset({0x86, 0x87, 0x8A, 0x8C})
+_HOUSEKEEPING_SECONDS = 60.0
+_STORE_RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+
+class RelayAuthError(RuntimeError):
+    """The broker refused the relay's login; retrying cannot fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Inbound:
+    """One message from the broker, as the worker needs it (paho's object stays in paho)."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    generation: int  # which connection it came on (acks are only valid on that one)
+    received: float  # monotonic, for the latency histogram
+    response_topic: str | None
+    correlation: bytes | None
+
+
+class _Resync:
+    """Queue marker: re-publish every lamp's retained group state (at start-up)."""
+
+
+_RESYNC = _Resync()
+
+
+class Relay:
+    """One relay process's broker connection and worker. ``start()``, then ``stop()``.
+
+    ``clock`` is wall time in seconds (touch records, codes, glow ``at``); ``monotonic`` drives
+    the rate limiter, log throttling and latency. Both are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: RelaySettings,
+        store: Store,
+        metrics: RelayMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self.metrics = metrics if metrics is not None else RelayMetrics()
+        self._clock = clock
+        self._monotonic = monotonic
+        self._topics = Topics(settings.mqtt.topic_root)
+        limits = settings.rate_limit
+        self._rule = ForwardingRule(
+            store=store,
+            limiter=RateLimiter(per_second=limits.per_second, burst=limits.burst, clock=monotonic),
+            clock=clock,
+            mutual_window_seconds=settings.forwarding.mutual_window_seconds,
+        )
+        self._pairing = Pairing(store=store, settings=settings.pairing, clock=clock)
+        self._presence = Presence(store=store)
+        self._throttle = LogThrottle(interval=settings.bad_payload_log_seconds, clock=monotonic)
+
+        self._queue: queue.Queue[_Inbound | _Resync] = queue.Queue(
+            maxsize=2 * settings.queue_size
+        )
+        self._qos0_admit_below = settings.queue_size // 2
+        self.metrics.queue_depth.set_function(self._queue.qsize)
+
+        self._stopping = threading.Event()
+        self._connected = threading.Event()
+        self._finished = threading.Event()
+        self._auth_error: str | None = None
+        self._first_connect = True
+        self._ack_lock = threading.Lock()
+        self._generation = 0
+        self._outstanding_lock = threading.Condition()
+        self._outstanding = 0  # glows and states handed to paho, not yet PUBACKed
+        self._heartbeat = monotonic()
+        self._next_housekeeping = monotonic()
+
+        # Glows are never retained and expire: a stale glow is not worth showing (DESIGN.md).
+        self._glow_props = _properties(PacketTypes.PUBLISH)
+        self._glow_props.MessageExpiryInterval = settings.forwarding.glow_expiry_seconds
+        self._client = self._make_client()
+        self._worker = threading.Thread(target=self._work, name="relay-worker", daemon=True)
+
+    # -- lifecycle (called from the owner's thread) ---------------------------------------------
+    def start(self) -> None:
+        mqtt_settings = self._settings.mqtt
+        connect = _properties(PacketTypes.CONNECT)
+        connect.SessionExpiryInterval = mqtt_settings.session_expiry_seconds
+        connect.ReceiveMaximum = self._settings.queue_size
+        self._worker.start()
+        self._client.connect_async(
+            mqtt_settings.host,
+            mqtt_settings.effective_port,
+            keepalive=mqtt_settings.keepalive_seconds,
+            clean_start=False,
+            properties=connect,
+        )
+        self._client.loop_start()
+
+    def stop(self, *, timeout: float = 15.0) -> None:
+        """Stop taking work, finish what was taken, wait for the broker's acks, disconnect."""
+        deadline = self._monotonic() + timeout
+        self._stopping.set()
+        if self._worker.ident is None:
+            return  # never started
+        self._worker.join(timeout=max(0.0, deadline - self._monotonic()))
+        if self._worker.is_alive():
+            _log.warning("relay worker still busy after %.0f s; disconnecting anyway", timeout)
+        with self._outstanding_lock:
+            self._outstanding_lock.wait_for(
+                lambda: self._outstanding == 0 or not self._connected.is_set(),
+                timeout=max(0.0, deadline - self._monotonic()),
+            )
+            unacknowledged = self._outstanding
+        if unacknowledged:
+            _log.warning("%d messages not yet acknowledged by the broker at stop", unacknowledged)
+            self._client.disconnect()
+            self._client.loop_stop()
+        else:
+            # Network thread first, then DISCONNECT from this thread: paho 2.2's loop logs a
+            # spurious "Client is not connected" error when it outlives its own disconnect.
+            self._client.loop_stop()
+            self._client.disconnect()
+        self._connected.clear()
+        self.metrics.connected.set(0)
+
+    def wait_connected(self, timeout: float) -> bool:
+        """True once connected and subscribed (raises ``RelayAuthError`` on refused login)."""
+        if self._connected.wait(timeout):
+            return True
+        if self._auth_error is not None:
+            raise RelayAuthError(self._auth_error)
+        return False
+
+    @property
+    def connected(self) -> bool:
+        """Called from any thread (the health endpoint)."""
+        return self._connected.is_set()
+
+    @property
+    def auth_error(self) -> str | None:
+        return self._auth_error
+
+    def healthy_worker(self, *, within: float) -> bool:
+        """The worker has looped within ``within`` seconds (for the systemd watchdog)."""
+        return self._worker.is_alive() and self._monotonic() - self._heartbeat < within
+
+    # -- paho wiring ----------------------------------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        settings = self._settings.mqtt
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,
+        )
+        password = settings.password.get_secret_value() if settings.password else None
+        client.username_pw_set(settings.username, password)
+        client.max_inflight_messages_set(settings.max_inflight)
+        client.max_queued_messages_set(settings.max_queued)
+        client.reconnect_delay_set(
+            min_delay=round(settings.reconnect_min_seconds),
+            max_delay=round(settings.reconnect_max_seconds),
+        )
+        if settings.tls:
+            client.tls_set(
+                ca_certs=str(settings.ca_file) if settings.ca_file else None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
+        return client
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _userdata: object,
+        _flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            if reason_code.value in _AUTH_FAILURES:
+                self._auth_error = (
+                    f"the broker refused the relay's login as {self._settings.mqtt.username!r} "
+                    f"({reason_code}); check TOUCHLAMP_RELAY_MQTT__USERNAME / __PASSWORD and "
+                    "the relay's credentials on the broker"
+                )
+                _log.error("%s; not retrying", self._auth_error)
+                client.disconnect()  # ends paho's reconnect loop
+                self._finished.set()
+            else:
+                _log.warning("broker refused the connection: %s; retrying", reason_code)
+            return
+        with self._ack_lock:
+            self._generation += 1
+        topics, share = self._topics, self._settings.mqtt.share_name
+        client.subscribe(
+            [
+                (topics.shared(share, Kind.TOUCH), SubscribeOptions(qos=1)),
+                (topics.shared(share, Kind.PAIR), SubscribeOptions(qos=1)),
+                (topics.every(Kind.AVAILABILITY), SubscribeOptions(qos=1)),
+            ]
+        )
+        if self._first_connect:
+            self._first_connect = False
+            self._queue.put(_RESYNC)
+        _log.info("connected to the broker at %s", self._settings.mqtt.host)
+
+    def _on_subscribe(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _mid: int,
+        reason_codes: list[ReasonCode],
+        _properties: Properties | None,
+    ) -> None:
+        refused = [code for code in reason_codes if code.is_failure]
+        if refused:
+            _log.error(
+                "the broker refused the relay's subscriptions (%s): the relay's ACL must allow "
+                "reading %s/lamp/+/touch, …/pair and …/availability",
+                ", ".join(str(code) for code in refused),
+                self._topics.root,
+            )
+            return
+        self._connected.set()
+        self.metrics.connected.set(1)
+
+    def _on_disconnect(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        with self._ack_lock:
+            self._generation += 1
+        self._connected.clear()
+        self.metrics.connected.set(0)
+        with self._outstanding_lock:
+            self._outstanding_lock.notify_all()
+        if not self._stopping.is_set():
+            _log.warning("lost the broker connection (%s); reconnecting", reason_code)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if self._stopping.is_set():
+            return  # not acked: it stays in the broker's session for the next start
+        properties = msg.properties
+        response_topic = getattr(properties, "ResponseTopic", None)
+        correlation = getattr(properties, "CorrelationData", None)
+        with self._ack_lock:
+            generation = self._generation
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = ""  # the worker counts and acks it like any unroutable message
+        item = _Inbound(
+            topic=topic,
+            payload=bytes(msg.payload),
+            qos=msg.qos,
+            mid=msg.mid,
+            generation=generation,
+            received=self._monotonic(),
+            response_topic=response_topic if isinstance(response_topic, str) else None,
+            correlation=bytes(correlation) if isinstance(correlation, bytes | bytearray) else None,
+        )
+        if msg.qos == 0:
+            if self._queue.qsize() < self._qos0_admit_below:
+                self._queue.put_nowait(item)
+            else:
+                self.metrics.bad_messages.labels(kind="qos0-overflow").inc()
+            return
+        while not self._stopping.is_set():
+            try:
+                self._queue.put(item, timeout=0.5)
+            except queue.Full:
+                _log.warning("relay queue full: holding the network thread until it drains")
+            else:
+                return
+
+    def _on_publish(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _mid: int,
+        _reason_code: ReasonCode,
+        _properties: Properties,
+    ) -> None:
+        with self._outstanding_lock:
+            self._outstanding = max(0, self._outstanding - 1)
+            if self._outstanding == 0:
+                self._outstanding_lock.notify_all()
+
+    # -- worker ---------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._finished.is_set():
+            self._heartbeat = self._monotonic()
+            try:
+                item = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                if self._stopping.is_set():
+                    break
+                self._housekeeping()
+                continue
+            try:
+                self._handle_with_retries(item)
+            except Exception:  # noqa: BLE001  the worker must outlive any one bad message
+                where = item.topic if isinstance(item, _Inbound) else "resync"
+                _log.exception("failed to handle a message on %s; dropped", where)
+                if isinstance(item, _Inbound):
+                    self._ack(item)
+            self._housekeeping()
+
+    def _handle_with_retries(self, item: _Inbound | _Resync) -> None:
+        for delay in (*_STORE_RETRY_SECONDS, None):
+            try:
+                self._handle(item)
+            except StoreUnavailableError as error:
+                if delay is None or self._stopping.is_set():
+                    # Not acked: the broker redelivers it on the next connection.
+                    _log.error("store unavailable, leaving the message to the broker: %s", error)
+                    return
+                _log.warning("store unavailable (%s); retrying in %.1f s", error, delay)
+                self._stopping.wait(delay)
+            else:
+                return
+
+    def _handle(self, item: _Inbound | _Resync) -> None:
+        if isinstance(item, _Resync):
+            self._publish_states([lamp.id for lamp in self._store.list_lamps()])
+            self.metrics.lamps_online.set(self._presence.online_count())
+            return
+        try:
+            match = self._topics.parse(item.topic)
+        except ProtocolError:
+            self._reject("unroutable", item, "not a lamp topic")
+            self._ack(item)
+            return
+        if match.kind is Kind.TOUCH:
+            self._handle_touch(match.lamp_id, item)
+        elif match.kind is Kind.PAIR:
+            self._handle_pair(match.lamp_id, item)
+        elif match.kind is Kind.AVAILABILITY:
+            self._handle_availability(match.lamp_id, item)
+        self._ack(item)
+
+    def _handle_touch(self, lamp_id: str, item: _Inbound) -> None:
+        self.metrics.touches_received.inc()
+        decision = self._rule.decide(lamp_id, item.payload, topic=item.topic)
+        if isinstance(decision, Drop):
+            self.metrics.count_drop(decision.reason)
+            if decision.reason is DropReason.BAD_PAYLOAD:
+                reason = decision.error.reason if decision.error else "invalid touch"
+                self._log_bad(lamp_id, item, reason)
+            if decision.notify_sender:
+                self._publish_state(lamp_id, NOT_PAIRED)
+            return
+        self._forward(decision, item)
+
+    def _forward(self, decision: Forward, item: _Inbound) -> None:
+        for addressed in decision.glows:
+            self._publish(
+                self._topics.glow(addressed.to), encode(addressed.glow), props=self._glow_props
+            )
+        self.metrics.glows_forwarded.inc(len(decision.glows))
+        self.metrics.touches_forwarded.inc()
+        self.metrics.forward_latency.observe(self._monotonic() - item.received)
+
+    def _handle_pair(self, lamp_id: str, item: _Inbound) -> None:
+        expected = self._topics.pair_response(lamp_id)
+        if item.response_topic != expected:
+            # Answering on any other topic would let one lamp make the relay write elsewhere.
+            self._reject("pair", item, f"ignored: the response topic must be {expected}")
+            return
+        changed: tuple[str, ...] = ()
+        try:
+            request = decode_pair_request(item.topic, item.payload)
+        except ProtocolError as error:
+            self._reject("pair", item, error.reason)
+            response = bad_request(item.payload, error.reason)
+        else:
+            outcome = self._pairing.handle(lamp_id, request)
+            response, changed = outcome.response, outcome.changed
+        props = _properties(PacketTypes.PUBLISH)
+        if item.correlation is not None:
+            props.CorrelationData = item.correlation
+        self._publish(expected, encode(response), props=props)
+        self._publish_states(list(changed))
+        outcome_label = "ok" if response.ok else (response.error or "refused")
+        self.metrics.pair_requests.labels(
+            action=response.action.value, outcome=outcome_label
+        ).inc()
+
+    def _handle_availability(self, lamp_id: str, item: _Inbound) -> None:
+        if not item.payload:
+            return  # a retained message being cleared (the lamp was removed)
+        try:
+            availability = decode_availability(item.topic, item.payload)
+        except ProtocolError as error:
+            self._reject("availability", item, error.reason)
+            return
+        changed = self._presence.update(lamp_id, availability)
+        if changed:
+            self.metrics.lamps_online.set(self._presence.online_count())
+            self._publish_states(list(changed))
+
+    # -- publishing and acking (worker thread) --------------------------------------------------
+    def _publish_states(self, lamp_ids: list[str]) -> None:
+        for lamp_id, state in states_for(self._store, lamp_ids).items():
+            self._publish_state(lamp_id, state)
+
+    def _publish_state(self, lamp_id: str, state: GroupState) -> None:
+        self._publish(self._topics.group(lamp_id), encode(state), retain=True)
+
+    def _publish(
+        self, topic: str, payload: bytes, *, retain: bool = False, props: Properties | None = None
+    ) -> None:
+        """Hand a QoS 1 message to paho, waiting while its outgoing queue is full."""
+        while True:
+            with self._outstanding_lock:
+                self._outstanding += 1
+            info = self._client.publish(topic, payload, qos=1, retain=retain, properties=props)
+            if info.rc != MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+                # MQTT_ERR_NO_CONN is fine: paho keeps QoS 1 messages and sends them on reconnect.
+                return
+            with self._outstanding_lock:
+                self._outstanding -= 1
+                # Back-pressure: wait for PUBACKs (they shrink paho's queue), not for a timer.
+                self._outstanding_lock.wait(timeout=0.05)
+
+    def _ack(self, item: _Inbound) -> None:
+        if item.qos == 0:
+            return
+        with self._ack_lock:
+            if item.generation != self._generation:
+                return  # its connection is gone; the broker redelivers it, de-dup absorbs it
+            self._client.ack(item.mid, item.qos)
+
+    # -- logging and housekeeping ---------------------------------------------------------------
+    def _reject(self, kind: str, item: _Inbound, reason: str) -> None:
+        self.metrics.bad_messages.labels(kind=kind).inc()
+        self._log_bad(item.topic or "?", item, reason)
+
+    def _log_bad(self, key: str, item: _Inbound, reason: str) -> None:
+        if not self._throttle.should_log(key):
+            return
+        suppressed = self._throttle.take_suppressed(key)
+        more = f" (+{suppressed} similar not logged)" if suppressed else ""
+        _log.warning(
+            "dropped a bad message on %s: %s; payload %s%s",
+            safe_excerpt(item.topic.encode(), limit=120),
+            reason,
+            safe_excerpt(item.payload),
+            more,
+        )
+
+    def _housekeeping(self) -> None:
+        now = self._monotonic()
+        if now < self._next_housekeeping:
+            return
+        self._next_housekeeping = now + _HOUSEKEEPING_SECONDS
+        wall_ms = round(self._clock() * 1000)
+        retention_ms = round(self._settings.forwarding.dedup_retention_hours * 3600 * 1000)
+        with contextlib.suppress(StoreUnavailableError):
+            self._store.prune_touches(older_than_ms=wall_ms - retention_ms)
+            self._store.prune_codes(now_ms=wall_ms)
+            self.metrics.lamps_online.set(self._presence.online_count())
+
+    def __repr__(self) -> str:
+        return f"Relay(client_id={self._settings.mqtt.client_id!r})"
+
+
+def _properties(packet_type: int) -> Properties:
+    # paho's Properties.__init__ has no annotations; this is the one place that calls it.
+    return Properties(packet_type)  # type: ignore[no-untyped-call]

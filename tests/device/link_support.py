@@ -1,0 +1,313 @@
+"""Helpers for the link's tests: an event recorder, a raw MQTT client playing the relay, and a
+TCP "cable" between lamp and broker that a test can cut (a connection dropped without DISCONNECT,
+as when a lamp loses Wi-Fi or power)."""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from touchlamp.device.link_events import LinkEvent
+
+__all__ = [
+    "WAIT",
+    "Cable",
+    "EventLog",
+    "ProvisionalBroker",
+    "Received",
+    "RelayClient",
+    "eventually",
+]
+
+WAIT = 30.0
+"""How long a test waits for something that should happen (generous: CI machines are slow)."""
+
+E = TypeVar("E")
+
+
+class EventLog:
+    """A link sink that records events and lets a test wait for one (called from any thread)."""
+
+    def __init__(self) -> None:
+        self._events: list[LinkEvent] = []
+        self._changed = threading.Condition()
+
+    def __call__(self, event: LinkEvent) -> None:
+        with self._changed:
+            self._events.append(event)
+            self._changed.notify_all()
+
+    def of(self, kind: type[E]) -> list[E]:
+        with self._changed:
+            return [event for event in self._events if isinstance(event, kind)]
+
+    def wait_for(
+        self, kind: type[E], where: Callable[[E], bool] = lambda _: True, *, count: int = 1
+    ) -> E:
+        """The ``count``-th event of ``kind`` matching ``where``; fails after ``WAIT`` s."""
+        with self._changed:
+            found: list[E] = []
+
+            def enough() -> bool:
+                found[:] = [e for e in self._events if isinstance(e, kind) and where(e)]
+                return len(found) >= count
+
+            if not self._changed.wait_for(enough, timeout=WAIT):
+                raise AssertionError(
+                    f"no {count} {kind.__name__} event(s) within {WAIT} s; got {self._events}"
+                )
+            return found[count - 1]
+
+
+def eventually(check: Callable[[], bool], what: str) -> None:
+    """Wait until ``check()`` holds (polling a state the code under test changes)."""
+    done = threading.Event()
+    for _ in range(int(WAIT / 0.02)):
+        if check():
+            return
+        done.wait(0.02)
+    raise AssertionError(f"not within {WAIT} s: {what}")
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    response_topic: str | None
+    correlation: bytes | None
+
+
+class RelayClient:
+    """A raw paho client with relay (or any) credentials: subscribe, collect, publish."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        client_id: str,
+        persistent: bool = False,
+    ) -> None:
+        self.messages: queue.Queue[Received] = queue.Queue()
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+        )
+        self._client.username_pw_set(username, password)
+        self._client.reconnect_delay_set(0.05, 0.2)
+        self._filters: list[str] = []
+        self.handler: Callable[[RelayClient, Received], None] | None = None
+
+        def on_connect(
+            client: mqtt.Client,
+            _userdata: object,
+            _flags: mqtt.ConnectFlags,
+            reason: ReasonCode,
+            _properties: Properties | None,
+        ) -> None:
+            if reason.is_failure:
+                return
+            if self._filters:
+                client.subscribe([(f, SubscribeOptions(qos=1)) for f in self._filters])
+            self._connected.set()
+
+        def on_subscribe(*_args: object) -> None:
+            self._subscribed.set()
+
+        def on_message(_client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+            props = message.properties
+            received = Received(
+                topic=message.topic,
+                payload=bytes(message.payload),
+                qos=message.qos,
+                retain=bool(message.retain),
+                response_topic=getattr(props, "ResponseTopic", None),
+                correlation=getattr(props, "CorrelationData", None),
+            )
+            if self.handler is not None:
+                self.handler(self, received)
+            self.messages.put(received)
+
+        self._client.on_connect = on_connect
+        self._client.on_subscribe = on_subscribe
+        self._client.on_message = on_message
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        if persistent:
+            properties.SessionExpiryInterval = 600
+        self._client.connect(host, port, clean_start=not persistent, properties=properties)
+        self._client.loop_start()
+        if not self._connected.wait(WAIT):
+            raise AssertionError(f"{username} could not connect to the test broker")
+
+    def subscribe(self, *filters: str) -> None:
+        self._filters.extend(filters)
+        self._subscribed.clear()
+        self._client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
+        if not self._subscribed.wait(WAIT):
+            raise AssertionError(f"no SUBACK for {filters}")
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        correlation: bytes | None = None,
+    ) -> None:
+        properties = None
+        if correlation is not None:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.CorrelationData = correlation
+        info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
+        info.wait_for_publish(WAIT)
+
+    def next(self, *, topic: str | None = None) -> Received:
+        """The next message (on ``topic`` if given, skipping others); fails after ``WAIT`` s."""
+        while True:
+            try:
+                message = self.messages.get(timeout=WAIT)
+            except queue.Empty:
+                raise AssertionError(
+                    f"no message on {topic or 'any topic'} within {WAIT} s"
+                ) from None
+            if topic is None or message.topic == topic:
+                return message
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+class Cable:
+    """A loopback TCP proxy to the broker; ``cut()`` drops every connection without a word."""
+
+    def __init__(self, *, broker_port: int) -> None:
+        self._broker_port = broker_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self.connections = 0
+        self.connected = threading.Condition(self._lock)
+        self._closed = False
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                inside, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            try:
+                outside = socket.create_connection(("127.0.0.1", self._broker_port))
+            except OSError:
+                inside.close()
+                continue
+            with self._lock:
+                self._sockets += [inside, outside]
+                self.connections += 1
+                self.connected.notify_all()
+            for source, target in ((inside, outside), (outside, inside)):
+                threading.Thread(target=self._pipe, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, target: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self._listener.close()
+        self.cut()
+        self._thread.join()
+
+
+class ProvisionalBroker:
+    """A Mosquitto on a free loopback port with a password file and persistence.
+
+    Stand-in until the shared ``broker`` fixture (tests/conftest.py) lands; same idea: real
+    broker, our own config, ``stop()``/``start()`` to take it down and bring it back.
+    """
+
+    relay_username = "relay"
+    relay_password = "relay-secret"
+
+    def __init__(self, directory: Path) -> None:
+        self._dir = directory
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self.host = "127.0.0.1"
+        with socket.create_server((self.host, 0)) as probe:
+            self.port: int = probe.getsockname()[1]
+        self._passwords: dict[str, str] = {self.relay_username: self.relay_password}
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def add_lamp(self, lamp_id: str, password: str | None = None) -> str:
+        self._passwords[lamp_id] = password or f"pw-{lamp_id}"
+        self._write_passwords()
+        if self._process is not None:
+            self._process.send_signal(signal.SIGHUP)  # reload the password file
+        return self._passwords[lamp_id]
+
+    def _write_passwords(self) -> None:
+        path = self._dir / "passwords"
+        path.write_text("".join(f"{user}:{pw}\n" for user, pw in self._passwords.items()))
+        subprocess.run(["mosquitto_passwd", "-U", str(path)], check=True, capture_output=True)
+
+    def start(self) -> None:
+        self._write_passwords()
+        config = self._dir / "mosquitto.conf"
+        config.write_text(
+            f"listener {self.port} {self.host}\n"
+            "allow_anonymous false\n"
+            f"password_file {self._dir / 'passwords'}\n"
+            "persistence true\n"
+            f"persistence_location {self._dir}/\n"
+            "autosave_interval 0\n"
+            "autosave_on_changes true\n"
+            f"log_dest file {self._dir / 'mosquitto.log'}\n"
+            "log_type all\n"
+        )
+        self._process = subprocess.Popen(["mosquitto", "-c", str(config)])
+        deadline = threading.Event()
+        for _ in range(int(WAIT / 0.02)):
+            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port)):
+                return
+            deadline.wait(0.02)
+        raise AssertionError(f"mosquitto did not listen on {self.port}: see {self._dir}")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(WAIT)
+            self._process = None

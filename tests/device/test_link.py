@@ -1,0 +1,368 @@
+"""The lamp's MQTT link against a real Mosquitto, with a raw paho client playing the relay."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.device.link_support import (
+    Cable,
+    EventLog,
+    ProvisionalBroker,
+    Received,
+    RelayClient,
+    eventually,
+)
+from touchlamp.device.clock import ManualClock
+from touchlamp.device.link import LampLink
+from touchlamp.device.link_events import (
+    BadMessage,
+    CredentialsRejected,
+    GlowArrived,
+    GroupArrived,
+    LinkConnected,
+    LinkDisconnected,
+    LinkError,
+    LinkTimeoutError,
+    PairResponseArrived,
+    TouchDelivery,
+)
+from touchlamp.protocol import (
+    Glow,
+    GroupMember,
+    GroupState,
+    Kind,
+    PairAction,
+    PairRequest,
+    PairResponse,
+    Topics,
+    decode_pair_request,
+    decode_touch,
+    encode,
+)
+
+_ids = itertools.count()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[ProvisionalBroker]:
+    running = ProvisionalBroker(tmp_path / "broker")
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def topics() -> Topics:
+    # Each test under its own root, so a retained message of one test never meets another.
+    return Topics(f"test{next(_ids)}/v1")
+
+
+class Setup:
+    """Makes lamps and relay clients for one test and closes them all at its end."""
+
+    def __init__(self, broker: ProvisionalBroker, topics: Topics, tmp_path: Path) -> None:
+        self.broker = broker
+        self.topics = topics
+        self.tmp_path = tmp_path
+        self._closers: list[Callable[[], None]] = []
+
+    def lamp(
+        self,
+        lamp_id: str = "lamp-a",
+        *,
+        events: EventLog | None = None,
+        port: int | None = None,
+        password: str | None = None,
+        state: str | None = None,
+        start: bool = True,
+        **options: object,
+    ) -> tuple[LampLink, EventLog]:
+        known = self.broker.add_lamp(lamp_id)
+        events = events or EventLog()
+        link = LampLink(
+            lamp_id=lamp_id,
+            password=password or known,
+            sink=events,
+            state_dir=self.tmp_path / (state or lamp_id),
+            host=self.broker.host,
+            port=port or self.broker.port,
+            topic_root=self.topics.root,
+            reconnect_min_seconds=0.05,
+            reconnect_max_seconds=0.3,
+            **options,  # type: ignore[arg-type]
+        )
+        self._closers.append(link.stop)
+        if start:
+            link.start()
+        return link, events
+
+    def relay(self, *filters: str, persistent: bool = False) -> RelayClient:
+        client = RelayClient(
+            host=self.broker.host,
+            port=self.broker.port,
+            username=self.broker.relay_username,
+            password=self.broker.relay_password,
+            client_id=f"relay-{next(_ids)}",
+            persistent=persistent,
+        )
+        self._closers.append(client.close)
+        if filters:
+            client.subscribe(*filters)
+        return client
+
+    def cable(self) -> Cable:
+        cable = Cable(broker_port=self.broker.port)
+        self._closers.append(cable.close)
+        return cable
+
+    def close(self) -> None:
+        for close in reversed(self._closers):
+            close()
+
+
+@pytest.fixture
+def setup(broker: ProvisionalBroker, topics: Topics, tmp_path: Path) -> Iterator[Setup]:
+    made = Setup(broker, topics, tmp_path)
+    yield made
+    made.close()
+
+
+def glow(touch: str, *, sender: str = "lamp-b", color: str = "#00ff88") -> bytes:
+    return encode(Glow(touch=touch, sender=sender, color=color, mutual=False, at=1_700_000_000_000))
+
+
+# ---- touches ---------------------------------------------------------------------------------
+
+
+def test_a_touch_goes_out_once_with_seq_stream_qos1_not_retained(setup: Setup) -> None:
+    relay = setup.relay(setup.topics.every(Kind.TOUCH))
+    link, events = setup.lamp()
+    events.wait_for(LinkConnected)
+
+    receipt = link.send_touch("#FF8800")
+
+    assert receipt.delivery is TouchDelivery.SENT
+    message = relay.next()
+    assert message.topic == setup.topics.touch("lamp-a")
+    assert (message.qos, message.retain) == (1, False)
+    touch = decode_touch(message.topic, message.payload)
+    assert touch == receipt.touch
+    assert (touch.seq, touch.stream, touch.color) == (0, link.stream, "#ff8800")
+    # Acknowledged by the broker, so gone from the outbox.
+    eventually(lambda: link.outbox_stats().queued == 0, "the PUBACK empties the outbox")
+    assert link.send_touch("#ff8800").touch.seq == 1
+    assert decode_touch(message.topic, relay.next().payload).seq == 1
+
+
+def test_a_touch_made_while_the_broker_is_down_goes_out_when_it_is_back(setup: Setup) -> None:
+    relay = setup.relay(setup.topics.every(Kind.TOUCH), persistent=True)
+    link, events = setup.lamp()
+    events.wait_for(LinkConnected)
+
+    setup.broker.stop()
+    events.wait_for(LinkDisconnected)
+    receipt = link.send_touch("#123456")
+    assert receipt.delivery is TouchDelivery.QUEUED
+    assert link.outbox_stats().queued == 1
+
+    setup.broker.start()
+    events.wait_for(LinkConnected, count=2)
+    delivered = decode_touch(setup.topics.touch("lamp-a"), relay.next().payload)
+    assert delivered == receipt.touch
+    eventually(lambda: link.outbox_stats().queued == 0, "the PUBACK empties the outbox")
+
+
+def test_touches_queued_before_a_restart_go_out_in_order_afterwards(setup: Setup) -> None:
+    relay = setup.relay(setup.topics.every(Kind.TOUCH))
+    before, _ = setup.lamp(start=False)  # e.g. no network since boot, then a power cut
+    made = [before.send_touch(color).touch for color in ("#000001", "#000002", "#000003")]
+    before.stop()
+
+    after, events = setup.lamp()
+    events.wait_for(LinkConnected)
+
+    received = [decode_touch(m.topic, m.payload) for m in (relay.next() for _ in made)]
+    assert received == made
+    assert [touch.seq for touch in received] == [0, 1, 2]
+    assert after.stream == before.stream
+    assert after.send_touch("#000004").touch.seq == 3
+
+
+def test_outbox_bound_and_expiry_are_counted(setup: Setup) -> None:
+    clock = ManualClock(start=dt.datetime(2024, 5, 1, 12, tzinfo=dt.UTC))
+    relay = setup.relay(setup.topics.every(Kind.TOUCH))
+    link, events = setup.lamp(
+        start=False, clock=clock, outbox_max_entries=2, outbox_max_age_seconds=3600.0
+    )
+    for color in ("#000001", "#000002", "#000003"):  # one too many: the first is dropped
+        link.send_touch(color)
+    clock.advance(2 * 3600)  # both survivors are now too old to be worth a glow
+    fresh = link.send_touch("#000004").touch
+
+    link.start()
+    events.wait_for(LinkConnected)
+
+    assert decode_touch(setup.topics.touch("lamp-a"), relay.next().payload) == fresh
+    stats = link.outbox_stats()
+    assert (stats.dropped, stats.expired) == (1, 2)
+    eventually(lambda: link.outbox_stats().queued == 0, "the PUBACK empties the outbox")
+
+
+# ---- glows, group, bad messages ---------------------------------------------------------------
+
+
+def test_a_redelivered_glow_is_shown_once_even_after_a_restart(setup: Setup) -> None:
+    relay = setup.relay()
+    glow_topic = setup.topics.glow("lamp-a")
+    link, events = setup.lamp()
+    events.wait_for(LinkConnected)
+
+    relay.publish(glow_topic, glow("lamp-b:7:1"))
+    relay.publish(glow_topic, glow("lamp-b:7:1"))
+    relay.publish(glow_topic, glow("lamp-b:7:2"))
+    events.wait_for(GlowArrived, lambda e: e.glow.touch == "lamp-b:7:2")
+    assert [e.glow.touch for e in events.of(GlowArrived)] == ["lamp-b:7:1", "lamp-b:7:2"]
+    assert events.of(GlowArrived)[0].glow.color == "#00ff88"
+
+    link.stop()
+    _, again = setup.lamp()
+    again.wait_for(LinkConnected)
+    relay.publish(glow_topic, glow("lamp-b:7:2"))
+    relay.publish(glow_topic, glow("lamp-b:7:3"))
+    again.wait_for(GlowArrived, lambda e: e.glow.touch == "lamp-b:7:3")
+    assert [e.glow.touch for e in again.of(GlowArrived)] == ["lamp-b:7:3"]
+
+
+def test_a_malformed_glow_is_reported_and_the_link_carries_on(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    relay = setup.relay()
+    glow_topic = setup.topics.glow("lamp-a")
+    link, events = setup.lamp()
+    events.wait_for(LinkConnected)
+
+    relay.publish(glow_topic, b'{"touch": "lamp-b:1:1", "color": "red"}')
+    relay.publish(glow_topic, b"\xff\xfe not even text")
+    relay.publish(glow_topic, glow("lamp-b:1:2"))
+
+    events.wait_for(GlowArrived)
+    bad = events.of(BadMessage)
+    assert [b.topic for b in bad] == [glow_topic, glow_topic]
+    assert "not a valid Glow" in bad[0].error
+    assert "not UTF-8" in bad[1].error
+    warnings = [r.getMessage() for r in caplog.records if "dropped a bad message" in r.getMessage()]
+    assert len(warnings) == 2
+    assert "not even text" in warnings[1]  # a safe excerpt of the payload, for the log reader
+    assert link.connected
+
+
+def test_the_retained_group_state_arrives(setup: Setup) -> None:
+    relay = setup.relay()
+    state = GroupState(
+        group="home",
+        members=[GroupMember(id="lamp-b", name="Bea", color="#00ff88", online=True)],
+    )
+    relay.publish(setup.topics.group("lamp-a"), encode(state), retain=True)
+
+    _, events = setup.lamp()
+
+    assert events.wait_for(GroupArrived).group == state
+
+
+# ---- availability -----------------------------------------------------------------------------
+
+
+def test_online_is_retained_and_offline_is_the_will_when_the_connection_drops(
+    setup: Setup,
+) -> None:
+    availability = setup.topics.availability("lamp-a")
+    cable = setup.cable()
+    _, events = setup.lamp(port=cable.port)
+    events.wait_for(LinkConnected)
+
+    watcher = setup.relay(availability)  # subscribes late: sees the retained value
+    first = watcher.next()
+    assert (first.payload, first.retain, first.qos) == (b"online", True, 1)
+
+    cable.cut()  # no DISCONNECT: the broker publishes the will
+    assert watcher.next().payload == b"offline"
+    events.wait_for(LinkDisconnected)
+    events.wait_for(LinkConnected, count=2)
+    assert watcher.next().payload == b"online"
+
+
+def test_stop_publishes_offline_retained(setup: Setup) -> None:
+    availability = setup.topics.availability("lamp-a")
+    link, events = setup.lamp()
+    events.wait_for(LinkConnected)
+
+    link.stop()
+
+    assert events.wait_for(LinkDisconnected)
+    late = setup.relay(availability).next()
+    assert (late.payload, late.retain) == (b"offline", True)
+
+
+# ---- credentials ------------------------------------------------------------------------------
+
+
+def test_a_wrong_password_is_reported_once_and_not_retried(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    cable = setup.cable()
+    link, events = setup.lamp(port=cable.port, password="not-the-password")
+
+    rejected = events.wait_for(CredentialsRejected)
+
+    assert rejected.reason in ("Bad user name or password", "Not authorized")
+    with pytest.raises(LinkError, match="refused lamp lamp-a's credentials"):
+        link.request(PairRequest(action=PairAction.STATUS), timeout=1.0)
+    # With reconnects 0.05-0.3 s apart a retry loop would have knocked several times by now.
+    with cable.connected:
+        assert not cable.connected.wait_for(lambda: cable.connections > 1, timeout=1.0)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and "refused" in r.message]
+    assert len(errors) == 1
+    assert "not retrying" in errors[0].getMessage()
+    assert link.send_touch("#ffffff").delivery is TouchDelivery.QUEUED
+
+
+# ---- pairing requests -------------------------------------------------------------------------
+
+
+def answer_pairing(relay: RelayClient, message: Received) -> None:
+    """A raw pairing service: answers each request on its response topic."""
+    request = decode_pair_request(message.topic, message.payload)
+    assert message.response_topic is not None
+    response = PairResponse(action=request.action, ok=True, code="ABCD-1234", members=["lamp-a"])
+    relay.publish(message.response_topic, encode(response), correlation=message.correlation)
+
+
+def test_a_pairing_request_gets_its_answer(setup: Setup) -> None:
+    responder = setup.relay(setup.topics.every(Kind.PAIR))
+    responder.handler = answer_pairing
+    link, events = setup.lamp()
+
+    response = link.request(PairRequest(action=PairAction.CREATE), timeout=20.0)
+
+    assert (response.ok, response.code, response.action) == (True, "ABCD-1234", PairAction.CREATE)
+    request = responder.next()
+    assert request.topic == setup.topics.pair("lamp-a")
+    assert request.response_topic == setup.topics.pair_response("lamp-a")
+    arrived = events.wait_for(PairResponseArrived)
+    assert arrived.correlation == request.correlation
+    assert arrived.correlation is not None
+    assert len(arrived.correlation) == 16
+
+
+def test_a_pairing_request_without_a_relay_times_out(setup: Setup) -> None:
+    link, events = setup.lamp()
+    events.wait_for(LinkConnected)
+
+    with pytest.raises(LinkTimeoutError, match="is the relay running"):
+        link.request(PairRequest(action=PairAction.STATUS), timeout=0.5)

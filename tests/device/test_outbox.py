@@ -1,0 +1,187 @@
+"""The outbox on its own: real SQLite in a temporary state dir, a hand-moved clock."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from touchlamp.device.backoff import Backoff
+from touchlamp.device.dedup import SeenTouches
+from touchlamp.device.outbox import OUTBOX_FILE, Outbox, StateFileError
+
+HOUR = 3600.0
+
+
+class FakeWallClock:
+    """Seconds since the epoch, moved by hand."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeWallClock:
+    return FakeWallClock()
+
+
+_opened: list[Outbox] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_outboxes() -> Iterator[None]:
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
+def open_outbox(state_dir: Path, clock: FakeWallClock, **limits: float) -> Outbox:
+    outbox = Outbox(
+        state_dir=state_dir,
+        max_entries=int(limits.get("max_entries", 1000)),
+        max_age_seconds=limits.get("max_age_seconds", 12 * HOUR),
+        now=clock,
+    )
+    _opened.append(outbox)
+    return outbox
+
+
+def test_touches_get_increasing_seqs_and_leave_in_order(
+    tmp_path: Path, clock: FakeWallClock
+) -> None:
+    outbox = open_outbox(tmp_path, clock)
+    made = [
+        outbox.add(color=color, ts_ms=1000 + i)
+        for i, color in enumerate(["#FF0000", "#00ff00", "#0000ff"])
+    ]
+
+    assert [touch.seq for touch in made] == [0, 1, 2]
+    assert made[0].color == "#ff0000"  # stored as the wire wants it
+    assert {touch.stream for touch in made} == {outbox.stream}
+    assert outbox.pending() == made
+    assert outbox.pending(after_seq=0) == made[1:]
+    assert outbox.pending(limit=1) == made[:1]
+
+    assert outbox.remove(1)
+    assert not outbox.remove(1)
+    assert [touch.seq for touch in outbox.pending()] == [0, 2]
+
+
+def test_seq_stream_and_queue_survive_a_restart(tmp_path: Path, clock: FakeWallClock) -> None:
+    first = open_outbox(tmp_path, clock)
+    queued = first.add(color="#112233", ts_ms=5)
+    first.add(color="#112233", ts_ms=6)
+    first.remove(1)
+    stream = first.stream
+    first.close()
+
+    again = open_outbox(tmp_path, clock)
+    assert again.stream == stream
+    assert again.pending() == [queued]
+    # A removed touch's seq is never handed out again: the relay would take it for a repeat.
+    assert again.add(color="#112233", ts_ms=7).seq == 2
+
+
+def test_a_fresh_state_dir_is_a_new_stream(tmp_path: Path, clock: FakeWallClock) -> None:
+    streams = {open_outbox(tmp_path / str(i), clock).stream for i in range(3)}
+    # Three random 32-bit numbers; a collision would be a one-in-a-billion event.
+    assert len(streams) == 3
+    assert all(0 <= stream < 2**32 for stream in streams)
+
+
+def test_full_outbox_drops_the_oldest_counted_and_logged(
+    tmp_path: Path, clock: FakeWallClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    outbox = open_outbox(tmp_path, clock, max_entries=3)
+    for ts in range(5):
+        outbox.add(color="#abcdef", ts_ms=ts)
+
+    assert [touch.seq for touch in outbox.pending()] == [2, 3, 4]
+    stats = outbox.stats()
+    assert (stats.queued, stats.dropped, stats.expired, stats.next_seq) == (3, 2, 0, 5)
+    dropped_lines = [r for r in caplog.records if "outbox full" in r.getMessage()]
+    assert len(dropped_lines) == 2
+    assert all(r.levelno == logging.WARNING for r in dropped_lines)
+    assert "seq 0" in dropped_lines[0].getMessage()
+
+
+def test_old_touches_expire_counted_and_logged(
+    tmp_path: Path, clock: FakeWallClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    outbox = open_outbox(tmp_path, clock, max_age_seconds=2 * HOUR)
+    outbox.add(color="#000001", ts_ms=1)
+    clock.now += 1.5 * HOUR
+    recent = outbox.add(color="#000002", ts_ms=2)
+
+    assert outbox.expire() == 0
+    clock.now += 0.6 * HOUR  # the first is now 2.1 h old, the second 0.6 h
+    assert outbox.expire() == 1
+
+    assert outbox.pending() == [recent]
+    assert outbox.stats().expired == 1
+    assert any("expired unsent (seq 0)" in r.getMessage() for r in caplog.records)
+
+
+def test_counts_survive_a_restart(tmp_path: Path, clock: FakeWallClock) -> None:
+    outbox = open_outbox(tmp_path, clock, max_entries=1, max_age_seconds=HOUR)
+    outbox.add(color="#000001", ts_ms=1)
+    outbox.add(color="#000002", ts_ms=2)
+    clock.now += 2 * HOUR
+    outbox.expire()
+    outbox.close()
+
+    stats = open_outbox(tmp_path, clock).stats()
+    assert (stats.queued, stats.dropped, stats.expired) == (0, 1, 1)
+
+
+def test_an_unreadable_outbox_names_the_file_and_the_fix(
+    tmp_path: Path, clock: FakeWallClock
+) -> None:
+    (tmp_path / OUTBOX_FILE).write_bytes(b"this is not an SQLite database, it only says so" * 100)
+    with pytest.raises(StateFileError, match="move it aside") as raised:
+        open_outbox(tmp_path, clock)
+    assert str(tmp_path / OUTBOX_FILE) in str(raised.value)
+
+
+def test_bad_limits_are_refused(tmp_path: Path, clock: FakeWallClock) -> None:
+    with pytest.raises(ValueError, match="max_entries"):
+        open_outbox(tmp_path, clock, max_entries=0)
+    with pytest.raises(ValueError, match="max_age_seconds"):
+        open_outbox(tmp_path, clock, max_age_seconds=0)
+
+
+def test_seen_touches_are_bounded_and_persisted(tmp_path: Path) -> None:
+    seen = SeenTouches(state_dir=tmp_path, capacity=3)
+    assert seen.first_time("lamp-a:1:1")
+    assert not seen.first_time("lamp-a:1:1")
+    for seq in (2, 3, 4):
+        assert seen.first_time(f"lamp-a:1:{seq}")
+    seen.close()
+
+    after_reboot = SeenTouches(state_dir=tmp_path, capacity=3)
+    assert not after_reboot.first_time("lamp-a:1:4")  # still remembered
+    assert after_reboot.first_time("lamp-a:1:1")  # the oldest was forgotten to stay bounded
+    after_reboot.close()
+
+
+def test_backoff_grows_with_jitter_and_resets() -> None:
+    backoff = Backoff(minimum=1.0, maximum=8.0, rng=random.Random(4))
+    delays = [backoff.next_delay() for _ in range(12)]
+
+    ceilings = [1.0, 2.0, 4.0] + [8.0] * 9
+    assert all(1.0 <= delay <= ceiling for delay, ceiling in zip(delays, ceilings, strict=True))
+    assert len({round(delay, 6) for delay in delays[3:]}) > 1  # jittered, not a fixed 8 s
+
+    backoff.reset()
+    assert backoff.next_delay() == 1.0
+
+
+def test_backoff_refuses_inverted_bounds() -> None:
+    with pytest.raises(ValueError, match="minimum <= maximum"):
+        Backoff(minimum=5.0, maximum=1.0, rng=random.Random())

@@ -1,0 +1,219 @@
+"""The forwarding rule, one touch at a time, on a real SQLite store and a clock moved by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.relay.helpers import START, StepClock, add_lamps
+from touchlamp.protocol import Glow, Topics, Touch, encode
+from touchlamp.server.forwarding import Addressed, Drop, DropReason, Forward, ForwardingRule
+from touchlamp.server.ratelimit import RateLimiter
+from touchlamp.server.store import Store, open_store
+
+TOPICS = Topics()
+STREAM = 3_735_928_559
+
+
+def touch(seq: int, *, stream: int = STREAM, color: str = "#ff8800") -> bytes:
+    return encode(Touch(seq=seq, stream=stream, color=color, ts=1))
+
+
+def make_rule(
+    store: Store, clock: StepClock, *, window: float = 60.0, burst: int = 100
+) -> ForwardingRule:
+    return ForwardingRule(
+        store=store,
+        limiter=RateLimiter(per_second=1.0, burst=burst, clock=clock),
+        clock=clock,
+        mutual_window_seconds=window,
+    )
+
+
+def decide(rule: ForwardingRule, sender: str, payload: bytes) -> Forward | Drop:
+    return rule.decide(sender, payload, topic=TOPICS.touch(sender))
+
+
+def forwarded(decision: Forward | Drop) -> dict[str, Glow]:
+    assert isinstance(decision, Forward), f"expected a forward, got {decision}"
+    by_lamp = {addressed.to: addressed.glow for addressed in decision.glows}
+    assert len(by_lamp) == len(decision.glows), "one glow per lamp"
+    return by_lamp
+
+
+def test_a_touch_glows_on_every_other_member_in_the_touch_colour(store: Store) -> None:
+    clock = StepClock()
+    add_lamps(store, "lamp-a", "lamp-b", "lamp-c", group="home")
+    glows = forwarded(decide(make_rule(store, clock), "lamp-b", touch(17, color="#12AB34")))
+    assert set(glows) == {"lamp-a", "lamp-c"}
+    for glow in glows.values():
+        assert glow == Glow(
+            touch=f"lamp-b:{STREAM}:17",
+            sender="lamp-b",
+            color="#12ab34",
+            mutual=False,
+            at=int(START * 1000),
+        )
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"not json", b'{"seq": 1}', b'{"seq": -1, "stream": 1, "color": "#000000", "ts": 1}',
+     b'{"seq": 1, "stream": 1, "color": "#000000", "ts": 1, "from": "lamp-c"}', b"\xff" * 5000],
+)
+def test_a_bad_payload_is_dropped_with_the_reason(store: Store, payload: bytes) -> None:
+    add_lamps(store, "lamp-a", "lamp-b", group="home")
+    decision = decide(make_rule(store, StepClock()), "lamp-a", payload)
+    assert isinstance(decision, Drop)
+    assert decision.reason is DropReason.BAD_PAYLOAD
+    assert decision.error is not None
+    assert decision.error.topic == TOPICS.touch("lamp-a")
+    assert not decision.notify_sender
+
+
+def test_an_unknown_lamp_is_told_it_is_not_paired(store: Store) -> None:
+    decision = decide(make_rule(store, StepClock()), "lamp-ghost", touch(1))
+    assert decision == Drop(DropReason.UNKNOWN_LAMP, notify_sender=True)
+
+
+def test_an_unpaired_lamp_is_told_it_is_not_paired(store: Store) -> None:
+    add_lamps(store, "lamp-a")
+    decision = decide(make_rule(store, StepClock()), "lamp-a", touch(1))
+    assert decision == Drop(DropReason.UNPAIRED, notify_sender=True)
+
+
+def test_a_lamp_alone_in_its_group_lights_nobody(store: Store) -> None:
+    add_lamps(store, "lamp-a", group="solo")
+    assert decide(make_rule(store, StepClock()), "lamp-a", touch(1)) == Drop(DropReason.ALONE)
+
+
+def test_a_redelivered_touch_is_forwarded_once(store: Store) -> None:
+    add_lamps(store, "lamp-a", "lamp-b", group="home")
+    rule = make_rule(store, StepClock())
+    assert isinstance(decide(rule, "lamp-a", touch(5)), Forward)
+    assert decide(rule, "lamp-a", touch(5)) == Drop(DropReason.DUPLICATE)
+    assert isinstance(decide(rule, "lamp-a", touch(6)), Forward)
+
+
+def test_the_duplicate_record_survives_a_relay_restart(tmp_path: Path) -> None:
+    path = tmp_path / "relay.sqlite3"
+    first = open_store(path)
+    add_lamps(first, "lamp-a", "lamp-b", group="home")
+    assert isinstance(decide(make_rule(first, StepClock()), "lamp-a", touch(5)), Forward)
+    first.close()
+    second = open_store(path)
+    try:
+        assert decide(make_rule(second, StepClock()), "lamp-a", touch(5)) == Drop(
+            DropReason.DUPLICATE
+        )
+    finally:
+        second.close()
+
+
+def test_a_lamp_whose_counter_was_reset_is_forwarded_again(store: Store) -> None:
+    add_lamps(store, "lamp-a", "lamp-b", group="home")
+    rule = make_rule(store, StepClock())
+    assert isinstance(decide(rule, "lamp-a", touch(1, stream=111)), Forward)
+    # Factory reset: a new random stream, and the counter starts over.
+    glows = forwarded(decide(rule, "lamp-a", touch(1, stream=222)))
+    assert glows["lamp-b"].touch == "lamp-a:222:1"
+
+
+def test_a_flooding_lamp_is_rate_limited_and_others_still_pass(store: Store) -> None:
+    clock = StepClock()
+    add_lamps(store, "lamp-a", "lamp-b", group="home")
+    rule = make_rule(store, clock, burst=3)
+    results = [decide(rule, "lamp-a", touch(seq)) for seq in range(10)]
+    assert [isinstance(result, Forward) for result in results] == [True] * 3 + [False] * 7
+    assert all(r == Drop(DropReason.RATE_LIMITED) for r in results[3:])
+    assert isinstance(decide(rule, "lamp-b", touch(1)), Forward)
+    clock.advance(1.0)  # one token back at 1/s
+    assert isinstance(decide(rule, "lamp-a", touch(11)), Forward)
+
+
+def test_touches_crossing_within_the_window_are_mutual_for_both(store: Store) -> None:
+    clock = StepClock()
+    add_lamps(store, "lamp-a", "lamp-b", "lamp-c", group="home")
+    rule = make_rule(store, clock, window=60)
+    first = forwarded(decide(rule, "lamp-a", touch(1, color="#ff0000")))
+    assert not any(glow.mutual for glow in first.values())
+
+    clock.advance(59.9)
+    second = forwarded(decide(rule, "lamp-b", touch(1, color="#00ff00")))
+    # A, whose touch B answered, sees B's colour as mutual; C only watched.
+    assert second["lamp-a"].mutual
+    assert second["lamp-a"].color == "#00ff00"
+    assert not second["lamp-c"].mutual
+    # B gets the answer to its own touch: A's colour (A's stored colour), marked mutual.
+    answer = second["lamp-b"]
+    assert answer.mutual
+    assert answer.sender == "lamp-a"
+    assert answer.color == "#ff0000"
+    assert answer.touch == f"lamp-b:{STREAM}:1"
+
+
+def test_touches_further_apart_than_the_window_are_not_mutual(store: Store) -> None:
+    clock = StepClock()
+    add_lamps(store, "lamp-a", "lamp-b", group="home")
+    rule = make_rule(store, clock, window=60)
+    decide(rule, "lamp-a", touch(1))
+    clock.advance(60.001)
+    glows = forwarded(decide(rule, "lamp-b", touch(1)))
+    assert set(glows) == {"lamp-a"}
+    assert not glows["lamp-a"].mutual
+
+
+def test_a_lamp_touching_twice_is_not_mutual_with_itself(store: Store) -> None:
+    clock = StepClock()
+    add_lamps(store, "lamp-a", "lamp-b", group="home")
+    rule = make_rule(store, clock)
+    decide(rule, "lamp-a", touch(1))
+    clock.advance(1)
+    glows = forwarded(decide(rule, "lamp-a", touch(2)))
+    assert set(glows) == {"lamp-b"}
+    assert not glows["lamp-b"].mutual
+
+
+def test_the_answer_comes_from_the_member_who_touched_last(store: Store) -> None:
+    clock = StepClock()
+    add_lamps(store, "lamp-a", "lamp-b", "lamp-c", group="home")
+    rule = make_rule(store, clock)
+    decide(rule, "lamp-a", touch(1))
+    clock.advance(5)
+    decide(rule, "lamp-b", touch(1))
+    clock.advance(5)
+    glows = forwarded(decide(rule, "lamp-c", touch(1)))
+    assert glows["lamp-a"].mutual
+    assert glows["lamp-b"].mutual
+    assert glows["lamp-c"].sender == "lamp-b"
+
+
+def test_a_redelivered_touch_does_not_make_a_later_one_mutual(store: Store) -> None:
+    clock = StepClock()
+    add_lamps(store, "lamp-a", "lamp-b", group="home")
+    rule = make_rule(store, clock)
+    decide(rule, "lamp-a", touch(1))
+    clock.advance(600)
+    assert decide(rule, "lamp-a", touch(1)) == Drop(DropReason.DUPLICATE)
+    glows = forwarded(decide(rule, "lamp-b", touch(1)))
+    assert not glows["lamp-a"].mutual
+
+
+def test_a_window_of_zero_turns_mutual_off(store: Store) -> None:
+    clock = StepClock()
+    add_lamps(store, "lamp-a", "lamp-b", group="home")
+    rule = make_rule(store, clock, window=0)
+    decide(rule, "lamp-a", touch(1))
+    glows = forwarded(decide(rule, "lamp-b", touch(1)))
+    assert glows == {"lamp-a": glows["lamp-a"]}
+    assert not glows["lamp-a"].mutual
+
+
+def test_every_glow_is_addressed_to_a_member(store: Store) -> None:
+    add_lamps(store, "lamp-a", "lamp-b", group="home")
+    add_lamps(store, "lamp-x", "lamp-y", group="other")
+    decision = decide(make_rule(store, StepClock()), "lamp-a", touch(1))
+    assert isinstance(decision, Forward)
+    assert [a.to for a in decision.glows] == ["lamp-b"]
+    assert all(isinstance(a, Addressed) for a in decision.glows)
