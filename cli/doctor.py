@@ -1,17 +1,749 @@
-"""``touchlamp doctor``: checks a lamp's or a relay's set-up and says what to fix."""
+"""``touchlamp doctor``: checks a lamp's or a relay's set-up and says what to fix.
+
+One line per check, in the order a problem would show up — settings, broker reachable, TLS,
+credentials, then what depends on a working connection::
+
+    OK   settings /etc/touchlamp/device.env: lamp lamp-kitchen, broker mqtt.example.net:8883 (TLS)
+    FAIL the broker mqtt.example.net:8883 refused user lamp-kitchen (Bad user name or password)
+         → fix: re-enroll the lamp: sudo touchlamp device enroll TOKEN --env-file …
+    SKIP paired: needs a broker that accepts the lamp's credentials
+
+The exit code is 1 when any check fails, 0 otherwise (SKIP is not a failure).
+
+The doctor never disturbs a running lamp or relay: it connects with a client id of its own
+(``<user>-doctor-<random>``) and a clean, non-persistent session, so the service's persistent
+session and the glows queued in it are left alone; it publishes nothing but one pairing
+``status`` request, which changes nothing.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import contextlib
+import ctypes
+import grp
+import http.client
+import ipaddress
+import secrets
+import shutil
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from importlib import util as import_util
+from pathlib import Path
+from typing import Any, Literal, TextIO
 
-from touchlamp.cli import not_available_yet
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from pydantic import ValidationError
+
+from touchlamp.config.common import SettingsError, load_settings
+from touchlamp.config.device import DeviceSettings
+from touchlamp.config.relay import RelaySettings
+from touchlamp.protocol import (
+    PairAction,
+    PairRequest,
+    ProtocolError,
+    Topics,
+    decode_pair_response,
+    encode,
+)
+
+__all__ = [
+    "Finding",
+    "Outcome",
+    "Probes",
+    "check_device",
+    "check_relay",
+    "clock_synchronised",
+    "register",
+    "run_doctor",
+]
+
+Role = Literal["device", "relay"]
+ETC_DIR = Path("/etc/touchlamp")
+UNITS = {"device": "touchlamp-device.service", "relay": "touchlamp-relay.service"}
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_USAGE = 2
+_TIME_ERROR = 5  # adjtimex's "clock not synchronised" state
+_TIMEX_BYTES = 512  # larger than ``struct timex`` on every Linux architecture
+
+
+class Outcome(Enum):
+    OK = "OK"
+    FAIL = "FAIL"
+    SKIP = "SKIP"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finding:
+    """One check's result; ``fix`` is the thing to try, for a failure."""
+
+    outcome: Outcome
+    text: str
+    fix: str | None = None
+
+    def line(self) -> str:
+        head = f"{self.outcome.value:<4} {self.text}"
+        return head if self.fix is None else f"{head}\n     → fix: {self.fix}"
+
+
+def ok(text: str) -> Finding:
+    return Finding(outcome=Outcome.OK, text=text)
+
+
+def fail(text: str, fix: str) -> Finding:
+    return Finding(outcome=Outcome.FAIL, text=text, fix=fix)
+
+
+def skip(text: str) -> Finding:
+    return Finding(outcome=Outcome.SKIP, text=text)
+
+
+# ---- what the checks look at ----
+
+
+def clock_synchronised() -> bool | None:
+    """Whether the kernel counts the clock as synchronised (what ``timedatectl`` shows as
+    ``NTPSynchronized``): ``adjtimex`` with no changes returns ``TIME_ERROR`` when it is not.
+    ``None`` where there is no ``adjtimex`` (not Linux)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        adjtimex = libc.adjtimex
+    except (OSError, AttributeError):
+        return None
+    timex = ctypes.create_string_buffer(_TIMEX_BYTES)  # modes = 0: read only
+    state = adjtimex(timex)
+    if state < 0:
+        return None
+    return bool(state != _TIME_ERROR)
+
+
+def _service_state(unit: str) -> str | None:
+    systemctl = shutil.which("systemctl")
+    if systemctl is None or not Path("/run/systemd/system").is_dir():
+        return None
+    result = subprocess.run(  # noqa: S603  a fixed command with a unit name from UNITS
+        [systemctl, "is-active", unit], capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip() or "unknown"
+
+
+def _lgpio_available() -> bool:
+    return import_util.find_spec("lgpio") is not None
+
+
+def _group_id(name: str) -> int | None:
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Probes:
+    """What the checks look at, replaceable so tests can show a Pi's /dev on any machine."""
+
+    dev_dir: Path = Path("/dev")
+    # Functions as defaults: the dataclass stores them on the instance, so they are not bound.
+    clock_check: Callable[[], bool | None] = clock_synchronised
+    service_state: Callable[[str], str | None] = _service_state
+    lgpio_available: Callable[[], bool] = _lgpio_available
+    group_id: Callable[[str], int | None] = _group_id
+    timeout: float = 5.0
+
+
+# ---- the checks ----
+
+
+def check_device(env_file: Path, *, probes: Probes) -> Iterator[Finding]:
+    """Every check of a lamp, in order; stops early where the rest could not mean anything."""
+    settings_finding, settings = _load(DeviceSettings, env_file)
+    yield from settings_finding
+    if settings is None:
+        return
+    mqtt_settings = settings.mqtt
+    host, port = mqtt_settings.host, mqtt_settings.effective_port
+    yield ok(
+        f"settings {env_file}: lamp {settings.lamp_id}, broker {host}:{port}"
+        + (" (TLS)" if mqtt_settings.tls else "")
+    )
+    yield _check_clock(probes)
+    yield from _check_hardware(settings, probes)
+    yield _check_service("device", probes)
+    password = mqtt_settings.password
+    if password is None:
+        yield fail(
+            f"lamp {settings.lamp_id} has no MQTT password",
+            f"enroll it: sudo touchlamp device enroll TOKEN --env-file {env_file}",
+        )
+        return
+    reachable = _check_reachable(host, port, probes.timeout, "TOUCHLAMP_DEVICE_MQTT")
+    yield reachable
+    if reachable.outcome is Outcome.FAIL:
+        yield skip("TLS, credentials, pairing and relay: need a reachable broker")
+        return
+    context, tls_finding = _check_tls(
+        host,
+        port,
+        tls=mqtt_settings.tls,
+        ca_file=mqtt_settings.ca_file,
+        timeout=probes.timeout,
+        prefix="TOUCHLAMP_DEVICE_MQTT",
+    )
+    yield tls_finding
+    if tls_finding.outcome is Outcome.FAIL and mqtt_settings.tls:
+        yield skip("credentials, pairing and relay: need a broker whose certificate verifies")
+        return
+    username = settings.mqtt_username
+    with _Session.open(
+        host=host,
+        port=port,
+        username=username,
+        password=password.get_secret_value(),
+        context=context,
+        timeout=probes.timeout,
+    ) as session:
+        refused = session.refused
+        if refused is not None:
+            yield fail(
+                f"the broker {host}:{port} refused user {username} ({refused})",
+                "re-enroll the lamp with a new token from the relay's operator: "
+                f"sudo touchlamp device enroll TOKEN --env-file {env_file}",
+            )
+            yield skip("paired and relay: need accepted credentials")
+            return
+        yield ok(f"the broker accepted user {username}")
+        yield from _check_pairing(session, settings)
+
+
+def check_relay(env_file: Path, *, probes: Probes) -> Iterator[Finding]:
+    settings_finding, settings = _load(RelaySettings, env_file)
+    yield from settings_finding
+    if settings is None:
+        return
+    mqtt_settings = settings.mqtt
+    host, port = mqtt_settings.host, mqtt_settings.effective_port
+    yield ok(
+        f"settings {env_file}: broker {host}:{port}"
+        + (" (TLS)" if mqtt_settings.tls else "")
+        + f", store {_store_kind(settings.store_location)}"
+    )
+    yield _check_clock(probes)
+    yield _check_service("relay", probes)
+    yield _check_health(settings, probes.timeout)
+    logins = [("relay", mqtt_settings.username, mqtt_settings.password, "MQTT")]
+    logins.append(("admin", settings.admin.username, settings.admin.password, "ADMIN"))
+    if mqtt_settings.password is None:
+        yield fail(
+            f"no password for the relay's broker user {mqtt_settings.username}",
+            f"set TOUCHLAMP_RELAY_MQTT__PASSWORD in {env_file} (the broker's set-up printed it)",
+        )
+        return
+    reachable = _check_reachable(host, port, probes.timeout, "TOUCHLAMP_RELAY_MQTT")
+    yield reachable
+    if reachable.outcome is Outcome.FAIL:
+        yield skip("TLS and credentials: need a reachable broker")
+        return
+    context, tls_finding = _check_tls(
+        host,
+        port,
+        tls=mqtt_settings.tls,
+        ca_file=mqtt_settings.ca_file,
+        timeout=probes.timeout,
+        prefix="TOUCHLAMP_RELAY_MQTT",
+    )
+    yield tls_finding
+    if tls_finding.outcome is Outcome.FAIL and mqtt_settings.tls:
+        return
+    for label, username, password, group in logins:
+        if password is None:
+            yield skip(
+                f"{label} login: no TOUCHLAMP_RELAY_{group}__PASSWORD "
+                "(only `touchlamp relay lamp add/remove` need it)"
+            )
+            continue
+        with _Session.open(
+            host=host,
+            port=port,
+            username=username,
+            password=password.get_secret_value(),
+            context=context,
+            timeout=probes.timeout,
+        ) as session:
+            if session.refused is None:
+                yield ok(f"the broker accepted the {label} user {username}")
+            else:
+                yield fail(
+                    f"the broker {host}:{port} refused the {label} user {username} "
+                    f"({session.refused})",
+                    f"make TOUCHLAMP_RELAY_{group}__USERNAME/PASSWORD in {env_file} match the "
+                    "broker's (its set-up printed them)",
+                )
+
+
+def _check_clock(probes: Probes) -> Finding:
+    synchronised = probes.clock_check()
+    if synchronised is None:
+        return skip("clock: cannot tell whether it is synchronised on this system")
+    if synchronised:
+        return ok("clock synchronised")
+    return fail(
+        "clock not synchronised (TLS certificates, quiet hours and glow ages depend on it)",
+        "sudo timedatectl set-ntp true, and check that the network reaches an NTP server "
+        "(timedatectl timesync-status)",
+    )
+
+
+def _load(
+    cls: type[DeviceSettings] | type[RelaySettings], env_file: Path
+) -> tuple[list[Finding], Any]:
+    variable = "TOUCHLAMP_DEVICE_" if cls is DeviceSettings else "TOUCHLAMP_RELAY_"
+    if not env_file.exists():
+        role = "device" if cls is DeviceSettings else "relay"
+        return [
+            fail(
+                f"no settings file {env_file}",
+                f"install the {role}: sudo touchlamp {role} install (or pass --env-file)",
+            )
+        ], None
+    findings: list[Finding] = []
+    mode = env_file.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        findings.append(
+            fail(
+                f"{env_file} is readable by others ({stat.S_IMODE(mode):04o}); it holds a password",
+                f"sudo chmod 600 {env_file}",
+            )
+        )
+    try:
+        settings = load_settings(cls, env_file=env_file)
+    except PermissionError:
+        findings.append(fail(f"cannot read {env_file}: permission denied", "run it with sudo"))
+        return findings, None
+    except SettingsError as error:
+        findings.append(
+            fail(
+                f"settings {env_file}: {error}",
+                f"edit the {variable}… line it names in {env_file}",
+            )
+        )
+        return findings, None
+    return findings, settings
+
+
+def _check_reachable(host: str, port: int, timeout: float, prefix: str) -> Finding:
+    started = time.monotonic()
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            elapsed = time.monotonic() - started
+    except socket.gaierror as error:
+        return fail(
+            f"the broker's host name {host} does not resolve ({error.strerror})",
+            f"check {prefix}__HOST, and the network (ping {host})",
+        )
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        return fail(
+            f"the broker {host}:{port} is not reachable ({reason})",
+            f"check {prefix}__HOST/PORT and the network; on the broker's host: "
+            "sudo systemctl status mosquitto (and a firewall letting the port through)",
+        )
+    return ok(f"the broker {host}:{port} is reachable ({elapsed * 1000:.0f} ms)")
+
+
+def _check_tls(
+    host: str,
+    port: int,
+    *,
+    tls: bool,
+    ca_file: Path | None,
+    timeout: float,
+    prefix: str,
+) -> tuple[ssl.SSLContext | None, Finding]:
+    if not tls:
+        if _is_local(host):
+            return None, skip(f"TLS: off (plain MQTT to {host}, on this machine or network)")
+        return None, fail(
+            f"TLS is off, so the password crosses the internet in clear to {host}",
+            f"set {prefix}__TLS=true (and {prefix}__CA_FILE for a private CA)",
+        )
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    except (OSError, ssl.SSLError) as error:
+        return None, fail(
+            f"cannot load the CA file {ca_file} ({error})",
+            f"point {prefix}__CA_FILE at the PEM certificate of the broker's CA",
+        )
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host) as wrapped,
+        ):
+            certificate = wrapped.getpeercert() or {}
+    except ssl.SSLCertVerificationError as error:
+        return context, fail(
+            f"the broker's TLS certificate does not verify ({error.verify_message})",
+            f"set {prefix}__CA_FILE to the CA that signed it, and make {prefix}__HOST the name "
+            "the certificate was issued for",
+        )
+    except (OSError, ssl.SSLError) as error:
+        return context, fail(
+            f"no TLS handshake with {host}:{port} ({error})",
+            f"is {port} the broker's TLS port? (8883 by convention; 1883 is plain MQTT)",
+        )
+    expires = certificate.get("notAfter", "?")
+    return context, ok(f"the broker's TLS certificate verifies for {host} (valid until {expires})")
+
+
+def _is_local(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        local_names = (".local", ".lan", ".home.arpa")
+        return host == "localhost" or "." not in host or host.endswith(local_names)
+    return address.is_private or address.is_loopback or address.is_link_local
+
+
+def _check_hardware(settings: DeviceSettings, probes: Probes) -> Iterator[Finding]:
+    hardware = settings.hardware
+    uses_gpio = hardware.touch_kind != "none" or hardware.led_kind not in ("none", "neopixel")
+    if not uses_gpio:
+        yield skip("GPIO: no touch sensor or LED on GPIO pins in the settings")
+        return
+    chips = sorted(probes.dev_dir.glob("gpiochip*"))
+    if not chips:
+        yield fail(
+            f"no GPIO chip ({probes.dev_dir}/gpiochip*): this is not a Raspberry Pi, or its "
+            "GPIO driver is missing",
+            "run the lamp on a Raspberry Pi with Raspberry Pi OS (or `touchlamp sim` elsewhere)",
+        )
+    else:
+        yield _group_access(chips, "gpio", "GPIO", probes)
+    if not probes.lgpio_available():
+        yield fail(
+            "gpiozero's pin driver lgpio is not importable",
+            "sudo apt install python3-lgpio (the lamp's venv sees the system's packages)",
+        )
+    else:
+        yield ok("gpiozero's pin driver lgpio is importable")
+    if hardware.touch_kind == "mpr121":
+        buses = sorted(probes.dev_dir.glob("i2c-*"))
+        if not buses:
+            yield fail(
+                "no I2C bus for the MPR121 touch board",
+                "enable I2C: sudo raspi-config nonint do_i2c 0, then reboot",
+            )
+        else:
+            yield _group_access(buses, "i2c", "I2C", probes)
+
+
+def _group_access(devices: Sequence[Path], group: str, what: str, probes: Probes) -> Finding:
+    """The service reaches the devices through ``SupplementaryGroups=gpio i2c``."""
+    gid = probes.group_id(group)
+    if gid is None:
+        return fail(
+            f"no group {group}: the lamp's service gets {what} access through it",
+            f"sudo groupadd --system {group}, and a udev rule giving {devices[0]} to it "
+            "(Raspberry Pi OS has both)",
+        )
+    for device in devices:
+        info = device.stat()
+        mode = info.st_mode
+        group_rw = info.st_gid == gid and mode & stat.S_IRGRP and mode & stat.S_IWGRP
+        others_rw = mode & stat.S_IROTH and mode & stat.S_IWOTH
+        if not (group_rw or others_rw):
+            return fail(
+                f"{device} is not read/write for group {group} "
+                f"(mode {stat.S_IMODE(info.st_mode):04o})",
+                f"sudo chgrp {group} {device} && sudo chmod g+rw {device}, and make it last with "
+                "a udev rule (Raspberry Pi OS ships one)",
+            )
+    names = ", ".join(device.name for device in devices)
+    return ok(f"{what} {names} accessible to group {group}")
+
+
+def _check_service(role: Role, probes: Probes) -> Finding:
+    unit = UNITS[role]
+    state = probes.service_state(unit)
+    if state is None:
+        return skip(f"service {unit}: systemd is not running here")
+    if state == "active":
+        return ok(f"service {unit} is running")
+    return fail(
+        f"service {unit} is {state}",
+        f"sudo systemctl restart {unit}; journalctl -u {unit} -n 50 says why it stopped",
+    )
+
+
+def _check_health(settings: RelaySettings, timeout: float) -> Finding:
+    if settings.metrics_port == 0:
+        return skip(
+            "relay responding: its /healthz endpoint is off "
+            "(set TOUCHLAMP_RELAY_METRICS_PORT, e.g. 9108, to let doctor ask it)"
+        )
+    host, port = settings.metrics_host, settings.metrics_port
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        connection.request("GET", "/healthz")
+        response = connection.getresponse()
+        body = response.read(200).decode("utf-8", "replace").strip()
+    except OSError as error:
+        return fail(
+            f"the relay does not answer on http://{host}:{port}/healthz "
+            f"({error.strerror or error})",
+            "sudo systemctl status touchlamp-relay; journalctl -u touchlamp-relay -n 50",
+        )
+    finally:
+        connection.close()
+    if response.status == http.HTTPStatus.OK:
+        return ok(f"the relay is running and connected to the broker ({body})")
+    return fail(
+        f"the relay answers but is not healthy ({response.status}: {body})",
+        "journalctl -u touchlamp-relay -n 50 shows why it cannot reach the broker",
+    )
+
+
+def _store_kind(location: str) -> str:
+    return "PostgreSQL" if location.startswith(("postgresql:", "postgres:")) else location
+
+
+def _check_pairing(session: _Session, settings: DeviceSettings) -> Iterator[Finding]:
+    topics = Topics(root=settings.mqtt.topic_root)
+    lamp_id = settings.lamp_id
+    started = time.monotonic()
+    try:
+        payload = session.request(
+            topics.pair(lamp_id),
+            topics.pair_response(lamp_id),
+            encode(PairRequest(action=PairAction.STATUS)),
+        )
+    except _NoAnswerError as error:
+        yield fail(
+            f"relay responding: {error}",
+            "on the relay's host: sudo systemctl status touchlamp-relay, and "
+            "sudo touchlamp doctor --role relay",
+        )
+        yield skip("paired: needs an answer from the relay")
+        return
+    elapsed = time.monotonic() - started
+    try:
+        response = decode_pair_response(topics.pair_response(lamp_id), payload)
+    except (ProtocolError, ValidationError) as error:
+        yield fail(f"relay responding: its answer does not decode ({error})", "update the relay")
+        return
+    yield ok(f"the relay answered a pairing request in {elapsed * 1000:.0f} ms")
+    partners = [member for member in response.members if member != lamp_id]
+    if response.ok and partners:
+        yield ok(f"paired: group {response.group} with {', '.join(partners)}")
+    else:
+        yield fail(
+            f"lamp {lamp_id} is not paired with any other lamp",
+            "sudo touchlamp pair new on this lamp, then sudo touchlamp pair join CODE on the other",
+        )
+
+
+# ---- a short MQTT session of the doctor's own ----
+
+
+class _NoAnswerError(Exception):
+    pass
+
+
+class _Session:
+    """A clean MQTT 5 session under a client id of its own (never the service's)."""
+
+    def __init__(self, client: mqtt.Client, timeout: float) -> None:
+        self._client = client
+        self._timeout = timeout
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._answers: dict[bytes, bytes] = {}
+        self._answered = threading.Condition()
+        self._granted = False
+        self.refused: str | None = None
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(
+        cls,
+        *,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        context: ssl.SSLContext | None,
+        timeout: float,
+    ) -> Iterator[_Session]:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"{username}-doctor-{secrets.token_hex(3)}",
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        session = cls(client, timeout)
+        client.username_pw_set(username, password)
+        if context is not None:
+            client.tls_set_context(context)
+        client.on_connect = session._on_connect
+        client.on_subscribe = session._on_subscribe
+        client.on_message = session._on_message
+        try:
+            client.connect(host, port, keepalive=30, clean_start=True)
+        except (OSError, ssl.SSLError) as error:
+            session.refused = f"connection failed: {error}"
+            yield session
+            return
+        client.loop_start()
+        try:
+            if not session._connected.wait(timeout):
+                session.refused = f"no CONNACK within {timeout:g} s"
+            yield session
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+    def request(self, topic: str, response_topic: str, payload: bytes) -> bytes:
+        """Publish a request and wait for the answer carrying its correlation data."""
+        self._client.subscribe(response_topic, options=SubscribeOptions(qos=1))
+        if not self._subscribed.wait(self._timeout) or not self._granted:
+            raise _NoAnswerError(f"the broker did not let the lamp subscribe to {response_topic}")
+        correlation = secrets.token_bytes(16)
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.ResponseTopic = response_topic
+        properties.CorrelationData = correlation
+        properties.MessageExpiryInterval = max(1, round(self._timeout))
+        info = self._client.publish(topic, payload, qos=1, properties=properties)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise _NoAnswerError(f"could not publish the request ({info.rc.name})")
+        with self._answered:
+            if not self._answered.wait_for(lambda: correlation in self._answers, self._timeout):
+                raise _NoAnswerError(
+                    f"the relay did not answer a pairing request within {self._timeout:g} s"
+                )
+            return self._answers[correlation]
+
+    # paho's callbacks (its network thread): they only record what arrived.
+
+    def _on_connect(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            self.refused = reason.getName()
+        self._connected.set()
+
+    def _on_subscribe(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _mid: int,
+        reasons: list[ReasonCode],
+        _properties: Properties | None,
+    ) -> None:
+        self._granted = all(not reason.is_failure for reason in reasons)
+        self._subscribed.set()
+
+    def _on_message(
+        self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage
+    ) -> None:
+        correlation = getattr(message.properties, "CorrelationData", None)
+        if correlation is None:
+            return
+        with self._answered:
+            self._answers[bytes(correlation)] = bytes(message.payload)
+            self._answered.notify_all()
+
+
+# ---- running it ----
+
+
+def run_doctor(
+    *,
+    roles: Sequence[Role],
+    env_files: dict[Role, Path],
+    probes: Probes,
+    out: TextIO,
+) -> int:
+    problems = 0
+    for role in roles:
+        if len(roles) > 1:
+            print(f"== {role}", file=out)
+        check = check_device if role == "device" else check_relay
+        for finding in check(env_files[role], probes=probes):
+            print(finding.line(), file=out, flush=True)
+            problems += finding.outcome is Outcome.FAIL
+    if problems:
+        print(f"{problems} problem{'s' if problems > 1 else ''} found", file=out)
+        return EXIT_PROBLEMS
+    print("no problems found", file=out)
+    return EXIT_OK
+
+
+def _roles_and_files(
+    role: Role | None, env_file: Path | None, etc_dir: Path
+) -> tuple[list[Role], dict[Role, Path]]:
+    """``--role`` and ``--env-file`` as given, else whatever is installed in ``etc_dir``."""
+    if role is not None:
+        return [role], {role: env_file or etc_dir / f"{role}.env"}
+    if env_file is not None:
+        guessed: Role = "relay" if "TOUCHLAMP_RELAY_" in _text_or_empty(env_file) else "device"
+        return [guessed], {guessed: env_file}
+    installed: list[Role] = [r for r in ("device", "relay") if (etc_dir / f"{r}.env").exists()]
+    roles = installed or ["device"]
+    return roles, {r: etc_dir / f"{r}.env" for r in roles}
+
+
+def _text_or_empty(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
         "doctor",
-        help="check settings, broker, credentials, TLS, clock and pairing (not available yet)",
-        description="Check a lamp's or a relay's set-up and print the fix for each problem.",
+        help="check settings, broker, credentials, TLS, clock, GPIO, pairing and the relay",
+        description=(
+            "Check a lamp's or a relay's set-up; each line is OK, SKIP, or FAIL with the fix to "
+            "try. Exit code 1 when something is wrong. Run it with sudo: the settings are "
+            "readable by root only."
+        ),
     )
-    parser.set_defaults(func=not_available_yet("touchlamp doctor", "see the deployment issue"))
+    parser.add_argument(
+        "--role",
+        choices=("device", "relay"),
+        help="what to check (default: whatever is installed in /etc/touchlamp)",
+    )
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        help="the settings file (default: /etc/touchlamp/ROLE.env)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds to wait for each network answer"
+    )
+    parser.set_defaults(func=_command)
+
+
+def _command(args: argparse.Namespace) -> int:
+    roles, env_files = _roles_and_files(args.role, args.env_file, ETC_DIR)
+    return run_doctor(
+        roles=roles, env_files=env_files, probes=Probes(timeout=args.timeout), out=sys.stdout
+    )

@@ -145,9 +145,7 @@ class InstallOptions:
     python: Path = field(default_factory=lambda: Path(sys.executable))
     pip_options: tuple[str, ...] = ()
     reinstall: bool = False
-    command: Path = field(
-        default_factory=lambda: Path(sysconfig.get_path("scripts")) / "touchlamp"
-    )
+    command: Path = field(default_factory=lambda: Path(sysconfig.get_path("scripts")) / "touchlamp")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -276,7 +274,9 @@ class PipInstall:
     force: bool
 
     def describe(self) -> str:
-        return f"pip install {self.source} into {self.venv}" + (" (reinstall)" if self.force else "")
+        return f"pip install {self.source} into {self.venv}" + (
+            " (reinstall)" if self.force else ""
+        )
 
     def apply(self) -> None:
         argv = [str(self.venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
@@ -375,7 +375,7 @@ def plan_uninstall(options: UninstallOptions) -> list[Step]:
     ]
     if not others:
         link = on(root, COMMAND_LINK)
-        if link.is_symlink() and os.readlink(link) == f"{VENV_DIR}/bin/touchlamp":
+        if link.is_symlink() and str(link.readlink()) == f"{VENV_DIR}/bin/touchlamp":
             steps.append(Remove(path=link))
         venv = on(root, VENV_DIR)
         if venv.exists():
@@ -487,11 +487,21 @@ def settings_template(component: Component) -> str:
     setting (``config/<role>.env.example``)."""
     example = resources.files("touchlamp.config").joinpath(f"{component.role}.env.example")
     try:
-        return example.read_text("utf-8")
+        text = example.read_text("utf-8")
     except FileNotFoundError:
         raise InstallError(
             f"the package has no config/{component.role}.env.example; reinstall touchlamp"
         ) from None
+    variable = f"TOUCHLAMP_{component.role.upper()}_STATE_DIR"
+    state = f"{STATE_ROOT}/{component.state_directory}"
+    return (
+        f"{text.rstrip()}\n\n"
+        f"# ---- written by `touchlamp {component.role} install` "
+        + "-" * (60 - len(component.role))
+        + f"\n# The service keeps its state in {state} (systemd's StateDirectory=). Naming it\n"
+        "# here makes the commands you run by hand with sudo use the same state as the service.\n"
+        f"{variable}={state}\n"
+    )
 
 
 def default_source() -> Path:
@@ -522,7 +532,9 @@ def source_version(source: Path) -> str:
     if source.is_dir() and pyproject.is_file():
         project: dict[str, Any] = tomllib.loads(pyproject.read_text("utf-8")).get("project", {})
         if project.get("name") != _DISTRIBUTION:
-            raise InstallError(f"{source} is not a touchlamp source folder (see its pyproject.toml)")
+            raise InstallError(
+                f"{source} is not a touchlamp source folder (see its pyproject.toml)"
+            )
         return str(project["version"])
     raise InstallError(
         f"--from {source}: expected a touchlamp wheel (touchlamp-*.whl) or a folder with the "
@@ -612,7 +624,10 @@ def register_install(subparsers: argparse._SubParsersAction[Any], *, role: Role)
         "needs python3-lgpio; no for a relay)",
     )
     parser.add_argument(
-        "--python", type=Path, default=Path(sys.executable), help="the Python to create the venv with"
+        "--python",
+        type=Path,
+        default=Path(sys.executable),
+        help="the Python to create the venv with",
     )
     parser.add_argument(
         "--pip-option",
@@ -674,7 +689,10 @@ def _guarded(action: Callable[[], int]) -> int:
         print(f"touchlamp: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except PermissionError as error:
-        print(f"touchlamp: {error.filename}: permission denied; run it as root (sudo)", file=sys.stderr)
+        print(
+            f"touchlamp: {error.filename}: permission denied; run it as root (sudo)",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     return result
 

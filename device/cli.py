@@ -1,23 +1,413 @@
-"""Subcommands that run lamps: ``demo``, ``sim``, ``device`` and ``pair``."""
+"""Subcommands that run lamps: ``demo``, ``sim``, ``device`` and ``pair``.
+
+::
+
+    touchlamp demo [--web-port P] [--state-dir DIR] [--no-browser]
+    touchlamp sim --env-file F [--env-file F …] [--web-port P]   lamps enrolled with a relay
+    touchlamp sim --lamps N [--state-dir DIR] [--web-port P]      N lamps, own broker and relay
+    touchlamp device run [--env-file F] [--simulate [--web-port P]]
+    touchlamp device enroll TOKEN [--env-file F]
+    touchlamp device selftest [--env-file F] [--touch-timeout S]
+    touchlamp pair new | join CODE | leave | status [--env-file F]
+
+Exit codes: 0 done, 1 refused or failed (the message says why and what to do), 2 bad settings.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
-from touchlamp.cli import not_available_yet
+from touchlamp import sdnotify
+from touchlamp.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from touchlamp.config.common import SettingsError, load_settings
+from touchlamp.config.device import DeviceSettings
+from touchlamp.device.agent import AgentLink, LampAgent
+from touchlamp.device.clock import SystemClock
+from touchlamp.device.control import (
+    ControlError,
+    ControlServer,
+    NoLampRunningError,
+    ask_running_lamp,
+)
+from touchlamp.device.enroll import EnrollError, default_env_file, write_enrollment
+from touchlamp.device.hardware import (
+    HardwareError,
+    open_light_output,
+    open_touch_input,
+)
+from touchlamp.device.link import LampLink
+from touchlamp.device.link_events import LinkError, LinkSink
+from touchlamp.device.selftest import run_selftest
+from touchlamp.protocol import PairAction, PairRequest, PairResponse, ProtocolError, decode_token
 
-_ISSUE = "arrives with the device/simulator work"
+__all__ = ["register"]
+
+
+class _RefusedError(Exception):
+    """The command cannot do what was asked; the message says why and what to do (exit 1)."""
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    demo = subparsers.add_parser(
-        "demo", help="broker, relay and two simulated lamps you can touch in a browser"
+    env_file = argparse.ArgumentParser(add_help=False)
+    env_file.add_argument(
+        "--env-file", type=Path, help="read TOUCHLAMP_DEVICE_* settings from this file"
     )
-    demo.set_defaults(func=not_available_yet("touchlamp demo", _ISSUE))
-    sim = subparsers.add_parser("sim", help="run N simulated lamps with a web page")
-    sim.set_defaults(func=not_available_yet("touchlamp sim", _ISSUE))
+    _register_demo(subparsers)
+
     device = subparsers.add_parser("device", help="run, enroll or self-test a lamp")
-    device.set_defaults(func=not_available_yet("touchlamp device", _ISSUE))
+    commands = device.add_subparsers(title="device commands", metavar="COMMAND", required=True)
+    run = commands.add_parser(
+        "run", parents=[env_file], help="run the lamp until SIGTERM (the service's command)"
+    )
+    run.add_argument(
+        "--simulate",
+        action="store_true",
+        help="use simulated pins instead of the Raspberry Pi's, and serve a page to touch it",
+    )
+    run.add_argument(
+        "--web-port",
+        type=_port,
+        default=0,
+        help="with --simulate: the page's port on 127.0.0.1 (default: a free one)",
+    )
+    run.set_defaults(func=_guarded(_device_run))
+
+    enroll = commands.add_parser(
+        "enroll",
+        help="write this lamp's settings from the token `touchlamp relay lamp add` printed",
+    )
+    enroll.add_argument("token", metavar="TOKEN")
+    enroll.add_argument(
+        "--env-file",
+        type=Path,
+        help=f"the settings file to write (default {default_env_file()})",
+    )
+    enroll.set_defaults(func=_guarded(_device_enroll))
+
+    selftest = commands.add_parser(
+        "selftest",
+        parents=[env_file],
+        help="cycle the LED through colours and wait for a touch (no network needed)",
+    )
+    selftest.add_argument(
+        "--touch-timeout", type=float, default=30.0, help="seconds to wait for a touch"
+    )
+    selftest.set_defaults(func=_guarded(_device_selftest))
+
     pair = subparsers.add_parser("pair", help="pair this lamp with others by code")
-    pair.set_defaults(func=not_available_yet("touchlamp pair", _ISSUE))
+    actions = pair.add_subparsers(title="pair commands", metavar="COMMAND", required=True)
+    asking = argparse.ArgumentParser(add_help=False, parents=[env_file])
+    asking.add_argument(
+        "--timeout", type=float, default=15.0, help="seconds to wait for the relay's answer"
+    )
+    new = actions.add_parser("new", parents=[asking], help="make a code another lamp can join with")
+    new.set_defaults(func=_guarded(_pair), action=PairAction.CREATE)
+    join = actions.add_parser("join", parents=[asking], help="join the group of a code")
+    join.add_argument("code", metavar="CODE")
+    join.set_defaults(func=_guarded(_pair), action=PairAction.JOIN)
+    leave = actions.add_parser("leave", parents=[asking], help="leave this lamp's group")
+    leave.set_defaults(func=_guarded(_pair), action=PairAction.LEAVE)
+    status = actions.add_parser("status", parents=[asking], help="show this lamp's group")
+    status.set_defaults(func=_guarded(_pair), action=PairAction.STATUS)
+
+
+def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
+    # The demo and the simulator live in demo.py; imported lazily, they pull in the relay.
+    web = argparse.ArgumentParser(add_help=False)
+    web.add_argument(
+        "--web-port",
+        type=_port,
+        default=None,
+        help="the page's port on 127.0.0.1 (default 8080 for the demo, else a free one; "
+        "0 picks a free one)",
+    )
+    web.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where the broker, relay and lamps keep their files (default state/demo)",
+    )
+    demo = subparsers.add_parser(
+        "demo",
+        parents=[web],
+        help="broker, relay and two simulated lamps you can touch in a browser",
+    )
+    demo.add_argument(
+        "--no-browser", action="store_true", help="print the page's address, do not open it"
+    )
+    demo.set_defaults(func=_guarded(_demo))
+    sim = subparsers.add_parser(
+        "sim",
+        parents=[web],
+        help="run simulated lamps with a web page (enrolled ones, or N with their own broker)",
+    )
+    sim.add_argument(
+        "--env-file",
+        type=Path,
+        action="append",
+        default=[],
+        help="a lamp's settings (from `device enroll`); repeat for more lamps",
+    )
+    sim.add_argument(
+        "--lamps",
+        type=int,
+        default=None,
+        help="without --env-file: start a broker and a relay and pair N lamps (default 2)",
+    )
+    sim.set_defaults(func=_guarded(_sim))
+
+
+def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn a refusal (or a hardware, link or control error) into its message and exit 1."""
+
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except (_RefusedError, HardwareError, LinkError, ControlError, EnrollError) as refusal:
+            print(f"touchlamp: {refusal}", file=sys.stderr)
+            return EXIT_FAILURE
+
+    return handler
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0-65535; 0 picks a free one)")
+    return port
+
+
+# -- demo and sim ----------------------------------------------------------------------------------
+def _demo(args: argparse.Namespace) -> int:
+    from touchlamp.device import demo  # noqa: PLC0415  pulls in the relay and the broker launcher
+
+    return demo.run_demo(
+        lamps=2,
+        web_port=8080 if args.web_port is None else args.web_port,
+        state_dir=args.state_dir or demo.DEFAULT_STATE_DIR,
+        open_browser=not args.no_browser,
+    )
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from touchlamp.device import demo  # noqa: PLC0415  pulls in the relay and the broker launcher
+
+    web_port = 0 if args.web_port is None else args.web_port
+    if args.env_file:
+        if args.lamps is not None or args.state_dir is not None:
+            print(
+                "touchlamp: --env-file runs lamps already enrolled with a relay; "
+                "--lamps and --state-dir are for lamps with their own broker: choose one",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        lamps = [load_settings(DeviceSettings, env_file=path) for path in args.env_file]
+        return demo.run_simulator(lamps=lamps, web_port=web_port)
+    count = 2 if args.lamps is None else args.lamps
+    if not 1 <= count <= demo.MAX_LAMPS:
+        print(f"touchlamp: --lamps must be 1 to {demo.MAX_LAMPS}", file=sys.stderr)
+        return EXIT_USAGE
+    return demo.run_demo(
+        lamps=count,
+        web_port=web_port,
+        state_dir=args.state_dir or demo.DEFAULT_STATE_DIR,
+        open_browser=False,
+    )
+
+
+# -- device run ------------------------------------------------------------------------------------
+def _device_run(args: argparse.Namespace) -> int:
+    settings = load_settings(DeviceSettings, env_file=args.env_file)
+    if args.simulate:
+        from touchlamp.device import demo  # noqa: PLC0415  aiohttp only for the page
+
+        return demo.run_simulator(lamps=[settings], web_port=args.web_port)
+    if args.web_port:
+        print("touchlamp: --web-port serves the simulator's page: add --simulate", file=sys.stderr)
+        return EXIT_USAGE
+    return _run_on_pins(settings)
+
+
+def _run_on_pins(settings: DeviceSettings) -> int:
+    clock = SystemClock(timezone=settings.quiet_hours.timezone)
+    links: list[LampLink] = []
+
+    def link(sink: LinkSink) -> AgentLink:
+        links.append(LampLink.from_settings(settings, sink=sink, clock=clock))
+        return links[-1]
+
+    watchdog_every = sdnotify.watchdog_due_every()
+    touch = open_touch_input(settings.hardware)
+    try:
+        light = open_light_output(settings.hardware)
+    except BaseException:
+        touch.close()
+        raise
+    agent = LampAgent(
+        settings=settings,
+        touch=touch,
+        light=light,
+        link=link,
+        clock=clock,
+        heartbeat=sdnotify.watchdog if watchdog_every is not None else None,
+        heartbeat_seconds=watchdog_every,
+    )
+    control = ControlServer(state_dir=settings.state_dir, link=links[0])
+    with _stop_on_signals() as stop:
+        control.start()
+        try:
+            agent.start()
+            where = f"{settings.mqtt.host}:{settings.mqtt.effective_port}"
+            sdnotify.ready(f"lamp {settings.lamp_id}, broker {where}")
+            print(f"touchlamp: lamp {settings.lamp_id} running (broker {where})", file=sys.stderr)
+            stop.wait()
+            sdnotify.stopping()
+        finally:
+            control.stop()
+            agent.stop()
+    return EXIT_OK
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by SIGTERM or SIGINT while the block runs (old handlers restored after)."""
+    stop = threading.Event()
+
+    def handle(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# -- device enroll ---------------------------------------------------------------------------------
+def _device_enroll(args: argparse.Namespace) -> int:
+    try:
+        enrollment = decode_token(args.token)
+    except ProtocolError as error:
+        print(f"touchlamp: the {error}", file=sys.stderr)
+        return EXIT_USAGE
+    env_file: Path = args.env_file or default_env_file()
+    enrolled = write_enrollment(enrollment, env_file=env_file)
+    try:
+        load_settings(DeviceSettings, env_file=env_file)
+    except SettingsError as error:
+        raise _RefusedError(
+            f"wrote {env_file}, but its other settings are wrong: {error}; fix the file"
+        ) from None
+    verb = "Updated" if enrolled.replaced else "Wrote"
+    where = f"{enrollment.host}:{enrollment.port}" + (" with TLS" if enrollment.tls else "")
+    print(f"Enrolled lamp {enrollment.lamp} with the broker at {where}.")
+    print(f"{verb} {env_file} (mode 0600: it holds the lamp's password).")
+    if enrolled.ca_file is not None:
+        print(f"The broker's CA certificate is in {enrolled.ca_file}.")
+    print(
+        f"Start the lamp: touchlamp device run --env-file {env_file}\n"
+        "(as a service: systemctl restart touchlamp-device), then pair it: touchlamp pair new"
+    )
+    return EXIT_OK
+
+
+# -- device selftest -------------------------------------------------------------------------------
+def _device_selftest(args: argparse.Namespace) -> int:
+    # A lamp being assembled may not be enrolled yet: only its pins and looks matter here.
+    settings = load_settings(DeviceSettings, env_file=args.env_file, lamp_id="selftest")
+    works = run_selftest(
+        hardware=settings.hardware,
+        looks=settings.looks,
+        out=sys.stdout,
+        touch_timeout=args.touch_timeout,
+    )
+    return EXIT_OK if works else EXIT_FAILURE
+
+
+# -- pair ------------------------------------------------------------------------------------------
+_HINTS = {
+    "bad-code": "check the code with the other lamp's owner, or ask for a new one",
+    "expired-code": "ask the other lamp's owner for a new code (`touchlamp pair new`)",
+    "group-full": "the group has as many lamps as it may hold",
+    "locked-out": "too many wrong codes; wait a while before trying again",
+    "busy": "too many wrong codes were tried lately; try again later",
+    "not-paired": "pair it first: `touchlamp pair new` here, or `touchlamp pair join CODE`",
+    "already-paired": "leave the current group first with `touchlamp pair leave`",
+    "not-enrolled": "the relay does not know this lamp; ask its operator to add it",
+}
+
+
+def _pair(args: argparse.Namespace) -> int:
+    settings = load_settings(DeviceSettings, env_file=args.env_file)
+    action: PairAction = args.action
+    code = getattr(args, "code", None)
+    if code is not None:
+        code = code.strip().replace(" ", "")
+    try:
+        request = PairRequest(action=action, code=code)
+    except ValueError:
+        print(
+            f"touchlamp: {code!r} is not a pairing code (4-16 letters and digits)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    response = _ask(settings, request, timeout=args.timeout)
+    if not response.ok:
+        reason = response.reason or "the relay refused without saying why"
+        hint = _HINTS.get(response.error or "")
+        print(f"touchlamp: {reason}" + (f" ({hint})" if hint else ""), file=sys.stderr)
+        return EXIT_FAILURE
+    print(_describe(response, settings.lamp_id))
+    return EXIT_OK
+
+
+def _ask(settings: DeviceSettings, request: PairRequest, *, timeout: float) -> PairResponse:
+    """Through the running lamp when there is one (see control.py), else a link of our own."""
+    try:
+        return ask_running_lamp(settings.state_dir, request, timeout=timeout)
+    except NoLampRunningError:
+        pass
+    # No service holds the lamp's connection; events that arrive meanwhile (a glow) are not
+    # shown, and the outbox keeps any queued touch for the service.
+    link = LampLink.from_settings(settings, sink=lambda _event: None)
+    link.start()
+    try:
+        return link.request(request, timeout=timeout)
+    finally:
+        link.stop()
+
+
+def _describe(response: PairResponse, lamp_id: str) -> str:
+    others = [member for member in response.members if member != lamp_id]
+    with_others = ", ".join(others) if others else "no other lamp yet"
+    match response.action:
+        case PairAction.CREATE:
+            expires = ""
+            if response.expires_at is not None:
+                moment = dt.datetime.fromtimestamp(response.expires_at / 1000, dt.UTC)
+                expires = f", valid until {moment.astimezone():%H:%M}"
+            return (
+                f"Pairing code: {response.code}{expires}.\n"
+                f"On the other lamp, run: touchlamp pair join {response.code}"
+            )
+        case PairAction.JOIN:
+            return f"Joined group {response.group}: now with {with_others}."
+        case PairAction.LEAVE:
+            return "Left the group; this lamp is not paired now."
+        case _:
+            if response.group is None:
+                return "Not paired. Make a code with `touchlamp pair new`, or join one."
+            return f"Paired in group {response.group} with {with_others}."

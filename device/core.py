@@ -251,17 +251,15 @@ class _Pulse:
     pulses: int
     start: float
     end: float
-    outcome: TouchOutcome | None
 
     @classmethod
-    def of(cls, look: PulseLook, *, own: Rgb, start: float, outcome: TouchOutcome | None) -> _Pulse:
+    def of(cls, look: PulseLook, *, own: Rgb, start: float) -> _Pulse:
         color = Rgb.from_hex(look.color) if look.color else own
         return cls(
             color=color.scaled(look.level),
             pulses=look.pulses,
             start=start,
             end=start + look.seconds,
-            outcome=outcome,
         )
 
     def weight(self, now: float) -> float:
@@ -375,6 +373,7 @@ class LampCore:
         self._press_hue = 0.0
         self._feedback: _Pulse | None = None
         self._last_tap_at: float | None = None
+        self._last_tap_outcome: TouchOutcome | None = None
         self._glow: _Glow | None = None
         self._last_glow_arrival: float | None = None
         self._missed: GlowReceived | None = None
@@ -452,7 +451,7 @@ class LampCore:
         chosen = from_hue(self._hue_at(now, pressed_at)).to_hex()
         self._own = Rgb.from_hex(chosen)
         self._own_hex = chosen
-        self._feedback = _Pulse.of(self._looks.color_chosen, own=self._own, start=now, outcome=None)
+        self._feedback = _Pulse.of(self._looks.color_chosen, own=self._own, start=now)
         return [PersistColor(color=chosen), AnnounceColor(color=chosen)]
 
     def _tap(self, now: float) -> list[Effect]:
@@ -467,20 +466,20 @@ class LampCore:
         return effects
 
     def _show_outcome(self, outcome: TouchOutcome, now: float) -> None:
+        self._last_tap_outcome = outcome
         look = {
             TouchOutcome.SENT: self._looks.tap_sent,
             TouchOutcome.QUEUED: self._looks.tap_queued,
             TouchOutcome.REFUSED: self._looks.tap_refused,
         }[outcome]
-        self._feedback = _Pulse.of(look, own=self._own, start=now, outcome=outcome)
+        self._feedback = _Pulse.of(look, own=self._own, start=now)
 
     def _on_result(self, outcome: TouchOutcome, now: float) -> None:
         if self._last_tap_at is None:
             return
         if now - self._last_tap_at > self._looks.tap_result_window_seconds:
             return
-        shown = self._feedback.outcome if self._feedback is not None else None
-        if outcome != shown:
+        if outcome != self._last_tap_outcome:
             self._show_outcome(outcome, now)
 
     def _on_group(self, event: GroupChanged, now: float) -> None:

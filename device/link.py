@@ -182,6 +182,7 @@ class LampLink:
         self._waiters: dict[bytes, _Waiter] = {}
         self._reconnect_at: float | None = None
         self._thread: threading.Thread | None = None
+        self._stop_timeout = 5.0
 
     @classmethod
     def from_settings(
@@ -242,7 +243,7 @@ class LampLink:
                 self._stopping = True
                 self._close_files()
             return
-        self._jobs.put(lambda: self._shut_down(timeout))
+        self._stop_timeout = timeout
         self._jobs.put(None)
         thread.join()
         self._thread = None
@@ -334,13 +335,17 @@ class LampLink:
                 self._reconnect_at = None
                 job = self._connect
             if job is None:
+                self._run_job(lambda: self._shut_down(self._stop_timeout))
                 return
-            try:
-                job()
-            except Exception:
-                # The link thread must outlive one bad job (a failing sink, a full disk):
-                # it is the lamp's only way to the broker. The traceback goes to the log.
-                logger.exception("lamp %s: the MQTT link failed handling an event", self.lamp_id)
+            self._run_job(job)
+
+    def _run_job(self, job: _Job) -> None:
+        try:
+            job()
+        except Exception:
+            # The link thread must outlive one bad job (a failing sink, a full disk): it is
+            # the lamp's only way to the broker. The traceback goes to the log.
+            logger.exception("lamp %s: the MQTT link failed handling an event", self.lamp_id)
 
     def _connect(self) -> None:
         with self._lock:
@@ -383,7 +388,7 @@ class LampLink:
             protocol=MQTTProtocolVersion.MQTTv5,
             reconnect_on_failure=False,
         )
-        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        client.on_log = _log_paho
         client.connect_timeout = self._connect_timeout
         client.username_pw_set(self._username, self._password)
         client.will_set(
@@ -394,6 +399,14 @@ class LampLink:
         )
         if self._tls_context is not None:
             client.tls_set_context(self._tls_context)
+
+        subscriptions = [
+            self._topics.glow(self.lamp_id),
+            self._topics.group(self.lamp_id),
+            self._topics.pair_response(self.lamp_id),
+        ]
+        subscribing: list[int] = []  # the mid of this connection's SUBSCRIBE
+        session_present: list[bool] = []
 
         # paho's callbacks: each only hands what arrived to the link thread.
         def on_connect(
@@ -407,21 +420,36 @@ class LampLink:
                 self._jobs.put(lambda: self._on_refused(generation, str(reason)))
                 return
             # Subscribing on every connect keeps working when the broker lost the session.
-            client.subscribe(
-                [
-                    (self._topics.glow(self.lamp_id), SubscribeOptions(qos=1)),
-                    (self._topics.group(self.lamp_id), SubscribeOptions(qos=1)),
-                    (self._topics.pair_response(self.lamp_id), SubscribeOptions(qos=1)),
-                ]
-            )
+            # The link reports itself connected at the SUBACK: from then on nothing sent to
+            # this lamp can miss it, even on a brand-new session.
+            _, mid = client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in subscriptions])
+            subscribing[:] = [] if mid is None else [mid]
             client.publish(
                 self._topics.availability(self.lamp_id),
                 encode_availability(Availability.ONLINE),
                 qos=1,
                 retain=True,
             )
-            present = flags.session_present
-            self._jobs.put(lambda: self._on_connected(generation, session_present=present))
+            session_present[:] = [flags.session_present]
+
+        def on_subscribe(
+            _client: mqtt.Client,
+            _userdata: object,
+            mid: int,
+            reasons: list[ReasonCode],
+            _properties: Properties | None,
+        ) -> None:
+            if mid not in subscribing:
+                return
+            refused = [
+                f"{topic} ({reason})"
+                for topic, reason in zip(subscriptions, reasons, strict=False)
+                if reason.is_failure
+            ]
+            present = bool(session_present and session_present[0])
+            self._jobs.put(
+                lambda: self._on_connected(generation, session_present=present, refused=refused)
+            )
 
         def on_disconnect(
             _client: mqtt.Client,
@@ -448,11 +476,18 @@ class LampLink:
 
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
+        client.on_subscribe = on_subscribe
         client.on_message = on_message
         client.on_publish = on_publish
         return client
 
-    def _on_connected(self, generation: int, *, session_present: bool) -> None:
+    def _on_connected(self, generation: int, *, session_present: bool, refused: list[str]) -> None:
+        if refused:
+            logger.error(
+                "lamp %s: the broker refused the subscription(s) %s; check its ACL for this lamp",
+                self.lamp_id,
+                ", ".join(refused),
+            )
         self._outbox.expire()
         with self._lock:
             connection = self._connection
@@ -603,8 +638,8 @@ class LampLink:
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 break
-            if job is not None:
-                job()
+            if job is not None:  # stop() puts None once; nothing else does
+                self._run_job(job)
         with self._lock:
             if self._connection is not None and self._connection is connection:
                 self._connection = None
@@ -684,6 +719,27 @@ class LampLink:
         self._seen.close()
 
 
+_paho_logger = logging.getLogger(f"{__name__}.paho")
+_PAHO_LEVELS: dict[int, int] = {
+    mqtt.MQTT_LOG_DEBUG: logging.DEBUG,
+    mqtt.MQTT_LOG_INFO: logging.INFO,
+    mqtt.MQTT_LOG_NOTICE: logging.INFO,
+    mqtt.MQTT_LOG_WARNING: logging.WARNING,
+    mqtt.MQTT_LOG_ERR: logging.ERROR,
+}
+
+
+def _log_paho(_client: mqtt.Client, _userdata: object, level: int, text: str) -> None:
+    """paho's own log lines, under ``touchlamp.device.link.paho``.
+
+    paho 2.2's network thread runs its loop once more after a clean ``disconnect()`` and logs
+    "Client is not connected" as an error each time; that one is noise and goes to DEBUG.
+    """
+    if text.startswith("Client is not connected"):
+        level = mqtt.MQTT_LOG_DEBUG
+    _paho_logger.log(_PAHO_LEVELS.get(level, logging.DEBUG), "%s", text)
+
+
 def _properties(packet_type: int) -> Properties:
     # paho 2.2 leaves Properties.__init__ unannotated.
     return Properties(packet_type)  # type: ignore[no-untyped-call]
@@ -692,9 +748,26 @@ def _properties(packet_type: int) -> Properties:
 def _tls_context(ca_file: Path | None) -> ssl.SSLContext:
     """Certificate *and* host name checked; ``ca_file`` for a private CA, else the system's."""
     try:
-        return ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
     except (OSError, ssl.SSLError) as error:
         raise LinkError(
             f"cannot load the CA file {ca_file} ({error}): point TOUCHLAMP_DEVICE_MQTT__CA_FILE "
             "at the PEM certificate of the CA that signed the broker's certificate"
         ) from error
+    context.sslsocket_class = _ClosingSSLSocket
+    return context
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when the TLS handshake fails.
+
+    paho 2.2 leaves the socket of a failed handshake (a wrong certificate) open for the garbage
+    collector, one per reconnect attempt; ``SSLContext.sslsocket_class`` is the documented hook.
+    """
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except OSError:
+            self.close()
+            raise

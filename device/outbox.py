@@ -128,9 +128,11 @@ class Outbox:
     def add(self, *, color: str, ts_ms: int) -> Touch:
         """Queue a touch in ``color`` made at ``ts_ms``; returns it with its new ``seq``.
 
-        When the outbox is full the oldest queued touches are dropped (counted and logged).
+        Expired touches go first (counted as expired); if the outbox is still full, the oldest
+        queued touch is dropped (counted as dropped). Both are logged.
         """
         with self._lock:
+            self._expire()
             queued_at = self._now()
             with self._transaction():
                 (seq,) = self._db.execute("SELECT next_seq FROM counter").fetchone()
@@ -156,7 +158,11 @@ class Outbox:
 
     def expire(self) -> int:
         """Remove touches older than ``max_age_seconds``; returns how many (also logged)."""
-        with self._lock, self._transaction():
+        with self._lock:
+            return self._expire()
+
+    def _expire(self) -> int:
+        with self._transaction():
             expired = self._db.execute(
                 "DELETE FROM touch WHERE queued_at < ? RETURNING seq",
                 (self._now() - self._max_age,),

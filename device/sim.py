@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from touchlamp.config.device import DeviceSettings
 from touchlamp.device.agent import AgentLink, LampAgent
 from touchlamp.device.clock import Clock, SystemClock
+from touchlamp.device.control import ControlServer
 from touchlamp.device.hardware import (
     LightOutput,
     PinFactory,
@@ -57,8 +58,8 @@ class NotifyingLight:
 
 
 class SimulatedLamp:
-    """One lamp on mock pins with its own MQTT link; ``changed`` is called from the lamp's
-    thread after every frame it shows."""
+    """One lamp on mock pins with its own MQTT link (and control socket, so ``touchlamp pair``
+    reaches it); ``changed`` is called from the lamp's thread after every frame it shows."""
 
     def __init__(
         self,
@@ -86,8 +87,11 @@ class SimulatedLamp:
         self._pins: PinFactory = mock_pin_factory()
         clock = clock or SystemClock(timezone=settings.quiet_hours.timezone)
 
+        links: list[LampLink] = []
+
         def make_link(sink: LinkSink) -> AgentLink:
-            return LampLink.from_settings(self.settings, sink=sink, clock=clock)
+            links.append(LampLink.from_settings(self.settings, sink=sink, clock=clock))
+            return links[-1]
 
         touch = open_touch_input(self.settings.hardware, pin_factory=self._pins)
         light = open_light_output(self.settings.hardware, pin_factory=self._pins)
@@ -98,16 +102,27 @@ class SimulatedLamp:
             link=make_link,
             clock=clock,
         )
+        self.link = links[0]
+        # `touchlamp pair … --env-file` reaches this lamp through its own connection.
+        self._control = ControlServer(state_dir=self.settings.state_dir, link=self.link)
 
     @property
     def lamp_id(self) -> str:
         return self.settings.lamp_id
 
     def start(self) -> None:
-        self.agent.start()
+        self._control.start()
+        try:
+            self.agent.start()
+        except BaseException:
+            self._control.stop()
+            raise
 
     def stop(self) -> None:
-        self.agent.stop()
+        try:
+            self.agent.stop()
+        finally:
+            self._control.stop()
 
     def press(self) -> None:
         """Touch the sensor (it stays touched until ``release``). Any thread."""

@@ -147,9 +147,7 @@ class Relay:
         self._presence = Presence(store=store)
         self._throttle = LogThrottle(interval=settings.bad_payload_log_seconds, clock=monotonic)
 
-        self._queue: queue.Queue[_Inbound | _Resync] = queue.Queue(
-            maxsize=2 * settings.queue_size
-        )
+        self._queue: queue.Queue[_Inbound | _Resync] = queue.Queue(maxsize=2 * settings.queue_size)
         self._qos0_admit_below = settings.queue_size // 2
         self.metrics.queue_depth.set_function(self._queue.qsize)
 
@@ -277,8 +275,9 @@ class Relay:
             if reason_code.value in _AUTH_FAILURES:
                 self._auth_error = (
                     f"the broker refused the relay's login as {self._settings.mqtt.username!r} "
-                    f"({reason_code}); check TOUCHLAMP_RELAY_MQTT__USERNAME / __PASSWORD and "
-                    "the relay's credentials on the broker"
+                    f"({reason_code}); check TOUCHLAMP_RELAY_MQTT__USERNAME and "
+                    "TOUCHLAMP_RELAY_MQTT__PASSWORD (or …_PASSWORD_FILE), and the relay's "
+                    "login on the broker"
                 )
                 _log.error("%s; not retrying", self._auth_error)
                 client.disconnect()  # ends paho's reconnect loop
@@ -483,9 +482,7 @@ class Relay:
         self._publish(expected, encode(response), props=props)
         self._publish_states(list(changed))
         outcome_label = "ok" if response.ok else (response.error or "refused")
-        self.metrics.pair_requests.labels(
-            action=response.action.value, outcome=outcome_label
-        ).inc()
+        self.metrics.pair_requests.labels(action=response.action.value, outcome=outcome_label).inc()
 
     def _handle_availability(self, lamp_id: str, item: _Inbound) -> None:
         if not item.payload:

@@ -5,6 +5,7 @@ as when a lamp loses Wi-Fi or power)."""
 from __future__ import annotations
 
 import contextlib
+import getpass
 import queue
 import signal
 import socket
@@ -27,6 +28,7 @@ from touchlamp.device.link_events import LinkEvent
 __all__ = [
     "WAIT",
     "Cable",
+    "Certificates",
     "EventLog",
     "ProvisionalBroker",
     "Received",
@@ -114,7 +116,7 @@ class RelayClient:
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
         )
         self._client.username_pw_set(username, password)
-        self._client.reconnect_delay_set(0.05, 0.2)
+        self._client.reconnect_delay_set(1, 2)
         self._filters: list[str] = []
         self.handler: Callable[[RelayClient, Received], None] | None = None
 
@@ -173,13 +175,16 @@ class RelayClient:
         *,
         retain: bool = False,
         correlation: bytes | None = None,
+        wait: bool = True,
     ) -> None:
+        """Publish at QoS 1; ``wait=False`` from a ``handler`` (paho's thread cannot wait)."""
         properties = None
         if correlation is not None:
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             properties.CorrelationData = correlation
         info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
-        info.wait_for_publish(WAIT)
+        if wait:
+            info.wait_for_publish(WAIT)
 
     def next(self, *, topic: str | None = None) -> Received:
         """The next message (on ``topic`` if given, skipping others); fails after ``WAIT`` s."""
@@ -248,6 +253,8 @@ class Cable:
             sock.close()
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() below
         self._listener.close()
         self.cut()
         self._thread.join()
@@ -263,12 +270,13 @@ class ProvisionalBroker:
     relay_username = "relay"
     relay_password = "relay-secret"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, tls: Certificates | None = None) -> None:
         self._dir = directory
         self._dir.mkdir(parents=True, exist_ok=True)
         self.host = "127.0.0.1"
-        with socket.create_server((self.host, 0)) as probe:
-            self.port: int = probe.getsockname()[1]
+        self.port = _free_port(self.host)
+        self.tls = tls
+        self.tls_port = _free_port(self.host) if tls is not None else None
         self._passwords: dict[str, str] = {self.relay_username: self.relay_password}
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -289,6 +297,9 @@ class ProvisionalBroker:
         config = self._dir / "mosquitto.conf"
         config.write_text(
             f"listener {self.port} {self.host}\n"
+            # Run as whoever runs the tests (as root, Mosquitto would switch to its own user,
+            # which cannot read the test's temporary files).
+            f"user {getpass.getuser()}\n"
             "allow_anonymous false\n"
             f"password_file {self._dir / 'passwords'}\n"
             "persistence true\n"
@@ -298,12 +309,23 @@ class ProvisionalBroker:
             f"log_dest file {self._dir / 'mosquitto.log'}\n"
             "log_type all\n"
         )
+        if self.tls is not None:
+            with config.open("a") as text:
+                text.write(
+                    f"listener {self.tls_port} {self.host}\n"
+                    f"cafile {self.tls.ca}\n"
+                    f"certfile {self.tls.certificate}\n"
+                    f"keyfile {self.tls.key}\n"
+                )
         self._process = subprocess.Popen(["mosquitto", "-c", str(config)])
         deadline = threading.Event()
         for _ in range(int(WAIT / 0.02)):
             with contextlib.suppress(OSError), socket.create_connection((self.host, self.port)):
                 return
+            if self._process.poll() is not None:
+                break
             deadline.wait(0.02)
+        self.stop()
         raise AssertionError(f"mosquitto did not listen on {self.port}: see {self._dir}")
 
     def stop(self) -> None:
@@ -311,3 +333,49 @@ class ProvisionalBroker:
             self._process.terminate()
             self._process.wait(WAIT)
             self._process = None
+
+
+def _free_port(host: str) -> int:
+    with socket.create_server((host, 0)) as probe:
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True, slots=True)
+class Certificates:
+    """A throw-away CA and a server certificate it signed for ``DNS:localhost`` only."""
+
+    ca: Path
+    certificate: Path
+    key: Path
+
+    @classmethod
+    def make(cls, directory: Path) -> Certificates:
+        directory.mkdir(parents=True, exist_ok=True)
+        ca, ca_key = directory / "ca.pem", directory / "ca.key"
+        csr, key, cert = (
+            directory / "server.csr",
+            directory / "server.key",
+            directory / "server.pem",
+        )
+        extensions = directory / "server.ext"
+        extensions.write_text(
+            "basicConstraints=critical,CA:FALSE\n"
+            "keyUsage=critical,digitalSignature\n"
+            "extendedKeyUsage=serverAuth\n"
+            "subjectAltName=DNS:localhost\n"
+            "subjectKeyIdentifier=hash\n"
+            "authorityKeyIdentifier=keyid\n"
+        )
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        for command in (
+            ["openssl", "req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2",
+             "-subj", "/CN=touchlamp test CA",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+            ["openssl", "req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=localhost"],
+            ["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key,
+             "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", extensions],
+        ):  # fmt: skip
+            subprocess.run([str(part) for part in command], check=True, capture_output=True)
+        return cls(ca=ca, certificate=cert, key=key)

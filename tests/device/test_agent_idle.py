@@ -49,8 +49,9 @@ class SleptForever(Exception):  # noqa: N818  it is an outcome the tests wait fo
 class SimulatedTime:
     """An ``EventQueue`` on a ``ManualClock``: see the module docstring."""
 
-    def __init__(self, clock: ManualClock) -> None:
+    def __init__(self, clock: ManualClock, *, horizon: float = 24 * 3600.0) -> None:
         self._clock = clock
+        self._horizon = horizon
         self._ready: collections.deque[Any] = collections.deque()
         self._scheduled: list[tuple[float, Event | LinkEvent]] = []
         self.timeouts: list[float | None] = []
@@ -77,6 +78,8 @@ class SimulatedTime:
             return self._scheduled.pop(0)[1]
         if timeout is None:
             raise SleptForever
+        if now + timeout > self._horizon:
+            raise AssertionError(f"the lamp was still waking up after {self._horizon:g} s")
         self._clock.advance(timeout)
         raise queue.Empty
 
@@ -211,6 +214,8 @@ def test_a_glow_lights_the_pins_in_the_senders_colour(lamp: Lamp) -> None:
 
 
 def test_a_tap_is_kept_in_the_outbox_and_shown_in_the_lamps_colour(lamp: Lamp) -> None:
+    """The link reports the touch queued (it has no connection): the "queued" feedback shows."""
+    lamp.time.at(0.0, LinkConnected(session_present=False))
     lamp.time.at(0.0, _paired())
     lamp.time.at(1.0, TouchDown())
     lamp.time.at(1.1, TouchUp())
@@ -229,6 +234,7 @@ def test_a_tap_is_kept_in_the_outbox_and_shown_in_the_lamps_colour(lamp: Lamp) -
 def test_a_hold_picks_a_colour_that_outlives_a_restart(lamp: Lamp, tmp_path: Path) -> None:
     hold = lamp.settings.looks.hold_seconds
     cycle = lamp.settings.looks.hue_cycle_seconds
+    lamp.time.at(0.0, LinkConnected(session_present=False))
     lamp.time.at(0.0, _paired())
     lamp.time.at(1.0, TouchDown())
     # Orange's hue (0.089) plus a third of a cycle: green-ish.

@@ -203,6 +203,13 @@ def test_a_sent_result_keeps_the_sent_look() -> None:
     assert bench.frame(RELEASED + 0.6).r == pytest.approx(1.0)
 
 
+def test_a_sent_result_after_the_swell_ended_does_not_replay_it() -> None:
+    bench = Bench()
+    bench.tap(TAP_AT, held=TAP_HELD)
+    bench.send(TouchResult(outcome=TouchOutcome.SENT), RELEASED + 2.0)
+    assert bench.frame(RELEASED + 2.6) == Rgb(0.0, 0.0, 0.0)
+
+
 def test_a_result_long_after_the_tap_is_not_shown() -> None:
     bench = Bench()
     bench.tap(TAP_AT)

@@ -12,6 +12,7 @@ import pytest
 
 from tests.device.link_support import (
     Cable,
+    Certificates,
     EventLog,
     ProvisionalBroker,
     Received,
@@ -340,7 +341,9 @@ def answer_pairing(relay: RelayClient, message: Received) -> None:
     request = decode_pair_request(message.topic, message.payload)
     assert message.response_topic is not None
     response = PairResponse(action=request.action, ok=True, code="ABCD-1234", members=["lamp-a"])
-    relay.publish(message.response_topic, encode(response), correlation=message.correlation)
+    relay.publish(
+        message.response_topic, encode(response), correlation=message.correlation, wait=False
+    )
 
 
 def test_a_pairing_request_gets_its_answer(setup: Setup) -> None:
@@ -366,3 +369,113 @@ def test_a_pairing_request_without_a_relay_times_out(setup: Setup) -> None:
 
     with pytest.raises(LinkTimeoutError, match="is the relay running"):
         link.request(PairRequest(action=PairAction.STATUS), timeout=0.5)
+
+
+def test_glows_sent_while_the_lamp_was_off_arrive_when_it_is_back(setup: Setup) -> None:
+    # The persistent session at work: clean_start=False and a session expiry, from the very
+    # first connection of every process (paho's default would start each process clean).
+    relay = setup.relay()
+    link, events = setup.lamp()
+    events.wait_for(LinkConnected)
+    link.stop()
+
+    relay.publish(setup.topics.glow("lamp-a"), glow("lamp-b:9:1"))
+
+    _, again = setup.lamp()
+    assert again.wait_for(GlowArrived).glow.touch == "lamp-b:9:1"
+    assert again.wait_for(LinkConnected).session_present
+
+
+def test_stopping_while_the_broker_is_away_keeps_the_queue(setup: Setup) -> None:
+    setup.broker.stop()
+    link, events = setup.lamp()
+    queued = link.send_touch("#0a0b0c")
+    assert queued.delivery is TouchDelivery.QUEUED
+
+    link.stop()
+
+    assert events.of(LinkConnected) == []
+    setup.broker.start()
+    relay = setup.relay(setup.topics.every(Kind.TOUCH))
+    _, again = setup.lamp()
+    again.wait_for(LinkConnected)
+    assert decode_touch(setup.topics.touch("lamp-a"), relay.next().payload) == queued.touch
+
+
+# ---- TLS --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path) -> Iterator[ProvisionalBroker]:
+    running = ProvisionalBroker(
+        tmp_path / "tls-broker", tls=Certificates.make(tmp_path / "certificates")
+    )
+    running.start()
+    yield running
+    running.stop()
+
+
+def test_tls_with_a_private_ca_connects(tls_broker: ProvisionalBroker, tmp_path: Path) -> None:
+    assert tls_broker.tls is not None
+    events = EventLog()
+    link = LampLink(
+        lamp_id="lamp-t",
+        password=tls_broker.add_lamp("lamp-t"),
+        sink=events,
+        state_dir=tmp_path / "lamp-t",
+        host="localhost",  # the name on the broker's certificate
+        port=tls_broker.tls_port or 0,
+        tls=True,
+        ca_file=tls_broker.tls.ca,
+        reconnect_min_seconds=0.05,
+        reconnect_max_seconds=0.3,
+    )
+    link.start()
+    try:
+        events.wait_for(LinkConnected)
+        assert link.send_touch("#010203").delivery is TouchDelivery.SENT
+    finally:
+        link.stop()
+
+
+def test_tls_refuses_a_broker_whose_certificate_names_another_host(
+    tls_broker: ProvisionalBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert tls_broker.tls is not None
+    events = EventLog()
+    link = LampLink(
+        lamp_id="lamp-t",
+        password=tls_broker.add_lamp("lamp-t"),
+        sink=events,
+        state_dir=tmp_path / "lamp-t",
+        host="127.0.0.1",  # the certificate says "localhost" only
+        port=tls_broker.tls_port or 0,
+        tls=True,
+        ca_file=tls_broker.tls.ca,
+        reconnect_min_seconds=0.05,
+        reconnect_max_seconds=0.3,
+    )
+    link.start()
+    try:
+        eventually(
+            lambda: any("cannot reach the broker" in r.getMessage() for r in caplog.records),
+            "a log line about the refused certificate",
+        )
+    finally:
+        link.stop()
+    line = next(r.getMessage() for r in caplog.records if "cannot reach" in r.getMessage())
+    assert "certificate verify failed" in line
+    assert "127.0.0.1" in line
+    assert events.of(LinkConnected) == []
+
+
+def test_an_unreadable_ca_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(LinkError, match=r"cannot load the CA file .*missing\.pem"):
+        LampLink(
+            lamp_id="lamp-t",
+            password="x",
+            sink=EventLog(),
+            state_dir=tmp_path,
+            tls=True,
+            ca_file=tmp_path / "missing.pem",
+        )

@@ -1,4 +1,4 @@
-"""Fixtures for the relay tests: a real SQLite store in the test's temporary directory."""
+"""Fixtures for the relay tests: a real store, and a "site" (broker + store + topic root)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.device.link_support import ProvisionalBroker
+from tests.relay.live import Site
+from tests.relay.store_backends import fresh_backend
 from touchlamp.server.store import Store, open_store
 
 
@@ -15,3 +18,35 @@ def store(tmp_path: Path) -> Iterator[Store]:
     opened = open_store(tmp_path / "relay.sqlite3")
     yield opened
     opened.close()
+
+
+# TEMPORARY: until tests/conftest.py's shared ``broker`` fixture lands.
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[ProvisionalBroker]:
+    running = ProvisionalBroker(tmp_path / "broker")
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def site(broker: ProvisionalBroker, store: Store) -> Iterator[Site]:
+    """A broker, a SQLite store and a topic root of the test's own."""
+    world = Site(broker, store)
+    yield world
+    world.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def site_on_each_backend(
+    request: pytest.FixtureRequest, broker: ProvisionalBroker, tmp_path: Path
+) -> Iterator[Site]:
+    """Like ``site``, once with SQLite and once with PostgreSQL (skipped if none answers)."""
+    with fresh_backend(request.param, tmp_path) as backend:
+        opened = backend.open()
+        world = Site(broker, opened)
+        try:
+            yield world
+        finally:
+            world.close()
+            opened.close()

@@ -59,8 +59,14 @@ def test_a_touch_glows_on_every_other_member_in_the_touch_colour(store: Store) -
 
 @pytest.mark.parametrize(
     "payload",
-    [b"", b"not json", b'{"seq": 1}', b'{"seq": -1, "stream": 1, "color": "#000000", "ts": 1}',
-     b'{"seq": 1, "stream": 1, "color": "#000000", "ts": 1, "from": "lamp-c"}', b"\xff" * 5000],
+    [
+        b"",
+        b"not json",
+        b'{"seq": 1}',
+        b'{"seq": -1, "stream": 1, "color": "#000000", "ts": 1}',
+        b'{"seq": 1, "stream": 1, "color": "#000000", "ts": 1, "from": "lamp-c"}',
+        b"\xff" * 5000,
+    ],
 )
 def test_a_bad_payload_is_dropped_with_the_reason(store: Store, payload: bytes) -> None:
     add_lamps(store, "lamp-a", "lamp-b", group="home")

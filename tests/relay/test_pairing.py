@@ -7,7 +7,7 @@ import pytest
 from tests.relay.helpers import StepClock, add_lamps, group_of
 from touchlamp.config.relay import PairingSettings
 from touchlamp.protocol import PairAction, PairRequest, PairResponse
-from touchlamp.server.pairing import CODE_ALPHABET, PairOutcome, Pairing, bad_request
+from touchlamp.server.pairing import CODE_ALPHABET, Pairing, PairOutcome, bad_request
 from touchlamp.server.store import Store
 
 

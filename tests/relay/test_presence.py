@@ -40,4 +40,4 @@ def test_unpaired_and_unknown_lamps_are_told_they_are_not_paired(store: Store) -
         "lamp-a": NOT_PAIRED,
         "lamp-nobody": NOT_PAIRED,
     }
-    assert NOT_PAIRED == GroupState(group=None, members=[])
+    assert GroupState(group=None, members=[]) == NOT_PAIRED

@@ -1,0 +1,362 @@
+"""``touchlamp demo`` and ``touchlamp sim``: simulated lamps you can touch in a browser.
+
+The demo starts everything a household would run, on this machine and in one process tree:
+
+1. Mosquitto (``ManagedBroker``: the project's rendered config, a free loopback port, its files
+   in ``STATE/broker``) — the only child process;
+2. the relay, in this process, on SQLite (``STATE/relay/relay.sqlite3``);
+3. one lamp registration per simulated lamp, exactly as ``touchlamp relay lamp add`` does it
+   (store record, broker login, enrollment token), and the token turned into the lamp's
+   settings file as ``touchlamp device enroll`` does (``STATE/lamps/<id>.env``);
+4. the simulated lamps (``Simulator``: the real agent on mock pins), paired through the relay's
+   pairing service like two owners would (``pair new`` on the first, ``pair join`` on the rest);
+5. the page (``WebServer``), whose address it prints, and ``STATE/demo.json`` for scripts::
+
+       {"web": "http://127.0.0.1:8080/", "broker": {"host": "127.0.0.1", "port": 41234},
+        "lamps": [{"id": "lamp-a", "username": "lamp-a", "password": "…"}, …]}
+
+SIGINT (Ctrl-C) or SIGTERM stops it all in reverse order, including Mosquitto; a signal during
+start-up unwinds what has started. Run it again on the same state directory and it picks up the
+same lamps (their passwords, colours and pairing); the broker gets a fresh port each time.
+
+``run_simulator`` serves the page for lamps that are already enrolled with some relay
+(``touchlamp sim --env-file …``, ``touchlamp device run --simulate``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import os
+import signal
+import sys
+import webbrowser
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from touchlamp.cli import EXIT_FAILURE, EXIT_OK
+from touchlamp.config.common import load_settings
+from touchlamp.config.device import DeviceSettings, default_state_dir
+from touchlamp.config.relay import RelaySettings
+from touchlamp.device.enroll import write_enrollment
+from touchlamp.device.link_events import LinkError
+from touchlamp.device.sim import Simulator
+from touchlamp.device.web import WebServer
+from touchlamp.protocol import (
+    Enrollment,
+    PairAction,
+    PairRequest,
+    PairResponse,
+    decode_token,
+    encode_token,
+)
+from touchlamp.server.relay import Relay
+from touchlamp.server.store import LampExistsError, Store, open_store
+
+__all__ = ["DEFAULT_STATE_DIR", "MAX_LAMPS", "DemoError", "run_demo", "run_simulator"]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_STATE_DIR = default_state_dir() / "demo"
+MAX_LAMPS = 26
+_PREFERRED_WEB_PORT = 8080
+_WAIT = 30.0
+_PALETTE = (
+    "#ff8c1a",  # amber
+    "#3c78ff",  # blue
+    "#35c46a",  # green
+    "#d94cff",  # magenta
+    "#22c7c7",  # teal
+    "#ff4a4a",  # red
+    "#ffd21a",  # yellow
+    "#8a5cff",  # violet
+)
+
+
+class DemoError(RuntimeError):
+    """The demo could not start a part; the message says which and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Login:
+    lamp_id: str
+    password: str
+
+
+# -- entry points ----------------------------------------------------------------------------------
+def run_demo(*, lamps: int, web_port: int, state_dir: Path, open_browser: bool) -> int:
+    """Broker, relay and ``lamps`` paired simulated lamps, until SIGINT or SIGTERM."""
+    if not 1 <= lamps <= MAX_LAMPS:
+        raise DemoError(f"the demo runs 1 to {MAX_LAMPS} lamps, not {lamps}")
+    state_dir = state_dir.resolve()
+    with _Shutdown() as shutdown:
+        try:
+            return _demo(lamps, web_port, state_dir, open_browser, shutdown)
+        except DemoError as error:
+            print(f"touchlamp: {error}", file=sys.stderr)
+            return EXIT_FAILURE
+
+
+def run_simulator(*, lamps: list[DeviceSettings], web_port: int) -> int:
+    """Serve the page for ``lamps`` (enrolled elsewhere) until SIGINT or SIGTERM."""
+    with _Shutdown() as shutdown:
+        simulator = Simulator(lamps=lamps)
+        simulator.start()
+        try:
+
+            def ready(url: str) -> None:
+                names = ", ".join(lamp.lamp_id for lamp in lamps)
+                print(f"touchlamp: simulating {names}; touch them at {url}", flush=True)
+
+            asyncio.run(_serve(simulator, web_port, shutdown, ready))
+        finally:
+            simulator.stop()
+    return EXIT_OK
+
+
+# -- the demo --------------------------------------------------------------------------------------
+def _demo(
+    lamps: int, web_port: int, state_dir: Path, open_browser: bool, shutdown: _Shutdown
+) -> int:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    print(f"touchlamp demo: starting in {state_dir}", flush=True)
+    with _broker(state_dir) as broker:
+        relay_settings = _relay_settings(state_dir, broker)
+        logins = _register(relay_settings, broker, lamps)
+        settings = _enroll(state_dir, broker, logins)
+        with _relay(relay_settings):
+            simulator = Simulator(lamps=settings)
+            simulator.start()
+            try:
+                _pair(simulator)
+
+                def ready(url: str) -> None:
+                    _write_demo_json(state_dir / "demo.json", url, broker, logins)
+                    print(
+                        f"touchlamp demo: open {url}\n"
+                        "  tap a lamp to send a touch to the other, hold it to choose its colour\n"
+                        f"  broker {broker.host}:{broker.port}, logins in "
+                        f"{state_dir / 'demo.json'}\n"
+                        "  Ctrl-C stops everything",
+                        flush=True,
+                    )
+                    if open_browser:
+                        webbrowser.open(url)
+
+                asyncio.run(_serve(simulator, web_port, shutdown, ready))
+            finally:
+                simulator.stop()
+    print("touchlamp demo: stopped", flush=True)
+    return EXIT_OK
+
+
+def _relay_settings(state_dir: Path, broker: _Broker) -> RelaySettings:
+    relay_dir = state_dir / "relay"
+    relay_dir.mkdir(parents=True, exist_ok=True)
+    return RelaySettings(
+        state_dir=relay_dir,
+        mqtt={
+            "host": broker.host,
+            "port": broker.port,
+            "username": broker.relay_username,
+            "password": broker.relay_password,
+            "client_id": "touchlamp-demo-relay",
+        },
+        admin={"username": broker.admin_username, "password": broker.admin_password},
+        pairing={"max_group_size": max(8, MAX_LAMPS)},
+    )
+
+
+def _lamp_ids(count: int) -> list[str]:
+    return [f"lamp-{chr(ord('a') + index)}" for index in range(count)]
+
+
+def _register(settings: RelaySettings, broker: _Broker, count: int) -> list[_Login]:
+    """Each lamp in the store with a broker login, as ``relay lamp add`` does it; a lamp from an
+    earlier run keeps its record, and its saved password is set again (the broker may have
+    lost it)."""
+    logins = []
+    store = _open_store(settings)
+    try:
+        for index, lamp_id in enumerate(_lamp_ids(count)):
+            color = _PALETTE[index % len(_PALETTE)]
+            with contextlib.suppress(LampExistsError):
+                store.add_lamp(lamp_id, name=f"Lamp {lamp_id[-1].upper()}", color=color, now_ms=0)
+            logins.append(_Login(lamp_id=lamp_id, password=broker.add_lamp(lamp_id)))
+    finally:
+        store.close()
+    return logins
+
+
+def _enroll(state_dir: Path, broker: _Broker, logins: list[_Login]) -> list[DeviceSettings]:
+    """Each lamp's settings file from its enrollment token, as ``device enroll`` writes it."""
+    lamps_dir = state_dir / "lamps"
+    settings = []
+    for index, login in enumerate(logins):
+        token = encode_token(
+            Enrollment(
+                lamp=login.lamp_id, password=login.password, host=broker.host, port=broker.port
+            )
+        )
+        env_file = lamps_dir / f"{login.lamp_id}.env"
+        lamp_state = lamps_dir / login.lamp_id
+        if not env_file.exists():
+            # What the owner would add by hand: a colour, a name, where the lamp keeps state.
+            lamps_dir.mkdir(parents=True, exist_ok=True)
+            env_file.write_text(
+                f"TOUCHLAMP_DEVICE_NAME='Lamp {login.lamp_id[-1].upper()}'\n"
+                f"TOUCHLAMP_DEVICE_COLOR='{_PALETTE[index % len(_PALETTE)]}'\n"
+                f"TOUCHLAMP_DEVICE_STATE_DIR='{lamp_state}'\n",
+                encoding="utf-8",
+            )
+        write_enrollment(decode_token(token), env_file=env_file)
+        settings.append(
+            load_settings(
+                DeviceSettings,
+                env_file=env_file,
+                # A demo lamp reconnects quickly when the broker restarts.
+                mqtt={"reconnect_min_seconds": 0.5, "reconnect_max_seconds": 5.0},
+            )
+        )
+    return settings
+
+
+def _open_store(settings: RelaySettings) -> Store:
+    try:
+        return open_store(settings.store_location)
+    except OSError as error:
+        raise DemoError(
+            f"cannot open the relay's store {settings.store_location}: {error}"
+        ) from None
+
+
+@contextlib.contextmanager
+def _relay(settings: RelaySettings) -> Iterator[Relay]:
+    store = _open_store(settings)
+    relay = Relay(settings=settings, store=store)
+    try:
+        relay.start()
+        if not relay.wait_connected(_WAIT):
+            raise DemoError(f"the relay did not connect to the broker within {_WAIT:g} s")
+        yield relay
+    finally:
+        relay.stop()
+        store.close()
+
+
+def _pair(simulator: Simulator) -> None:
+    """Pair every lamp with the first, through the relay's pairing service (skip if done)."""
+    lamps = simulator.lamps
+    if len(lamps) < 2:
+        return
+    first, others = lamps[0], lamps[1:]
+    wanted = {lamp.lamp_id for lamp in lamps}
+    status = _ask(first.link.request, PairRequest(action=PairAction.STATUS))
+    if status.ok and set(status.members) >= wanted:
+        return  # paired on an earlier run
+    created = _ask(first.link.request, PairRequest(action=PairAction.CREATE))
+    if not created.ok or created.code is None:
+        raise DemoError(f"the relay would not make a pairing code: {created.reason}")
+    for lamp in others:
+        joined = _ask(lamp.link.request, PairRequest(action=PairAction.JOIN, code=created.code))
+        if not joined.ok and joined.error != "already-paired":
+            raise DemoError(f"{lamp.lamp_id} could not join {first.lamp_id}: {joined.reason}")
+
+
+def _ask(request: Callable[..., PairResponse], message: PairRequest) -> PairResponse:
+    try:
+        return request(message, timeout=_WAIT)
+    except LinkError as error:
+        raise DemoError(f"pairing the demo lamps failed: {error}") from None
+
+
+def _write_demo_json(path: Path, url: str, broker: _Broker, logins: list[_Login]) -> None:
+    document = {
+        "web": url,
+        "broker": {"host": broker.host, "port": broker.port},
+        "lamps": [
+            {"id": login.lamp_id, "username": login.lamp_id, "password": login.password}
+            for login in logins
+        ],
+    }
+    # It holds the lamps' passwords: readable by this user only, written whole or not at all.
+    temporary = path.with_name(f".{path.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        json.dump(document, file, indent=2)
+        file.write("\n")
+    temporary.replace(path)
+
+
+# -- serving the page until a signal ---------------------------------------------------------------
+async def _serve(
+    simulator: Simulator, web_port: int, shutdown: _Shutdown, ready: Callable[[str], None]
+) -> None:
+    server = WebServer(board=simulator, port=web_port)
+    try:
+        url = await server.start()
+    except OSError as error:
+        if web_port != _PREFERRED_WEB_PORT or error.errno != errno.EADDRINUSE:
+            raise DemoError(str(error)) from None
+        server = WebServer(board=simulator, port=0)  # 8080 is taken: any free port will do
+        url = await server.start()
+    try:
+        stop = asyncio.Event()
+        shutdown.serving(asyncio.get_running_loop(), stop)
+        ready(url)
+        await stop.wait()
+    finally:
+        shutdown.stopping()
+        await server.stop()
+
+
+class _Shutdown:
+    """SIGINT and SIGTERM, handled so that everything started is stopped again.
+
+    Before the page is served, a signal raises ``KeyboardInterrupt`` so set-up unwinds through
+    its ``finally`` blocks (stopping Mosquitto among them); while serving, it wakes the event
+    loop; once stopping, further signals are ignored so clean-up is not cut short.
+    """
+
+    def __init__(self) -> None:
+        self._wake: Callable[[], None] | None = None
+        self._stopping = False
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _Shutdown:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]  # what signal.signal returned
+
+    def serving(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+        def wake() -> None:
+            loop.call_soon_threadsafe(stop.set)
+
+        self._wake = wake
+
+    def stopping(self) -> None:
+        self._wake = None
+        self._stopping = True
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self._stopping:
+            print("touchlamp: already stopping…", file=sys.stderr, flush=True)
+            return
+        if self._wake is not None:
+            name = signal.Signals(signum).name
+            print(f"touchlamp: {name}, stopping", file=sys.stderr, flush=True)
+            self._wake()
+            return
+        self._stopping = True
+        raise KeyboardInterrupt

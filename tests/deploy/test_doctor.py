@@ -1,0 +1,488 @@
+"""``touchlamp doctor`` against a real Mosquitto and a real relay: the lines a user reads, and the
+exit code."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.device.link_support import ProvisionalBroker
+from tests.relay.live import Site, running_relay
+from touchlamp.cli import main as touchlamp_main
+from touchlamp.doctor import (
+    Outcome,
+    Probes,
+    check_device,
+    check_relay,
+    clock_synchronised,
+    run_doctor,
+)
+from touchlamp.server.metrics import MetricsServer, RelayMetrics
+from touchlamp.server.store import Store, open_store
+
+
+@pytest.fixture
+def pi(tmp_path: Path) -> Probes:
+    """A Pi as the checks see it: a GPIO chip in /dev, groups that exist, lgpio present, a
+    synchronised clock, and no systemd running (the service check is skipped)."""
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    (dev / "gpiochip0").touch()
+    (dev / "gpiochip0").chmod(0o660)  # as Raspberry Pi OS's udev rule leaves it (group gpio)
+    return Probes(
+        dev_dir=dev,
+        clock_check=lambda: True,
+        service_state=lambda _unit: None,
+        lgpio_available=lambda: True,
+        group_id=lambda _name: os.getgid(),
+        timeout=3.0,
+    )
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[ProvisionalBroker]:
+    running = ProvisionalBroker(tmp_path / "broker")
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def site(broker: ProvisionalBroker, tmp_path: Path) -> Iterator[Site]:
+    store: Store = open_store(tmp_path / "relay.sqlite3")
+    world = Site(broker, store)
+    yield world
+    world.close()
+    store.close()
+
+
+def env_file(path: Path, lines: dict[str, object], *, mode: int = 0o600) -> Path:
+    path.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
+    path.chmod(mode)
+    return path
+
+
+def lamp_settings(site: Site, tmp_path: Path, lamp_id: str, password: str, **extra: object) -> Path:
+    return env_file(
+        tmp_path / f"{lamp_id}.env",
+        {
+            "TOUCHLAMP_DEVICE_LAMP_ID": lamp_id,
+            "TOUCHLAMP_DEVICE_MQTT__HOST": site.broker.host,
+            "TOUCHLAMP_DEVICE_MQTT__PORT": site.broker.port,
+            "TOUCHLAMP_DEVICE_MQTT__PASSWORD": password,
+            "TOUCHLAMP_DEVICE_MQTT__TOPIC_ROOT": site.root,
+            **extra,
+        },
+    )
+
+
+def register(site: Site, lamp_id: str) -> str:
+    """A lamp with a broker login and a place in the relay's store; returns its password."""
+    password = site.broker.add_lamp(lamp_id)
+    site.store.add_lamp(lamp_id, name=lamp_id, color="#336699", now_ms=0)
+    return password
+
+
+def pair(site: Site, *lamp_ids: str) -> None:
+    site.store.create_group(list(lamp_ids), name="home", group_id="g-home")
+
+
+def report(check: Iterator[object]) -> list[str]:
+    return [finding.line() for finding in check]  # type: ignore[attr-defined]
+
+
+def outcomes(lines: list[str]) -> list[str]:
+    return [line.split()[0] for line in lines if not line.startswith(" ")]
+
+
+# ---- a lamp ----
+
+
+def test_a_paired_lamp_with_a_running_relay_is_all_ok(
+    site: Site, tmp_path: Path, pi: Probes
+) -> None:
+    password = register(site, "lamp-kitchen")
+    register(site, "lamp-studio")
+    pair(site, "lamp-kitchen", "lamp-studio")
+    settings = lamp_settings(site, tmp_path, "lamp-kitchen", password)
+    out = io.StringIO()
+    with running_relay(site):
+        code = run_doctor(roles=["device"], env_files={"device": settings}, probes=pi, out=out)
+    text = out.getvalue()
+    assert code == 0, text
+    assert "FAIL" not in text
+    assert f"OK   settings {settings}: lamp lamp-kitchen, broker 127.0.0.1:" in text
+    assert "OK   the broker accepted user lamp-kitchen" in text
+    assert "OK   the relay answered a pairing request in" in text
+    assert "OK   paired: group home with lamp-studio" in text
+    assert text.endswith("no problems found\n")
+
+
+def test_an_unpaired_lamp_is_told_how_to_pair(site: Site, tmp_path: Path, pi: Probes) -> None:
+    settings = lamp_settings(site, tmp_path, "lamp-alone", register(site, "lamp-alone"))
+    with running_relay(site):
+        lines = report(check_device(settings, probes=pi))
+    (not_paired,) = [line for line in lines if "not paired" in line]
+    assert not_paired.startswith("FAIL lamp lamp-alone is not paired with any other lamp")
+    assert "sudo touchlamp pair new on this lamp" in not_paired
+
+
+def test_doctor_does_not_disturb_the_running_lamps_session(
+    site: Site, tmp_path: Path, pi: Probes
+) -> None:
+    """Doctor uses a client id and a clean session of its own: the running lamp (same user)
+    stays connected and still receives the glows meant for it."""
+    kitchen = site.lamp("lamp-kitchen")  # connected with a persistent session, like the service
+    studio = site.lamp("lamp-studio")
+    site.pair(kitchen, studio)
+    password = site.broker.add_lamp("lamp-kitchen")  # the same password again
+    settings = lamp_settings(site, tmp_path, "lamp-kitchen", password)
+    with running_relay(site):
+        lines = report(check_device(settings, probes=pi))
+        assert "OK   paired: group home with lamp-studio" in lines
+        studio.touch(1)
+        (glow,) = kitchen.wait_glows(1)
+    assert glow.sender == "lamp-studio"
+
+
+def test_a_wrong_password_means_enrolling_again(site: Site, tmp_path: Path, pi: Probes) -> None:
+    register(site, "lamp-kitchen")
+    settings = lamp_settings(site, tmp_path, "lamp-kitchen", "not-the-password")
+    lines = report(check_device(settings, probes=pi))
+    refused = next(i for i, line in enumerate(lines) if "refused user lamp-kitchen" in line)
+    assert lines[refused].startswith("FAIL")
+    assert "touchlamp device enroll TOKEN" in lines[refused]
+    assert outcomes(lines)[-1] == "SKIP"
+
+
+def test_no_relay_answering_is_a_failure_with_where_to_look(
+    site: Site, tmp_path: Path, pi: Probes
+) -> None:
+    settings = lamp_settings(site, tmp_path, "lamp-kitchen", register(site, "lamp-kitchen"))
+    lines = report(check_device(settings, probes=pi))
+    relay_line = next(line for line in lines if line.startswith("FAIL relay responding"))
+    assert "did not answer a pairing request within 3 s" in relay_line
+    assert "systemctl status touchlamp-relay" in relay_line
+
+
+def test_an_unreachable_broker_stops_the_network_checks(tmp_path: Path, pi: Probes) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        closed_port = probe.getsockname()[1]
+    settings = env_file(
+        tmp_path / "device.env",
+        {
+            "TOUCHLAMP_DEVICE_LAMP_ID": "lamp-kitchen",
+            "TOUCHLAMP_DEVICE_MQTT__HOST": "127.0.0.1",
+            "TOUCHLAMP_DEVICE_MQTT__PORT": closed_port,
+            "TOUCHLAMP_DEVICE_MQTT__PASSWORD": "secret-password-1",
+        },
+    )
+    lines = report(check_device(settings, probes=pi))
+    assert lines[-2].startswith(f"FAIL the broker 127.0.0.1:{closed_port} is not reachable")
+    assert "systemctl status mosquitto" in lines[-2]
+    assert lines[-1] == "SKIP TLS, credentials, pairing and relay: need a reachable broker"
+
+
+# ---- settings ----
+
+
+def test_missing_settings_say_to_install(tmp_path: Path, pi: Probes) -> None:
+    lines = report(check_device(tmp_path / "device.env", probes=pi))
+    assert lines == [
+        (
+            f"FAIL no settings file {tmp_path / 'device.env'}\n"
+            "     → fix: install the device: sudo touchlamp device install (or pass --env-file)"
+        )
+    ]
+
+
+def test_a_bad_setting_is_named(tmp_path: Path, pi: Probes) -> None:
+    settings = env_file(tmp_path / "device.env", {"TOUCHLAMP_DEVICE_LAMP_ID": "Not A Lamp"})
+    (line,) = report(check_device(settings, probes=pi))
+    assert line.startswith(f"FAIL settings {settings}: invalid settings: DeviceSettings.lamp_id")
+    assert f"edit the TOUCHLAMP_DEVICE_… line it names in {settings}" in line
+
+
+def test_settings_readable_by_others_are_a_failure(tmp_path: Path, pi: Probes) -> None:
+    settings = env_file(
+        tmp_path / "device.env",
+        {"TOUCHLAMP_DEVICE_LAMP_ID": "lamp-kitchen", "TOUCHLAMP_DEVICE_MQTT__PORT": 1},
+        mode=0o644,
+    )
+    lines = report(check_device(settings, probes=pi))
+    assert lines[0] == (
+        f"FAIL {settings} is readable by others (0644); it holds a password\n"
+        f"     → fix: sudo chmod 600 {settings}"
+    )
+
+
+def test_a_lamp_without_password_is_sent_to_enroll(tmp_path: Path, pi: Probes) -> None:
+    settings = env_file(
+        tmp_path / "device.env",
+        {
+            "TOUCHLAMP_DEVICE_LAMP_ID": "lamp-kitchen",
+        },
+    )
+    lines = report(check_device(settings, probes=pi))
+    assert lines[-1].startswith("FAIL lamp lamp-kitchen has no MQTT password")
+    assert f"sudo touchlamp device enroll TOKEN --env-file {settings}" in lines[-1]
+
+
+# ---- the Pi itself ----
+
+
+def hardware_lines(tmp_path: Path, probes: Probes, **hardware: str) -> list[str]:
+    values = {f"TOUCHLAMP_DEVICE_HARDWARE__{key.upper()}": value for key, value in hardware.items()}
+    settings = env_file(
+        tmp_path / "device.env",
+        {"TOUCHLAMP_DEVICE_LAMP_ID": "lamp-kitchen", "TOUCHLAMP_DEVICE_MQTT__PORT": 1, **values},
+    )
+    return [
+        line
+        for line in report(check_device(settings, probes=probes))
+        # What is not about settings, clock, service or password is about the hardware.
+        if not any(
+            word in line for word in ("settings", "clock", "service touchlamp", "MQTT password")
+        )
+    ]
+
+
+def test_gpio_chips_accessible_to_group_gpio_are_ok(tmp_path: Path, pi: Probes) -> None:
+    assert hardware_lines(tmp_path, pi) == [
+        "OK   GPIO gpiochip0 accessible to group gpio",
+        "OK   gpiozero's pin driver lgpio is importable",
+    ]
+
+
+def test_no_gpio_chip_no_group_and_no_lgpio_each_have_a_fix(tmp_path: Path, pi: Probes) -> None:
+    no_group = Probes(**{**pi.__dict__, "group_id": lambda _name: None})
+    assert hardware_lines(tmp_path, no_group)[0].startswith(
+        "FAIL no group gpio: the lamp's service gets GPIO access through it"
+    )
+    (pi.dev_dir / "gpiochip0").chmod(0o600)
+    assert hardware_lines(tmp_path, pi)[0].startswith(
+        f"FAIL {pi.dev_dir / 'gpiochip0'} is not read/write for group gpio (mode 0600)"
+    )
+    (pi.dev_dir / "gpiochip0").unlink()
+    bare = Probes(**{**pi.__dict__, "lgpio_available": lambda: False})
+    lines = hardware_lines(tmp_path, bare)
+    assert lines[0].startswith("FAIL no GPIO chip")
+    assert lines[1].startswith("FAIL gpiozero's pin driver lgpio is not importable")
+    assert "sudo apt install python3-lgpio" in lines[1]
+
+
+def test_an_mpr121_needs_i2c_enabled(tmp_path: Path, pi: Probes) -> None:
+    lines = hardware_lines(tmp_path, pi, touch_kind="mpr121")
+    assert lines[-1].startswith("FAIL no I2C bus for the MPR121 touch board")
+    assert "raspi-config nonint do_i2c 0" in lines[-1]
+    (pi.dev_dir / "i2c-1").touch()
+    (pi.dev_dir / "i2c-1").chmod(0o660)
+    assert hardware_lines(tmp_path, pi, touch_kind="mpr121")[-1] == (
+        "OK   I2C i2c-1 accessible to group i2c"
+    )
+
+
+def test_clock_and_service_state_are_reported(tmp_path: Path, pi: Probes) -> None:
+    probes = Probes(
+        **{**pi.__dict__, "clock_check": lambda: False, "service_state": lambda _unit: "failed"}
+    )
+    settings = env_file(
+        tmp_path / "device.env",
+        {"TOUCHLAMP_DEVICE_LAMP_ID": "lamp-kitchen", "TOUCHLAMP_DEVICE_MQTT__PORT": 1},
+    )
+    lines = report(check_device(settings, probes=probes))
+    assert any(line.startswith("FAIL clock not synchronised") for line in lines)
+    assert any(
+        line.startswith("FAIL service touchlamp-device.service is failed")
+        and "journalctl -u touchlamp-device.service" in line
+        for line in lines
+    )
+
+
+def test_the_kernel_clock_state_is_read_without_error() -> None:
+    assert clock_synchronised() in (True, False, None)
+
+
+# ---- TLS ----
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A TLS listener on 127.0.0.1 with a self-signed certificate for "localhost"."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stopping = threading.Event()
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                with context.wrap_socket(raw, server_side=True):
+                    pass
+            except (OSError, ssl.SSLError):
+                raw.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield port, cert
+    stopping.set()
+    listener.close()
+    thread.join(5)
+
+
+def tls_lines(tmp_path: Path, pi: Probes, port: int, **mqtt: object) -> list[str]:
+    settings = env_file(
+        tmp_path / "device.env",
+        {
+            "TOUCHLAMP_DEVICE_LAMP_ID": "lamp-kitchen",
+            "TOUCHLAMP_DEVICE_MQTT__HOST": "localhost",
+            "TOUCHLAMP_DEVICE_MQTT__PORT": port,
+            "TOUCHLAMP_DEVICE_MQTT__PASSWORD": "secret-password-1",
+            "TOUCHLAMP_DEVICE_MQTT__TLS": "true",
+            **{f"TOUCHLAMP_DEVICE_MQTT__{key.upper()}": value for key, value in mqtt.items()},
+        },
+    )
+    return [line for line in report(check_device(settings, probes=pi)) if "TLS" in line]
+
+
+def test_a_certificate_signed_by_the_configured_ca_verifies(
+    tls_server: tuple[int, Path], tmp_path: Path, pi: Probes
+) -> None:
+    port, cert = tls_server
+    lines = tls_lines(tmp_path, pi, port, ca_file=cert)
+    assert lines[-1].startswith("OK   the broker's TLS certificate verifies for localhost")
+
+
+def test_an_unknown_ca_is_a_failure_naming_the_setting(
+    tls_server: tuple[int, Path], tmp_path: Path, pi: Probes
+) -> None:
+    port, _cert = tls_server
+    lines = tls_lines(tmp_path, pi, port)
+    assert lines[-1].startswith("FAIL the broker's TLS certificate does not verify")
+    assert "set TOUCHLAMP_DEVICE_MQTT__CA_FILE to the CA that signed it" in lines[-1]
+
+
+def test_plain_mqtt_is_fine_locally_but_not_across_the_internet() -> None:
+    from touchlamp.doctor import _check_tls  # the decision alone, without a broker
+
+    _, local = _check_tls("192.168.1.20", 1883, tls=False, ca_file=None, timeout=1, prefix="P")
+    assert local.outcome is Outcome.SKIP
+    _, remote = _check_tls("mqtt.example.net", 1883, tls=False, ca_file=None, timeout=1, prefix="P")
+    assert remote.outcome is Outcome.FAIL
+    assert remote.fix == "set P__TLS=true (and P__CA_FILE for a private CA)"
+
+
+# ---- a relay ----
+
+
+def relay_settings(site: Site, tmp_path: Path, **extra: object) -> Path:
+    return env_file(
+        tmp_path / "relay.env",
+        {
+            "TOUCHLAMP_RELAY_MQTT__HOST": site.broker.host,
+            "TOUCHLAMP_RELAY_MQTT__PORT": site.broker.port,
+            "TOUCHLAMP_RELAY_MQTT__USERNAME": site.broker.relay_username,
+            "TOUCHLAMP_RELAY_MQTT__PASSWORD": site.broker.relay_password,
+            "TOUCHLAMP_RELAY_STATE_DIR": tmp_path / "state",
+            **extra,
+        },
+    )
+
+
+def test_a_healthy_relay(site: Site, tmp_path: Path, pi: Probes) -> None:
+    metrics = RelayMetrics()
+    server = MetricsServer(
+        host="127.0.0.1", port=0, registry=metrics.registry, healthy=lambda: True
+    )
+    server.start()
+    try:
+        settings = relay_settings(site, tmp_path, TOUCHLAMP_RELAY_METRICS_PORT=server.port)
+        lines = report(check_relay(settings, probes=pi))
+    finally:
+        server.stop()
+    assert "OK   the relay is running and connected to the broker (connected)" in lines
+    assert "OK   the broker accepted the relay user relay" in lines
+    assert any(
+        line.startswith("SKIP admin login: no TOUCHLAMP_RELAY_ADMIN__PASSWORD") for line in lines
+    )
+    assert "FAIL" not in "\n".join(lines)
+
+
+def test_a_relay_that_is_not_running_and_a_wrong_admin_password(
+    site: Site, tmp_path: Path, pi: Probes
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        closed_port = probe.getsockname()[1]
+    settings = relay_settings(
+        site,
+        tmp_path,
+        TOUCHLAMP_RELAY_METRICS_PORT=closed_port,
+        TOUCHLAMP_RELAY_ADMIN__PASSWORD="wrong",
+    )
+    lines = report(check_relay(settings, probes=pi))
+    assert any(
+        line.startswith(f"FAIL the relay does not answer on http://127.0.0.1:{closed_port}/healthz")
+        for line in lines
+    )
+    assert any(
+        line.startswith("FAIL the broker 127.0.0.1:")
+        and "refused the admin user touchlamp-admin" in line
+        for line in lines
+    )
+
+
+# ---- the command ----
+
+
+def test_the_command_exits_non_zero_and_prints_each_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = env_file(
+        tmp_path / "relay.env",
+        {"TOUCHLAMP_RELAY_MQTT__PORT": 1, "TOUCHLAMP_RELAY_STATE_DIR": tmp_path},
+    )
+    assert touchlamp_main(["doctor", "--env-file", str(settings), "--timeout", "1"]) == 1
+    out = capsys.readouterr().out
+    assert f"OK   settings {settings}: broker localhost:1" in out
+    assert "FAIL no password for the relay's broker user touchlamp-relay" in out
+    assert out.endswith("problems found\n")

@@ -1,0 +1,126 @@
+"""The shipped systemd units: ``systemd-analyze`` accepts them and rates them as hardened as
+DEPLOY.md promises (relay ≤ 2.0, lamp ≤ 4.0). Skipped, with the reason, without systemd-analyze.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sysconfig
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+needs_systemd_analyze = pytest.mark.skipif(
+    SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed (Debian package: systemd)"
+)
+UNITS = ("touchlamp-device.service", "touchlamp-relay.service")
+EXPOSURE_LIMITS = {"touchlamp-device.service": 4.0, "touchlamp-relay.service": 2.0}
+SHIPPED_COMMAND = "/opt/touchlamp/venv/bin/touchlamp"
+# The touchlamp command of the environment running the tests: `verify` insists that ExecStart's
+# program exists, and /opt/touchlamp/venv does not on a development machine.
+HERE_COMMAND = str(Path(sysconfig.get_path("scripts")) / "touchlamp")
+_EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
+
+
+def shipped(name: str) -> str:
+    return resources.files("touchlamp.systemd").joinpath(name).read_text("utf-8")
+
+
+def analyze(*args: str, unit_path: Path | None = None) -> subprocess.CompletedProcess[str]:
+    assert SYSTEMD_ANALYZE is not None
+    env = dict(os.environ)
+    if unit_path is not None:
+        # The trailing ':' keeps the standard directories (for multi-user.target and friends).
+        env["SYSTEMD_UNIT_PATH"] = f"{unit_path}:"
+    return subprocess.run(
+        [SYSTEMD_ANALYZE, *args], capture_output=True, text=True, env=env, check=False
+    )
+
+
+def runnable_copy(name: str, directory: Path) -> Path:
+    """The unit as shipped, except that ExecStart runs this environment's touchlamp."""
+    text = shipped(name)
+    assert f"ExecStart={SHIPPED_COMMAND} " in text
+    path = directory / name
+    path.write_text(text.replace(f"ExecStart={SHIPPED_COMMAND} ", f"ExecStart={HERE_COMMAND} "))
+    return path
+
+
+def complaints_about(output: str, *names: str) -> list[str]:
+    return [line for line in output.splitlines() if any(name in line for name in names)]
+
+
+@needs_systemd_analyze
+@pytest.mark.parametrize("name", UNITS)
+def test_systemd_analyze_verify_accepts_the_unit(name: str, tmp_path: Path) -> None:
+    path = runnable_copy(name, tmp_path)
+    result = analyze("verify", "--man=no", str(path), unit_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    # verify exits 0 on unknown keys and bad values too, and only warns: those must not appear.
+    assert complaints_about(result.stdout + result.stderr, name) == []
+
+
+@needs_systemd_analyze
+def test_verify_would_catch_a_mistake(tmp_path: Path) -> None:
+    """The check above is not vacuous: a misspelt directive is reported."""
+    path = runnable_copy("touchlamp-relay.service", tmp_path)
+    path.write_text(path.read_text().replace("ProtectSystem=strict", "ProtectSytem=strict"))
+    result = analyze("verify", "--man=no", str(path), unit_path=tmp_path)
+    assert complaints_about(result.stdout + result.stderr, "touchlamp-relay.service")
+
+
+@needs_systemd_analyze
+@pytest.mark.parametrize("name", UNITS)
+def test_exposure_is_within_the_promised_limit(name: str, tmp_path: Path) -> None:
+    path = runnable_copy(name, tmp_path)
+    result = analyze("security", "--offline=true", "--no-pager", str(path))
+    match = _EXPOSURE.search(result.stdout)
+    assert match is not None, result.stdout + result.stderr
+    exposure = float(match.group(1))
+    assert exposure <= EXPOSURE_LIMITS[name], result.stdout
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_units_start_after_network_and_clock_and_come_back_after_a_crash(name: str) -> None:
+    settings = directives(shipped(name))
+    assert settings["Type"] == ["notify"]
+    assert settings["WatchdogSec"]
+    assert settings["Restart"] == ["on-failure"]
+    assert set(settings["After"][0].split()) >= {"network-online.target", "time-sync.target"}
+    assert settings["Wants"] == ["network-online.target"]
+    assert settings["DynamicUser"] == ["yes"]
+    assert settings["WantedBy"] == ["multi-user.target"]
+
+
+def test_the_lamp_reaches_gpio_and_i2c_and_has_a_writable_working_directory() -> None:
+    settings = directives(shipped("touchlamp-device.service"))
+    assert settings["SupplementaryGroups"] == ["gpio i2c"]
+    assert settings["StateDirectory"] == ["touchlamp"]
+    assert settings["WorkingDirectory"] == ["%S/touchlamp"]
+    assert {"char-gpiochip rw", "char-i2c rw"} <= set(settings["DeviceAllow"])
+
+
+def test_settings_reach_the_service_as_a_credential_it_names_on_its_command_line() -> None:
+    for name, role in (
+        ("touchlamp-device.service", "device"),
+        ("touchlamp-relay.service", "relay"),
+    ):
+        settings = directives(shipped(name))
+        assert settings["LoadCredential"] == [f"{role}.env:/etc/touchlamp/{role}.env"]
+        assert settings["ExecStart"][0].endswith(f" {role} run --env-file %d/{role}.env")
+
+
+def directives(text: str) -> dict[str, list[str]]:
+    """``Key=value`` lines of a unit file (every section), values in order of appearance."""
+    found: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line.startswith(("#", ";", "[")) or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        found.setdefault(key.strip(), []).append(value.strip())
+    return found

@@ -1,0 +1,156 @@
+"""Two lamps, end to end: agents on gpiozero mock pins, the broker fixture and the real relay.
+
+Each lamp is assembled the way ``touchlamp device run`` assembles one — the adapters from its
+hardware settings on a pin factory, a ``LampLink`` from its settings, a ``LampAgent`` — except
+that the pin factory is gpiozero's ``MockFactory``. The test touches lamp A by driving its touch
+pin, as a TTP223 would, and reads lamp B's PWM pins.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.world import BrokerLike, World, same_hue, wait_until
+from touchlamp.config.device import DeviceSettings, LookSettings
+from touchlamp.device.agent import AgentLink, LampAgent
+from touchlamp.device.clock import SystemClock
+from touchlamp.device.hardware import mock_pin_factory, open_light_output, open_touch_input
+from touchlamp.device.link import LampLink
+from touchlamp.device.link_events import LinkSink
+from touchlamp.device.looks import Rgb
+from touchlamp.device.sim import NotifyingLight
+
+AMBER = "#ff8c1a"
+BLUE = "#3c78ff"
+
+
+class PinLamp:
+    """One lamp on mock pins; ``changed`` is set whenever it shows a frame."""
+
+    def __init__(self, settings: DeviceSettings) -> None:
+        self.settings = settings
+        self.pins: Any = mock_pin_factory()
+        self.changed = threading.Event()
+        clock = SystemClock()
+        links: list[LampLink] = []
+
+        def link(sink: LinkSink) -> AgentLink:
+            links.append(LampLink.from_settings(settings, sink=sink, clock=clock))
+            return links[-1]
+
+        hardware = settings.hardware
+        self.agent = LampAgent(
+            settings=settings,
+            touch=open_touch_input(hardware, pin_factory=self.pins),
+            light=NotifyingLight(
+                open_light_output(hardware, pin_factory=self.pins), changed=self.changed.set
+            ),
+            link=link,
+            clock=clock,
+        )
+        self.link = links[0]
+
+    def led(self) -> Rgb:
+        hardware = self.settings.hardware
+        return Rgb(
+            *(
+                float(self.pins.pin(pin).state)
+                for pin in (hardware.red_pin, hardware.green_pin, hardware.blue_pin)
+            )
+        )
+
+    def touch(self, *, hold: threading.Event | None = None) -> None:
+        pin = self.pins.pin(self.settings.hardware.touch_pin)
+        pin.drive_high()
+        if hold is not None:
+            hold.wait()
+        pin.drive_low()
+
+    def wait_for(self, check: Any, what: str) -> None:
+        wait_until(lambda: check(self), what, wake=self.changed)
+
+
+@pytest.fixture
+def world(broker: BrokerLike, tmp_path: Path) -> Iterator[World]:
+    made = World(broker, tmp_path)
+    yield made
+    made.close()
+
+
+def _running(*lamps: PinLamp) -> None:
+    for lamp in lamps:
+        lamp.agent.start()
+    for lamp in lamps:
+        lamp.wait_for(lambda it: it.agent.online, f"{lamp.settings.lamp_id} online")
+
+
+def test_a_touch_on_lamp_a_lights_lamp_b_in_a_colour(world: World) -> None:
+    a = PinLamp(world.lamp("lamp-a", color=AMBER))
+    b = PinLamp(world.lamp("lamp-b", color=BLUE))
+    world.pair("lamp-a", "lamp-b")
+    with world.relay():
+        try:
+            _running(a, b)
+            assert max(b.led()) == 0.0
+
+            a.touch()
+
+            b.wait_for(
+                lambda it: same_hue(it.led(), AMBER, gamma=2.2) and max(it.led()) > 0.9,
+                "lamp B glowing in lamp A's amber at full brightness",
+            )
+            assert a.link.outbox_stats().queued == 0  # the broker acknowledged the touch
+        finally:
+            a.agent.stop()
+            b.agent.stop()
+
+
+def test_a_colour_picked_by_holding_reaches_the_partner(world: World) -> None:
+    """Lamp A is held until its hue has moved on; B, which shows an online partner's colour as
+    a faint ambient light, changes to A's new colour (announced through the relay)."""
+    quick = LookSettings(hold_seconds=0.2, hue_cycle_seconds=2.0)
+    a = PinLamp(world.lamp("lamp-a", color=AMBER).model_copy(update={"looks": quick}))
+    ambient = LookSettings(ambient_level=0.5)
+    b = PinLamp(world.lamp("lamp-b", color=BLUE).model_copy(update={"looks": ambient}))
+    world.pair("lamp-a", "lamp-b")
+    with world.relay():
+        try:
+            _running(a, b)
+            b.wait_for(lambda it: same_hue(it.led(), AMBER, gamma=2.2), "B's ambient in amber")
+
+            picking = threading.Event()
+            holder = threading.Thread(target=a.touch, kwargs={"hold": picking})
+            holder.start()
+            # Hold until the hue cycle has clearly left amber (A's own pins show it).
+            a.wait_for(lambda it: same_hue(it.led(), "#00ff00", gamma=2.2, tolerance=0.3), "hue")
+            picking.set()
+            holder.join()
+            a.wait_for(lambda it: it.agent.color != AMBER, "A's new colour")
+            chosen = a.agent.color
+
+            b.wait_for(
+                lambda it: same_hue(it.led(), chosen, gamma=2.2),
+                f"B's ambient light in A's new colour {chosen}",
+            )
+            stored = world.store.get_lamp("lamp-a")
+            assert stored is not None
+            assert stored.color == chosen
+        finally:
+            a.agent.stop()
+            b.agent.stop()
+
+
+# TEMPORARY: until tests/conftest.py's shared ``broker`` fixture lands.
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[BrokerLike]:
+    from tests.device.link_support import ProvisionalBroker
+
+    running = ProvisionalBroker(tmp_path / "broker")
+    running.start()
+    yield running
+    running.stop()

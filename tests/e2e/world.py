@@ -1,0 +1,192 @@
+"""A test's whole world: the broker fixture, a real relay on a real SQLite store, and simulated
+lamps (the real agent on gpiozero's mock pins), each test under a topic root of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import SecretStr
+
+from touchlamp.config.device import DeviceSettings, MqttSettings
+from touchlamp.config.relay import RelaySettings
+from touchlamp.device.looks import Rgb
+from touchlamp.device.sim import Simulator
+from touchlamp.device.web import WebServer
+from touchlamp.server.relay import Relay
+from touchlamp.server.store import Store, open_store
+
+__all__ = ["WAIT", "BrokerLike", "World", "same_hue", "served_page", "wait_until"]
+
+WAIT = 30.0
+"""How long a test waits for something that should happen (generous: CI machines are slow)."""
+
+
+class BrokerLike(Protocol):
+    """What these tests use of the ``broker`` fixture."""
+
+    host: str
+    port: int
+    relay_username: str
+    relay_password: str
+
+    def add_lamp(self, lamp_id: str) -> str: ...
+
+
+def wait_until(
+    check: Callable[[], bool], what: str, *, wake: threading.Event | None = None
+) -> None:
+    """Wait until ``check()`` holds; re-checked when ``wake`` is set (or every 20 ms)."""
+    signal = wake or threading.Event()
+    for _ in range(int(WAIT / 0.02)):
+        if check():
+            return
+        signal.wait(0.02)
+        signal.clear()
+    raise AssertionError(f"not within {WAIT} s: {what}")
+
+
+def same_hue(shown: Rgb, color: str, *, gamma: float, tolerance: float = 0.03) -> bool:
+    """Whether PWM values ``shown`` are ``color`` (a perceived ``#rrggbb``) at some brightness."""
+    perceived = [channel ** (1 / gamma) for channel in shown]
+    level = max(perceived)
+    if level < 0.2:
+        return False
+    target = Rgb.from_hex(color)
+    top = target.max_channel()
+    return all(
+        abs(channel / level - want / top) <= tolerance
+        for channel, want in zip(perceived, target, strict=True)
+    )
+
+
+class World:
+    """Lamps registered with the relay's store and the broker; ``relay()`` runs the relay."""
+
+    def __init__(self, broker: BrokerLike, directory: Path) -> None:
+        self.broker = broker
+        self.directory = directory
+        self.root = f"t{secrets.token_hex(4)}/v1"
+        self.store: Store = open_store(directory / "relay.sqlite3")
+
+    def close(self) -> None:
+        self.store.close()
+
+    def relay_settings(self) -> RelaySettings:
+        return RelaySettings(
+            state_dir=self.directory / "relay",
+            mqtt={
+                "host": self.broker.host,
+                "port": self.broker.port,
+                "username": self.broker.relay_username,
+                "password": self.broker.relay_password,
+                "client_id": f"relay-{secrets.token_hex(4)}",
+                "topic_root": self.root,
+                "reconnect_min_seconds": 0.1,
+                "reconnect_max_seconds": 1.0,
+            },
+            rate_limit={"per_second": 1000.0, "burst": 10_000},
+        )
+
+    def lamp(self, lamp_id: str, *, color: str, name: str | None = None) -> DeviceSettings:
+        """A lamp known to the broker and the relay, as its settings file would describe it."""
+        password = self.broker.add_lamp(lamp_id)
+        self.store.add_lamp(lamp_id, name=name or lamp_id, color=color, now_ms=0)
+        return DeviceSettings(
+            lamp_id=lamp_id,
+            name=name,
+            color=color,
+            state_dir=self.directory / lamp_id,
+            mqtt=MqttSettings(
+                host=self.broker.host,
+                port=self.broker.port,
+                password=SecretStr(password),
+                topic_root=self.root,
+                reconnect_min_seconds=0.1,
+                reconnect_max_seconds=1.0,
+            ),
+        )
+
+    def env_file(self, settings: DeviceSettings) -> Path:
+        """``settings`` written as the lamp's settings file (what ``--env-file`` reads)."""
+        assert settings.mqtt.password is not None
+        path = self.directory / f"{settings.lamp_id}.env"
+        lines = {
+            "LAMP_ID": settings.lamp_id,
+            "COLOR": settings.color,
+            "STATE_DIR": str(settings.state_dir),
+            "MQTT__HOST": settings.mqtt.host,
+            "MQTT__PORT": str(settings.mqtt.effective_port),
+            "MQTT__PASSWORD": settings.mqtt.password.get_secret_value(),
+            "MQTT__TOPIC_ROOT": settings.mqtt.topic_root,
+        }
+        path.write_text("".join(f"TOUCHLAMP_DEVICE_{k}='{v}'\n" for k, v in lines.items()))
+        return path
+
+    def pair(self, *lamp_ids: str) -> None:
+        self.store.create_group(list(lamp_ids), name="home", group_id=f"g-{secrets.token_hex(3)}")
+
+    @contextmanager
+    def relay(self) -> Iterator[Relay]:
+        relay = Relay(settings=self.relay_settings(), store=self.store)
+        relay.start()
+        try:
+            assert relay.wait_connected(WAIT), "the relay did not connect and subscribe"
+            yield relay
+        finally:
+            relay.stop()
+
+    @contextmanager
+    def simulator(self, *lamps: DeviceSettings) -> Iterator[Simulator]:
+        simulator = Simulator(lamps=list(lamps))
+        simulator.start()
+        try:
+            yield simulator
+        finally:
+            simulator.stop()
+
+
+@contextmanager
+def served_page(board: Simulator) -> Iterator[str]:
+    """Serve ``board``'s page from a thread with its own event loop; yields the page's URL.
+
+    The test's own thread stays free for Playwright's synchronous API (which refuses to run
+    inside an event loop).
+    """
+    started = threading.Event()
+    urls: list[str] = []
+    errors: list[BaseException] = []
+    holder: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    async def serve() -> None:
+        server = WebServer(board=board)
+        try:
+            urls.append(await server.start())
+            stop = asyncio.Event()
+            holder.append((asyncio.get_running_loop(), stop))
+        except BaseException as error:
+            errors.append(error)
+            raise
+        finally:
+            started.set()
+        try:
+            await stop.wait()
+        finally:
+            await server.stop()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), name="page", daemon=True)
+    thread.start()
+    assert started.wait(WAIT), "the page did not start"
+    if errors:
+        raise errors[0]
+    try:
+        yield urls[0]
+    finally:
+        loop, stop = holder[0]
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(WAIT)

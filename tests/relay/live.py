@@ -1,0 +1,92 @@
+"""Running a real relay in the test process against the real broker fixture and a real store."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from tests.relay.lamps import WAIT, Endpoint, TestLamp
+from touchlamp.config.relay import RelaySettings
+from touchlamp.server.relay import Relay
+from touchlamp.server.store import Store
+
+__all__ = ["BrokerLike", "Site", "running_relay"]
+
+
+class BrokerLike(Protocol):
+    """What the relay tests use of the ``broker`` fixture."""
+
+    host: str
+    port: int
+    relay_username: str
+    relay_password: str
+
+    def add_lamp(self, lamp_id: str) -> str: ...
+
+
+class Site:
+    """One test's world: a broker, a store, a topic root of its own, and its lamps."""
+
+    def __init__(self, broker: BrokerLike, store: Store) -> None:
+        self.broker = broker
+        self.store = store
+        self.root = f"t{secrets.token_hex(4)}/v1"
+        self.endpoint = Endpoint(host=broker.host, port=broker.port, root=self.root)
+        self.relay_client_id = f"relay-{secrets.token_hex(4)}"
+        self.lamps: list[TestLamp] = []
+
+    def settings(self, **overrides: Any) -> RelaySettings:
+        """Relay settings for this site; ``overrides`` are top-level groups or fields."""
+        mqtt = {
+            "host": self.broker.host,
+            "port": self.broker.port,
+            "username": self.broker.relay_username,
+            "password": self.broker.relay_password,
+            "client_id": self.relay_client_id,
+            "topic_root": self.root,
+            "reconnect_min_seconds": 0.1,
+            "reconnect_max_seconds": 1.0,
+        }
+        mqtt.update(overrides.pop("mqtt", {}))
+        values: dict[str, Any] = {
+            "mqtt": mqtt,
+            "rate_limit": {"per_second": 1000.0, "burst": 10_000},
+            "bad_payload_log_seconds": 0.0,
+        }
+        values.update(overrides)
+        return RelaySettings(**values)
+
+    def lamp(
+        self, lamp_id: str, *, register: bool = True, connect: bool = True, **kwargs: Any
+    ) -> TestLamp:
+        """A lamp with broker credentials; ``register`` also adds it to the relay's store."""
+        password = self.broker.add_lamp(lamp_id)
+        if register:
+            self.store.add_lamp(lamp_id, name=lamp_id, color="#336699", now_ms=0)
+        lamp = TestLamp(self.endpoint, lamp_id, password, **kwargs)
+        if connect:
+            lamp.connect()
+        self.lamps.append(lamp)
+        return lamp
+
+    def pair(self, *lamps: TestLamp, name: str = "home") -> None:
+        self.store.create_group(
+            [lamp.lamp_id for lamp in lamps], name=name, group_id=f"g-{secrets.token_hex(3)}"
+        )
+
+    def close(self) -> None:
+        for lamp in self.lamps:
+            lamp.disconnect()
+
+
+@contextmanager
+def running_relay(site: Site, **overrides: Any) -> Iterator[Relay]:
+    relay = Relay(settings=site.settings(**overrides), store=site.store)
+    relay.start()
+    try:
+        assert relay.wait_connected(WAIT), "the relay did not connect and subscribe"
+        yield relay
+    finally:
+        relay.stop()
