@@ -1,13 +1,232 @@
-"""``touchlamp broker …``: run a managed Mosquitto, write its config for an operator."""
+"""``touchlamp broker …``: run a managed Mosquitto, write its config, manage lamps on it."""
 
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
-from touchlamp.cli import not_available_yet
+from touchlamp.broker.admin import DynsecAdmin
+from touchlamp.broker.errors import BrokerError
+from touchlamp.broker.install import DEFAULT_INSTALLED_DYNSEC_FILE, write_install_files
+from touchlamp.broker.launcher import ManagedBroker, connect_host
+from touchlamp.broker.state import load_credentials
+from touchlamp.cli import EXIT_FAILURE, EXIT_OK
+from touchlamp.config.broker import BrokerSettings
+from touchlamp.config.common import load_settings
+from touchlamp.protocol.errors import ProtocolError
+from touchlamp.protocol.topics import Topics
+
+__all__ = ["register"]
+
+# How often `broker run` checks that Mosquitto is still alive while waiting for a signal.
+_WATCH_INTERVAL = 0.5
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    broker = subparsers.add_parser("broker", help="run Mosquitto or write its config")
-    broker.set_defaults(func=not_available_yet("touchlamp broker", "arrives with the broker work"))
+    broker = subparsers.add_parser(
+        "broker",
+        help="run Mosquitto, write its config, add or remove lamps",
+        description="Mosquitto configured by touchlamp: per-lamp credentials and ACLs.",
+    )
+    commands = broker.add_subparsers(title="broker commands", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="run Mosquitto in the foreground (Ctrl-C stops it)",
+        description="Start Mosquitto with touchlamp's config from a state dir, in the foreground.",
+    )
+    _connection_options(run)
+    run.set_defaults(func=_run)
+
+    config = commands.add_parser(
+        "config",
+        help="write a conf.d drop-in and credentials for a system Mosquitto",
+        description="Write touchlamp.conf for /etc/mosquitto/conf.d/, the dynamic-security store "
+        "and the admin/relay credentials into DIR (each file says how to install it).",
+    )
+    config.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
+    config.add_argument("--host", help="listener address (default from settings: 127.0.0.1)")
+    config.add_argument("--port", type=int, help="listener port (default from settings: 1883)")
+    config.add_argument(
+        "--dynsec-file",
+        type=Path,
+        default=DEFAULT_INSTALLED_DYNSEC_FILE,
+        help=f"where the store will be installed (default {DEFAULT_INSTALLED_DYNSEC_FILE})",
+    )
+    _env_file_option(config)
+    config.set_defaults(func=_config)
+
+    lamp = commands.add_parser(
+        "lamp",
+        help="add, remove or list lamps on a running broker",
+        description="Manage lamp credentials on a running broker (no restart needed).",
+    )
+    lamp_commands = lamp.add_subparsers(title="lamp commands", metavar="COMMAND", required=True)
+    add = lamp_commands.add_parser("add", help="add a lamp and print its password (once)")
+    add.add_argument("lamp_id", metavar="ID", help="lamp id, e.g. kitchen-lamp")
+    _connection_options(add)
+    add.set_defaults(func=_lamp_add)
+    remove = lamp_commands.add_parser("remove", help="remove a lamp (disconnects it now)")
+    remove.add_argument("lamp_id", metavar="ID")
+    _connection_options(remove)
+    remove.set_defaults(func=_lamp_remove)
+    listing = lamp_commands.add_parser("list", help="list the lamps")
+    _connection_options(listing)
+    listing.set_defaults(func=_lamp_list)
+
+
+def _env_file_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--env-file", type=Path, help="settings file (TOUCHLAMP_BROKER_* lines, see config/)"
+    )
+
+
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", type=Path, metavar="DIR", help="the broker's state dir")
+    parser.add_argument("--host", help="listener address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="listener port (default 1883)")
+    _env_file_option(parser)
+
+
+def _settings(args: argparse.Namespace) -> BrokerSettings:
+    overrides: dict[str, object] = {}
+    if getattr(args, "state_dir", None) is not None:
+        overrides["state_dir"] = args.state_dir
+    if args.host is not None or args.port is not None:
+        base = load_settings(BrokerSettings, env_file=args.env_file).listeners[0]
+        overrides["listeners"] = [
+            {
+                "address": args.host if args.host is not None else base.address,
+                "port": args.port if args.port is not None else base.port,
+            }
+        ]
+    return load_settings(BrokerSettings, env_file=args.env_file, **overrides)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    broker = ManagedBroker(settings)
+    stop = threading.Event()
+
+    def request_stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {
+        signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        try:
+            broker.start()
+        except BrokerError as error:
+            print(f"touchlamp: {error}", file=sys.stderr)
+            return EXIT_FAILURE
+        _describe(broker)
+        while not stop.wait(_WATCH_INTERVAL):
+            if not broker.running:
+                print(
+                    f"touchlamp: mosquitto stopped unexpectedly; its log ends:\n{broker.log_tail()}",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILURE
+        broker.stop()
+        print("touchlamp: broker stopped", flush=True)
+        return EXIT_OK
+    finally:
+        broker.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _describe(broker: ManagedBroker) -> None:
+    settings = broker.settings
+    layout = broker.layout
+    credentials = broker.credentials
+    lines = [f"touchlamp: mosquitto (pid {broker.pid}) is running; Ctrl-C stops it"]
+    lines += [f"  mqtt://{item.address}:{item.port}" for item in settings.listeners]
+    if settings.tls.enabled:
+        lines.append(f"  mqtts://{settings.tls.address}:{settings.tls.port}")
+    if settings.websockets.enabled:
+        scheme = "wss" if settings.websockets.tls else "ws"
+        lines.append(f"  {scheme}://*:{settings.websockets.port} (every interface)")
+    lines += [
+        f"  topic root     {settings.topic_root}",
+        f"  admin user     {credentials.admin_username!r}, password in {layout.admin_password_file}",
+        f"  relay user     {credentials.relay_username!r} (client id {credentials.relay_username!r}),"
+        f" password in {layout.relay_password_file}",
+        f"  log            {layout.log_file}",
+        f"  add a lamp:    touchlamp broker lamp add ID --state-dir {layout.root} "
+        f"--port {broker.port}",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _config(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        files = write_install_files(settings, out_dir=args.out, dynsec_file=args.dynsec_file)
+    except BrokerError as error:
+        print(f"touchlamp: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(
+        f"touchlamp: wrote {files.drop_in}, {files.dynsec} and the credentials in "
+        f"{files.admin_password.parent}; {files.drop_in.name} starts with how to install them"
+    )
+    return EXIT_OK
+
+
+def _admin(args: argparse.Namespace) -> DynsecAdmin:
+    settings = _settings(args)
+    credentials = load_credentials(settings)
+    listener = settings.listeners[0]
+    return DynsecAdmin(
+        host=connect_host(listener.address),
+        port=listener.port,
+        username=credentials.admin_username,
+        password=credentials.admin_password,
+        topics=Topics(settings.topic_root),
+    )
+
+
+def _lamp_add(args: argparse.Namespace) -> int:
+    def add(admin: DynsecAdmin) -> None:
+        password = admin.add_lamp(args.lamp_id)
+        print(
+            f"touchlamp: lamp {args.lamp_id!r} added (username and client id {args.lamp_id!r}). "
+            "Its password follows on standard output; it is not shown again:",
+            file=sys.stderr,
+        )
+        print(password)
+
+    return _with_admin(args, add)
+
+
+def _lamp_remove(args: argparse.Namespace) -> int:
+    def remove(admin: DynsecAdmin) -> None:
+        admin.remove_lamp(args.lamp_id)
+        print(f"touchlamp: lamp {args.lamp_id!r} removed; it was disconnected if it was online")
+
+    return _with_admin(args, remove)
+
+
+def _lamp_list(args: argparse.Namespace) -> int:
+    def listing(admin: DynsecAdmin) -> None:
+        for lamp_id in admin.list_lamps():
+            print(lamp_id)
+
+    return _with_admin(args, listing)
+
+
+def _with_admin(args: argparse.Namespace, action: Callable[[DynsecAdmin], None]) -> int:
+    try:
+        with _admin(args) as admin:
+            action(admin)
+    except (BrokerError, ProtocolError) as error:
+        print(f"touchlamp: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK

@@ -24,6 +24,7 @@ import ctypes
 import grp
 import http.client
 import ipaddress
+import os
 import secrets
 import shutil
 import socket
@@ -51,9 +52,11 @@ from pydantic import ValidationError
 from touchlamp.config.common import SettingsError, load_settings
 from touchlamp.config.device import DeviceSettings
 from touchlamp.config.relay import RelaySettings
+from touchlamp.device.control import ControlError, NoLampRunningError, ask_running_lamp
 from touchlamp.protocol import (
     PairAction,
     PairRequest,
+    PairResponse,
     ProtocolError,
     Topics,
     decode_pair_response,
@@ -207,26 +210,9 @@ def check_device(env_file: Path, *, probes: Probes) -> Iterator[Finding]:
     if tls_finding.outcome is Outcome.FAIL and mqtt_settings.tls:
         yield skip("credentials, pairing and relay: need a broker whose certificate verifies")
         return
-    username = settings.mqtt_username
-    with _Session.open(
-        host=host,
-        port=port,
-        username=username,
-        password=password.get_secret_value(),
-        context=context,
-        timeout=probes.timeout,
-    ) as session:
-        refused = session.refused
-        if refused is not None:
-            yield fail(
-                f"the broker {host}:{port} refused user {username} ({refused})",
-                "re-enroll the lamp with a new token from the relay's operator: "
-                f"sudo touchlamp device enroll TOKEN --env-file {env_file}",
-            )
-            yield skip("paired and relay: need accepted credentials")
-            return
-        yield ok(f"the broker accepted user {username}")
-        yield from _check_pairing(session, settings)
+    yield from _check_lamp_session(
+        settings, env_file, context, probes, password=password.get_secret_value()
+    )
 
 
 def check_relay(env_file: Path, *, probes: Probes) -> Iterator[Finding]:
@@ -243,15 +229,15 @@ def check_relay(env_file: Path, *, probes: Probes) -> Iterator[Finding]:
     )
     yield _check_clock(probes)
     yield _check_service("relay", probes)
-    yield _check_health(settings, probes.timeout)
-    logins = [("relay", mqtt_settings.username, mqtt_settings.password, "MQTT")]
-    logins.append(("admin", settings.admin.username, settings.admin.password, "ADMIN"))
+    health, relay_state = _check_health(settings, probes.timeout)
+    yield health
     if mqtt_settings.password is None:
         yield fail(
             f"no password for the relay's broker user {mqtt_settings.username}",
             f"set TOUCHLAMP_RELAY_MQTT__PASSWORD in {env_file} (the broker's set-up printed it)",
         )
         return
+    relay_password = mqtt_settings.password.get_secret_value()
     reachable = _check_reachable(host, port, probes.timeout, "TOUCHLAMP_RELAY_MQTT")
     yield reachable
     if reachable.outcome is Outcome.FAIL:
@@ -268,30 +254,133 @@ def check_relay(env_file: Path, *, probes: Probes) -> Iterator[Finding]:
     yield tls_finding
     if tls_finding.outcome is Outcome.FAIL and mqtt_settings.tls:
         return
-    for label, username, password, group in logins:
-        if password is None:
-            yield skip(
-                f"{label} login: no TOUCHLAMP_RELAY_{group}__PASSWORD "
-                "(only `touchlamp relay lamp add/remove` need it)"
+    yield _check_relay_login(
+        settings, env_file, context, relay_state, probes, password=relay_password
+    )
+    yield _check_admin_login(settings, env_file, context, probes)
+
+
+def _check_lamp_session(
+    settings: DeviceSettings,
+    env_file: Path,
+    context: ssl.SSLContext | None,
+    probes: Probes,
+    *,
+    password: str,
+) -> Iterator[Finding]:
+    """Credentials, relay and pairing: asked through the running lamp when there is one (a
+    second connection under the lamp's client id would take over its session), else directly."""
+    username = settings.mqtt_username
+    unit = UNITS["device"]
+    try:
+        response = ask_running_lamp(
+            settings.state_dir, PairRequest(action=PairAction.STATUS), timeout=probes.timeout * 3
+        )
+    except NoLampRunningError:
+        pass
+    except ControlError as error:
+        yield fail(
+            f"the running lamp cannot ask the relay: {error}",
+            f"journalctl -u {unit} -n 50 shows what its connection does",
+        )
+        return
+    else:
+        yield ok(f"the running lamp is connected: the broker accepted user {username}")
+        yield ok("the relay answered the running lamp's pairing request")
+        yield _paired(response, settings.lamp_id)
+        return
+    mqtt_settings = settings.mqtt
+    with _Session.open(
+        host=mqtt_settings.host,
+        port=mqtt_settings.effective_port,
+        username=username,
+        password=password,
+        context=context,
+        timeout=probes.timeout,
+        client_id=settings.lamp_id,
+        session_expiry=mqtt_settings.session_expiry_seconds,
+    ) as session:
+        if session.refused is not None:
+            yield fail(
+                f"the broker {mqtt_settings.host}:{mqtt_settings.effective_port} refused user "
+                f"{username} ({session.refused})",
+                "re-enroll the lamp with a new token from the relay's operator: "
+                f"sudo touchlamp device enroll TOKEN --env-file {env_file}",
             )
-            continue
-        with _Session.open(
-            host=host,
-            port=port,
-            username=username,
-            password=password.get_secret_value(),
-            context=context,
-            timeout=probes.timeout,
-        ) as session:
-            if session.refused is None:
-                yield ok(f"the broker accepted the {label} user {username}")
-            else:
-                yield fail(
-                    f"the broker {host}:{port} refused the {label} user {username} "
-                    f"({session.refused})",
-                    f"make TOUCHLAMP_RELAY_{group}__USERNAME/PASSWORD in {env_file} match the "
-                    "broker's (its set-up printed them)",
-                )
+            yield skip("paired and relay: need accepted credentials")
+            return
+        yield ok(f"the broker accepted user {username}")
+        yield from _check_pairing(session, settings)
+
+
+def _check_relay_login(
+    settings: RelaySettings,
+    env_file: Path,
+    context: ssl.SSLContext | None,
+    relay_state: _RelayState,
+    probes: Probes,
+    *,
+    password: str,
+) -> Finding:
+    """The relay's own login. Its client id is bound to it (and holds its session), so doctor
+    connects with it only when no relay runs; a running, connected relay is the proof."""
+    mqtt_settings = settings.mqtt
+    username = mqtt_settings.username
+    if relay_state is _RelayState.CONNECTED:
+        return ok(f"the broker accepted the relay user {username} (the running relay is connected)")
+    if relay_state is _RelayState.NOT_CONNECTED:
+        return skip("relay login: the relay runs but is not connected (see above)")
+    if probes.service_state(UNITS["relay"]) == "active":
+        return skip(
+            "relay login: not checked while the relay runs (it holds the client id); set "
+            "TOUCHLAMP_RELAY_METRICS_PORT so that doctor can ask the relay itself"
+        )
+    with _Session.open(
+        host=mqtt_settings.host,
+        port=mqtt_settings.effective_port,
+        username=username,
+        password=password,
+        context=context,
+        timeout=probes.timeout,
+        client_id=mqtt_settings.client_id,
+        session_expiry=mqtt_settings.session_expiry_seconds,
+    ) as session:
+        if session.refused is None:
+            return ok(f"the broker accepted the relay user {username}")
+        return fail(
+            f"the broker {mqtt_settings.host}:{mqtt_settings.effective_port} refused the relay "
+            f"user {username} with client id {mqtt_settings.client_id} ({session.refused})",
+            f"make TOUCHLAMP_RELAY_MQTT__USERNAME/PASSWORD in {env_file} match the broker's "
+            "(its set-up printed them); the client id must be the one the broker expects",
+        )
+
+
+def _check_admin_login(
+    settings: RelaySettings, env_file: Path, context: ssl.SSLContext | None, probes: Probes
+) -> Finding:
+    admin = settings.admin
+    if admin.password is None:
+        return skip(
+            "admin login: no TOUCHLAMP_RELAY_ADMIN__PASSWORD "
+            "(only `touchlamp relay lamp add/remove` need it)"
+        )
+    mqtt_settings = settings.mqtt
+    with _Session.open(
+        host=mqtt_settings.host,
+        port=mqtt_settings.effective_port,
+        username=admin.username,
+        password=admin.password.get_secret_value(),
+        context=context,
+        timeout=probes.timeout,
+    ) as session:
+        if session.refused is None:
+            return ok(f"the broker accepted the admin user {admin.username}")
+        return fail(
+            f"the broker {mqtt_settings.host}:{mqtt_settings.effective_port} refused the admin "
+            f"user {admin.username} ({session.refused})",
+            f"make TOUCHLAMP_RELAY_ADMIN__USERNAME/PASSWORD in {env_file} match the broker's "
+            "(its set-up printed them)",
+        )
 
 
 def _check_clock(probes: Probes) -> Finding:
@@ -328,6 +417,15 @@ def _load(
                 f"sudo chmod 600 {env_file}",
             )
         )
+    if cls is DeviceSettings and not _names_lamp(env_file):
+        findings.append(
+            fail(
+                f"the lamp is not enrolled yet ({env_file} has no TOUCHLAMP_DEVICE_LAMP_ID)",
+                f"sudo touchlamp device enroll TOKEN --env-file {env_file} with the token from "
+                "the relay's operator (`touchlamp relay lamp add`)",
+            )
+        )
+        return findings, None
     try:
         settings = load_settings(cls, env_file=env_file)
     except PermissionError:
@@ -342,6 +440,21 @@ def _load(
         )
         return findings, None
     return findings, settings
+
+
+def _names_lamp(env_file: Path) -> bool:
+    """Whether a lamp id is set at all (in the file or the environment), so that a lamp that
+    was installed but not enrolled is told so rather than shown a validation error."""
+    if os.environ.get("TOUCHLAMP_DEVICE_LAMP_ID"):
+        return True
+    try:
+        lines = env_file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return True  # let load_settings report what is wrong with the file
+    return any(
+        line.strip().upper().removeprefix("EXPORT ").startswith("TOUCHLAMP_DEVICE_LAMP_ID=")
+        for line in lines
+    )
 
 
 def _check_reachable(host: str, port: int, timeout: float, prefix: str) -> Finding:
@@ -488,12 +601,19 @@ def _check_service(role: Role, probes: Probes) -> Finding:
     )
 
 
-def _check_health(settings: RelaySettings, timeout: float) -> Finding:
+class _RelayState(Enum):
+    CONNECTED = "connected"
+    NOT_CONNECTED = "not connected"
+    NOT_ANSWERING = "not answering"
+    UNKNOWN = "unknown"  # its /healthz endpoint is off
+
+
+def _check_health(settings: RelaySettings, timeout: float) -> tuple[Finding, _RelayState]:
     if settings.metrics_port == 0:
         return skip(
             "relay responding: its /healthz endpoint is off "
             "(set TOUCHLAMP_RELAY_METRICS_PORT, e.g. 9108, to let doctor ask it)"
-        )
+        ), _RelayState.UNKNOWN
     host, port = settings.metrics_host, settings.metrics_port
     connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
@@ -505,15 +625,17 @@ def _check_health(settings: RelaySettings, timeout: float) -> Finding:
             f"the relay does not answer on http://{host}:{port}/healthz "
             f"({error.strerror or error})",
             "sudo systemctl status touchlamp-relay; journalctl -u touchlamp-relay -n 50",
-        )
+        ), _RelayState.NOT_ANSWERING
     finally:
         connection.close()
     if response.status == http.HTTPStatus.OK:
-        return ok(f"the relay is running and connected to the broker ({body})")
+        return ok(
+            f"the relay is running and connected to the broker ({body})"
+        ), _RelayState.CONNECTED
     return fail(
         f"the relay answers but is not healthy ({response.status}: {body})",
         "journalctl -u touchlamp-relay -n 50 shows why it cannot reach the broker",
-    )
+    ), _RelayState.NOT_CONNECTED
 
 
 def _store_kind(location: str) -> str:
@@ -545,14 +667,17 @@ def _check_pairing(session: _Session, settings: DeviceSettings) -> Iterator[Find
         yield fail(f"relay responding: its answer does not decode ({error})", "update the relay")
         return
     yield ok(f"the relay answered a pairing request in {elapsed * 1000:.0f} ms")
+    yield _paired(response, lamp_id)
+
+
+def _paired(response: PairResponse, lamp_id: str) -> Finding:
     partners = [member for member in response.members if member != lamp_id]
     if response.ok and partners:
-        yield ok(f"paired: group {response.group} with {', '.join(partners)}")
-    else:
-        yield fail(
-            f"lamp {lamp_id} is not paired with any other lamp",
-            "sudo touchlamp pair new on this lamp, then sudo touchlamp pair join CODE on the other",
-        )
+        return ok(f"paired: group {response.group} with {', '.join(partners)}")
+    return fail(
+        f"lamp {lamp_id} is not paired with any other lamp",
+        "sudo touchlamp pair new on this lamp, then sudo touchlamp pair join CODE on the other",
+    )
 
 
 # ---- a short MQTT session of the doctor's own ----
@@ -563,13 +688,23 @@ class _NoAnswerError(Exception):
 
 
 class _Session:
-    """A clean MQTT 5 session under a client id of its own (never the service's)."""
+    """A short MQTT 5 connection of doctor's own.
+
+    Without ``client_id`` it is a clean, non-persistent session under a random client id, so
+    nothing of the service's is touched. With ``client_id`` (a service's id, which the broker may
+    bind to its user) it resumes that service's persistent session instead of replacing it —
+    ``clean_start=False``, the service's own session expiry — and acknowledges nothing but its
+    own answer, so the messages queued for the service stay queued for it (the broker sends
+    unacknowledged messages again when the service reconnects). Use it only when the service
+    is not running: a second connection with its client id would take over its session.
+    """
 
     def __init__(self, client: mqtt.Client, timeout: float) -> None:
         self._client = client
         self._timeout = timeout
         self._connected = threading.Event()
         self._subscribed = threading.Event()
+        self._expected: set[bytes] = set()
         self._answers: dict[bytes, bytes] = {}
         self._answered = threading.Condition()
         self._granted = False
@@ -586,11 +721,14 @@ class _Session:
         password: str,
         context: ssl.SSLContext | None,
         timeout: float,
+        client_id: str | None = None,
+        session_expiry: int = 0,
     ) -> Iterator[_Session]:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"{username}-doctor-{secrets.token_hex(3)}",
+            client_id=client_id or f"{username}-doctor-{secrets.token_hex(3)}",
             protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,
         )
         session = cls(client, timeout)
         client.username_pw_set(username, password)
@@ -599,8 +737,17 @@ class _Session:
         client.on_connect = session._on_connect
         client.on_subscribe = session._on_subscribe
         client.on_message = session._on_message
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        if client_id is not None:
+            properties.SessionExpiryInterval = session_expiry
         try:
-            client.connect(host, port, keepalive=30, clean_start=True)
+            client.connect(
+                host,
+                port,
+                keepalive=30,
+                clean_start=client_id is None,
+                properties=properties,
+            )
         except (OSError, ssl.SSLError) as error:
             session.refused = f"connection failed: {error}"
             yield session
@@ -624,6 +771,8 @@ class _Session:
         properties.ResponseTopic = response_topic
         properties.CorrelationData = correlation
         properties.MessageExpiryInterval = max(1, round(self._timeout))
+        with self._answered:
+            self._expected.add(correlation)
         info = self._client.publish(topic, payload, qos=1, properties=properties)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise _NoAnswerError(f"could not publish the request ({info.rc.name})")
@@ -660,14 +809,15 @@ class _Session:
         self._subscribed.set()
 
     def _on_message(
-        self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage
+        self, client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage
     ) -> None:
         correlation = getattr(message.properties, "CorrelationData", None)
-        if correlation is None:
-            return
         with self._answered:
+            if correlation is None or bytes(correlation) not in self._expected:
+                return  # the service's message: left unacknowledged, so it comes again later
             self._answers[bytes(correlation)] = bytes(message.payload)
             self._answered.notify_all()
+        client.ack(message.mid, message.qos)
 
 
 # ---- running it ----

@@ -9,6 +9,7 @@ tests or when preparing an image)::
     /etc/touchlamp/{device,relay}.env      0600 root, written once, never overwritten
     /etc/systemd/system/touchlamp-{device,relay}.service
     /etc/systemd/system/multi-user.target.wants/…   enabled (``systemctl enable`` on ``/``)
+    /etc/systemd/system/mosquitto.service.d/touchlamp.conf   relay ``--with-broker`` only
 
 Why /etc/touchlamp is 0711 rather than 0700: the services run as a dynamic, unprivileged user
 and receive their env file as a systemd credential (``LoadCredential=``), so they never read it
@@ -47,11 +48,19 @@ __all__ = [
     "InstallOptions",
     "Step",
     "UninstallOptions",
+    "broker_drop_in_text",
     "carry_out",
+    "default_source",
+    "install",
+    "installed_version",
     "main",
     "plan_install",
     "plan_uninstall",
     "register_install",
+    "settings_template",
+    "source_version",
+    "uninstall",
+    "unit_text",
 ]
 
 Role = Literal["device", "relay"]
@@ -62,6 +71,8 @@ ETC_DIR = "/etc/touchlamp"
 UNIT_DIR = "/etc/systemd/system"
 WANTS_DIR = "/etc/systemd/system/multi-user.target.wants"
 COMMAND_LINK = "/usr/local/bin/touchlamp"
+BROKER_DROP_IN_DIR = "/etc/systemd/system/mosquitto.service.d"
+BROKER_DROP_IN = f"{BROKER_DROP_IN_DIR}/touchlamp.conf"
 STATE_ROOT = "/var/lib"
 ETC_DIR_MODE = 0o711
 SETTINGS_MODE = 0o600
@@ -145,6 +156,8 @@ class InstallOptions:
     python: Path = field(default_factory=lambda: Path(sys.executable))
     pip_options: tuple[str, ...] = ()
     reinstall: bool = False
+    # Also put touchlamp's systemd drop-in for Mosquitto in place (the broker runs here too).
+    with_broker: bool = False
     command: Path = field(default_factory=lambda: Path(sysconfig.get_path("scripts")) / "touchlamp")
 
 
@@ -351,8 +364,12 @@ def plan_install(options: InstallOptions) -> list[Step]:
             )
         )
     steps += _plan_file(on(root, component.unit_path), unit_text(component, command), UNIT_MODE)
+    if options.with_broker:
+        if component.role != "relay":
+            raise InstallError("--with-broker goes with the relay: touchlamp relay install")
+        steps += _plan_file(on(root, BROKER_DROP_IN), broker_drop_in_text(), UNIT_MODE)
     steps += _plan_enable(root, component.unit, installing=True)
-    if _is_live_root(root) and steps:
+    if _is_live_root(root) and _systemd_running() and steps:
         steps.append(Run(argv=("systemctl", "daemon-reload")))
     return steps
 
@@ -364,10 +381,16 @@ def plan_uninstall(options: UninstallOptions) -> list[Step]:
     steps: list[Step] = []
     unit = on(root, component.unit_path)
     steps += _plan_enable(root, component.unit, installing=False)
+    removed_units = False
     if unit.exists():
         steps.append(Remove(path=unit))
-        if _is_live_root(root):
-            steps.append(Run(argv=("systemctl", "daemon-reload")))
+        removed_units = True
+    drop_in = on(root, BROKER_DROP_IN)
+    if component.role == "relay" and drop_in.exists():
+        steps += [Remove(path=drop_in), RemoveDirIfEmpty(path=on(root, BROKER_DROP_IN_DIR))]
+        removed_units = True
+    if removed_units and _is_live_root(root) and _systemd_running():
+        steps.append(Run(argv=("systemctl", "daemon-reload")))
     others = [
         path
         for path in sorted(on(root, UNIT_DIR).glob("touchlamp-*.service"))
@@ -455,7 +478,8 @@ def _plan_enable(root: Path, unit: str, *, installing: bool) -> list[Step]:
             return [Run(argv=("systemctl", "enable", unit))]
         if not installing and on(root, f"{UNIT_DIR}/{unit}").exists():
             # Stopped even when not enabled: a unit started by hand must not outlive its file.
-            return [Run(argv=("systemctl", "disable", "--now", unit))]
+            now = ("--now",) if _systemd_running() else ()
+            return [Run(argv=("systemctl", "disable", *now, unit))]
         return []
     if installing and not link.is_symlink():
         return [Symlink(path=link, target=f"{UNIT_DIR}/{unit}")]
@@ -466,6 +490,12 @@ def _plan_enable(root: Path, unit: str, *, installing: bool) -> list[Step]:
 
 def _is_live_root(root: Path) -> bool:
     return root.resolve() == Path("/")
+
+
+def _systemd_running() -> bool:
+    """Whether systemd manages this machine now (not in a container, a chroot or an image
+    being prepared, where ``systemctl enable`` still works but reloading and stopping do not)."""
+    return Path("/run/systemd/system").is_dir()
 
 
 # ---- what gets installed ----
@@ -480,6 +510,12 @@ def unit_text(component: Component, command: str) -> str:
     if marker not in text:
         raise InstallError(f"the shipped {component.unit} has no `{marker}` line")
     return text.replace(marker, f"ExecStart={command} ")
+
+
+def broker_drop_in_text() -> str:
+    """touchlamp's systemd drop-in for Debian's mosquitto.service."""
+    drop_ins = resources.files("touchlamp.systemd").joinpath("mosquitto.service.d")
+    return drop_ins.joinpath("touchlamp.conf").read_text("utf-8")
 
 
 def settings_template(component: Component) -> str:
@@ -585,7 +621,8 @@ def uninstall(options: UninstallOptions, *, dry_run: bool, out: TextIO) -> int:
     carry_out(steps, dry_run=dry_run, out=out)
     settings = on(options.root, component.settings_path)
     if not options.purge and settings.exists():
-        print(f"kept {settings} (it holds the password); --purge removes it", file=out)
+        kept = "would keep" if dry_run else "kept"
+        print(f"{kept} {settings} (it holds the password); --purge removes it", file=out)
     return EXIT_OK
 
 
@@ -640,7 +677,13 @@ def register_install(subparsers: argparse._SubParsersAction[Any], *, role: Role)
     parser.add_argument(
         "--reinstall", action="store_true", help="pip-install touchlamp even if the version matches"
     )
-    parser.set_defaults(func=_install_command, role=role)
+    if role == "relay":
+        parser.add_argument(
+            "--with-broker",
+            action="store_true",
+            help="Mosquitto runs here too: add touchlamp's drop-in to mosquitto.service",
+        )
+    parser.set_defaults(func=_install_command, role=role, with_broker=False)
 
     remove = subparsers.add_parser(
         "uninstall",
@@ -673,6 +716,7 @@ def _install_command(args: argparse.Namespace) -> int:
         python=args.python,
         pip_options=tuple(args.pip_options),
         reinstall=args.reinstall,
+        with_broker=args.with_broker,
     )
     return _guarded(lambda: install(options, dry_run=args.dry_run, out=sys.stdout))
 

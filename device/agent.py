@@ -188,7 +188,7 @@ class LampAgent:
             now=clock.monotonic(),
         )
         self._thread: threading.Thread | None = None
-        self._observers: list[Callable[[], None]] = []
+        self._closed = False
         # Written by the agent's thread only; other threads read a snapshot (a bool, a str).
         self._online = False
         self._color = color
@@ -219,14 +219,10 @@ class LampAgent:
         """Hand an event to the loop. Called from any thread (gpiozero's, paho's, the web's)."""
         self._queue.put(event)
 
-    def observe(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` from the agent's thread after each frame shown. Before ``start``."""
-        self._observers.append(callback)
-
     def start(self) -> None:
         """Start the loop's thread, the touch input and the link."""
-        if self._thread is not None:
-            raise RuntimeError(f"lamp {self.lamp_id} is already running")
+        if self._thread is not None or self._closed:
+            raise RuntimeError(f"lamp {self.lamp_id} is already running (or stopped)")
         self._thread = threading.Thread(target=self.run, name=f"lamp-{self.lamp_id}", daemon=True)
         self._thread.start()
         self._touch.start(on_press=self._pressed, on_release=self._released)
@@ -235,18 +231,27 @@ class LampAgent:
     def stop(self, *, timeout: float = 10.0) -> None:
         """Stop the loop, then the link (it publishes ``offline``), then the hardware.
 
-        Any thread but the agent's own; a second call does nothing.
+        Any thread but the agent's own. Also closes the parts of an agent never started; a
+        second call does nothing.
         """
-        thread, self._thread = self._thread, None
-        if thread is None:
+        if self._closed:
             return
-        self._queue.put(_Stop())
-        thread.join(timeout)
-        if thread.is_alive():
-            raise RuntimeError(f"lamp {self.lamp_id}'s loop did not stop within {timeout} s")
-        self._link.stop()
-        self._touch.close()
-        self._light.close()
+        self._closed = True
+        thread, self._thread = self._thread, None
+        try:
+            if thread is not None:
+                self._queue.put(_Stop())
+                thread.join(timeout)
+                if thread.is_alive():
+                    raise RuntimeError(
+                        f"lamp {self.lamp_id}'s loop did not stop within {timeout:g} s"
+                    )
+        finally:
+            try:
+                self._link.stop()
+            finally:
+                self._touch.close()
+                self._light.close()
 
     def _pressed(self) -> None:
         self._queue.put(TouchDown())
@@ -293,8 +298,6 @@ class LampAgent:
 
     def _show(self, now: float) -> None:
         self._light.show(self._core.frame(now))
-        for callback in self._observers:
-            callback()
 
     def _to_core(self, item: Event | LinkEvent) -> Event | None:
         """A link event as the core's event (``None``: nothing for the core)."""

@@ -266,8 +266,8 @@ def _run_on_pins(settings: DeviceSettings) -> int:
     )
     control = ControlServer(state_dir=settings.state_dir, link=links[0])
     with _stop_on_signals() as stop:
-        control.start()
         try:
+            control.start()
             agent.start()
             where = f"{settings.mqtt.host}:{settings.mqtt.effective_port}"
             sdnotify.ready(f"lamp {settings.lamp_id}, broker {where}")
@@ -338,15 +338,11 @@ def _device_selftest(args: argparse.Namespace) -> int:
 
 
 # -- pair ------------------------------------------------------------------------------------------
+# The relay's reasons say what happened and, mostly, what to do; these name the commands.
 _HINTS = {
-    "bad-code": "check the code with the other lamp's owner, or ask for a new one",
-    "expired-code": "ask the other lamp's owner for a new code (`touchlamp pair new`)",
-    "group-full": "the group has as many lamps as it may hold",
-    "locked-out": "too many wrong codes; wait a while before trying again",
-    "busy": "too many wrong codes were tried lately; try again later",
-    "not-paired": "pair it first: `touchlamp pair new` here, or `touchlamp pair join CODE`",
-    "already-paired": "leave the current group first with `touchlamp pair leave`",
-    "not-enrolled": "the relay does not know this lamp; ask its operator to add it",
+    "expired-code": "ask the other lamp's owner to run `touchlamp pair new` again",
+    "not-paired": "pair it with `touchlamp pair new` here, or `touchlamp pair join CODE`",
+    "already-paired": "nothing to do",
 }
 
 

@@ -32,15 +32,20 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
+import time
 import webbrowser
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from touchlamp.broker.errors import BrokerError
+from touchlamp.broker.launcher import ManagedBroker
 from touchlamp.cli import EXIT_FAILURE, EXIT_OK
-from touchlamp.config.common import load_settings
+from touchlamp.config.broker import BrokerSettings, ListenerSettings
+from touchlamp.config.common import SettingsError, load_settings
 from touchlamp.config.device import DeviceSettings, default_state_dir
 from touchlamp.config.relay import RelaySettings
 from touchlamp.device.enroll import write_enrollment
@@ -56,7 +61,7 @@ from touchlamp.protocol import (
     encode_token,
 )
 from touchlamp.server.relay import Relay
-from touchlamp.server.store import LampExistsError, Store, open_store
+from touchlamp.server.store import LampExistsError, Store, StoreError, open_store
 
 __all__ = ["DEFAULT_STATE_DIR", "MAX_LAMPS", "DemoError", "run_demo", "run_simulator"]
 
@@ -127,7 +132,7 @@ def _demo(
     print(f"touchlamp demo: starting in {state_dir}", flush=True)
     with _broker(state_dir) as broker:
         relay_settings = _relay_settings(state_dir, broker)
-        logins = _register(relay_settings, broker, lamps)
+        logins = _register(state_dir, relay_settings, broker, lamps)
         settings = _enroll(state_dir, broker, logins)
         with _relay(relay_settings):
             simulator = Simulator(lamps=settings)
@@ -155,19 +160,48 @@ def _demo(
     return EXIT_OK
 
 
-def _relay_settings(state_dir: Path, broker: _Broker) -> RelaySettings:
+@contextlib.contextmanager
+def _broker(state_dir: Path) -> Iterator[ManagedBroker]:
+    """Mosquitto from ``STATE/broker`` on a free loopback port, stopped on the way out."""
+    settings = BrokerSettings(
+        state_dir=state_dir / "broker",
+        listeners=[ListenerSettings(address="127.0.0.1", port=_free_port())],
+    )
+    broker = ManagedBroker(settings)
+    try:
+        broker.start()
+    except BrokerError as error:
+        raise DemoError(f"the broker did not start: {error}") from None
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def _free_port() -> int:
+    # Mosquitto cannot be asked for port 0 and say which it took; the port is free when
+    # probed, and taken again a moment later by Mosquitto.
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def _relay_settings(state_dir: Path, broker: ManagedBroker) -> RelaySettings:
     relay_dir = state_dir / "relay"
     relay_dir.mkdir(parents=True, exist_ok=True)
+    credentials = broker.credentials
     return RelaySettings(
         state_dir=relay_dir,
         mqtt={
             "host": broker.host,
             "port": broker.port,
-            "username": broker.relay_username,
-            "password": broker.relay_password,
-            "client_id": "touchlamp-demo-relay",
+            "username": credentials.relay_username,
+            "password": credentials.relay_password,
+            # The broker lets the relay user connect with its own name as client id only.
+            "client_id": credentials.relay_username,
+            "topic_root": broker.settings.topic_root,
         },
-        admin={"username": broker.admin_username, "password": broker.admin_password},
+        admin={"username": credentials.admin_username, "password": credentials.admin_password},
         pairing={"max_group_size": max(8, MAX_LAMPS)},
     )
 
@@ -176,42 +210,85 @@ def _lamp_ids(count: int) -> list[str]:
     return [f"lamp-{chr(ord('a') + index)}" for index in range(count)]
 
 
-def _register(settings: RelaySettings, broker: _Broker, count: int) -> list[_Login]:
-    """Each lamp in the store with a broker login, as ``relay lamp add`` does it; a lamp from an
-    earlier run keeps its record, and its saved password is set again (the broker may have
-    lost it)."""
+def _register(
+    state_dir: Path, settings: RelaySettings, broker: ManagedBroker, count: int
+) -> list[_Login]:
+    """Each lamp in the relay's store with a broker login, as ``relay lamp add`` does it.
+
+    On a re-run the lamps are there already: each keeps the password its settings file holds
+    (set again on the broker, so the two agree even if one of them was reset).
+    """
     logins = []
     store = _open_store(settings)
     try:
-        for index, lamp_id in enumerate(_lamp_ids(count)):
-            color = _PALETTE[index % len(_PALETTE)]
-            with contextlib.suppress(LampExistsError):
-                store.add_lamp(lamp_id, name=f"Lamp {lamp_id[-1].upper()}", color=color, now_ms=0)
-            logins.append(_Login(lamp_id=lamp_id, password=broker.add_lamp(lamp_id)))
+        with broker.admin() as admin:
+            on_broker = set(admin.list_lamps())
+            for index, lamp_id in enumerate(_lamp_ids(count)):
+                with contextlib.suppress(LampExistsError):
+                    store.add_lamp(
+                        lamp_id, name=_name(lamp_id), color=_color(index), now_ms=_now_ms()
+                    )
+                if lamp_id in on_broker:
+                    saved = _saved_password(state_dir, lamp_id)
+                    password = admin.set_lamp_password(lamp_id, saved)
+                else:
+                    password = admin.add_lamp(lamp_id)
+                logins.append(_Login(lamp_id=lamp_id, password=password))
+    except BrokerError as error:
+        raise DemoError(f"registering the demo lamps with the broker failed: {error}") from None
     finally:
         store.close()
     return logins
 
 
-def _enroll(state_dir: Path, broker: _Broker, logins: list[_Login]) -> list[DeviceSettings]:
+def _name(lamp_id: str) -> str:
+    return f"Lamp {lamp_id.removeprefix('lamp-').upper()}"
+
+
+def _color(index: int) -> str:
+    return _PALETTE[index % len(_PALETTE)]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _env_file(state_dir: Path, lamp_id: str) -> Path:
+    return state_dir / "lamps" / f"{lamp_id}.env"
+
+
+def _saved_password(state_dir: Path, lamp_id: str) -> str | None:
+    env_file = _env_file(state_dir, lamp_id)
+    if not env_file.is_file():
+        return None
+    try:
+        password = load_settings(DeviceSettings, env_file=env_file).mqtt.password
+    except SettingsError:
+        return None
+    return None if password is None else password.get_secret_value()
+
+
+def _enroll(state_dir: Path, broker: ManagedBroker, logins: list[_Login]) -> list[DeviceSettings]:
     """Each lamp's settings file from its enrollment token, as ``device enroll`` writes it."""
-    lamps_dir = state_dir / "lamps"
     settings = []
     for index, login in enumerate(logins):
         token = encode_token(
             Enrollment(
-                lamp=login.lamp_id, password=login.password, host=broker.host, port=broker.port
+                lamp=login.lamp_id,
+                password=login.password,
+                host=broker.host,
+                port=broker.port,
+                root=broker.settings.topic_root,
             )
         )
-        env_file = lamps_dir / f"{login.lamp_id}.env"
-        lamp_state = lamps_dir / login.lamp_id
+        env_file = _env_file(state_dir, login.lamp_id)
         if not env_file.exists():
-            # What the owner would add by hand: a colour, a name, where the lamp keeps state.
-            lamps_dir.mkdir(parents=True, exist_ok=True)
+            # What an owner adds by hand: a name, a colour, where the lamp keeps its state.
+            env_file.parent.mkdir(parents=True, exist_ok=True)
             env_file.write_text(
-                f"TOUCHLAMP_DEVICE_NAME='Lamp {login.lamp_id[-1].upper()}'\n"
-                f"TOUCHLAMP_DEVICE_COLOR='{_PALETTE[index % len(_PALETTE)]}'\n"
-                f"TOUCHLAMP_DEVICE_STATE_DIR='{lamp_state}'\n",
+                f"TOUCHLAMP_DEVICE_NAME='{_name(login.lamp_id)}'\n"
+                f"TOUCHLAMP_DEVICE_COLOR='{_color(index)}'\n"
+                f"TOUCHLAMP_DEVICE_STATE_DIR='{env_file.with_suffix('')}'\n",
                 encoding="utf-8",
             )
         write_enrollment(decode_token(token), env_file=env_file)
@@ -219,7 +296,7 @@ def _enroll(state_dir: Path, broker: _Broker, logins: list[_Login]) -> list[Devi
             load_settings(
                 DeviceSettings,
                 env_file=env_file,
-                # A demo lamp reconnects quickly when the broker restarts.
+                # A demo lamp comes back quickly after the broker restarts.
                 mqtt={"reconnect_min_seconds": 0.5, "reconnect_max_seconds": 5.0},
             )
         )
@@ -229,7 +306,7 @@ def _enroll(state_dir: Path, broker: _Broker, logins: list[_Login]) -> list[Devi
 def _open_store(settings: RelaySettings) -> Store:
     try:
         return open_store(settings.store_location)
-    except OSError as error:
+    except (OSError, StoreError) as error:
         raise DemoError(
             f"cannot open the relay's store {settings.store_location}: {error}"
         ) from None
@@ -259,10 +336,11 @@ def _pair(simulator: Simulator) -> None:
     status = _ask(first.link.request, PairRequest(action=PairAction.STATUS))
     if status.ok and set(status.members) >= wanted:
         return  # paired on an earlier run
-    created = _ask(first.link.request, PairRequest(action=PairAction.CREATE))
-    if not created.ok or created.code is None:
-        raise DemoError(f"the relay would not make a pairing code: {created.reason}")
     for lamp in others:
+        # A code is good for one join: one code per lamp joining.
+        created = _ask(first.link.request, PairRequest(action=PairAction.CREATE))
+        if not created.ok or created.code is None:
+            raise DemoError(f"the relay would not make a pairing code: {created.reason}")
         joined = _ask(lamp.link.request, PairRequest(action=PairAction.JOIN, code=created.code))
         if not joined.ok and joined.error != "already-paired":
             raise DemoError(f"{lamp.lamp_id} could not join {first.lamp_id}: {joined.reason}")
@@ -275,7 +353,7 @@ def _ask(request: Callable[..., PairResponse], message: PairRequest) -> PairResp
         raise DemoError(f"pairing the demo lamps failed: {error}") from None
 
 
-def _write_demo_json(path: Path, url: str, broker: _Broker, logins: list[_Login]) -> None:
+def _write_demo_json(path: Path, url: str, broker: ManagedBroker, logins: list[_Login]) -> None:
     document = {
         "web": url,
         "broker": {"host": broker.host, "port": broker.port},

@@ -119,4 +119,3 @@ def _write_atomically(path: Path, data: bytes, *, mode: int) -> None:
             f"cannot write {path} ({error.strerror or error}); run as a user who may, "
             "or pass another --env-file"
         ) from error
-

@@ -87,6 +87,7 @@ logger = logging.getLogger(__name__)
 # CONNACK reasons that retrying cannot fix: the lamp must be re-enrolled or its password fixed.
 _CREDENTIALS_REFUSED = frozenset({"Bad user name or password", "Not authorized", "Banned"})
 _PUMP_BATCH = 100
+_NO_MATCHING_SUBSCRIBERS = 0x10  # an MQTT 5 PUBACK reason code (a success)
 _EXCERPT_BYTES = 80
 
 _Job = Callable[[], None]
@@ -267,6 +268,8 @@ class LampLink:
         Raises ``StateFileError`` when the outbox cannot be written (the touch is then lost,
         loudly), ``pydantic.ValidationError`` for a colour that is not ``#rrggbb``.
         """
+        if self._stopping:
+            raise LinkError(f"the link of {self.lamp_id} is stopped; the touch was not queued")
         touch = self._outbox.add(color=color, ts_ms=epoch_ms(self._clock.local_now()))
         sent = False
         with self._lock:
@@ -572,6 +575,15 @@ class LampLink:
                 seq,
                 reason,
                 self._topics.touch(self.lamp_id),
+            )
+        elif reason.value == _NO_MATCHING_SUBSCRIBERS:
+            # Accepted, but nobody was listening: the relay has never subscribed (its
+            # persistent session would have queued it). Resending would not help either.
+            logger.warning(
+                "lamp %s: touch seq %d reached the broker but no relay is subscribed to "
+                "touches; it was not forwarded: is the relay running?",
+                self.lamp_id,
+                seq,
             )
         self._outbox.remove(seq)
 

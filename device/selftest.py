@@ -60,8 +60,7 @@ def run_selftest(
         )
         touch.start(on_press=pressed.set, on_release=released.set)
         out.write(
-            f"Touch the lamp now ({hardware.touch_kind} on {where}; "
-            f"waiting {touch_timeout:g} s)…\n"
+            f"Touch the lamp now ({hardware.touch_kind} on {where}; waiting {touch_timeout:g} s)…\n"
         )
         out.flush()
         if not pressed.wait(touch_timeout):

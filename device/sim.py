@@ -249,4 +249,3 @@ class Simulator:
             callbacks = list(self._watchers.values())
         for callback in callbacks:
             callback()
-

@@ -189,7 +189,8 @@ async def _events(request: web.Request) -> web.StreamResponse:
             payload = json.dumps(_snapshot(board), separators=(",", ":"))
             await response.write(f"data: {payload}\n\n".encode())
             await changed.wait()
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:
+        # Noticed at the first write after the page went away (or at shutdown).
         _log.debug("event stream closed by the page")
     finally:
         unwatch()

@@ -15,9 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.device.link_support import ProvisionalBroker
+from tests.device.link_support import EventLog, ProvisionalBroker
+from tests.relay.lamps import wait_until
 from tests.relay.live import Site, running_relay
 from touchlamp.cli import main as touchlamp_main
+from touchlamp.config.common import load_settings
+from touchlamp.config.device import DeviceSettings
+from touchlamp.device.control import ControlServer
+from touchlamp.device.link import LampLink
+from touchlamp.device.link_events import LinkConnected
 from touchlamp.doctor import (
     Outcome,
     Probes,
@@ -26,6 +32,7 @@ from touchlamp.doctor import (
     clock_synchronised,
     run_doctor,
 )
+from touchlamp.install import COMPONENTS, settings_template
 from touchlamp.server.metrics import MetricsServer, RelayMetrics
 from touchlamp.server.store import Store, open_store
 
@@ -136,22 +143,57 @@ def test_an_unpaired_lamp_is_told_how_to_pair(site: Site, tmp_path: Path, pi: Pr
     assert "sudo touchlamp pair new on this lamp" in not_paired
 
 
-def test_doctor_does_not_disturb_the_running_lamps_session(
+def test_a_running_lamp_is_asked_through_its_control_socket(
     site: Site, tmp_path: Path, pi: Probes
 ) -> None:
-    """Doctor uses a client id and a clean session of its own: the running lamp (same user)
-    stays connected and still receives the glows meant for it."""
-    kitchen = site.lamp("lamp-kitchen")  # connected with a persistent session, like the service
-    studio = site.lamp("lamp-studio")
-    site.pair(kitchen, studio)
-    password = site.broker.add_lamp("lamp-kitchen")  # the same password again
-    settings = lamp_settings(site, tmp_path, "lamp-kitchen", password)
+    """With the lamp's service running, doctor asks it instead of connecting as the lamp (that
+    would take over its session): the lamp stays connected throughout."""
+    password = register(site, "lamp-kitchen")
+    register(site, "lamp-studio")
+    pair(site, "lamp-kitchen", "lamp-studio")
+    settings_file = lamp_settings(
+        site, tmp_path, "lamp-kitchen", password, TOUCHLAMP_DEVICE_STATE_DIR=tmp_path / "state"
+    )
+    settings = load_settings(DeviceSettings, env_file=settings_file)
+    events = EventLog()
+    link = LampLink.from_settings(settings, sink=events)
+    control = ControlServer(state_dir=settings.state_dir, link=link)
     with running_relay(site):
+        link.start()
+        control.start()
+        try:
+            events.wait_for(LinkConnected)
+            lines = report(check_device(settings_file, probes=pi))
+            assert link.connected
+        finally:
+            control.stop()
+            link.stop()
+    assert "OK   the running lamp is connected: the broker accepted user lamp-kitchen" in lines
+    assert "OK   the relay answered the running lamp's pairing request" in lines
+    assert "OK   paired: group home with lamp-studio" in lines
+    assert len(events.of(LinkConnected)) == 1  # never kicked off and reconnected
+
+
+def test_a_stopped_lamp_keeps_the_glows_queued_for_it(
+    site: Site, tmp_path: Path, pi: Probes
+) -> None:
+    """Without a running lamp doctor connects as the lamp, resuming its session without taking
+    anything from it: a glow queued while the lamp was off still reaches the lamp."""
+    sender, lamp = site.lamp("lamp-a"), site.lamp("lamp-b")
+    site.pair(sender, lamp)
+    lamp.disconnect()  # its persistent session keeps collecting glows
+    settings = lamp_settings(site, tmp_path, "lamp-b", site.broker.add_lamp("lamp-b"))
+    with running_relay(site):
+        sender.touch(1)
+        wait_until(
+            lambda: site.store.get_lamp("lamp-a").last_touch_ms,  # type: ignore[union-attr]
+            "the relay to forward touch 1",
+        )
         lines = report(check_device(settings, probes=pi))
-        assert "OK   paired: group home with lamp-studio" in lines
-        studio.touch(1)
-        (glow,) = kitchen.wait_glows(1)
-    assert glow.sender == "lamp-studio"
+    assert "OK   the broker accepted user lamp-b" in lines
+    assert any(line.startswith("OK   paired: group") for line in lines)
+    lamp.connect()
+    assert [glow.touch for glow in lamp.wait_glows(1)] == [f"lamp-a:{sender.stream}:1"]
 
 
 def test_a_wrong_password_means_enrolling_again(site: Site, tmp_path: Path, pi: Probes) -> None:
@@ -203,6 +245,15 @@ def test_missing_settings_say_to_install(tmp_path: Path, pi: Probes) -> None:
             "     → fix: install the device: sudo touchlamp device install (or pass --env-file)"
         )
     ]
+
+
+def test_a_freshly_installed_lamp_is_sent_to_enroll(tmp_path: Path, pi: Probes) -> None:
+    settings = tmp_path / "device.env"
+    settings.write_text(settings_template(COMPONENTS["device"]))
+    settings.chmod(0o600)
+    (line,) = report(check_device(settings, probes=pi))
+    assert line.startswith(f"FAIL the lamp is not enrolled yet ({settings} has no ")
+    assert f"sudo touchlamp device enroll TOKEN --env-file {settings}" in line
 
 
 def test_a_bad_setting_is_named(tmp_path: Path, pi: Probes) -> None:
@@ -441,7 +492,7 @@ def test_a_healthy_relay(site: Site, tmp_path: Path, pi: Probes) -> None:
     finally:
         server.stop()
     assert "OK   the relay is running and connected to the broker (connected)" in lines
-    assert "OK   the broker accepted the relay user relay" in lines
+    assert "OK   the broker accepted the relay user relay (the running relay is connected)" in lines
     assert any(
         line.startswith("SKIP admin login: no TOUCHLAMP_RELAY_ADMIN__PASSWORD") for line in lines
     )
@@ -469,6 +520,26 @@ def test_a_relay_that_is_not_running_and_a_wrong_admin_password(
         and "refused the admin user touchlamp-admin" in line
         for line in lines
     )
+
+
+def test_a_stopped_relays_login_is_checked_without_taking_its_touches(
+    site: Site, tmp_path: Path, pi: Probes
+) -> None:
+    a, b = site.lamp("lamp-a"), site.lamp("lamp-b")
+    site.pair(a, b)
+    with running_relay(site):
+        pass  # the relay's persistent session now exists
+    a.touch(1)  # queued in the stopped relay's session
+    settings = relay_settings(
+        site,
+        tmp_path,
+        TOUCHLAMP_RELAY_MQTT__CLIENT_ID=site.relay_client_id,
+        TOUCHLAMP_RELAY_MQTT__TOPIC_ROOT=site.root,
+    )
+    lines = report(check_relay(settings, probes=pi))
+    assert "OK   the broker accepted the relay user relay" in lines
+    with running_relay(site):
+        assert [glow.touch for glow in b.wait_glows(1)] == [f"lamp-a:{a.stream}:1"]
 
 
 # ---- the command ----

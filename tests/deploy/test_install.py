@@ -20,6 +20,7 @@ from touchlamp.install import (
     InstallError,
     InstallOptions,
     UninstallOptions,
+    broker_drop_in_text,
     install,
     main,
     plan_install,
@@ -210,6 +211,25 @@ def test_lamp_and_relay_on_one_machine_share_the_settings_folder(root: Path) -> 
     assert (root / "etc/touchlamp/relay.env").is_file()
     assert (root / "etc/systemd/system/touchlamp-relay.service").is_file()
     assert not (root / "etc/touchlamp/device.env").exists()
+
+
+def test_a_relay_with_the_broker_beside_it_gets_mosquittos_drop_in(root: Path) -> None:
+    (root / "etc/systemd/system/mosquitto.service.d").mkdir()
+    (root / "etc/systemd/system/mosquitto.service.d/local.conf").write_text("[Service]\n")
+    before = without_times(snapshot(root))
+    options = InstallOptions(role="relay", root=root, venv=False, with_broker=True)
+    assert install(options, dry_run=False, out=io.StringIO()) == 0
+    drop_in = root / "etc/systemd/system/mosquitto.service.d/touchlamp.conf"
+    assert drop_in.read_text() == broker_drop_in_text()
+    assert stat.S_IMODE(drop_in.stat().st_mode) == 0o644
+    assert plan_install(options) == []
+    run_uninstall(root, "relay", purge=True)
+    assert without_times(snapshot(root)) == before  # the operator's own drop-in stays
+
+
+def test_the_broker_drop_in_goes_with_the_relay_only(root: Path) -> None:
+    with pytest.raises(InstallError, match="--with-broker goes with the relay"):
+        plan_install(InstallOptions(role="device", root=root, venv=False, with_broker=True))
 
 
 def test_the_command_line_installs_and_reports_bad_sources(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sysconfig
@@ -124,3 +125,81 @@ def directives(text: str) -> dict[str, list[str]]:
         key, _, value = line.partition("=")
         found.setdefault(key.strip(), []).append(value.strip())
     return found
+
+
+# ---- the Mosquitto drop-in ----
+
+MOSQUITTO_UNIT = Path("/lib/systemd/system/mosquitto.service")
+
+
+def broker_drop_in() -> str:
+    return (
+        resources.files("touchlamp.systemd")
+        .joinpath("mosquitto.service.d")
+        .joinpath("touchlamp.conf")
+        .read_text("utf-8")
+    )
+
+
+@needs_systemd_analyze
+@pytest.mark.skipif(
+    not MOSQUITTO_UNIT.is_file(), reason="Debian's mosquitto package is not installed"
+)
+def test_systemd_analyze_verify_accepts_mosquitto_with_the_drop_in(tmp_path: Path) -> None:
+    shutil.copy(MOSQUITTO_UNIT, tmp_path / "mosquitto.service")
+    (tmp_path / "mosquitto.service.d").mkdir()
+    (tmp_path / "mosquitto.service.d" / "touchlamp.conf").write_text(broker_drop_in())
+    result = analyze("verify", "--man=no", str(tmp_path / "mosquitto.service"), unit_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert complaints_about(result.stdout + result.stderr, "touchlamp.conf", "mosquitto") == []
+
+
+def start_check(etc_mosquitto: Path) -> subprocess.CompletedProcess[str]:
+    """The drop-in's ExecStartPre= as systemd would run it, against a copy of /etc/mosquitto."""
+    (line,) = [value for key, value in _lines(broker_drop_in()) if key == "ExecStartPre"]
+    argv = shlex.split(line.replace("$$", "$"))  # systemd's quoting and its escaped '$'
+    argv = [arg.replace("/etc/mosquitto", str(etc_mosquitto)) for arg in argv]
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+
+def _lines(text: str) -> list[tuple[str, str]]:
+    return [
+        (key.strip(), value.strip())
+        for key, _, value in (line.partition("=") for line in text.splitlines())
+        if value and not key.startswith(("#", "["))
+    ]
+
+
+@pytest.mark.parametrize(
+    "include_line",
+    ["include_dir /etc/mosquitto/conf.d", "  include_dir   /etc/mosquitto/conf.d/  # stock"],
+)
+def test_mosquitto_starts_when_it_includes_touchlamps_config(
+    tmp_path: Path, include_line: str
+) -> None:
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "touchlamp.conf").write_text("allow_anonymous false\n")
+    include = include_line.replace("/etc/mosquitto", str(tmp_path))
+    (tmp_path / "mosquitto.conf").write_text(f"pid_file /run/mosquitto/mosquitto.pid\n{include}\n")
+    result = start_check(tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_mosquitto_refuses_to_start_without_touchlamps_config(tmp_path: Path) -> None:
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "mosquitto.conf").write_text(f"include_dir {tmp_path}/conf.d\n")
+    result = start_check(tmp_path)
+    assert result.returncode == 1
+    assert "conf.d/touchlamp.conf is missing" in result.stderr
+
+
+def test_mosquitto_refuses_to_start_when_conf_d_is_not_included(tmp_path: Path) -> None:
+    """As on a machine whose mosquitto.conf was edited into an open broker of its own."""
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "touchlamp.conf").write_text("allow_anonymous false\n")
+    (tmp_path / "mosquitto.conf").write_text(
+        f"listener 1883 127.0.0.1\nallow_anonymous true\n#include_dir {tmp_path}/conf.d\n"
+    )
+    result = start_check(tmp_path)
+    assert result.returncode == 1
+    assert f"does not include {tmp_path}/conf.d" in result.stderr

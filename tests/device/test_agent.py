@@ -143,14 +143,3 @@ def test_a_colour_picked_by_holding_reaches_the_partner(world: World) -> None:
         finally:
             a.agent.stop()
             b.agent.stop()
-
-
-# TEMPORARY: until tests/conftest.py's shared ``broker`` fixture lands.
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[BrokerLike]:
-    from tests.device.link_support import ProvisionalBroker
-
-    running = ProvisionalBroker(tmp_path / "broker")
-    running.start()
-    yield running
-    running.stop()

@@ -19,6 +19,7 @@ from tests.device.link_support import (
     RelayClient,
     eventually,
 )
+from touchlamp.config.device import DeviceSettings
 from touchlamp.device.clock import ManualClock
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import (
@@ -479,3 +480,21 @@ def test_an_unreadable_ca_file_is_named(tmp_path: Path) -> None:
             tls=True,
             ca_file=tmp_path / "missing.pem",
         )
+
+
+# ---- misuse -----------------------------------------------------------------------------------
+
+
+def test_a_stopped_link_says_so(tmp_path: Path) -> None:
+    link = LampLink(lamp_id="lamp-s", password="x", sink=EventLog(), state_dir=tmp_path)
+    link.stop()
+    with pytest.raises(LinkError, match="stopped"):
+        link.send_touch("#ffffff")
+    with pytest.raises(LinkError, match="create a new LampLink"):
+        link.start()
+
+
+def test_settings_without_a_password_name_the_fix(tmp_path: Path) -> None:
+    settings = DeviceSettings(lamp_id="lamp-s", state_dir=tmp_path)
+    with pytest.raises(LinkError, match="touchlamp device enroll"):
+        LampLink.from_settings(settings, sink=EventLog())

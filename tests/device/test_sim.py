@@ -137,14 +137,3 @@ def test_pair_says_so_when_the_relay_does_not_answer(
     a_env = world.env_file(world.lamp("lamp-a", color=AMBER))
     assert main(["pair", "status", "--timeout", "1", "--env-file", str(a_env)]) == 1
     assert "is the relay running" in capsys.readouterr().err
-
-
-# TEMPORARY: until tests/conftest.py's shared ``broker`` fixture lands.
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[BrokerLike]:
-    from tests.device.link_support import ProvisionalBroker
-
-    running = ProvisionalBroker(tmp_path / "broker")
-    running.start()
-    yield running
-    running.stop()

@@ -136,14 +136,3 @@ def test_the_page_and_its_files_are_served(simulator: Simulator) -> None:
         assert (await client.get("/static/secret.txt")).status == 404
 
     _serve(simulator, scenario)
-
-
-# TEMPORARY: until tests/conftest.py's shared ``broker`` fixture lands.
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[BrokerLike]:
-    from tests.device.link_support import ProvisionalBroker
-
-    running = ProvisionalBroker(tmp_path / "broker")
-    running.start()
-    yield running
-    running.stop()

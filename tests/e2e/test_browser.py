@@ -101,14 +101,3 @@ def test_pressing_lamp_a_on_the_page_lights_lamp_b_in_a_colour(world: World) -> 
             assert opacity > 0.5
         finally:
             browser.close()
-
-
-# TEMPORARY: until tests/conftest.py's shared ``broker`` fixture lands.
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[BrokerLike]:
-    from tests.device.link_support import ProvisionalBroker
-
-    running = ProvisionalBroker(tmp_path / "broker")
-    running.start()
-    yield running
-    running.stop()

@@ -18,6 +18,7 @@ from touchlamp.config.relay import RelaySettings
 from touchlamp.device.looks import Rgb
 from touchlamp.device.sim import Simulator
 from touchlamp.device.web import WebServer
+from touchlamp.protocol import Topics
 from touchlamp.server.relay import Relay
 from touchlamp.server.store import Store, open_store
 
@@ -28,12 +29,22 @@ WAIT = 30.0
 
 
 class BrokerLike(Protocol):
-    """What these tests use of the ``broker`` fixture."""
+    """What these tests use of the ``broker`` fixture (tests/broker/harness.py)."""
 
-    host: str
-    port: int
-    relay_username: str
-    relay_password: str
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def relay_username(self) -> str: ...
+
+    @property
+    def relay_password(self) -> str: ...
+
+    @property
+    def topics(self) -> Topics: ...
 
     def add_lamp(self, lamp_id: str) -> str: ...
 
@@ -71,7 +82,8 @@ class World:
     def __init__(self, broker: BrokerLike, directory: Path) -> None:
         self.broker = broker
         self.directory = directory
-        self.root = f"t{secrets.token_hex(4)}/v1"
+        # The broker's ACL (dynamic security) allows lamps and relay under its own root only.
+        self.root = broker.topics.root
         self.store: Store = open_store(directory / "relay.sqlite3")
 
     def close(self) -> None:
@@ -85,7 +97,8 @@ class World:
                 "port": self.broker.port,
                 "username": self.broker.relay_username,
                 "password": self.broker.relay_password,
-                "client_id": f"relay-{secrets.token_hex(4)}",
+                # The broker lets the relay user connect with its own name as client id only.
+                "client_id": self.broker.relay_username,
                 "topic_root": self.root,
                 "reconnect_min_seconds": 0.1,
                 "reconnect_max_seconds": 1.0,

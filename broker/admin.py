@@ -1,0 +1,408 @@
+"""Administering a running broker: lamps and relays, over Mosquitto's dynamic-security plugin.
+
+``DynsecAdmin`` is a small synchronous client: each method publishes commands to
+``$CONTROL/dynamic-security/v1`` as the admin user and waits for the plugin's answer. Changes take
+effect at once, without a restart; removing a lamp (or changing its password) also disconnects
+its live connection. This is what ``touchlamp broker lamp …`` and the relay's lamp commands call.
+
+Paho's callbacks run on its network thread and only put events on a queue; the calling thread
+reads the queue. One command exchange runs at a time (a lock), so the object may be shared.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from touchlamp.broker.acl import (
+    CONTROL_TOPIC,
+    LAMP_CLIENT_TEXT,
+    RELAY_CLIENT_TEXT,
+    RELAY_ROLE,
+    RESPONSE_TOPIC,
+    lamp_role,
+    lamp_role_name,
+)
+from touchlamp.broker.errors import BrokerAdminError
+from touchlamp.broker.passwords import generate_password
+from touchlamp.protocol.topics import LAMP_ID_PATTERN, Topics, validate_lamp_id
+
+__all__ = ["DynsecAdmin"]
+
+log = logging.getLogger(__name__)
+
+_ROLE_NOT_FOUND = "Role not found"
+_CLIENT_NOT_FOUND = "Client not found"
+
+
+@dataclass(frozen=True, slots=True)
+class _Connack:
+    reason: ReasonCode
+
+
+@dataclass(frozen=True, slots=True)
+class _Suback:
+    reasons: tuple[ReasonCode, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Response:
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Disconnected:
+    reason: ReasonCode
+
+
+_Event = _Connack | _Suback | _Response | _Disconnected
+_Awaited = TypeVar("_Awaited", _Connack, _Suback)
+
+
+class DynsecAdmin:
+    """Lamps and relays on a running Mosquitto, as its dynamic-security admin user.
+
+    Use as a context manager (or call ``connect()`` and ``close()``). Every failure raises
+    ``BrokerAdminError`` with the broker's own reason and what to do about it.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        topics: Topics | None = None,
+        timeout: float = 10.0,
+        tls_cafile: str | None = None,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._username = username
+        self._topics = topics or Topics()
+        self._timeout = timeout
+        self._events: queue.Queue[_Event] = queue.Queue()
+        self._lock = threading.Lock()
+        # A unique client id: an operator's CLI and the relay may administer at the same time.
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"touchlamp-admin-{uuid.uuid4().hex[:12]}",
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        self._client.username_pw_set(username, password)
+        if tls_cafile is not None:
+            self._client.tls_set(ca_certs=tls_cafile, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+        self._client.on_disconnect = self._on_disconnect
+        self._connected = False
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Log in and subscribe to the plugin's responses; raise if the broker refuses."""
+        where = f"{self._host}:{self._port}"
+        try:
+            self._client.connect(self._host, self._port, keepalive=30)
+        except OSError as error:
+            raise BrokerAdminError(
+                f"cannot reach the broker at {where} ({error.strerror or error}): "
+                "is it running (touchlamp broker run) and is the port right?"
+            ) from error
+        self._client.loop_start()
+        try:
+            connack = self._wait_for(_Connack, "the broker's answer to the admin login")
+            if connack.reason.is_failure:
+                raise BrokerAdminError(
+                    f"the broker at {where} refused admin user {self._username!r}: "
+                    f"{connack.reason}; check the admin password file in the broker's state dir"
+                )
+            self._client.subscribe(RESPONSE_TOPIC, qos=1)
+            suback = self._wait_for(_Suback, "the broker's answer to the admin subscription")
+            if any(reason.is_failure for reason in suback.reasons):
+                raise BrokerAdminError(
+                    f"user {self._username!r} may not read {RESPONSE_TOPIC} "
+                    f"({suback.reasons[0]}): is it the dynamic-security admin?"
+                )
+        except BaseException:
+            # disconnect() first: otherwise paho's loop thread sits in its reconnect back-off.
+            self._client.disconnect()
+            self._shutdown()
+            raise
+        self._connected = True
+
+    def close(self) -> None:
+        if self._connected:
+            self._client.disconnect()
+            self._connected = False
+        self._shutdown()
+
+    def __enter__(self) -> Self:
+        self.connect()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- lamps and relays ----------------------------------------------------------------------
+
+    def add_lamp(self, lamp_id: str) -> str:
+        """Create lamp ``lamp_id`` (username = client id = lamp id); return its new password."""
+        validate_lamp_id(lamp_id)
+        if self._get_client(lamp_id) is not None:
+            raise BrokerAdminError(
+                f"{lamp_id!r} already exists on the broker: remove it first "
+                f"(touchlamp broker lamp remove {lamp_id}) or choose another id"
+            )
+        role = lamp_role(self._topics, lamp_id)
+        password = generate_password()
+        # A role left by an interrupted add may name another topic root: start afresh.
+        self._run([{"command": "deleteRole", "rolename": role.name}], tolerate={_ROLE_NOT_FOUND})
+        self._run(
+            [
+                {"command": "createRole", **role.to_json()},
+                {
+                    "command": "createClient",
+                    "username": lamp_id,
+                    "password": password,
+                    # Only this lamp may use this client id, and it may use no other.
+                    "clientid": lamp_id,
+                    "textname": LAMP_CLIENT_TEXT,
+                    "roles": [{"rolename": role.name}],
+                },
+            ]
+        )
+        log.info("lamp %s added to the broker", lamp_id)
+        return password
+
+    def remove_lamp(self, lamp_id: str) -> None:
+        """Delete lamp ``lamp_id``: it can no longer log in, and its live connection is closed."""
+        self._require_lamp(lamp_id)
+        self._run(
+            [
+                {"command": "deleteClient", "username": lamp_id},
+                {"command": "deleteRole", "rolename": lamp_role_name(lamp_id)},
+            ],
+            tolerate={_ROLE_NOT_FOUND},
+        )
+        log.info("lamp %s removed from the broker", lamp_id)
+
+    def set_lamp_password(self, lamp_id: str, password: str | None = None) -> str:
+        """Give lamp ``lamp_id`` a new password (random unless given); returns it.
+
+        Its live connection is closed; it must log in again with the new password.
+        """
+        self._require_lamp(lamp_id)
+        new_password = password if password is not None else generate_password()
+        if not new_password:
+            raise BrokerAdminError("an empty password is not allowed: omit it to get a random one")
+        self._run(
+            [{"command": "setClientPassword", "username": lamp_id, "password": new_password}]
+        )
+        log.info("lamp %s has a new password", lamp_id)
+        return new_password
+
+    def add_relay(self, username: str) -> str:
+        """Create relay user ``username`` (its client id must be ``username``); return its password.
+
+        Each relay instance gets its own user; instances split the work with a shared
+        subscription (``$share/<name>/…``).
+        """
+        if not LAMP_ID_PATTERN.fullmatch(username):
+            raise BrokerAdminError(
+                f"{username!r} is not a usable relay name: use 3-32 characters from a-z, 0-9 and '-'"
+            )
+        if self._get_client(username) is not None:
+            raise BrokerAdminError(f"{username!r} already exists on the broker: choose another name")
+        password = generate_password()
+        self._run(
+            [
+                {
+                    "command": "createClient",
+                    "username": username,
+                    "password": password,
+                    "clientid": username,
+                    "textname": RELAY_CLIENT_TEXT,
+                    "roles": [{"rolename": RELAY_ROLE}],
+                }
+            ]
+        )
+        log.info("relay user %s added to the broker", username)
+        return password
+
+    def list_lamps(self) -> list[str]:
+        """The ids of all lamps on the broker, sorted."""
+        (response,) = self._run([{"command": "listClients", "verbose": True, "count": -1}])
+        clients = _field(response, "data", "clients")
+        lamps = []
+        for client in clients if isinstance(clients, list) else []:
+            username = client.get("username") if isinstance(client, dict) else None
+            if isinstance(username, str) and _is_lamp(username, client):
+                lamps.append(username)
+        return sorted(lamps)
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _require_lamp(self, lamp_id: str) -> None:
+        validate_lamp_id(lamp_id)
+        client = self._get_client(lamp_id)
+        if client is None:
+            raise BrokerAdminError(
+                f"there is no lamp {lamp_id!r} on the broker (touchlamp broker lamp list shows them)"
+            )
+        if not _is_lamp(lamp_id, client):
+            raise BrokerAdminError(f"{lamp_id!r} is a broker user but not a lamp: left unchanged")
+
+    def _get_client(self, username: str) -> Mapping[str, Any] | None:
+        (response,) = self._run(
+            [{"command": "getClient", "username": username}], tolerate={_CLIENT_NOT_FOUND}
+        )
+        if "error" in response:
+            return None
+        client = _field(response, "data", "client")
+        return client if isinstance(client, dict) else {}
+
+    def _run(
+        self, commands: Sequence[Mapping[str, object]], *, tolerate: Iterable[str] = ()
+    ) -> list[Mapping[str, Any]]:
+        """Send ``commands`` in one message; return their responses in order.
+
+        A response with an ``error`` raises ``BrokerAdminError`` unless the error is in
+        ``tolerate`` (then the response is returned as it is).
+        """
+        if not self._connected:
+            raise BrokerAdminError("the admin client is not connected: call connect() first")
+        tolerated = set(tolerate)
+        with self._lock:
+            tagged = [{**command, "correlationData": uuid.uuid4().hex} for command in commands]
+            self._client.publish(CONTROL_TOPIC, json.dumps({"commands": tagged}), qos=1)
+            by_tag = self._collect({str(command["correlationData"]) for command in tagged})
+        responses = [by_tag[str(command["correlationData"])] for command in tagged]
+        for command, response in zip(commands, responses, strict=True):
+            error = response.get("error")
+            if error is not None and error not in tolerated:
+                raise BrokerAdminError(
+                    f"the broker refused {command['command']}"
+                    f"{_subject(command)}: {error}"
+                )
+        return responses
+
+    def _collect(self, tags: set[str]) -> dict[str, Mapping[str, Any]]:
+        found: dict[str, Mapping[str, Any]] = {}
+        deadline = time.monotonic() + self._timeout
+        while len(found) < len(tags):
+            event = self._next_event(deadline, "the dynamic-security plugin's answer")
+            if isinstance(event, _Disconnected):
+                raise BrokerAdminError(f"the broker closed the admin connection ({event.reason})")
+            if not isinstance(event, _Response):
+                continue
+            try:
+                document = json.loads(event.payload)
+            except ValueError:
+                continue  # not an answer to us; the plugin only sends JSON
+            for response in document.get("responses", []) if isinstance(document, dict) else []:
+                tag = response.get("correlationData") if isinstance(response, dict) else None
+                if tag in tags:
+                    found[tag] = response
+        return found
+
+    def _wait_for(self, kind: type[_Awaited], what: str) -> _Awaited:
+        deadline = time.monotonic() + self._timeout
+        while True:
+            event = self._next_event(deadline, what)
+            if isinstance(event, kind):
+                return event
+            if isinstance(event, _Disconnected) and kind is not _Connack:
+                raise BrokerAdminError(f"the broker closed the admin connection ({event.reason})")
+
+    def _next_event(self, deadline: float, what: str) -> _Event:
+        try:
+            return self._events.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise BrokerAdminError(
+                f"no answer from the broker at {self._host}:{self._port} within "
+                f"{self._timeout:g} s while waiting for {what}: is the dynamic-security plugin "
+                "loaded (see the broker's log)?"
+            ) from None
+
+    def _shutdown(self) -> None:
+        self._client.loop_stop()
+
+    # Paho callbacks: called from paho's network thread; they only queue events.
+
+    def _on_connect(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        _properties: object,
+    ) -> None:
+        self._events.put(_Connack(reason_code))
+
+    def _on_subscribe(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _mid: int,
+        reason_codes: list[ReasonCode],
+        _properties: object,
+    ) -> None:
+        self._events.put(_Suback(tuple(reason_codes)))
+
+    def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        self._events.put(_Response(message.payload))
+
+    def _on_disconnect(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        _properties: object,
+    ) -> None:
+        self._events.put(_Disconnected(reason_code))
+
+
+def _is_lamp(username: str, client: Mapping[str, Any]) -> bool:
+    if not LAMP_ID_PATTERN.fullmatch(username):
+        return False
+    roles = client.get("roles")
+    names = {role.get("rolename") for role in roles if isinstance(role, dict)} if isinstance(
+        roles, list
+    ) else set()
+    return lamp_role_name(username) in names
+
+
+def _field(document: Mapping[str, Any], *path: str) -> object:
+    value: object = document
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _subject(command: Mapping[str, object]) -> str:
+    for key in ("username", "rolename"):
+        if key in command:
+            return f" for {command[key]!r}"
+    return ""

@@ -1,0 +1,356 @@
+"""Test helpers around a real Mosquitto: an MQTT probe client and the ``broker`` fixture's object.
+
+``MqttProbe`` records everything paho reports (CONNACK, SUBACK, PUBACK, messages, disconnects)
+under one condition variable, so a test waits for *events* with a generous timeout instead of
+sleeping. It never reconnects on its own: a test sees exactly what the broker did.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from touchlamp.broker.admin import DynsecAdmin
+from touchlamp.broker.launcher import ManagedBroker
+from touchlamp.protocol.topics import Topics
+
+__all__ = [
+    "WAIT",
+    "BrokerFixture",
+    "MqttProbe",
+    "Received",
+    "free_port",
+    "wait_until",
+]
+
+# Generous: a loaded CI machine must not turn a slow answer into a failure.
+WAIT = 10.0
+_POLL = 0.01
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago (the launcher re-checks before use)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until(predicate: Callable[[], bool], *, what: str, timeout: float = WAIT) -> None:
+    """Poll ``predicate`` (for state with no event to wait on, such as a file's content)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(_POLL)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+@dataclass
+class _Record:
+    connacks: list[tuple[ReasonCode, bool]] = field(default_factory=list)
+    subacks: dict[int, list[ReasonCode]] = field(default_factory=dict)
+    pubacks: dict[int, ReasonCode] = field(default_factory=dict)
+    messages: list[Received] = field(default_factory=list)
+    disconnects: list[ReasonCode] = field(default_factory=list)
+
+
+class MqttProbe:
+    """A paho MQTT 5 client for tests; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        username: str | None,
+        password: str | None,
+        client_id: str,
+        clean_start: bool = True,
+        session_expiry: int = 0,
+        transport: str = "tcp",
+        tls_ca: str | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.client_id = client_id
+        self._clean_start = clean_start
+        self._session_expiry = session_expiry
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            transport="websockets" if transport == "websockets" else "tcp",
+        )
+        if username is not None:
+            self._client.username_pw_set(username, password)
+        if tls_ca is not None:
+            self._client.tls_set(ca_certs=tls_ca)
+        self._record = _Record()
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        client = self._client
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def connect(self) -> ReasonCode:
+        """Connect and return the CONNACK's reason code (a refusal is returned, not raised)."""
+        properties = Properties(PacketTypes.CONNECT)
+        if self._session_expiry:
+            properties.SessionExpiryInterval = self._session_expiry
+        seen = len(self._record.connacks)
+        self._client.connect(
+            self.host, self.port, keepalive=30, clean_start=self._clean_start, properties=properties
+        )
+        self._ensure_loop()
+        self._wait(lambda r: len(r.connacks) > seen, "CONNACK")
+        return self._record.connacks[seen][0]
+
+    @property
+    def session_present(self) -> bool:
+        return self._record.connacks[-1][1]
+
+    def subscribe(self, topic: str, qos: int = 1) -> ReasonCode:
+        """Subscribe and return the SUBACK's reason code for ``topic``."""
+        result, mid = self._client.subscribe(topic, qos=qos)
+        assert result == MQTTErrorCode.MQTT_ERR_SUCCESS, f"subscribe({topic}) failed: {result}"
+        self._wait(lambda r: mid in r.subacks, f"SUBACK for {topic}")
+        return self._record.subacks[mid][0]
+
+    def publish(self, topic: str, payload: bytes | str) -> ReasonCode:
+        """Publish with QoS 1; wait for the PUBACK and return its reason code."""
+        info = self._client.publish(topic, payload, qos=1)
+        assert info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS, f"publish({topic}) failed: {info.rc}"
+        self._wait(lambda r: info.mid in r.pubacks, f"PUBACK for {topic}")
+        return self._record.pubacks[info.mid]
+
+    def messages_until(self, predicate: Callable[[Received], bool]) -> list[Received]:
+        """Wait for a message matching ``predicate``; return (and consume) all up to it.
+
+        The way to show that something did *not* arrive: send a marker after it, through the
+        same broker, and check that only the marker came.
+        """
+        self._wait(lambda r: any(predicate(m) for m in r.messages), "the expected message")
+        with self._changed:
+            index = next(i for i, m in enumerate(self._record.messages) if predicate(m))
+            taken = self._record.messages[: index + 1]
+            del self._record.messages[: index + 1]
+        return taken
+
+    def messages(self, count: int) -> list[Received]:
+        """Wait for ``count`` messages; return (and consume) them."""
+        self._wait(lambda r: len(r.messages) >= count, f"{count} messages")
+        with self._changed:
+            taken = self._record.messages[:count]
+            del self._record.messages[:count]
+        return taken
+
+    def wait_disconnected(self) -> ReasonCode:
+        """Wait until the broker closes the connection; its DISCONNECT reason code."""
+        self._wait(lambda r: bool(r.disconnects), "the broker to close the connection")
+        return self._record.disconnects[-1]
+
+    def disconnect(self) -> None:
+        self._client.disconnect()
+        self._wait(lambda r: bool(r.disconnects), "our DISCONNECT to complete")
+
+    def close(self) -> None:
+        if self._client.is_connected():
+            self._client.disconnect()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(WAIT)
+            self._thread = None
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _ensure_loop(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._loop, name=f"probe-{self.client_id}", daemon=True
+            )
+            self._thread.start()
+
+    def _loop(self) -> None:
+        # Our own loop instead of loop_start(): paho's would reconnect by itself.
+        while not self._stop.is_set():
+            if self._client.loop(timeout=0.05) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._stop.wait(0.05)
+
+    def _wait(self, condition: Callable[[_Record], bool], what: str) -> None:
+        with self._changed:
+            if not self._changed.wait_for(lambda: condition(self._record), timeout=WAIT):
+                raise AssertionError(f"{self.client_id}: no {what} within {WAIT:g} s")
+
+    def _update(self, change: Callable[[_Record], None]) -> None:
+        with self._changed:
+            change(self._record)
+            self._changed.notify_all()
+
+    # Paho callbacks, on the probe's loop thread: they only record.
+
+    def _on_connect(
+        self,
+        _c: mqtt.Client,
+        _u: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        _p: object,
+    ) -> None:
+        self._update(lambda r: r.connacks.append((reason, flags.session_present)))
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: object, mid: int, reasons: list[ReasonCode], _p: object
+    ) -> None:
+        self._update(lambda r: r.subacks.__setitem__(mid, list(reasons)))
+
+    def _on_publish(
+        self, _c: mqtt.Client, _u: object, mid: int, reason: ReasonCode, _p: object
+    ) -> None:
+        self._update(lambda r: r.pubacks.__setitem__(mid, reason))
+
+    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        received = Received(message.topic, message.payload, message.qos, bool(message.retain))
+        self._update(lambda r: r.messages.append(received))
+
+    def _on_disconnect(
+        self,
+        _c: mqtt.Client,
+        _u: object,
+        _flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        _p: object,
+    ) -> None:
+        self._update(lambda r: r.disconnects.append(reason))
+
+
+class BrokerFixture:
+    """What the ``broker`` fixture yields: a running Mosquitto and ways to be its clients."""
+
+    def __init__(self, managed: ManagedBroker) -> None:
+        self.managed = managed
+        self.topics: Topics = managed.topics
+        self._admin: DynsecAdmin | None = None
+        self._probes: list[MqttProbe] = []
+
+    @property
+    def host(self) -> str:
+        return self.managed.host
+
+    @property
+    def port(self) -> int:
+        return self.managed.port
+
+    @property
+    def relay_username(self) -> str:
+        return self.managed.credentials.relay_username
+
+    @property
+    def relay_password(self) -> str:
+        return self.managed.credentials.relay_password
+
+    @property
+    def admin(self) -> DynsecAdmin:
+        """A connected admin client (reconnected after a restart)."""
+        if self._admin is None:
+            self._admin = self.managed.admin()
+            self._admin.connect()
+        return self._admin
+
+    def probe(
+        self,
+        *,
+        username: str | None,
+        password: str | None,
+        client_id: str | None = None,
+        clean_start: bool = True,
+        session_expiry: int = 0,
+    ) -> MqttProbe:
+        """An MQTT client for this broker, not yet connected; closed at teardown."""
+        probe = MqttProbe(
+            host=self.host,
+            port=self.port,
+            username=username,
+            password=password,
+            client_id=client_id or f"probe-{uuid.uuid4().hex[:8]}",
+            clean_start=clean_start,
+            session_expiry=session_expiry,
+        )
+        self._probes.append(probe)
+        return probe
+
+    def add_lamp(self, lamp_id: str) -> str:
+        """Create lamp ``lamp_id`` through the admin API; its password."""
+        return self.admin.add_lamp(lamp_id)
+
+    def connect_lamp(
+        self,
+        lamp_id: str,
+        *,
+        password: str | None = None,
+        clean_start: bool = True,
+        session_expiry: int = 0,
+    ) -> MqttProbe:
+        """Connect as lamp ``lamp_id`` (created first unless ``password`` is given)."""
+        secret = password if password is not None else self.add_lamp(lamp_id)
+        probe = self.probe(
+            username=lamp_id,
+            password=secret,
+            client_id=lamp_id,
+            clean_start=clean_start,
+            session_expiry=session_expiry,
+        )
+        reason = probe.connect()
+        assert not reason.is_failure, f"lamp {lamp_id} could not connect: {reason}"
+        return probe
+
+    def connect_relay(self, username: str | None = None, password: str | None = None) -> MqttProbe:
+        """Connect as the relay user (or another relay user created with ``add_relay``)."""
+        name = username or self.relay_username
+        probe = self.probe(username=name, password=password or self.relay_password, client_id=name)
+        reason = probe.connect()
+        assert not reason.is_failure, f"relay {name} could not connect: {reason}"
+        return probe
+
+    def kill9(self) -> None:
+        self._drop_admin()
+        self.managed.kill9()
+
+    def restart(self) -> None:
+        self._drop_admin()
+        self.managed.restart()
+
+    def close(self) -> None:
+        for probe in self._probes:
+            probe.close()
+        self._drop_admin()
+        self.managed.stop()
+
+    def _drop_admin(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None

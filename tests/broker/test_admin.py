@@ -1,0 +1,90 @@
+"""``DynsecAdmin`` against a real broker: what it does, and how it says no."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.broker.harness import BrokerFixture, free_port
+from touchlamp.broker.acl import CONTROL_TOPIC, RESPONSE_TOPIC
+from touchlamp.broker.admin import DynsecAdmin
+from touchlamp.broker.errors import BrokerAdminError
+from touchlamp.broker.passwords import PASSWORD_BITS
+from touchlamp.protocol.errors import ProtocolError
+
+
+def test_lamps_are_listed_without_the_admin_and_relay_users(broker: BrokerFixture) -> None:
+    for lamp_id in ("lamp-b", "lamp-a", "kitchen-lamp"):
+        broker.add_lamp(lamp_id)
+    broker.admin.add_relay("relay-2")
+
+    assert broker.admin.list_lamps() == ["kitchen-lamp", "lamp-a", "lamp-b"]
+
+
+def test_each_lamp_gets_its_own_strong_password(broker: BrokerFixture) -> None:
+    first, second = broker.add_lamp("lamp-a"), broker.add_lamp("lamp-b")
+    assert first != second
+    assert len(first) * 6 >= PASSWORD_BITS  # URL-safe base64: 6 bits per character
+
+
+def test_adding_a_lamp_twice_is_refused_and_keeps_the_first_password(
+    broker: BrokerFixture,
+) -> None:
+    password = broker.add_lamp("lamp-a")
+    with pytest.raises(BrokerAdminError, match="'lamp-a' already exists"):
+        broker.add_lamp("lamp-a")
+    broker.connect_lamp("lamp-a", password=password)
+
+
+def test_a_lamp_cannot_take_the_name_of_the_relay_or_admin(broker: BrokerFixture) -> None:
+    for name in (broker.relay_username, broker.managed.credentials.admin_username):
+        with pytest.raises(BrokerAdminError, match="already exists"):
+            broker.add_lamp(name)
+
+
+def test_an_invalid_lamp_id_is_refused_before_asking_the_broker(broker: BrokerFixture) -> None:
+    with pytest.raises(ProtocolError, match="not a lamp id"):
+        broker.add_lamp("Lamp A")
+
+
+def test_removing_an_unknown_lamp_or_a_non_lamp_is_refused(broker: BrokerFixture) -> None:
+    with pytest.raises(BrokerAdminError, match="no lamp 'ghost'"):
+        broker.admin.remove_lamp("ghost")
+    with pytest.raises(BrokerAdminError, match="not a lamp"):
+        broker.admin.remove_lamp(broker.relay_username)
+    broker.connect_relay()  # still there
+
+
+def test_a_relay_user_must_use_its_name_as_client_id(broker: BrokerFixture) -> None:
+    password = broker.admin.add_relay("relay-2")
+    elsewhere = broker.probe(username="relay-2", password=password, client_id="relay-2b")
+    assert elsewhere.connect().is_failure
+    broker.connect_relay("relay-2", password)
+
+
+def test_a_wrong_admin_password_is_a_clear_error(broker: BrokerFixture) -> None:
+    admin = DynsecAdmin(
+        host=broker.host, port=broker.port, username="admin", password="wrong", timeout=5
+    )
+    with pytest.raises(BrokerAdminError, match="refused admin user 'admin'"):
+        admin.connect()
+
+
+def test_only_the_admin_may_send_commands(broker: BrokerFixture) -> None:
+    relay = broker.connect_relay()
+    lamp = broker.connect_lamp("lamp-a")
+    command = json.dumps(
+        {"commands": [{"command": "createClient", "username": "evil", "password": "x"}]}
+    )
+    for client in (relay, lamp):
+        assert str(client.subscribe(RESPONSE_TOPIC)) == "Not authorized"
+        assert str(client.publish(CONTROL_TOPIC, command)) == "Not authorized"
+    assert broker.admin.list_lamps() == ["lamp-a"]
+    assert broker.probe(username="evil", password="x", client_id="evil").connect().is_failure
+
+
+def test_no_broker_is_a_clear_error() -> None:
+    admin = DynsecAdmin(host="127.0.0.1", port=free_port(), username="a", password="b", timeout=2)
+    with pytest.raises(BrokerAdminError, match="cannot reach the broker"):
+        admin.connect()

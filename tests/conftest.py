@@ -1,0 +1,109 @@
+"""Fixtures shared by every test area.
+
+- ``broker``: a real Mosquitto from touchlamp's own rendering (``ManagedBroker``) on a free
+  loopback port, with its state in the test's ``tmp_path``; never the machine's broker on 1883,
+  never a public one. Function-scoped (a start takes a few tens of milliseconds), so no test sees
+  another's lamps, sessions or retained messages. Teardown always stops Mosquitto, and the
+  session checks at its end that none of the brokers it started is still running.
+- An ERROR (or worse) logged by any ``touchlamp`` logger fails the test: that is how an
+  exception swallowed in a callback shows up. Opt out with ``@pytest.mark.allow_error_logs``
+  in a test that provokes one on purpose.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.broker.harness import BrokerFixture, free_port
+from touchlamp.broker.errors import BrokerStartError
+from touchlamp.broker.launcher import ManagedBroker
+from touchlamp.config.broker import BrokerSettings, ListenerSettings
+
+# pytester runs a small test session in-process: how the error-log guard itself is tested.
+pytest_plugins = ["pytester"]
+
+_STARTED: list[ManagedBroker] = []
+_PORT_ATTEMPTS = 5
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "allow_error_logs: the test provokes an ERROR log line on purpose (no failure for it)",
+    )
+
+
+def start_managed_broker(state_dir: Path, **settings: object) -> ManagedBroker:
+    """Start a ``ManagedBroker`` on a free loopback port; stopped at the session's end at the latest.
+
+    Extra keyword arguments are ``BrokerSettings`` fields (e.g. ``topic_root``).
+    """
+    for _attempt in range(_PORT_ATTEMPTS):
+        managed = ManagedBroker(
+            BrokerSettings(
+                state_dir=state_dir,
+                listeners=[ListenerSettings(address="127.0.0.1", port=free_port())],
+                **settings,  # type: ignore[arg-type]
+            )
+        )
+        try:
+            managed.start()
+        except BrokerStartError as error:
+            if "cannot listen" in str(error):
+                continue  # another process took the port between free_port() and start()
+            raise
+        _STARTED.append(managed)
+        return managed
+    raise BrokerStartError(f"no free loopback port found in {_PORT_ATTEMPTS} attempts")
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[BrokerFixture]:
+    """A running Mosquitto configured by touchlamp, with admin API and client helpers."""
+    fixture = BrokerFixture(start_managed_broker(tmp_path / "broker"))
+    try:
+        yield fixture
+    finally:
+        fixture.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_stray_brokers() -> Iterator[None]:
+    yield
+    stray = [managed for managed in _STARTED if managed.running]
+    for managed in stray:
+        managed.stop()
+    assert not stray, f"brokers left running by a test (now stopped): {stray}"
+
+
+class _ErrorCollector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def _fail_on_error_logs(request: pytest.FixtureRequest) -> Iterator[None]:
+    collector = _ErrorCollector()
+    logger = logging.getLogger("touchlamp")
+    logger.addHandler(collector)
+    try:
+        yield
+    finally:
+        logger.removeHandler(collector)
+    if collector.records and request.node.get_closest_marker("allow_error_logs") is None:
+        lines = "\n".join(
+            f"  {record.name}: {record.getMessage()}" for record in collector.records
+        )
+        pytest.fail(
+            f"touchlamp logged {len(collector.records)} error(s) during the test "
+            f"(mark it allow_error_logs if that is intended):\n{lines}",
+            pytrace=False,
+        )
