@@ -95,7 +95,7 @@ def lamp_role_name(lamp_id: str) -> str:
 
 
 def lamp_role(topics: Topics, lamp_id: str) -> Role:
-    """Lamp ``lamp_id`` writes its touch/availability/pair and reads its glow/group/pair response."""
+    """Lamp ``lamp_id`` writes its touch/availability/pair, reads its glow/group/pair response."""
     writes = [Acl("publishClientSend", topics.lamp(lamp_id, kind)) for kind in _LAMP_WRITES]
     reads = [topics.lamp(lamp_id, kind) for kind in _LAMP_READS]
     return Role(

@@ -1,7 +1,9 @@
 """Administering a running broker: lamps and relays, over Mosquitto's dynamic-security plugin.
 
-``DynsecAdmin`` is a small synchronous client: each method publishes commands to
-``$CONTROL/dynamic-security/v1`` as the admin user and waits for the plugin's answer. Changes take
+``BrokerAdmin`` is a small synchronous client: each method publishes commands to
+``$CONTROL/dynamic-security/v1`` as the admin user and waits for the plugin's answer. Used as a
+context manager it keeps one connection for several calls; otherwise each call connects and
+disconnects (``BrokerAdmin.from_relay_settings(settings).add_lamp(...)``). Changes take
 effect at once, without a restart; removing a lamp (or changing its password) also disconnects
 its live connection. This is what ``touchlamp broker lamp …`` and the relay's lamp commands call.
 
@@ -11,6 +13,7 @@ reads the queue. One command exchange runs at a time (a lock), so the object may
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -18,10 +21,10 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -40,7 +43,10 @@ from touchlamp.broker.errors import BrokerAdminError
 from touchlamp.broker.passwords import generate_password
 from touchlamp.protocol.topics import LAMP_ID_PATTERN, Topics, validate_lamp_id
 
-__all__ = ["DynsecAdmin"]
+if TYPE_CHECKING:
+    from touchlamp.config.relay import RelaySettings
+
+__all__ = ["BrokerAdmin"]
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +76,37 @@ class _Disconnected:
 
 _Event = _Connack | _Suback | _Response | _Disconnected
 _Awaited = TypeVar("_Awaited", _Connack, _Suback)
+_Result = TypeVar("_Result")
 
 
-class DynsecAdmin:
+class BrokerAdmin:
     """Lamps and relays on a running Mosquitto, as its dynamic-security admin user.
 
-    Use as a context manager (or call ``connect()`` and ``close()``). Every failure raises
+    Use as a context manager (or call ``connect()`` and ``close()``) to keep one connection;
+    without one, each method connects for its own duration. Every failure raises
     ``BrokerAdminError`` with the broker's own reason and what to do about it.
     """
+
+    @classmethod
+    def from_relay_settings(cls, settings: RelaySettings, *, timeout: float = 10.0) -> Self:
+        """The admin of the broker a relay uses (``settings.mqtt`` address, ``settings.admin``)."""
+        password = settings.admin.password
+        if password is None:
+            raise BrokerAdminError(
+                "the broker's admin password is not set: set TOUCHLAMP_RELAY_ADMIN__PASSWORD_FILE "
+                "to the broker's credentials/admin.password"
+            )
+        mqtt_settings = settings.mqtt
+        return cls(
+            host=mqtt_settings.host,
+            port=mqtt_settings.effective_port,
+            username=settings.admin.username,
+            password=password.get_secret_value(),
+            topics=Topics(mqtt_settings.topic_root),
+            timeout=timeout,
+            tls_cafile=str(mqtt_settings.ca_file) if mqtt_settings.ca_file else None,
+            tls=mqtt_settings.tls,
+        )
 
     def __init__(
         self,
@@ -89,34 +118,49 @@ class DynsecAdmin:
         topics: Topics | None = None,
         timeout: float = 10.0,
         tls_cafile: str | None = None,
+        tls: bool = False,
     ) -> None:
         self._host = host
         self._port = port
         self._username = username
+        self._password = password
         self._topics = topics or Topics()
         self._timeout = timeout
+        self._tls = tls or tls_cafile is not None
+        self._tls_cafile = tls_cafile
         self._events: queue.Queue[_Event] = queue.Queue()
         self._lock = threading.Lock()
-        # A unique client id: an operator's CLI and the relay may administer at the same time.
-        self._client = mqtt.Client(
+        self._client = self._new_client()
+        self._connected = False
+
+    def _new_client(self) -> mqtt.Client:
+        # A fresh paho client per connection: paho's loop_start() makes a new socket pair each
+        # time without closing the previous one, so reusing a client leaks sockets.
+        client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
+            # Unique: an operator's CLI and the relay may administer at the same time.
             client_id=f"touchlamp-admin-{uuid.uuid4().hex[:12]}",
             protocol=MQTTProtocolVersion.MQTTv5,
         )
-        self._client.username_pw_set(username, password)
-        if tls_cafile is not None:
-            self._client.tls_set(ca_certs=tls_cafile, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        self._client.on_connect = self._on_connect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = self._on_message
-        self._client.on_disconnect = self._on_disconnect
-        self._connected = False
+        client.username_pw_set(self._username, self._password)
+        if self._tls:
+            # Without a CA file: the system's trusted CAs.
+            client.tls_set(ca_certs=self._tls_cafile, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        return client
 
     # -- life cycle ----------------------------------------------------------------------------
 
     def connect(self) -> None:
         """Log in and subscribe to the plugin's responses; raise if the broker refuses."""
         where = f"{self._host}:{self._port}"
+        while not self._events.empty():  # events of an earlier connection
+            self._events.get_nowait()
+        if self._client.is_connected() or self._client.host:
+            self._client = self._new_client()
         try:
             self._client.connect(self._host, self._port, keepalive=30)
         except OSError as error:
@@ -126,19 +170,7 @@ class DynsecAdmin:
             ) from error
         self._client.loop_start()
         try:
-            connack = self._wait_for(_Connack, "the broker's answer to the admin login")
-            if connack.reason.is_failure:
-                raise BrokerAdminError(
-                    f"the broker at {where} refused admin user {self._username!r}: "
-                    f"{connack.reason}; check the admin password file in the broker's state dir"
-                )
-            self._client.subscribe(RESPONSE_TOPIC, qos=1)
-            suback = self._wait_for(_Suback, "the broker's answer to the admin subscription")
-            if any(reason.is_failure for reason in suback.reasons):
-                raise BrokerAdminError(
-                    f"user {self._username!r} may not read {RESPONSE_TOPIC} "
-                    f"({suback.reasons[0]}): is it the dynamic-security admin?"
-                )
+            self._log_in(where)
         except BaseException:
             # disconnect() first: otherwise paho's loop thread sits in its reconnect back-off.
             self._client.disconnect()
@@ -146,10 +178,31 @@ class DynsecAdmin:
             raise
         self._connected = True
 
+    def _log_in(self, where: str) -> None:
+        connack = self._wait_for(_Connack, "the broker's answer to the admin login")
+        if connack.reason.is_failure:
+            raise BrokerAdminError(
+                f"the broker at {where} refused admin user {self._username!r}: "
+                f"{connack.reason}; check the admin password file in the broker's state dir"
+            )
+        self._client.subscribe(RESPONSE_TOPIC, qos=1)
+        suback = self._wait_for(_Suback, "the broker's answer to the admin subscription")
+        if any(reason.is_failure for reason in suback.reasons):
+            raise BrokerAdminError(
+                f"user {self._username!r} may not read {RESPONSE_TOPIC} "
+                f"({suback.reasons[0]}): is it the dynamic-security admin?"
+            )
+
     def close(self) -> None:
         if self._connected:
-            self._client.disconnect()
             self._connected = False
+            self._client.disconnect()
+            # Paho closes its socket when it reports the disconnect; stopping its loop before
+            # that would leave the socket open (and a second connect() would leak it).
+            deadline = time.monotonic() + self._timeout
+            with contextlib.suppress(BrokerAdminError):
+                while not isinstance(self._next_event(deadline, "the disconnect"), _Disconnected):
+                    pass
         self._shutdown()
 
     def __enter__(self) -> Self:
@@ -169,6 +222,9 @@ class DynsecAdmin:
     def add_lamp(self, lamp_id: str) -> str:
         """Create lamp ``lamp_id`` (username = client id = lamp id); return its new password."""
         validate_lamp_id(lamp_id)
+        return self._connected_for(lambda: self._add_lamp(lamp_id))
+
+    def _add_lamp(self, lamp_id: str) -> str:
         if self._get_client(lamp_id) is not None:
             raise BrokerAdminError(
                 f"{lamp_id!r} already exists on the broker: remove it first "
@@ -197,6 +253,10 @@ class DynsecAdmin:
 
     def remove_lamp(self, lamp_id: str) -> None:
         """Delete lamp ``lamp_id``: it can no longer log in, and its live connection is closed."""
+        validate_lamp_id(lamp_id)
+        self._connected_for(lambda: self._remove_lamp(lamp_id))
+
+    def _remove_lamp(self, lamp_id: str) -> None:
         self._require_lamp(lamp_id)
         self._run(
             [
@@ -212,46 +272,57 @@ class DynsecAdmin:
 
         Its live connection is closed; it must log in again with the new password.
         """
-        self._require_lamp(lamp_id)
+        validate_lamp_id(lamp_id)
         new_password = password if password is not None else generate_password()
         if not new_password:
             raise BrokerAdminError("an empty password is not allowed: omit it to get a random one")
-        self._run(
-            [{"command": "setClientPassword", "username": lamp_id, "password": new_password}]
-        )
+        return self._connected_for(lambda: self._set_lamp_password(lamp_id, new_password))
+
+    def _set_lamp_password(self, lamp_id: str, new_password: str) -> str:
+        self._require_lamp(lamp_id)
+        self._run([{"command": "setClientPassword", "username": lamp_id, "password": new_password}])
         log.info("lamp %s has a new password", lamp_id)
         return new_password
 
-    def add_relay(self, username: str) -> str:
-        """Create relay user ``username`` (its client id must be ``username``); return its password.
+    def add_relay(self, username: str, *, client_id: str | None = None) -> str:
+        """Create relay user ``username``; return its password.
 
-        Each relay instance gets its own user; instances split the work with a shared
-        subscription (``$share/<name>/…``).
+        One relay login may serve several relay processes (each with its own client id), which
+        split the work with a shared subscription (``$share/<name>/…``). Give ``client_id`` to
+        bind the login to that one client id: measured on Mosquitto 2.0.11, an unbound login may
+        connect with *any* client id, including a lamp's, and so take over that lamp's session.
         """
         if not LAMP_ID_PATTERN.fullmatch(username):
             raise BrokerAdminError(
-                f"{username!r} is not a usable relay name: use 3-32 characters from a-z, 0-9 and '-'"
+                f"{username!r} is not a usable relay name: "
+                "use 3-32 characters from a-z, 0-9 and '-'"
             )
+        return self._connected_for(lambda: self._add_relay(username, client_id))
+
+    def _add_relay(self, username: str, client_id: str | None) -> str:
         if self._get_client(username) is not None:
-            raise BrokerAdminError(f"{username!r} already exists on the broker: choose another name")
+            raise BrokerAdminError(
+                f"{username!r} already exists on the broker: choose another name"
+            )
         password = generate_password()
-        self._run(
-            [
-                {
-                    "command": "createClient",
-                    "username": username,
-                    "password": password,
-                    "clientid": username,
-                    "textname": RELAY_CLIENT_TEXT,
-                    "roles": [{"rolename": RELAY_ROLE}],
-                }
-            ]
-        )
+        command: dict[str, object] = {
+            "command": "createClient",
+            "username": username,
+            "password": password,
+            "textname": RELAY_CLIENT_TEXT,
+            "roles": [{"rolename": RELAY_ROLE}],
+        }
+        if client_id is not None:
+            command["clientid"] = client_id
+        self._run([command])
         log.info("relay user %s added to the broker", username)
         return password
 
     def list_lamps(self) -> list[str]:
         """The ids of all lamps on the broker, sorted."""
+        return self._connected_for(self._list_lamps)
+
+    def _list_lamps(self) -> list[str]:
         (response,) = self._run([{"command": "listClients", "verbose": True, "count": -1}])
         clients = _field(response, "data", "clients")
         lamps = []
@@ -263,12 +334,20 @@ class DynsecAdmin:
 
     # -- plumbing ------------------------------------------------------------------------------
 
+    def _connected_for(self, action: Callable[[], _Result]) -> _Result:
+        """Run ``action`` on the open connection, or on one opened just for it."""
+        if self._connected:
+            return action()
+        with self:
+            return action()
+
     def _require_lamp(self, lamp_id: str) -> None:
         validate_lamp_id(lamp_id)
         client = self._get_client(lamp_id)
         if client is None:
             raise BrokerAdminError(
-                f"there is no lamp {lamp_id!r} on the broker (touchlamp broker lamp list shows them)"
+                f"there is no lamp {lamp_id!r} on the broker "
+                "(touchlamp broker lamp list shows them)"
             )
         if not _is_lamp(lamp_id, client):
             raise BrokerAdminError(f"{lamp_id!r} is a broker user but not a lamp: left unchanged")
@@ -302,8 +381,7 @@ class DynsecAdmin:
             error = response.get("error")
             if error is not None and error not in tolerated:
                 raise BrokerAdminError(
-                    f"the broker refused {command['command']}"
-                    f"{_subject(command)}: {error}"
+                    f"the broker refused {command['command']}{_subject(command)}: {error}"
                 )
         return responses
 
@@ -370,8 +448,10 @@ class DynsecAdmin:
     ) -> None:
         self._events.put(_Suback(tuple(reason_codes)))
 
-    def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
-        self._events.put(_Response(message.payload))
+    def _on_message(
+        self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage
+    ) -> None:
+        self._events.put(_Response(bytes(message.payload)))
 
     def _on_disconnect(
         self,
@@ -388,9 +468,11 @@ def _is_lamp(username: str, client: Mapping[str, Any]) -> bool:
     if not LAMP_ID_PATTERN.fullmatch(username):
         return False
     roles = client.get("roles")
-    names = {role.get("rolename") for role in roles if isinstance(role, dict)} if isinstance(
-        roles, list
-    ) else set()
+    names = (
+        {role.get("rolename") for role in roles if isinstance(role, dict)}
+        if isinstance(roles, list)
+        else set()
+    )
     return lamp_role_name(username) in names
 
 

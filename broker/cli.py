@@ -11,7 +11,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from touchlamp.broker.admin import DynsecAdmin
+from touchlamp.broker.admin import BrokerAdmin
 from touchlamp.broker.errors import BrokerError
 from touchlamp.broker.install import DEFAULT_INSTALLED_DYNSEC_FILE, write_install_files
 from touchlamp.broker.launcher import ManagedBroker, connect_host
@@ -118,7 +118,8 @@ def _run(args: argparse.Namespace) -> int:
         stop.set()
 
     previous = {
-        signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)
+        signum: signal.signal(signum, request_stop)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     }
     try:
         try:
@@ -129,8 +130,9 @@ def _run(args: argparse.Namespace) -> int:
         _describe(broker)
         while not stop.wait(_WATCH_INTERVAL):
             if not broker.running:
+                tail = broker.log_tail()
                 print(
-                    f"touchlamp: mosquitto stopped unexpectedly; its log ends:\n{broker.log_tail()}",
+                    f"touchlamp: mosquitto stopped unexpectedly; its log ends:\n{tail}",
                     file=sys.stderr,
                 )
                 return EXIT_FAILURE
@@ -154,14 +156,16 @@ def _describe(broker: ManagedBroker) -> None:
     if settings.websockets.enabled:
         scheme = "wss" if settings.websockets.tls else "ws"
         lines.append(f"  {scheme}://*:{settings.websockets.port} (every interface)")
+    admin, relay = credentials.admin_username, credentials.relay_username
     lines += [
         f"  topic root     {settings.topic_root}",
-        f"  admin user     {credentials.admin_username!r}, password in {layout.admin_password_file}",
-        f"  relay user     {credentials.relay_username!r} (client id {credentials.relay_username!r}),"
-        f" password in {layout.relay_password_file}",
+        f"  admin user     {admin!r}, password in {layout.admin_password_file}",
+        f"  relay user     {relay!r}, password in {layout.relay_password_file}",
         f"  log            {layout.log_file}",
-        f"  add a lamp:    touchlamp broker lamp add ID --state-dir {layout.root} "
-        f"--port {broker.port}",
+        (
+            f"  add a lamp:    touchlamp broker lamp add ID --state-dir {layout.root} "
+            f"--port {broker.port}"
+        ),
     ]
     print("\n".join(lines), flush=True)
 
@@ -180,11 +184,11 @@ def _config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _admin(args: argparse.Namespace) -> DynsecAdmin:
+def _admin(args: argparse.Namespace) -> BrokerAdmin:
     settings = _settings(args)
     credentials = load_credentials(settings)
     listener = settings.listeners[0]
-    return DynsecAdmin(
+    return BrokerAdmin(
         host=connect_host(listener.address),
         port=listener.port,
         username=credentials.admin_username,
@@ -194,7 +198,7 @@ def _admin(args: argparse.Namespace) -> DynsecAdmin:
 
 
 def _lamp_add(args: argparse.Namespace) -> int:
-    def add(admin: DynsecAdmin) -> None:
+    def add(admin: BrokerAdmin) -> None:
         password = admin.add_lamp(args.lamp_id)
         print(
             f"touchlamp: lamp {args.lamp_id!r} added (username and client id {args.lamp_id!r}). "
@@ -207,7 +211,7 @@ def _lamp_add(args: argparse.Namespace) -> int:
 
 
 def _lamp_remove(args: argparse.Namespace) -> int:
-    def remove(admin: DynsecAdmin) -> None:
+    def remove(admin: BrokerAdmin) -> None:
         admin.remove_lamp(args.lamp_id)
         print(f"touchlamp: lamp {args.lamp_id!r} removed; it was disconnected if it was online")
 
@@ -215,14 +219,14 @@ def _lamp_remove(args: argparse.Namespace) -> int:
 
 
 def _lamp_list(args: argparse.Namespace) -> int:
-    def listing(admin: DynsecAdmin) -> None:
+    def listing(admin: BrokerAdmin) -> None:
         for lamp_id in admin.list_lamps():
             print(lamp_id)
 
     return _with_admin(args, listing)
 
 
-def _with_admin(args: argparse.Namespace, action: Callable[[DynsecAdmin], None]) -> int:
+def _with_admin(args: argparse.Namespace, action: Callable[[BrokerAdmin], None]) -> int:
     try:
         with _admin(args) as admin:
             action(admin)

@@ -103,7 +103,7 @@ sets pid_file, persistence_location and log_dest; this file sets none of them):
   sudo install -o mosquitto -g mosquitto -m 600 {out_dir / DYNSEC_OUT_NAME} {dynsec_file}
   sudo systemctl restart mosquitto
 The JSON is the dynamic-security store (users, roles, ACLs; passwords hashed); Mosquitto
-rewrites it on every change, so install it once. Keep {out_dir / 'credentials'} private:
+rewrites it on every change, so install it once. Keep {out_dir / "credentials"} private:
 admin.password manages lamps (`touchlamp broker lamp add ID --state-dir {out_dir} --port {port}`,
 no restart needed), relay.password is the relay's (user {settings.relay_username!r}).
 The main file must not set listener security options before this file (per_listener_settings)."""

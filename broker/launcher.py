@@ -17,7 +17,7 @@ import time
 from types import TracebackType
 from typing import IO, Self
 
-from touchlamp.broker.admin import DynsecAdmin
+from touchlamp.broker.admin import BrokerAdmin
 from touchlamp.broker.errors import BrokerStartError
 from touchlamp.broker.state import BrokerCredentials, StateLayout, prepare_state_dir
 from touchlamp.config.broker import BrokerSettings
@@ -87,9 +87,9 @@ class ManagedBroker:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def admin(self, *, timeout: float = 10.0) -> DynsecAdmin:
+    def admin(self, *, timeout: float = 10.0) -> BrokerAdmin:
         """A (not yet connected) admin client for this broker."""
-        return DynsecAdmin(
+        return BrokerAdmin(
             host=self.host,
             port=self.port,
             username=self.credentials.admin_username,
@@ -213,7 +213,7 @@ class ManagedBroker:
         return endpoints
 
     def _wait_until_serving(self, log_start: int) -> None:
-        assert self._process is not None  # noqa: S101  set by start() just before
+        assert self._process is not None
         deadline = time.monotonic() + self._start_timeout
         while True:
             returncode = self._process.poll()
@@ -280,4 +280,3 @@ class ManagedBroker:
 
 def _family(address: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in address else socket.AF_INET
-

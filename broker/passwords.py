@@ -33,7 +33,7 @@ _SALT_BYTES = 12
 
 @dataclass(frozen=True, slots=True)
 class PasswordHash:
-    """A password as the dynamic-security JSON stores it (``password``, ``salt``, ``iterations``)."""
+    """A password as the dynamic-security JSON stores it: ``password``, ``salt``, ``iterations``."""
 
     hash_b64: str
     salt_b64: str
@@ -55,7 +55,9 @@ def hash_password(
 ) -> PasswordHash:
     """Hash ``password`` the way Mosquitto's dynamic-security plugin does."""
     if not password:
-        raise ValueError("an empty password cannot be hashed; generate one with generate_password()")
+        raise ValueError(
+            "an empty password cannot be hashed; generate one with generate_password()"
+        )
     salt_bytes = secrets.token_bytes(_SALT_BYTES) if salt is None else salt
     return PasswordHash(
         hash_b64=_pbkdf2(password, salt_bytes, iterations),

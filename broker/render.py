@@ -10,13 +10,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from touchlamp.broker.acl import ADMIN_ROLE as ADMIN_ROLE_NAME
 from touchlamp.broker.acl import (
     DEFAULT_ACL_ACCESS,
     RELAY_CLIENT_TEXT,
     admin_role,
     relay_role,
 )
-from touchlamp.broker.acl import ADMIN_ROLE as ADMIN_ROLE_NAME
 from touchlamp.broker.acl import RELAY_ROLE as RELAY_ROLE_NAME
 from touchlamp.broker.passwords import PasswordHash
 from touchlamp.config.broker import BrokerSettings
@@ -90,7 +90,7 @@ def render_mosquitto_conf(settings: BrokerSettings, *, paths: MosquittoPaths, re
         *AUTOSAVE_SETTINGS,
         f"persistent_client_expiration {limits.persistent_client_expiration}",
         "",
-        "# Bounds: the protocol's payloads are at most a few KiB; an offline lamp's queue is capped.",
+        "# Bounds: protocol payloads are at most a few KiB; an offline lamp's queue is capped.",
         f"max_packet_size {limits.max_packet_size}",
         f"max_queued_messages {limits.max_queued_messages}",
         f"max_queued_bytes {limits.max_queued_bytes}",
@@ -99,7 +99,11 @@ def render_mosquitto_conf(settings: BrokerSettings, *, paths: MosquittoPaths, re
         *_listeners(settings),
     ]
     if paths.user is not None:
-        lines += ["", "# The account Mosquitto switches to when started as root.", f"user {paths.user}"]
+        lines += [
+            "",
+            "# The account Mosquitto switches to when started as root.",
+            f"user {paths.user}",
+        ]
     if paths.log_to_stderr:
         lines += ["", "log_dest stderr"]
     return "\n".join(lines) + "\n"
@@ -128,9 +132,8 @@ def render_dynsec_json(
         *(
             {
                 "username": relay.username,
-                # Bound so that no one else may use this client id, and the relay may use no
-                # other (measured: an unbound user could take over a lamp's client id).
-                "clientid": relay.username,
+                # Not bound to a client id: several relay processes (and the relay's CLI) share
+                # this login with client ids of their own. BrokerAdmin.add_relay can bind one.
                 "textName": RELAY_CLIENT_TEXT,
                 **_password_fields(relay.password),
                 "roles": [{"rolename": RELAY_ROLE_NAME}],
@@ -150,8 +153,7 @@ def render_dynsec_json(
 
 def _listeners(settings: BrokerSettings) -> list[str]:
     lines = ["# Listeners."]
-    for listener in settings.listeners:
-        lines.append(f"listener {listener.port} {_word(listener.address)}")
+    lines += [f"listener {item.port} {_word(item.address)}" for item in settings.listeners]
     tls = settings.tls
     if tls.enabled:
         lines += ["", "# MQTT over TLS.", f"listener {tls.port} {_word(tls.address)}"]
@@ -173,7 +175,9 @@ def _listeners(settings: BrokerSettings) -> list[str]:
 def _tls_files(settings: BrokerSettings) -> list[str]:
     tls = settings.tls
     if tls.certfile is None or tls.keyfile is None:
-        raise ValueError("TLS needs certfile and keyfile: set TOUCHLAMP_BROKER_TLS__CERTFILE/KEYFILE")
+        raise ValueError(
+            "TLS needs certfile and keyfile: set TOUCHLAMP_BROKER_TLS__CERTFILE/KEYFILE"
+        )
     lines = [f"certfile {_path(str(tls.certfile))}", f"keyfile {_path(str(tls.keyfile))}"]
     if tls.cafile is not None:
         lines.append(f"cafile {_path(str(tls.cafile))}")

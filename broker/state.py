@@ -109,7 +109,6 @@ class StateLayout:
         return self.data_dir / DYNSEC_FILE_NAME
 
 
-
 def write_secret(path: Path, secret: str) -> None:
     """Create ``path`` readable by its owner only, holding ``secret`` and a newline."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

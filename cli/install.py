@@ -16,6 +16,10 @@ and receive their env file as a systemd credential (``LoadCredential=``), so the
 in place; a broker CA certificate named by the settings (public, 0644) must still be openable by
 that user. 0711 lets it open a file it knows the name of, without listing the directory.
 
+A root other than ``/`` is for tests and for inspecting what an install would do: a virtual
+environment cannot be moved (its scripts name its Python by absolute path), so on a real machine
+install with the default root.
+
 Every step is planned by comparing what is wanted with what is there, so running the install
 twice changes nothing the second time, and ``--dry-run`` prints the plan without changing
 anything. ``uninstall`` removes what install added: the unit and its enablement, and the

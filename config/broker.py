@@ -89,7 +89,9 @@ class TlsSettings(BaseModel):
             if not path.is_file():
                 raise ValueError(f"TLS {name} {path} does not exist: fix {variable}")
         if self.cafile is not None and not self.cafile.is_file():
-            raise ValueError(f"TLS cafile {self.cafile} does not exist: fix TOUCHLAMP_BROKER_TLS__CAFILE")
+            raise ValueError(
+                f"TLS cafile {self.cafile} does not exist: fix TOUCHLAMP_BROKER_TLS__CAFILE"
+            )
         return self
 
 
@@ -144,6 +146,7 @@ class BrokerSettings(BaseSettings):
     plugin_path: Path = Field(default_factory=default_plugin_path)
     # The account Mosquitto switches to when started as root (its `user` option).
     run_as_user: str = "mosquitto"
+    # The relay logs in with these (TOUCHLAMP_RELAY_ADMIN__USERNAME, …_MQTT__USERNAME; DEPLOY.md).
     admin_username: str = "admin"
     relay_username: str = "relay"
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import signal
 import sys
 import threading
@@ -38,7 +39,12 @@ from touchlamp.device.control import (
     NoLampRunningError,
     ask_running_lamp,
 )
-from touchlamp.device.enroll import EnrollError, default_env_file, write_enrollment
+from touchlamp.device.enroll import (
+    SERVICE_STATE_DIR,
+    EnrollError,
+    default_env_file,
+    write_enrollment,
+)
 from touchlamp.device.hardware import (
     HardwareError,
     open_light_output,
@@ -134,7 +140,8 @@ def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--state-dir",
         type=Path,
         default=None,
-        help="where the broker, relay and lamps keep their files (default state/demo)",
+        help="where the broker, relay and lamps keep their files "
+        "(default $XDG_STATE_HOME/touchlamp/demo, i.e. ~/.local/state/touchlamp/demo)",
     )
     demo = subparsers.add_parser(
         "demo",
@@ -304,7 +311,12 @@ def _device_enroll(args: argparse.Namespace) -> int:
         print(f"touchlamp: the {error}", file=sys.stderr)
         return EXIT_USAGE
     env_file: Path = args.env_file or default_env_file()
-    enrolled = write_enrollment(enrollment, env_file=env_file)
+    # The service's file (root's default) names the unit's state directory, where `pair` run
+    # by root then finds the running service.
+    service = os.geteuid() == 0 and env_file == default_env_file()
+    enrolled = write_enrollment(
+        enrollment, env_file=env_file, state_dir=SERVICE_STATE_DIR if service else None
+    )
     try:
         load_settings(DeviceSettings, env_file=env_file)
     except SettingsError as error:

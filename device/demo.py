@@ -109,16 +109,19 @@ def run_demo(*, lamps: int, web_port: int, state_dir: Path, open_browser: bool) 
 
 def run_simulator(*, lamps: list[DeviceSettings], web_port: int) -> int:
     """Serve the page for ``lamps`` (enrolled elsewhere) until SIGINT or SIGTERM."""
+
+    def ready(url: str) -> None:
+        names = ", ".join(lamp.lamp_id for lamp in lamps)
+        print(f"touchlamp: simulating {names}; touch them at {url}", flush=True)
+
     with _Shutdown() as shutdown:
         simulator = Simulator(lamps=lamps)
-        simulator.start()
         try:
-
-            def ready(url: str) -> None:
-                names = ", ".join(lamp.lamp_id for lamp in lamps)
-                print(f"touchlamp: simulating {names}; touch them at {url}", flush=True)
-
+            simulator.start()
             asyncio.run(_serve(simulator, web_port, shutdown, ready))
+        except DemoError as error:
+            print(f"touchlamp: {error}", file=sys.stderr)
+            return EXIT_FAILURE
         finally:
             simulator.stop()
     return EXIT_OK
@@ -136,8 +139,8 @@ def _demo(
         settings = _enroll(state_dir, broker, logins)
         with _relay(relay_settings):
             simulator = Simulator(lamps=settings)
-            simulator.start()
             try:
+                simulator.start()
                 _pair(simulator)
 
                 def ready(url: str) -> None:

@@ -38,6 +38,11 @@ class Enrolled:
     replaced: bool  # an existing file was updated
 
 
+SERVICE_STATE_DIR = Path("/var/lib/touchlamp")
+"""The systemd unit's ``StateDirectory=touchlamp``; named in the service's settings file so that
+``touchlamp pair`` run by root finds the running service's control socket there."""
+
+
 def default_env_file() -> Path:
     """``/etc/touchlamp/device.env`` for root (the systemd unit's), else the user's config dir."""
     if os.geteuid() == 0:
@@ -46,8 +51,13 @@ def default_env_file() -> Path:
     return Path(config) / "touchlamp" / "device.env"
 
 
-def write_enrollment(enrollment: Enrollment, *, env_file: Path) -> Enrolled:
-    """Write ``enrollment`` into ``env_file`` (mode 0600), keeping its unrelated lines."""
+def write_enrollment(
+    enrollment: Enrollment, *, env_file: Path, state_dir: Path | None = None
+) -> Enrolled:
+    """Write ``enrollment`` into ``env_file`` (mode 0600), keeping its unrelated lines.
+
+    ``state_dir`` is written too when the file does not name one yet.
+    """
     try:
         env_file.parent.mkdir(parents=True, exist_ok=True)
         existing = env_file.read_text(encoding="utf-8") if env_file.exists() else None
@@ -73,10 +83,17 @@ def write_enrollment(enrollment: Enrollment, *, env_file: Path) -> Enrolled:
         "# Written by `touchlamp device enroll`: the lamp's identity and broker login.",
         *(f"{_PREFIX}{key}={_quoted(value)}" for key, value in values.items()),
     ]
+    if state_dir is not None and not any(_names(line, "STATE_DIR") for line in kept):
+        lines.append(f"{_PREFIX}STATE_DIR={_quoted(str(state_dir))}")
     if kept and any(line.strip() for line in kept):
         lines += ["", *kept]
     _write_atomically(env_file, ("\n".join(lines) + "\n").encode("utf-8"), mode=0o600)
     return Enrolled(env_file=env_file, ca_file=ca_file, replaced=existing is not None)
+
+
+def _names(line: str, key: str) -> bool:
+    name = line.strip().removeprefix("export ").split("=", 1)[0].strip().upper()
+    return name == _PREFIX + key
 
 
 def _is_enrolled_key(line: str) -> bool:

@@ -732,24 +732,31 @@ class LampLink:
 
 
 _paho_logger = logging.getLogger(f"{__name__}.paho")
+# paho reports a dropped connection ("failed to receive on socket") as an error; for a lamp that
+# is ordinary weather, which the link itself logs as a warning with what it does about it.
 _PAHO_LEVELS: dict[int, int] = {
     mqtt.MQTT_LOG_DEBUG: logging.DEBUG,
     mqtt.MQTT_LOG_INFO: logging.INFO,
     mqtt.MQTT_LOG_NOTICE: logging.INFO,
     mqtt.MQTT_LOG_WARNING: logging.WARNING,
-    mqtt.MQTT_LOG_ERR: logging.ERROR,
+    mqtt.MQTT_LOG_ERR: logging.WARNING,
 }
 
 
 def _log_paho(_client: mqtt.Client, _userdata: object, level: int, text: str) -> None:
     """paho's own log lines, under ``touchlamp.device.link.paho``.
 
-    paho 2.2's network thread runs its loop once more after a clean ``disconnect()`` and logs
-    "Client is not connected" as an error each time; that one is noise and goes to DEBUG.
+    An exception raised in one of our callbacks stays an error. paho 2.2's network thread runs
+    its loop once more after a clean ``disconnect()`` and logs "Client is not connected" each
+    time: noise, so DEBUG.
     """
-    if text.startswith("Client is not connected"):
-        level = mqtt.MQTT_LOG_DEBUG
-    _paho_logger.log(_PAHO_LEVELS.get(level, logging.DEBUG), "%s", text)
+    if text.startswith("Caught exception"):
+        python_level = logging.ERROR
+    elif text.startswith("Client is not connected"):
+        python_level = logging.DEBUG
+    else:
+        python_level = _PAHO_LEVELS.get(level, logging.DEBUG)
+    _paho_logger.log(python_level, "%s", text)
 
 
 def _properties(packet_type: int) -> Properties:

@@ -343,8 +343,8 @@ class Relay:
         properties = msg.properties
         response_topic = getattr(properties, "ResponseTopic", None)
         correlation = getattr(properties, "CorrelationData", None)
-        with self._ack_lock:
-            generation = self._generation
+        # No lock: on_connect/on_disconnect, which change it, run on this same thread.
+        generation = self._generation
         try:
             topic = msg.topic
         except UnicodeDecodeError:

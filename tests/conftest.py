@@ -38,7 +38,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def start_managed_broker(state_dir: Path, **settings: object) -> ManagedBroker:
-    """Start a ``ManagedBroker`` on a free loopback port; stopped at the session's end at the latest.
+    """Start a ``ManagedBroker`` on a free loopback port; the session stops it at the latest.
 
     Extra keyword arguments are ``BrokerSettings`` fields (e.g. ``topic_root``).
     """
@@ -99,9 +99,7 @@ def _fail_on_error_logs(request: pytest.FixtureRequest) -> Iterator[None]:
     finally:
         logger.removeHandler(collector)
     if collector.records and request.node.get_closest_marker("allow_error_logs") is None:
-        lines = "\n".join(
-            f"  {record.name}: {record.getMessage()}" for record in collector.records
-        )
+        lines = "\n".join(f"  {record.name}: {record.getMessage()}" for record in collector.records)
         pytest.fail(
             f"touchlamp logged {len(collector.records)} error(s) during the test "
             f"(mark it allow_error_logs if that is intended):\n{lines}",

@@ -20,7 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from touchlamp.broker.admin import DynsecAdmin
+from touchlamp.broker.admin import BrokerAdmin
 from touchlamp.broker.launcher import ManagedBroker
 from touchlamp.protocol.topics import Topics
 
@@ -118,7 +118,7 @@ class MqttProbe:
 
     def connect(self) -> ReasonCode:
         """Connect and return the CONNACK's reason code (a refusal is returned, not raised)."""
-        properties = Properties(PacketTypes.CONNECT)
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         if self._session_expiry:
             properties.SessionExpiryInterval = self._session_expiry
         seen = len(self._record.connacks)
@@ -137,6 +137,7 @@ class MqttProbe:
         """Subscribe and return the SUBACK's reason code for ``topic``."""
         result, mid = self._client.subscribe(topic, qos=qos)
         assert result == MQTTErrorCode.MQTT_ERR_SUCCESS, f"subscribe({topic}) failed: {result}"
+        assert mid is not None
         self._wait(lambda r: mid in r.subacks, f"SUBACK for {topic}")
         return self._record.subacks[mid][0]
 
@@ -167,6 +168,11 @@ class MqttProbe:
             taken = self._record.messages[:count]
             del self._record.messages[:count]
         return taken
+
+    def pending(self) -> int:
+        """How many received messages have not been taken yet."""
+        with self._changed:
+            return len(self._record.messages)
 
     def wait_disconnected(self) -> ReasonCode:
         """Wait until the broker closes the connection; its DISCONNECT reason code."""
@@ -234,7 +240,9 @@ class MqttProbe:
         self._update(lambda r: r.pubacks.__setitem__(mid, reason))
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        received = Received(message.topic, message.payload, message.qos, bool(message.retain))
+        received = Received(
+            message.topic, bytes(message.payload), message.qos, bool(message.retain)
+        )
         self._update(lambda r: r.messages.append(received))
 
     def _on_disconnect(
@@ -254,7 +262,7 @@ class BrokerFixture:
     def __init__(self, managed: ManagedBroker) -> None:
         self.managed = managed
         self.topics: Topics = managed.topics
-        self._admin: DynsecAdmin | None = None
+        self._admin: BrokerAdmin | None = None
         self._probes: list[MqttProbe] = []
 
     @property
@@ -274,7 +282,7 @@ class BrokerFixture:
         return self.managed.credentials.relay_password
 
     @property
-    def admin(self) -> DynsecAdmin:
+    def admin(self) -> BrokerAdmin:
         """A connected admin client (reconnected after a restart)."""
         if self._admin is None:
             self._admin = self.managed.admin()
@@ -303,9 +311,12 @@ class BrokerFixture:
         self._probes.append(probe)
         return probe
 
-    def add_lamp(self, lamp_id: str) -> str:
-        """Create lamp ``lamp_id`` through the admin API; its password."""
-        return self.admin.add_lamp(lamp_id)
+    def add_lamp(self, lamp_id: str, password: str | None = None) -> str:
+        """Create lamp ``lamp_id`` through the admin API; its (random unless given) password."""
+        generated = self.admin.add_lamp(lamp_id)
+        if password is None:
+            return generated
+        return self.admin.set_lamp_password(lamp_id, password)
 
     def connect_lamp(
         self,
@@ -328,10 +339,18 @@ class BrokerFixture:
         assert not reason.is_failure, f"lamp {lamp_id} could not connect: {reason}"
         return probe
 
-    def connect_relay(self, username: str | None = None, password: str | None = None) -> MqttProbe:
+    def connect_relay(
+        self,
+        username: str | None = None,
+        password: str | None = None,
+        *,
+        client_id: str | None = None,
+    ) -> MqttProbe:
         """Connect as the relay user (or another relay user created with ``add_relay``)."""
         name = username or self.relay_username
-        probe = self.probe(username=name, password=password or self.relay_password, client_id=name)
+        probe = self.probe(
+            username=name, password=password or self.relay_password, client_id=client_id
+        )
         reason = probe.connect()
         assert not reason.is_failure, f"relay {name} could not connect: {reason}"
         return probe

@@ -1,4 +1,4 @@
-"""``DynsecAdmin`` against a real broker: what it does, and how it says no."""
+"""``BrokerAdmin`` against a real broker: what it does, and how it says no."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from tests.broker.harness import BrokerFixture, free_port
 from touchlamp.broker.acl import CONTROL_TOPIC, RESPONSE_TOPIC
-from touchlamp.broker.admin import DynsecAdmin
+from touchlamp.broker.admin import BrokerAdmin
 from touchlamp.broker.errors import BrokerAdminError
 from touchlamp.broker.passwords import PASSWORD_BITS
 from touchlamp.protocol.errors import ProtocolError
@@ -56,15 +56,26 @@ def test_removing_an_unknown_lamp_or_a_non_lamp_is_refused(broker: BrokerFixture
     broker.connect_relay()  # still there
 
 
-def test_a_relay_user_must_use_its_name_as_client_id(broker: BrokerFixture) -> None:
-    password = broker.admin.add_relay("relay-2")
-    elsewhere = broker.probe(username="relay-2", password=password, client_id="relay-2b")
+def test_a_relay_login_serves_several_client_ids_unless_bound(broker: BrokerFixture) -> None:
+    shared = broker.admin.add_relay("relay-2")
+    broker.connect_relay("relay-2", shared, client_id="relay-2-a")
+    broker.connect_relay("relay-2", shared, client_id="relay-2-b")
+
+    bound = broker.admin.add_relay("relay-3", client_id="relay-3")
+    elsewhere = broker.probe(username="relay-3", password=bound, client_id="lamp-a")
     assert elsewhere.connect().is_failure
-    broker.connect_relay("relay-2", password)
+    broker.connect_relay("relay-3", bound, client_id="relay-3")
+
+
+def test_each_call_connects_by_itself_without_a_with_block(broker: BrokerFixture) -> None:
+    admin = broker.managed.admin()
+    password = admin.add_lamp("lamp-a")
+    assert admin.list_lamps() == ["lamp-a"]
+    broker.connect_lamp("lamp-a", password=password)
 
 
 def test_a_wrong_admin_password_is_a_clear_error(broker: BrokerFixture) -> None:
-    admin = DynsecAdmin(
+    admin = BrokerAdmin(
         host=broker.host, port=broker.port, username="admin", password="wrong", timeout=5
     )
     with pytest.raises(BrokerAdminError, match="refused admin user 'admin'"):
@@ -85,6 +96,6 @@ def test_only_the_admin_may_send_commands(broker: BrokerFixture) -> None:
 
 
 def test_no_broker_is_a_clear_error() -> None:
-    admin = DynsecAdmin(host="127.0.0.1", port=free_port(), username="a", password="b", timeout=2)
+    admin = BrokerAdmin(host="127.0.0.1", port=free_port(), username="a", password="b", timeout=2)
     with pytest.raises(BrokerAdminError, match="cannot reach the broker"):
         admin.connect()

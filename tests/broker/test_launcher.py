@@ -148,7 +148,7 @@ def test_mosquitto_exiting_at_start_shows_its_log(tmp_path: Path) -> None:
         tmp_path / "state",
         plugin_path=Path("/bin/true"),  # exists, but is no plugin
     )
-    with pytest.raises(BrokerStartError, match="(?s)exited with code .*plugin"):
+    with pytest.raises(BrokerStartError, match=r"(?s)exited with code .*plugin"):
         ManagedBroker(settings).start()
 
 

@@ -4,7 +4,6 @@ exit code."""
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import socket
 import ssl
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.deploy.doctor_support import env_file, report
 from tests.device.link_support import EventLog, ProvisionalBroker
 from tests.relay.lamps import wait_until
 from tests.relay.live import Site, running_relay
@@ -37,24 +37,8 @@ from touchlamp.server.metrics import MetricsServer, RelayMetrics
 from touchlamp.server.store import Store, open_store
 
 
-@pytest.fixture
-def pi(tmp_path: Path) -> Probes:
-    """A Pi as the checks see it: a GPIO chip in /dev, groups that exist, lgpio present, a
-    synchronised clock, and no systemd running (the service check is skipped)."""
-    dev = tmp_path / "dev"
-    dev.mkdir()
-    (dev / "gpiochip0").touch()
-    (dev / "gpiochip0").chmod(0o660)  # as Raspberry Pi OS's udev rule leaves it (group gpio)
-    return Probes(
-        dev_dir=dev,
-        clock_check=lambda: True,
-        service_state=lambda _unit: None,
-        lgpio_available=lambda: True,
-        group_id=lambda _name: os.getgid(),
-        timeout=3.0,
-    )
-
-
+# The relay tests' stand-in broker (a password file, no ACL), which their ``Site`` is built for;
+# test_doctor_on_touchlamps_broker.py runs doctor on touchlamp's own broker configuration.
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[ProvisionalBroker]:
     running = ProvisionalBroker(tmp_path / "broker")
@@ -70,12 +54,6 @@ def site(broker: ProvisionalBroker, tmp_path: Path) -> Iterator[Site]:
     yield world
     world.close()
     store.close()
-
-
-def env_file(path: Path, lines: dict[str, object], *, mode: int = 0o600) -> Path:
-    path.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
-    path.chmod(mode)
-    return path
 
 
 def lamp_settings(site: Site, tmp_path: Path, lamp_id: str, password: str, **extra: object) -> Path:
@@ -101,10 +79,6 @@ def register(site: Site, lamp_id: str) -> str:
 
 def pair(site: Site, *lamp_ids: str) -> None:
     site.store.create_group(list(lamp_ids), name="home", group_id="g-home")
-
-
-def report(check: Iterator[object]) -> list[str]:
-    return [finding.line() for finding in check]  # type: ignore[attr-defined]
 
 
 def outcomes(lines: list[str]) -> list[str]:

@@ -263,8 +263,8 @@ class Cable:
 class ProvisionalBroker:
     """A Mosquitto on a free loopback port with a password file and persistence.
 
-    Stand-in until the shared ``broker`` fixture (tests/conftest.py) lands; same idea: real
-    broker, our own config, ``stop()``/``start()`` to take it down and bring it back.
+    Written as a stand-in before the shared ``broker`` fixture (tests/conftest.py, dynamic
+    security and touchlamp's own ACLs) existed; new tests should use that one. It has no ACLs.
     """
 
     relay_username = "relay"
@@ -317,13 +317,20 @@ class ProvisionalBroker:
                     f"certfile {self.tls.certificate}\n"
                     f"keyfile {self.tls.key}\n"
                 )
+        log = self._dir / "mosquitto.log"
+        seen = log.stat().st_size if log.exists() else 0  # a restart appends to the same log
         self._process = subprocess.Popen(["mosquitto", "-c", str(config)])
         deadline = threading.Event()
         for _ in range(int(WAIT / 0.02)):
-            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port)):
-                return
             if self._process.poll() is not None:
                 break
+            # Our own Mosquitto says it listens: a connection alone could reach another test's
+            # broker that took the port between _free_port() and now.
+            if (
+                log.exists()
+                and f"listen socket on port {self.port}.".encode() in (log.read_bytes()[seen:])
+            ):
+                return
             deadline.wait(0.02)
         self.stop()
         raise AssertionError(f"mosquitto did not listen on {self.port}: see {self._dir}")

@@ -87,7 +87,7 @@ class SimulatedTime:
 class Lamp:
     """An agent on mock pins with its simulated time, built the way ``device run`` builds one."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, **agent_options: Any) -> None:
         self.clock = ManualClock(start=NOON)
         self.time = SimulatedTime(self.clock)
         self.settings = DeviceSettings(
@@ -113,6 +113,7 @@ class Lamp:
             link=link,
             clock=self.clock,
             events=self.time,
+            **agent_options,
         )
         self.link = links[0]
 
@@ -138,7 +139,7 @@ class Lamp:
             self.agent.run()
 
     def close(self) -> None:
-        self.link.stop()
+        self.agent.stop()
 
 
 @pytest.fixture
@@ -252,3 +253,26 @@ def test_a_hold_picks_a_colour_that_outlives_a_restart(lamp: Lamp, tmp_path: Pat
         assert again.agent.color == saved
     finally:
         again.close()
+
+
+def test_with_a_watchdog_the_idle_loop_wakes_only_for_its_heartbeat(tmp_path: Path) -> None:
+    beats: list[float] = []
+    clock_of: list[ManualClock] = []
+
+    def heartbeat() -> None:
+        beats.append(clock_of[0].monotonic())
+        if len(beats) == 5:
+            raise SleptForever  # enough: end the run
+
+    lamp = Lamp(tmp_path, heartbeat=heartbeat, heartbeat_seconds=15.0)
+    clock_of.append(lamp.clock)
+    try:
+        lamp.time.at(0.0, LinkConnected(session_present=False))
+        lamp.time.at(0.1, _paired())
+
+        lamp.run_until_asleep()
+
+        assert beats == pytest.approx([0.0, 15.0, 30.0, 45.0, 60.0])
+        assert lamp.agent.wakeups == 2 + 4  # the two events, four heartbeats
+    finally:
+        lamp.close()

@@ -77,9 +77,27 @@ def _read_until(stream: IO[str], marker: str) -> str:
 
 
 def _start(*args: str) -> subprocess.Popen[str]:
+    # -v: the demo's log (stderr) is shown when a test fails.
     return subprocess.Popen(
-        [str(TOUCHLAMP), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [str(TOUCHLAMP), "-v", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+
+
+@contextmanager
+def _reaped(process: subprocess.Popen[str]) -> Iterator[None]:
+    """Kill ``process`` if the block fails (showing its log), and close its pipes in any case."""
+    try:
+        yield
+    except BaseException as error:
+        if process.poll() is None:
+            process.kill()
+        _, err = process.communicate(timeout=WAIT)
+        error.add_note(f"the demo's log:\n{err}")
+        raise
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=WAIT)
 
 
 @contextmanager
@@ -87,15 +105,11 @@ def _demo(
     state_dir: Path, command: tuple[str, ...] = ("demo", "--no-browser")
 ) -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
     process = _start(*command, "--state-dir", str(state_dir), "--web-port", "0")
-    try:
+    with _reaped(process):
         assert process.stdout is not None
         _read_until(process.stdout, "touchlamp demo: open http")
         document = json.loads((state_dir / "demo.json").read_text())
         yield process, document
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(WAIT)
 
 
 def _post(url: str) -> None:
@@ -185,7 +199,7 @@ def test_a_signal_during_start_up_leaves_nothing_behind(tmp_path: Path) -> None:
     """SIGTERM as soon as Mosquitto runs (while the relay and lamps are still starting)."""
     state_dir = tmp_path / "state"
     process = _start("demo", "--no-browser", "--state-dir", str(state_dir), "--web-port", "0")
-    try:
+    with _reaped(process):
         assert process.stdout is not None
         _read_until(process.stdout, "touchlamp demo: starting")
         wait_until(lambda: bool(_children(process.pid)), "Mosquitto started by the demo")
@@ -195,7 +209,3 @@ def test_a_signal_during_start_up_leaves_nothing_behind(tmp_path: Path) -> None:
         assert process.returncode == 0
         assert not [pid for pid in children if _alive(pid)]
         assert _processes_using(state_dir) == []
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(WAIT)

@@ -1,22 +1,38 @@
-"""``touchlamp device enroll`` and ``touchlamp device selftest``: files, pins and messages."""
+"""``touchlamp device enroll``, ``selftest`` and ``run``: files, pins, sockets and messages."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import signal
+import socket
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.e2e.world import WAIT, BrokerLike, World
 from touchlamp.cli import main
 from touchlamp.config.common import load_settings
 from touchlamp.config.device import DeviceSettings, HardwareSettings, LookSettings
+from touchlamp.device.control import (
+    CONTROL_SOCKET,
+    ControlError,
+    ControlServer,
+    NoLampRunningError,
+    ask_running_lamp,
+)
+from touchlamp.device.enroll import write_enrollment
 from touchlamp.device.hardware import mock_pin_factory
+from touchlamp.device.link import LampLink
 from touchlamp.device.selftest import run_selftest
-from touchlamp.protocol import Enrollment, encode_token
+from touchlamp.protocol import Enrollment, PairAction, PairRequest, decode_token, encode_token
 
+TOUCHLAMP = Path(sys.executable).with_name("touchlamp")
 PASSWORD = "s3cret-pass-word-0123456789"
 TOKEN = encode_token(
     Enrollment(lamp="lamp-a", password=PASSWORD, host="mqtt.example.net", port=8883, tls=True)
@@ -77,6 +93,17 @@ def test_enrolling_again_changes_the_login_and_keeps_the_owners_settings(tmp_pat
     assert settings.mqtt.ca_file.read_text() == ca
     assert "old-password" not in env_file.read_text()
     assert "# my wiring" in env_file.read_text()
+
+
+def test_the_services_settings_file_names_its_state_directory(tmp_path: Path) -> None:
+    """So that `touchlamp pair`, run by root, reaches the running service's control socket."""
+    env_file = tmp_path / "device.env"
+    write_enrollment(decode_token(TOKEN), env_file=env_file, state_dir=Path("/var/lib/touchlamp"))
+    assert load_settings(DeviceSettings, env_file=env_file).state_dir == Path("/var/lib/touchlamp")
+
+    env_file.write_text(env_file.read_text() + "TOUCHLAMP_DEVICE_STATE_DIR=/srv/lamp\n")
+    write_enrollment(decode_token(TOKEN), env_file=env_file, state_dir=Path("/var/lib/touchlamp"))
+    assert load_settings(DeviceSettings, env_file=env_file).state_dir == Path("/srv/lamp")
 
 
 @pytest.mark.parametrize(
@@ -148,3 +175,78 @@ def test_selftest_cycles_the_colours_and_waits_for_a_touch(touches: bool) -> Non
     else:
         assert "No touch within" in text
         assert "GPIO17" in text
+
+
+def test_device_run_is_a_well_behaved_systemd_service(
+    broker: BrokerLike, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``device run`` on gpiozero's mock pins (chosen through gpiozero's own environment
+    variables): it tells systemd it is ready, pings the watchdog from its loop, answers
+    ``touchlamp pair`` through its control socket, and stops cleanly on SIGTERM."""
+    world = World(broker, tmp_path)
+    notify_path = tmp_path / "notify.sock"
+    with (
+        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify,
+        world.relay(),
+    ):
+        notify.bind(str(notify_path))
+        notify.settimeout(WAIT)
+        env_file = world.env_file(world.lamp("lamp-a", color="#ff8c1a"))
+        environment = {
+            **os.environ,
+            "GPIOZERO_PIN_FACTORY": "mock",
+            "GPIOZERO_MOCK_PIN_CLASS": "mockpwmpin",
+            "NOTIFY_SOCKET": str(notify_path),
+            "WATCHDOG_USEC": "200000",
+        }
+        process = subprocess.Popen(
+            [str(TOUCHLAMP), "device", "run", "--env-file", str(env_file)],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            messages = [notify.recv(4096).decode() for _ in range(4)]
+            assert any(message.startswith("READY=1") for message in messages), messages
+            assert messages.count("WATCHDOG=1") >= 2, messages
+
+            assert main(["pair", "status", "--env-file", str(env_file)]) == 0
+            assert "Not paired" in capsys.readouterr().out
+
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=WAIT)
+            assert process.returncode == 0, err
+            rest = []
+            with contextlib.suppress(TimeoutError):
+                notify.settimeout(0.5)
+                while True:
+                    rest.append(notify.recv(4096).decode())
+            assert any(message.startswith("STOPPING=1") for message in rest)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(WAIT)
+            world.close()
+
+
+def test_a_second_service_on_the_same_lamp_is_refused(tmp_path: Path) -> None:
+    """Two services would fight over one lamp's MQTT session; a stale socket (a killed
+    service) is no obstacle."""
+    link = LampLink(
+        lamp_id="lamp-a", password="p" * 22, sink=lambda _event: None, state_dir=tmp_path
+    )
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(tmp_path / CONTROL_SOCKET))
+    stale.close()
+    first = ControlServer(state_dir=tmp_path, link=link)
+    first.start()
+    try:
+        with pytest.raises(ControlError, match="already runs"):
+            ControlServer(state_dir=tmp_path, link=link).start()
+    finally:
+        first.stop()
+        link.stop()
+    assert not (tmp_path / CONTROL_SOCKET).exists()
+    with pytest.raises(NoLampRunningError):
+        ask_running_lamp(tmp_path, PairRequest(action=PairAction.STATUS))

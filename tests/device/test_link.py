@@ -10,15 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.broker.harness import BrokerFixture, free_port
+from tests.conftest import start_managed_broker
 from tests.device.link_support import (
     Cable,
     Certificates,
     EventLog,
-    ProvisionalBroker,
     Received,
     RelayClient,
     eventually,
 )
+from touchlamp.config.broker import TlsSettings
 from touchlamp.config.device import DeviceSettings
 from touchlamp.device.clock import ManualClock
 from touchlamp.device.link import LampLink
@@ -51,47 +53,35 @@ from touchlamp.protocol import (
 _ids = itertools.count()
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[ProvisionalBroker]:
-    running = ProvisionalBroker(tmp_path / "broker")
-    running.start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def topics() -> Topics:
-    # Each test under its own root, so a retained message of one test never meets another.
-    return Topics(f"test{next(_ids)}/v1")
-
-
 class Setup:
-    """Makes lamps and relay clients for one test and closes them all at its end."""
+    """Makes lamps and relay clients on the test's broker and closes them all at its end."""
 
-    def __init__(self, broker: ProvisionalBroker, topics: Topics, tmp_path: Path) -> None:
+    def __init__(self, broker: BrokerFixture, tmp_path: Path) -> None:
         self.broker = broker
-        self.topics = topics
+        self.topics: Topics = broker.topics
         self.tmp_path = tmp_path
+        self._passwords: dict[str, str] = {}
         self._closers: list[Callable[[], None]] = []
 
     def lamp(
         self,
         lamp_id: str = "lamp-a",
         *,
-        events: EventLog | None = None,
         port: int | None = None,
         password: str | None = None,
-        state: str | None = None,
         start: bool = True,
         **options: object,
     ) -> tuple[LampLink, EventLog]:
-        known = self.broker.add_lamp(lamp_id)
-        events = events or EventLog()
+        """A link for ``lamp_id`` (created on the broker once); a second one for the same id
+        is the same lamp after a restart: same state dir, same credentials."""
+        if lamp_id not in self._passwords:
+            self._passwords[lamp_id] = self.broker.add_lamp(lamp_id)
+        events = EventLog()
         link = LampLink(
             lamp_id=lamp_id,
-            password=password or known,
+            password=password or self._passwords[lamp_id],
             sink=events,
-            state_dir=self.tmp_path / (state or lamp_id),
+            state_dir=self.tmp_path / lamp_id,
             host=self.broker.host,
             port=port or self.broker.port,
             topic_root=self.topics.root,
@@ -129,8 +119,8 @@ class Setup:
 
 
 @pytest.fixture
-def setup(broker: ProvisionalBroker, topics: Topics, tmp_path: Path) -> Iterator[Setup]:
-    made = Setup(broker, topics, tmp_path)
+def setup(broker: BrokerFixture, tmp_path: Path) -> Iterator[Setup]:
+    made = Setup(broker, tmp_path)
     yield made
     made.close()
 
@@ -167,13 +157,13 @@ def test_a_touch_made_while_the_broker_is_down_goes_out_when_it_is_back(setup: S
     link, events = setup.lamp()
     events.wait_for(LinkConnected)
 
-    setup.broker.stop()
+    setup.broker.managed.stop()
     events.wait_for(LinkDisconnected)
     receipt = link.send_touch("#123456")
     assert receipt.delivery is TouchDelivery.QUEUED
     assert link.outbox_stats().queued == 1
 
-    setup.broker.start()
+    setup.broker.managed.start()
     events.wait_for(LinkConnected, count=2)
     delivered = decode_touch(setup.topics.touch("lamp-a"), relay.next().payload)
     assert delivered == receipt.touch
@@ -314,6 +304,7 @@ def test_stop_publishes_offline_retained(setup: Setup) -> None:
 # ---- credentials ------------------------------------------------------------------------------
 
 
+@pytest.mark.allow_error_logs
 def test_a_wrong_password_is_reported_once_and_not_retried(
     setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -388,15 +379,16 @@ def test_glows_sent_while_the_lamp_was_off_arrive_when_it_is_back(setup: Setup) 
 
 
 def test_stopping_while_the_broker_is_away_keeps_the_queue(setup: Setup) -> None:
-    setup.broker.stop()
-    link, events = setup.lamp()
+    link, events = setup.lamp(start=False)
+    setup.broker.managed.stop()
+    link.start()
     queued = link.send_touch("#0a0b0c")
     assert queued.delivery is TouchDelivery.QUEUED
 
     link.stop()
 
     assert events.of(LinkConnected) == []
-    setup.broker.start()
+    setup.broker.managed.start()
     relay = setup.relay(setup.topics.every(Kind.TOUCH))
     _, again = setup.lamp()
     again.wait_for(LinkConnected)
@@ -407,31 +399,49 @@ def test_stopping_while_the_broker_is_away_keeps_the_queue(setup: Setup) -> None
 
 
 @pytest.fixture
-def tls_broker(tmp_path: Path) -> Iterator[ProvisionalBroker]:
-    running = ProvisionalBroker(
-        tmp_path / "tls-broker", tls=Certificates.make(tmp_path / "certificates")
+def tls_broker(tmp_path: Path) -> Iterator[tuple[BrokerFixture, Certificates, int]]:
+    certificates = Certificates.make(tmp_path / "certificates")
+    port = free_port()
+    tls = TlsSettings(
+        enabled=True,
+        address="127.0.0.1",
+        port=port,
+        certfile=certificates.certificate,
+        keyfile=certificates.key,
     )
-    running.start()
-    yield running
-    running.stop()
+    running = BrokerFixture(start_managed_broker(tmp_path / "tls-broker", tls=tls))
+    try:
+        yield running, certificates, port
+    finally:
+        running.close()
 
 
-def test_tls_with_a_private_ca_connects(tls_broker: ProvisionalBroker, tmp_path: Path) -> None:
-    assert tls_broker.tls is not None
+def tls_lamp(
+    tls_broker: tuple[BrokerFixture, Certificates, int], tmp_path: Path, *, host: str
+) -> tuple[LampLink, EventLog]:
+    broker, certificates, port = tls_broker
     events = EventLog()
     link = LampLink(
         lamp_id="lamp-t",
-        password=tls_broker.add_lamp("lamp-t"),
+        password=broker.add_lamp("lamp-t"),
         sink=events,
         state_dir=tmp_path / "lamp-t",
-        host="localhost",  # the name on the broker's certificate
-        port=tls_broker.tls_port or 0,
+        host=host,
+        port=port,
+        topic_root=broker.topics.root,
         tls=True,
-        ca_file=tls_broker.tls.ca,
+        ca_file=certificates.ca,
         reconnect_min_seconds=0.05,
         reconnect_max_seconds=0.3,
     )
     link.start()
+    return link, events
+
+
+def test_tls_with_a_private_ca_connects(
+    tls_broker: tuple[BrokerFixture, Certificates, int], tmp_path: Path
+) -> None:
+    link, events = tls_lamp(tls_broker, tmp_path, host="localhost")  # the certificate's name
     try:
         events.wait_for(LinkConnected)
         assert link.send_touch("#010203").delivery is TouchDelivery.SENT
@@ -440,23 +450,11 @@ def test_tls_with_a_private_ca_connects(tls_broker: ProvisionalBroker, tmp_path:
 
 
 def test_tls_refuses_a_broker_whose_certificate_names_another_host(
-    tls_broker: ProvisionalBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tls_broker: tuple[BrokerFixture, Certificates, int],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    assert tls_broker.tls is not None
-    events = EventLog()
-    link = LampLink(
-        lamp_id="lamp-t",
-        password=tls_broker.add_lamp("lamp-t"),
-        sink=events,
-        state_dir=tmp_path / "lamp-t",
-        host="127.0.0.1",  # the certificate says "localhost" only
-        port=tls_broker.tls_port or 0,
-        tls=True,
-        ca_file=tls_broker.tls.ca,
-        reconnect_min_seconds=0.05,
-        reconnect_max_seconds=0.3,
-    )
-    link.start()
+    link, events = tls_lamp(tls_broker, tmp_path, host="127.0.0.1")  # not "localhost"
     try:
         eventually(
             lambda: any("cannot reach the broker" in r.getMessage() for r in caplog.records),

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
+import signal
+import subprocess
+import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.e2e.world import BrokerLike, World, same_hue, wait_until
+from tests.e2e.world import WAIT, BrokerLike, World, same_hue, wait_until
 from touchlamp.cli import main
+from touchlamp.config.common import load_settings
 from touchlamp.config.device import DeviceSettings, HardwareSettings
+from touchlamp.device.looks import Rgb
 from touchlamp.device.sim import SimulatedLamp, Simulator, SimulatorError
 
+TOUCHLAMP = Path(sys.executable).with_name("touchlamp")
 AMBER = "#ff8c1a"
 BLUE = "#3c78ff"
 
@@ -137,3 +147,63 @@ def test_pair_says_so_when_the_relay_does_not_answer(
     a_env = world.env_file(world.lamp("lamp-a", color=AMBER))
     assert main(["pair", "status", "--timeout", "1", "--env-file", str(a_env)]) == 1
     assert "is the relay running" in capsys.readouterr().err
+
+
+def _serving(process: subprocess.Popen[str]) -> str:
+    assert process.stdout is not None
+    for line in process.stdout:
+        found = re.search(r"touch them at (http://\S+)", line)
+        if found:
+            return found.group(1)
+    raise AssertionError(f"the simulator ended: {process.communicate()}")
+
+
+def _lamps(url: str) -> dict[str, dict[str, Any]]:
+    with urllib.request.urlopen(url + "api/lamps", timeout=WAIT) as response:  # noqa: S310  loopback
+        return {lamp["id"]: lamp for lamp in json.load(response)}
+
+
+def _post(url: str) -> None:
+    request = urllib.request.Request(url, method="POST")  # noqa: S310  loopback
+    with urllib.request.urlopen(request, timeout=WAIT):  # noqa: S310  loopback
+        pass
+
+
+@pytest.mark.parametrize("command", ["sim", "device-run"])
+def test_enrolled_lamps_run_simulated_from_their_settings_files(world: World, command: str) -> None:
+    """``touchlamp sim --env-file A --env-file B`` (and ``device run --simulate`` for one lamp)
+    serve the page for lamps enrolled with a running relay."""
+    a_env = world.env_file(world.lamp("lamp-a", color=AMBER))
+    b_env = world.env_file(world.lamp("lamp-b", color=BLUE))
+    world.pair("lamp-a", "lamp-b")
+    with world.relay(), contextlib.ExitStack() as running:
+        if command == "sim":
+            args = ["sim", "--env-file", str(a_env), "--env-file", str(b_env)]
+            watched = "lamp-b"
+        else:
+            args = ["device", "run", "--simulate", "--env-file", str(a_env)]
+            watched = "lamp-a"  # alone on the page: its own tap feedback
+            b_settings = load_settings(DeviceSettings, env_file=b_env)
+            running.enter_context(world.simulator(b_settings))
+        process = subprocess.Popen(
+            [str(TOUCHLAMP), *args, "--web-port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            url = _serving(process)
+            wait_until(lambda: all(lamp["online"] for lamp in _lamps(url).values()), "online")
+            _post(url + "api/lamps/lamp-a/press")
+            _post(url + "api/lamps/lamp-a/release")
+            wait_until(
+                lambda: same_hue(Rgb(*_lamps(url)[watched]["led"]), AMBER, gamma=2.2),
+                f"{watched} glowing in amber",
+            )
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=WAIT)
+            assert process.returncode == 0, err
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(WAIT)

@@ -4,8 +4,9 @@
 
 Starts a Mosquitto on a free loopback port, a relay in this process (its own worker thread, a
 real store: SQLite in a temporary directory unless ``--store`` names another), ``--senders``
-lamps each paired with one receiving lamp, then has every sender publish its share of touches
-(QoS 1) as fast as paho takes them. It counts the glows the receivers get and reports touches/s
+lamps each paired with one receiving lamp (``mosquitto_pub``/``mosquitto_sub`` processes, so the
+lamps do not share the relay's interpreter), then has every sender publish its share of
+touches (QoS 1) as fast as the broker takes them. It counts the glows the receivers get and reports touches/s
 from the first publish to the last glow, and checks that every touch arrived exactly once.
 Issue 7's benchmarks go further (latency percentiles, several relays).
 """
@@ -13,13 +14,13 @@ Issue 7's benchmarks go further (latency percentiles, several relays).
 from __future__ import annotations
 
 import argparse
+import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from typing import IO
 
 from tests.device.link_support import ProvisionalBroker
 from tests.relay.live import Site
@@ -40,24 +41,26 @@ def main() -> None:
         try:
             store = open_store(args.store or Path(directory) / "relay.sqlite3")
             try:
-                measure(Site(broker, store), touches=args.touches, senders=args.senders)
+                measure(
+                    Site(broker, store),
+                    touches=args.touches,
+                    senders=args.senders,
+                    directory=Path(directory),
+                )
             finally:
                 store.close()
         finally:
             broker.stop()
 
 
-def _client(site: Site, lamp_id: str, password: str) -> mqtt.Client:
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=lamp_id, protocol=MQTTProtocolVersion.MQTTv5
-    )
-    client.username_pw_set(lamp_id, password)
-    client.max_inflight_messages_set(1000)
-    client.connect(site.broker.host, site.broker.port)
-    return client
+def _lamp_args(site: Site, lamp_id: str, password: str) -> list[str]:
+    return [
+        "-h", site.broker.host, "-p", str(site.broker.port), "-V", "mqttv5",
+        "-i", lamp_id, "-u", lamp_id, "-P", password, "-q", "1",
+    ]  # fmt: skip
 
 
-def measure(site: Site, *, touches: int, senders: int) -> None:
+def measure(site: Site, *, touches: int, senders: int, directory: Path) -> None:
     topics = Topics(site.root)
     per_sender = touches // senders
     expected = per_sender * senders
@@ -66,30 +69,50 @@ def measure(site: Site, *, touches: int, senders: int) -> None:
     done = threading.Event()
     lock = threading.Lock()
 
-    def on_glow(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+    def count(lines: IO[str]) -> None:
         nonlocal duplicates
-        glow = decode_glow(msg.topic, msg.payload)
-        with lock:
-            if glow.touch in received:
-                duplicates += 1
-            received.add(glow.touch)
-            if len(received) == expected:
-                done.set()
+        for line in lines:
+            glow = decode_glow("glow", line.strip().encode())
+            with lock:
+                if glow.touch in received:
+                    duplicates += 1
+                received.add(glow.touch)
+                if len(received) == expected:
+                    done.set()
 
-    pairs = []
+    # The lamps are Mosquitto's own command-line clients in processes of their own, so they do
+    # not compete with the relay for this interpreter's GIL.
+    receivers: list[subprocess.Popen[str]] = []
+    sender_commands: list[tuple[list[str], Path]] = []
     for index in range(senders):
         sender_id, receiver_id = f"send-{index}", f"recv-{index}"
         sender_pw, receiver_pw = site.broker.add_lamp(sender_id), site.broker.add_lamp(receiver_id)
         for lamp_id in (sender_id, receiver_id):
             site.store.add_lamp(lamp_id, name=lamp_id, color="#ffffff", now_ms=0)
         site.store.create_group([sender_id, receiver_id], name="bench", group_id=f"g-{index}")
-        receiver = _client(site, receiver_id, receiver_pw)
-        receiver.on_message = on_glow
-        receiver.subscribe(topics.glow(receiver_id), qos=1)
-        receiver.loop_start()
-        sender = _client(site, sender_id, sender_pw)
-        sender.loop_start()
-        pairs.append((sender_id, sender, receiver))
+        receiver = subprocess.Popen(
+            ["mosquitto_sub", *_lamp_args(site, receiver_id, receiver_pw),
+             "-t", topics.glow(receiver_id)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        assert receiver.stdout is not None
+        threading.Thread(target=count, args=(receiver.stdout,), daemon=True).start()
+        receivers.append(receiver)
+        lines = directory / f"{sender_id}.touches"
+        lines.write_text(
+            "".join(
+                encode(Touch(seq=seq, stream=1, color="#ffffff", ts=1)).decode() + "\n"
+                for seq in range(per_sender)
+            )
+        )
+        sender_commands.append(
+            (
+                ["mosquitto_pub", *_lamp_args(site, sender_id, sender_pw), "-M", "1000",
+                 "-l", "-t", topics.touch(sender_id)],
+                lines,
+            )
+        )  # fmt: skip
 
     settings = site.settings(
         rate_limit={"per_second": 1e9, "burst": 10**9}, forwarding={"mutual_window_seconds": 0}
@@ -97,36 +120,43 @@ def measure(site: Site, *, touches: int, senders: int) -> None:
     relay = Relay(settings=settings, store=site.store)
     relay.start()
     assert relay.wait_connected(30)
-
-    def send(sender_id: str, client: mqtt.Client) -> None:
-        topic = topics.touch(sender_id)
-        for seq in range(per_sender):
-            payload = encode(Touch(seq=seq, stream=1, color="#ffffff", ts=1))
-            client.publish(topic, payload, qos=1)
+    threading.Event().wait(1.0)  # let the receivers subscribe (they print nothing until then)
 
     start = time.perf_counter()
-    threads = [
-        threading.Thread(target=send, args=(sender_id, client)) for sender_id, client, _ in pairs
-    ]
-    for thread in threads:
-        thread.start()
-    finished = done.wait(timeout=600)
+    sending = []
+    for command, lines in sender_commands:
+        with lines.open() as stdin:
+            sending.append(subprocess.Popen(command, stdin=stdin))
+    finished = _wait_while_progressing(done, lambda: len(received), stall=10.0)
     elapsed = time.perf_counter() - start
-    for thread in threads:
-        thread.join()
+    for process in sending:
+        process.wait(30)
     relay.stop()
-    for _, sender, receiver in pairs:
-        sender.disconnect()
-        sender.loop_stop()
-        receiver.disconnect()
-        receiver.loop_stop()
+    for receiver in receivers:
+        receiver.terminate()
+        receiver.wait(30)
+        if receiver.stdout is not None:
+            receiver.stdout.close()
     print(
         f"{len(received)}/{expected} touches forwarded ({duplicates} duplicates) in "
         f"{elapsed:.2f} s: {len(received) / elapsed:,.0f} touches/s = glows/s "
         f"({senders} sending lamps, store {type(site.store).__name__})"
     )
     if not finished:
-        raise SystemExit("lost touches: not every glow arrived within 10 minutes")
+        raise SystemExit("lost touches: no glow arrived for 10 s, and some are missing")
+
+
+def _wait_while_progressing(
+    done: threading.Event, count: Callable[[], int], *, stall: float
+) -> bool:
+    """Wait for ``done`` as long as ``count()`` keeps growing; False after ``stall`` s without."""
+    last = -1
+    while not done.wait(timeout=stall):
+        now = count()
+        if now == last:
+            return False
+        last = now
+    return True
 
 
 if __name__ == "__main__":

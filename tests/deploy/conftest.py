@@ -1,0 +1,28 @@
+"""Fixtures of the deployment tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from touchlamp.doctor import Probes
+
+
+@pytest.fixture
+def pi(tmp_path: Path) -> Probes:
+    """A Pi as doctor's checks see it: a GPIO chip in /dev, groups that exist, lgpio present, a
+    synchronised clock, and no systemd running (the service check is skipped)."""
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    (dev / "gpiochip0").touch()
+    (dev / "gpiochip0").chmod(0o660)  # as Raspberry Pi OS's udev rule leaves it (group gpio)
+    return Probes(
+        dev_dir=dev,
+        clock_check=lambda: True,
+        service_state=lambda _unit: None,
+        lgpio_available=lambda: True,
+        group_id=lambda _name: os.getgid(),
+        timeout=3.0,
+    )
