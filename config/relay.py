@@ -97,7 +97,9 @@ class MqttSettings(_Login):
 
     host: Host = "localhost"
     port: Port | None = None
-    username: str = "touchlamp-relay"
+    # The broker's relay login (``touchlamp broker`` creates "relay"; its password is in the
+    # broker's credentials/relay.password).
+    username: str = "relay"
     client_id: Word = "touchlamp-relay"
     # Relays with the same share name split the touches between them ($share/<name>/…).
     share_name: Word = "touchlamp-relay"
@@ -107,8 +109,12 @@ class MqttSettings(_Login):
     keepalive_seconds: int = Field(default=30, ge=5, le=65535)
     # How long the broker keeps queueing touches for a stopped relay (MQTT 5 session expiry).
     session_expiry_seconds: int = Field(default=7 * 24 * 3600, ge=1, le=2**32 - 1)
-    # paho's outgoing window; its default of 20 plus a growing queue is quadratic (DESIGN.md).
-    max_inflight: int = Field(default=1000, ge=1, le=65535)
+    # paho's outgoing window. Its default of 20 plus a growing queue is quadratic (DESIGN.md),
+    # and any window makes paho scan every queued message on each PUBACK; 0 means no window
+    # (measured: a third less CPU per touch), so ``max_queued`` alone bounds what is outstanding.
+    # paho ignores the broker's Receive Maximum: Mosquitto does not enforce it for QoS 1, but a
+    # broker that does needs this set to at most its Receive Maximum.
+    max_inflight: int = Field(default=0, ge=0, le=65535)
     # paho's outgoing queue bound; when it is full the worker waits instead of growing it.
     max_queued: int = Field(default=20_000, ge=1)
     reconnect_min_seconds: float = Field(default=1.0, gt=0.0)
@@ -137,7 +143,9 @@ class AdminSettings(_Login):
     """The broker's dynamic-security admin login (``relay lamp add/remove`` create and revoke
     lamp credentials with it, without restarting the broker). It connects where ``mqtt`` does."""
 
-    username: str = "touchlamp-admin"
+    # ``touchlamp broker`` creates "admin"; its password is in the broker's
+    # credentials/admin.password.
+    username: str = "admin"
 
 
 class PublicBrokerSettings(BaseModel):

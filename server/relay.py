@@ -30,8 +30,9 @@ What to know before changing it:
   without bound: a stalled network thread stops reading from the socket, which is TCP's own
   back-pressure, whereas an ever-growing queue turns a slow store into an out-of-memory kill.
   On the way out, paho's outgoing queue is bounded too (``max_queued``); when it is full the
-  worker waits for PUBACKs, which stops it taking new work. The inflight window is raised from
-  paho's 20 (DESIGN.md: the default plus a growing queue is quadratic).
+  worker waits for PUBACKs, which stops it taking new work. paho's inflight window is removed
+  by default (``max_inflight=0``; its default of 20 plus a growing queue is quadratic, DESIGN.md,
+  and any window costs a scan of the queue per PUBACK), so ``max_queued`` is the bound.
 - **Graceful stop.** ``stop()``: stop taking work (later deliveries stay unacked in the broker's
   session), finish the queued messages, wait for the broker to acknowledge every glow, then
   disconnect. A crash (SIGKILL) between committing a touch record and the broker's PUBACK of
@@ -156,6 +157,7 @@ class Relay:
         self._finished = threading.Event()
         self._auth_error: str | None = None
         self._first_connect = True
+        self._first_connect_note = True
         self._ack_lock = threading.Lock()
         self._generation = 0
         self._outstanding_lock = threading.Condition()
@@ -269,7 +271,7 @@ class Relay:
         _userdata: object,
         _flags: mqtt.ConnectFlags,
         reason_code: ReasonCode,
-        _properties: Properties | None,
+        properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
             if reason_code.value in _AUTH_FAILURES:
@@ -299,6 +301,21 @@ class Relay:
             self._first_connect = False
             self._queue.put(_RESYNC)
         _log.info("connected to the broker at %s", self._settings.mqtt.host)
+        if self._first_connect_note:
+            self._first_connect_note = False
+            self._note_receive_maximum(getattr(properties, "ReceiveMaximum", None))
+
+    def _note_receive_maximum(self, broker_limit: object) -> None:
+        window = self._settings.mqtt.max_inflight
+        if isinstance(broker_limit, int) and (window == 0 or window > broker_limit):
+            _log.info(
+                "the broker asks for at most %d unacknowledged messages from the relay "
+                "(Receive Maximum) and the relay may send %s; Mosquitto does not enforce this "
+                "for QoS 1, another broker may: then set TOUCHLAMP_RELAY_MQTT__MAX_INFLIGHT=%d",
+                broker_limit,
+                "more" if window == 0 else window,
+                broker_limit,
+            )
 
     def _on_subscribe(
         self,

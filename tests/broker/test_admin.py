@@ -11,6 +11,7 @@ from touchlamp.broker.acl import CONTROL_TOPIC, RESPONSE_TOPIC
 from touchlamp.broker.admin import BrokerAdmin
 from touchlamp.broker.errors import BrokerAdminError
 from touchlamp.broker.passwords import PASSWORD_BITS
+from touchlamp.config.relay import RelaySettings
 from touchlamp.protocol.errors import ProtocolError
 
 
@@ -99,3 +100,21 @@ def test_no_broker_is_a_clear_error() -> None:
     admin = BrokerAdmin(host="127.0.0.1", port=free_port(), username="a", password="b", timeout=2)
     with pytest.raises(BrokerAdminError, match="cannot reach the broker"):
         admin.connect()
+
+
+def test_the_relay_settings_reach_the_broker_as_its_admin(broker: BrokerFixture) -> None:
+    credentials = broker.managed.credentials
+    settings = RelaySettings(
+        mqtt={
+            "host": broker.host,
+            "port": broker.port,
+            "username": credentials.relay_username,
+            "password": credentials.relay_password,
+            "topic_root": broker.topics.root,
+        },
+        admin={"username": credentials.admin_username, "password": credentials.admin_password},
+    )
+
+    password = BrokerAdmin.from_relay_settings(settings).add_lamp("lamp-a")
+
+    broker.connect_lamp("lamp-a", password=password)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.broker.harness import BrokerFixture
+from tests.relay.live import Site
 from touchlamp.doctor import Probes
+from touchlamp.server.store import open_store
 
 
 @pytest.fixture
@@ -26,3 +30,13 @@ def pi(tmp_path: Path) -> Probes:
         group_id=lambda _name: os.getgid(),
         timeout=3.0,
     )
+
+
+@pytest.fixture
+def site(broker: BrokerFixture, tmp_path: Path) -> Iterator[Site]:
+    """The relay tests' world (the shared broker, a SQLite store), for doctor's tests."""
+    store = open_store(tmp_path / "relay.sqlite3")
+    world = Site(broker, store)
+    yield world
+    world.close()
+    store.close()

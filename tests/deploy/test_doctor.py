@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.doctor_support import env_file, report
-from tests.device.link_support import EventLog, ProvisionalBroker
-from tests.relay.lamps import wait_until
+from tests.device.link_support import EventLog
+from tests.relay.lamps import TestLamp, wait_until
 from tests.relay.live import Site, running_relay
 from touchlamp.cli import main as touchlamp_main
 from touchlamp.config.common import load_settings
@@ -34,26 +34,6 @@ from touchlamp.doctor import (
 )
 from touchlamp.install import COMPONENTS, settings_template
 from touchlamp.server.metrics import MetricsServer, RelayMetrics
-from touchlamp.server.store import Store, open_store
-
-
-# The relay tests' stand-in broker (a password file, no ACL), which their ``Site`` is built for;
-# test_doctor_on_touchlamps_broker.py runs doctor on touchlamp's own broker configuration.
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[ProvisionalBroker]:
-    running = ProvisionalBroker(tmp_path / "broker")
-    running.start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def site(broker: ProvisionalBroker, tmp_path: Path) -> Iterator[Site]:
-    store: Store = open_store(tmp_path / "relay.sqlite3")
-    world = Site(broker, store)
-    yield world
-    world.close()
-    store.close()
 
 
 def lamp_settings(site: Site, tmp_path: Path, lamp_id: str, password: str, **extra: object) -> Path:
@@ -153,10 +133,14 @@ def test_a_stopped_lamp_keeps_the_glows_queued_for_it(
 ) -> None:
     """Without a running lamp doctor connects as the lamp, resuming its session without taking
     anything from it: a glow queued while the lamp was off still reaches the lamp."""
-    sender, lamp = site.lamp("lamp-a"), site.lamp("lamp-b")
-    site.pair(sender, lamp)
+    sender = site.lamp("lamp-a")
+    password = register(site, "lamp-b")
+    lamp = TestLamp(site.endpoint, "lamp-b", password)
+    site.lamps.append(lamp)
+    lamp.connect()
+    pair(site, "lamp-a", "lamp-b")
     lamp.disconnect()  # its persistent session keeps collecting glows
-    settings = lamp_settings(site, tmp_path, "lamp-b", site.broker.add_lamp("lamp-b"))
+    settings = lamp_settings(site, tmp_path, "lamp-b", password)
     with running_relay(site):
         sender.touch(1)
         wait_until(

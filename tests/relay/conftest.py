@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.device.link_support import ProvisionalBroker
+from tests.broker.harness import BrokerFixture
 from tests.relay.live import Site
 from tests.relay.store_backends import fresh_backend
 from touchlamp.server.store import Store, open_store
@@ -20,17 +20,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
     opened.close()
 
 
-# TEMPORARY: until tests/conftest.py's shared ``broker`` fixture lands.
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[ProvisionalBroker]:
-    running = ProvisionalBroker(tmp_path / "broker")
-    running.start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def site(broker: ProvisionalBroker, store: Store) -> Iterator[Site]:
+def site(broker: BrokerFixture, store: Store) -> Iterator[Site]:
     """A broker, a SQLite store and a topic root of the test's own."""
     world = Site(broker, store)
     yield world
@@ -39,7 +30,7 @@ def site(broker: ProvisionalBroker, store: Store) -> Iterator[Site]:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def site_on_each_backend(
-    request: pytest.FixtureRequest, broker: ProvisionalBroker, tmp_path: Path
+    request: pytest.FixtureRequest, broker: BrokerFixture, tmp_path: Path
 ) -> Iterator[Site]:
     """Like ``site``, once with SQLite and once with PostgreSQL (skipped if none answers)."""
     with fresh_backend(request.param, tmp_path) as backend:

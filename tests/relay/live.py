@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from tests.relay.lamps import WAIT, Endpoint, TestLamp
 from touchlamp.config.relay import RelaySettings
+from touchlamp.protocol import Topics
 from touchlamp.server.relay import Relay
 from touchlamp.server.store import Store
 
@@ -16,23 +17,34 @@ __all__ = ["BrokerLike", "Site", "running_relay"]
 
 
 class BrokerLike(Protocol):
-    """What the relay tests use of the ``broker`` fixture."""
+    """What the relay tests use of the ``broker`` fixture (tests/broker/harness.py)."""
 
-    host: str
-    port: int
-    relay_username: str
-    relay_password: str
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def relay_username(self) -> str: ...
+
+    @property
+    def relay_password(self) -> str: ...
+
+    @property
+    def topics(self) -> Topics: ...
 
     def add_lamp(self, lamp_id: str) -> str: ...
 
 
 class Site:
-    """One test's world: a broker, a store, a topic root of its own, and its lamps."""
+    """One test's world: a broker of its own, a store, and its lamps."""
 
     def __init__(self, broker: BrokerLike, store: Store) -> None:
         self.broker = broker
         self.store = store
-        self.root = f"t{secrets.token_hex(4)}/v1"
+        # The broker's ACLs name the topic root: the relay and the lamps use the broker's.
+        self.root = broker.topics.root
         self.endpoint = Endpoint(host=broker.host, port=broker.port, root=self.root)
         self.relay_client_id = f"relay-{secrets.token_hex(4)}"
         self.lamps: list[TestLamp] = []

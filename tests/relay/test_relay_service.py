@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.device.link_support import ProvisionalBroker
+from tests.broker.harness import BrokerFixture
 from tests.relay.lamps import WAIT, wait_until
 from tests.relay.live import Site
 from touchlamp.server.metrics import MetricsServer
@@ -110,7 +110,7 @@ def test_relay_run_with_a_wrong_password_says_so_and_exits_2(site: Site, tmp_pat
 
 def test_healthz_follows_the_broker_connection(site: Site) -> None:
     broker = site.broker
-    assert isinstance(broker, ProvisionalBroker)
+    assert isinstance(broker, BrokerFixture)
     relay = Relay(settings=site.settings(), store=site.store)
     server = MetricsServer(
         host="127.0.0.1", port=0, registry=relay.metrics.registry, healthy=lambda: relay.connected
@@ -121,9 +121,9 @@ def test_healthz_follows_the_broker_connection(site: Site) -> None:
         assert get(url)[0] == 503
         relay.start()
         wait_until(lambda: get(url)[0] == 200, "healthy once connected")
-        broker.stop()
+        broker.managed.stop()
         wait_until(lambda: get(url)[0] == 503, "unhealthy without the broker")
-        broker.start()
+        broker.managed.start()
         wait_until(lambda: get(url)[0] == 200, "healthy again after reconnecting")
     finally:
         relay.stop()
