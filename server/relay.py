@@ -257,7 +257,9 @@ class Relay:
                 ca_certs=str(settings.ca_file) if settings.ca_file else None,
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
-        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        paho_log = logging.getLogger(f"{__name__}.paho")
+        paho_log.addFilter(_demote_paho_noise)
+        client.enable_logger(paho_log)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -583,3 +585,11 @@ class Relay:
 def _properties(packet_type: int) -> Properties:
     # paho's Properties.__init__ has no annotations; this is the one place that calls it.
     return Properties(packet_type)  # type: ignore[no-untyped-call]
+
+
+def _demote_paho_noise(record: logging.LogRecord) -> bool:
+    """paho 2.2 logs "Client is not connected" at ERROR on every loop turn while it is
+    reconnecting (or after its own disconnect): expected states, not errors. Shown at DEBUG."""
+    if record.levelno >= logging.ERROR and str(record.msg).startswith("Client is not connected"):
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+    return True
