@@ -10,10 +10,19 @@ credentials, then what depends on a working connection::
 
 The exit code is 1 when any check fails, 0 otherwise (SKIP is not a failure).
 
-The doctor never disturbs a running lamp or relay: it connects with a client id of its own
-(``<user>-doctor-<random>``) and a clean, non-persistent session, so the service's persistent
-session and the glows queued in it are left alone; it publishes nothing but one pairing
-``status`` request, which changes nothing.
+Doctor never disturbs a running lamp or relay, nor takes what is queued for a stopped one. A
+lamp's login is bound to its client id, and one client id means one connection: a second
+connection as the lamp would take over its session. So:
+
+- a running lamp is asked through its control socket (``touchlamp.device.control``), which
+  shows that its own connection works;
+- a stopped lamp's (or relay's) login is tried under its own client id, resuming its persistent
+  session (``clean_start=False``, its own session expiry) and acknowledging nothing but doctor's
+  own answer, so the broker sends the queued glows (or touches) again when the service returns;
+- a running relay is asked through its ``/healthz`` endpoint; the admin login, bound to no
+  client id, gets a clean session of doctor's own.
+
+Doctor publishes nothing but a pairing ``status`` request, which changes nothing.
 """
 
 from __future__ import annotations
@@ -71,6 +80,7 @@ __all__ = [
     "check_relay",
     "clock_synchronised",
     "register",
+    "roles_and_files",
     "run_doctor",
 ]
 
@@ -845,7 +855,7 @@ def run_doctor(
     return EXIT_OK
 
 
-def _roles_and_files(
+def roles_and_files(
     role: Role | None, env_file: Path | None, etc_dir: Path
 ) -> tuple[list[Role], dict[Role, Path]]:
     """``--role`` and ``--env-file`` as given, else whatever is installed in ``etc_dir``."""
@@ -893,7 +903,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _command(args: argparse.Namespace) -> int:
-    roles, env_files = _roles_and_files(args.role, args.env_file, ETC_DIR)
+    roles, env_files = roles_and_files(args.role, args.env_file, ETC_DIR)
     return run_doctor(
         roles=roles, env_files=env_files, probes=Probes(timeout=args.timeout), out=sys.stdout
     )

@@ -192,6 +192,7 @@ class LampAgent:
         # Written by the agent's thread only; other threads read a snapshot (a bool, a str).
         self._online = False
         self._color = color
+        self._partners: tuple[str, ...] = ()
         self.wakeups = 0
         """Loop iterations so far (events and timer expiries); an idle lamp does not add any."""
 
@@ -214,6 +215,11 @@ class LampAgent:
     def color(self) -> str:
         """The lamp's own colour (``#rrggbb``) as of the last event handled."""
         return self._color
+
+    @property
+    def partners(self) -> tuple[str, ...]:
+        """The other lamps of the group, as the last group state named them."""
+        return self._partners
 
     def post(self, event: Event | LinkEvent) -> None:
         """Hand an event to the loop. Called from any thread (gpiozero's, paho's, the web's)."""
@@ -312,6 +318,7 @@ class LampAgent:
                 return GlowReceived.from_message(glow)
             case GroupArrived(group=group):
                 changed = GroupChanged.from_message(group)
+                self._partners = tuple(m.id for m in changed.members if m.id != self.lamp_id)
                 self._check_announced_color(changed)
                 return changed
             case PairResponseArrived() | BadMessage():

@@ -34,6 +34,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import webbrowser
 from collections.abc import Callable, Iterator
@@ -50,7 +51,7 @@ from touchlamp.config.device import DeviceSettings, default_state_dir
 from touchlamp.config.relay import RelaySettings
 from touchlamp.device.enroll import write_enrollment
 from touchlamp.device.link_events import LinkError
-from touchlamp.device.sim import Simulator
+from touchlamp.device.sim import SimulatedLamp, Simulator
 from touchlamp.device.web import WebServer
 from touchlamp.protocol import (
     Enrollment,
@@ -153,7 +154,7 @@ def _demo(
                         "  Ctrl-C stops everything",
                         flush=True,
                     )
-                    if open_browser:
+                    if open_browser and _has_display():
                         webbrowser.open(url)
 
                 asyncio.run(_serve(simulator, web_port, shutdown, ready))
@@ -337,8 +338,18 @@ def _pair(simulator: Simulator) -> None:
     first, others = lamps[0], lamps[1:]
     wanted = {lamp.lamp_id for lamp in lamps}
     status = _ask(first.link.request, PairRequest(action=PairAction.STATUS))
-    if status.ok and set(status.members) >= wanted:
-        return  # paired on an earlier run
+    if not (status.ok and set(status.members) >= wanted):  # else paired on an earlier run
+        _join_all(first, others)
+    # The relay answers a join before each lamp has its new group state: wait for that too,
+    # or a touch made at once would be refused as "not paired".
+    _wait_until(
+        simulator,
+        lambda: all(set(lamp.agent.partners) >= wanted - {lamp.lamp_id} for lamp in lamps),
+        "every demo lamp to hear that it is paired",
+    )
+
+
+def _join_all(first: SimulatedLamp, others: list[SimulatedLamp]) -> None:
     for lamp in others:
         # A code is good for one join: one code per lamp joining.
         created = _ask(first.link.request, PairRequest(action=PairAction.CREATE))
@@ -347,6 +358,30 @@ def _pair(simulator: Simulator) -> None:
         joined = _ask(lamp.link.request, PairRequest(action=PairAction.JOIN, code=created.code))
         if not joined.ok and joined.error != "already-paired":
             raise DemoError(f"{lamp.lamp_id} could not join {first.lamp_id}: {joined.reason}")
+
+
+def _has_display() -> bool:
+    # Without a desktop, Python's webbrowser falls back to a text browser (lynx, w3m) that
+    # would take over this terminal: then the printed address is the better way.
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _wait_until(simulator: Simulator, check: Callable[[], bool], what: str) -> None:
+    """Wait (woken by the lamps' frames, which follow every event) until ``check()`` holds."""
+    changed = threading.Event()
+    unwatch = simulator.watch(changed.set)
+    try:
+        deadline = time.monotonic() + _WAIT
+        while not check():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DemoError(f"gave up waiting for {what} after {_WAIT:g} s")
+            changed.wait(remaining)
+            changed.clear()
+    finally:
+        unwatch()
 
 
 def _ask(request: Callable[..., PairResponse], message: PairRequest) -> PairResponse:

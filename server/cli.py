@@ -30,6 +30,8 @@ from types import FrameType
 from typing import Any
 
 from touchlamp import sdnotify
+from touchlamp.broker.admin import BrokerAdmin
+from touchlamp.broker.errors import BrokerAdminError
 from touchlamp.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from touchlamp.config.common import load_settings
 from touchlamp.config.relay import RelaySettings
@@ -129,7 +131,7 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     def handler(args: argparse.Namespace) -> int:
         try:
             return command(args)
-        except _RefusedError as refusal:
+        except (_RefusedError, BrokerAdminError) as refusal:
             print(f"touchlamp: {refusal}", file=sys.stderr)
             return EXIT_FAILURE
 
@@ -275,7 +277,15 @@ def _lamp_remove(args: argparse.Namespace) -> int:
                 f"no lamp {lamp_id} is registered (see `touchlamp relay lamp list`)"
             )
         # Revoke first: a lamp that must go should lose its login even if the rest fails.
-        _admin(settings).remove_lamp(lamp_id)
+        with _admin(settings) as admin:
+            if lamp_id in admin.list_lamps():
+                admin.remove_lamp(lamp_id)
+            else:
+                print(
+                    f"touchlamp: note: the broker had no login for {lamp_id}; "
+                    "removing it from the relay's store",
+                    file=sys.stderr,
+                )
         try:
             left = store.remove_lamp(lamp_id)
         except UnknownLampError:
@@ -389,9 +399,7 @@ def _store(settings: RelaySettings) -> Iterator[Store]:
         store.close()
 
 
-def _admin(settings: RelaySettings) -> Any:
-    from touchlamp.broker.admin import BrokerAdmin  # noqa: PLC0415  only lamp add/remove need it
-
+def _admin(settings: RelaySettings) -> BrokerAdmin:
     return BrokerAdmin.from_relay_settings(settings)
 
 

@@ -21,6 +21,7 @@ from tests.relay.live import Site, running_relay
 from touchlamp.cli import main as touchlamp_main
 from touchlamp.config.common import load_settings
 from touchlamp.config.device import DeviceSettings
+from touchlamp.config.relay import AdminSettings, MqttSettings
 from touchlamp.device.control import ControlServer
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import LinkConnected
@@ -30,6 +31,7 @@ from touchlamp.doctor import (
     check_device,
     check_relay,
     clock_synchronised,
+    roles_and_files,
     run_doctor,
 )
 from touchlamp.install import COMPONENTS, settings_template
@@ -475,7 +477,7 @@ def test_a_relay_that_is_not_running_and_a_wrong_admin_password(
     )
     assert any(
         line.startswith("FAIL the broker 127.0.0.1:")
-        and "refused the admin user touchlamp-admin" in line
+        and f"refused the admin user {AdminSettings().username}" in line
         for line in lines
     )
 
@@ -503,6 +505,20 @@ def test_a_stopped_relays_login_is_checked_without_taking_its_touches(
 # ---- the command ----
 
 
+def test_without_a_role_doctor_checks_whatever_is_installed(tmp_path: Path) -> None:
+    assert roles_and_files(None, None, tmp_path) == (
+        ["device"],
+        {"device": tmp_path / "device.env"},
+    )
+    (tmp_path / "device.env").touch()
+    (tmp_path / "relay.env").touch()
+    roles, files = roles_and_files(None, None, tmp_path)
+    assert roles == ["device", "relay"]
+    assert files["relay"] == tmp_path / "relay.env"
+    relay_file = env_file(tmp_path / "mine.env", {"TOUCHLAMP_RELAY_METRICS_PORT": 9108})
+    assert roles_and_files(None, relay_file, tmp_path) == (["relay"], {"relay": relay_file})
+
+
 def test_the_command_exits_non_zero_and_prints_each_problem(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -513,5 +529,5 @@ def test_the_command_exits_non_zero_and_prints_each_problem(
     assert touchlamp_main(["doctor", "--env-file", str(settings), "--timeout", "1"]) == 1
     out = capsys.readouterr().out
     assert f"OK   settings {settings}: broker localhost:1" in out
-    assert "FAIL no password for the relay's broker user touchlamp-relay" in out
+    assert f"FAIL no password for the relay's broker user {MqttSettings().username}" in out
     assert out.endswith("problems found\n")

@@ -1,6 +1,6 @@
-"""Doctor on touchlamp's own broker configuration (the shared ``broker`` fixture), where each
+"""Doctor on touchlamp's own broker configuration (the shared ``broker`` fixture), where a lamp's
 login is bound to its client id: doctor must check a stopped lamp's and a stopped relay's login
-under their own client ids without taking the messages queued for them."""
+under their own client ids without taking the messages queued in their sessions."""
 
 from __future__ import annotations
 
@@ -19,12 +19,11 @@ from touchlamp.server.store import Store, open_store
 
 def relay_settings(broker: BrokerFixture) -> RelaySettings:
     return RelaySettings(
-        mqtt={  # type: ignore[arg-type]
+        mqtt={
             "host": broker.host,
             "port": broker.port,
             "username": broker.relay_username,
             "password": broker.relay_password,
-            "client_id": broker.relay_username,  # the broker binds the relay's login to it
             "topic_root": broker.topics.root,
             "reconnect_min_seconds": 0.1,
             "reconnect_max_seconds": 1.0,
@@ -75,7 +74,6 @@ def test_stopped_lamp_and_relay_keep_what_was_queued_for_them(
             "TOUCHLAMP_RELAY_MQTT__PORT": broker.port,
             "TOUCHLAMP_RELAY_MQTT__USERNAME": broker.relay_username,
             "TOUCHLAMP_RELAY_MQTT__PASSWORD": broker.relay_password,
-            "TOUCHLAMP_RELAY_MQTT__CLIENT_ID": broker.relay_username,
             "TOUCHLAMP_RELAY_STATE_DIR": tmp_path / "relay-state",
         },
     )

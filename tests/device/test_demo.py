@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from tests.e2e.world import WAIT, same_hue, wait_until
+from tests.e2e.world import HOLD_SECONDS, WAIT, same_hue, wait_until
 from touchlamp.device.looks import Rgb
 
 TOUCHLAMP = Path(sys.executable).with_name("touchlamp")
@@ -77,9 +77,15 @@ def _read_until(stream: IO[str], marker: str) -> str:
 
 
 def _start(*args: str) -> subprocess.Popen[str]:
-    # -v: the demo's log (stderr) is shown when a test fails.
+    # -v: the demo's log (stderr) is shown when a test fails. A tap (press, then release) from
+    # this test must not become a hold on a loaded machine, so holds take longer here.
+    environment = {**os.environ, "TOUCHLAMP_DEVICE_LOOKS__HOLD_SECONDS": str(HOLD_SECONDS)}
     return subprocess.Popen(
-        [str(TOUCHLAMP), "-v", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [str(TOUCHLAMP), "-v", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
     )
 
 

@@ -102,7 +102,10 @@ def test_pair_commands_go_through_the_running_lamps(
         assert main(["pair", "status", "--env-file", str(a_env)]) == 0
         assert "with lamp-b" in capsys.readouterr().out
 
-        # Lamp A's touch now reaches lamp B.
+        # Lamp A's touch now reaches lamp B (once A has its new group state: before that, the
+        # lamp would show "not paired" and keep the touch to itself).
+        lamp_a = simulator.lamp("lamp-a")
+        wait_until(lambda: lamp_a.agent.partners == ("lamp-b",), "lamp A hears it is paired")
         simulator.press("lamp-a")
         simulator.release("lamp-a")
         lamp_b = simulator.lamp("lamp-b")

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from pydantic import SecretStr
 
-from touchlamp.config.device import DeviceSettings, MqttSettings
+from touchlamp.config.device import DeviceSettings, LookSettings, MqttSettings
 from touchlamp.config.relay import RelaySettings
 from touchlamp.device.looks import Rgb
 from touchlamp.device.sim import Simulator
@@ -22,10 +22,13 @@ from touchlamp.protocol import Topics
 from touchlamp.server.relay import Relay
 from touchlamp.server.store import Store, open_store
 
-__all__ = ["WAIT", "BrokerLike", "World", "same_hue", "served_page", "wait_until"]
+__all__ = ["HOLD_SECONDS", "WAIT", "BrokerLike", "World", "same_hue", "served_page", "wait_until"]
 
 WAIT = 30.0
 """How long a test waits for something that should happen (generous: CI machines are slow)."""
+
+HOLD_SECONDS = 5.0
+"""How long the test lamps must be held to pick a colour (1 s by default)."""
 
 
 class BrokerLike(Protocol):
@@ -115,6 +118,9 @@ class World:
             name=name,
             color=color,
             state_dir=self.directory / lamp_id,
+            # A test's press and release may be far apart on a loaded machine: a tap must not
+            # turn into a hold (a colour pick) because of that.
+            looks=LookSettings(hold_seconds=HOLD_SECONDS),
             mqtt=MqttSettings(
                 host=self.broker.host,
                 port=self.broker.port,

@@ -142,6 +142,11 @@ class TestLamp:
         )
         assert subscribed.wait(WAIT), f"{self.lamp_id}: no SUBACK"
 
+    @property
+    def connected(self) -> bool:
+        with self._lock:
+            return self._connected
+
     def disconnect(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
@@ -169,14 +174,15 @@ class TestLamp:
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         kind = msg.topic.rsplit(f"/lamp/{self.lamp_id}/", 1)[-1]
+        payload = bytes(msg.payload)
         with self._lock:
             if kind == "glow":
-                self.glows.append(decode_glow(msg.topic, msg.payload))
+                self.glows.append(decode_glow(msg.topic, payload))
             elif kind == "group":
-                self.group_states.append(decode_group(msg.topic, msg.payload))
+                self.group_states.append(decode_group(msg.topic, payload))
             elif kind == "pair/response":
                 correlation = getattr(msg.properties, "CorrelationData", b"")
-                self._responses[bytes(correlation)] = decode_pair_response(msg.topic, msg.payload)
+                self._responses[bytes(correlation)] = decode_pair_response(msg.topic, payload)
             self._lock.notify_all()
 
     # -- sending --------------------------------------------------------------------------------

@@ -1,14 +1,20 @@
 """How many touches per second one relay forwards with zero loss (a quick measurement, not a test).
 
-    .venv/bin/python -m tests.relay.measure_rate [--touches 20000] [--senders 4] [--store PATH|DSN]
+    .venv/bin/python -m tests.relay.measure_rate [--touches N] [--senders N] [--rate R]
+                                                 [--store sqlite|postgres|PATH|DSN]
 
-Starts a Mosquitto on a free loopback port, a relay in this process (its own worker thread, a
-real store: SQLite in a temporary directory unless ``--store`` names another), ``--senders``
-lamps each paired with one receiving lamp (``mosquitto_pub``/``mosquitto_sub`` processes, so the
-lamps do not share the relay's interpreter), then has every sender publish its share of
-touches (QoS 1) as fast as the broker takes them. It counts the glows the receivers get and reports touches/s
-from the first publish to the last glow, and checks that every touch arrived exactly once.
-Issue 7's benchmarks go further (latency percentiles, several relays).
+Starts touchlamp's own Mosquitto (``ManagedBroker``) on a free loopback port, a relay in this
+process (its own worker thread, a real store: SQLite in a temporary directory by default,
+``postgres`` for a throwaway database on ``TOUCHLAMP_TEST_PG_DSN``), and ``--senders`` lamps each
+paired with one receiving lamp. The lamps are ``mosquitto_pub``/``mosquitto_sub`` processes, so
+they do not share the relay's interpreter. Every sender publishes its share of the touches
+(QoS 1), as fast as the broker takes them or at ``--rate`` touches/s in total. The receivers'
+glows are counted; the result is touches/s (= glows/s, one receiver per touch) from the first
+publish to the last glow, and whether every touch arrived exactly once.
+
+The broker's per-client queue is raised for the burst: with Mosquitto's default (1000) a burst
+of thousands of touches is dropped by the broker before the relay sees it. Issue 7's benchmarks
+go further (latency percentiles, several relays).
 """
 
 from __future__ import annotations
@@ -18,145 +24,206 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO
 
-from tests.device.link_support import ProvisionalBroker
+from tests.broker.harness import BrokerFixture, free_port
 from tests.relay.live import Site
+from tests.relay.store_backends import fresh_backend
+from touchlamp.broker.launcher import ManagedBroker
+from touchlamp.config.broker import BrokerSettings, LimitsSettings, ListenerSettings
 from touchlamp.protocol import Topics, Touch, decode_glow, encode
 from touchlamp.server.relay import Relay
-from touchlamp.server.store import open_store
+from touchlamp.server.store import Store, open_store
+
+_STALL_SECONDS = 10.0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--touches", type=int, default=20_000)
-    parser.add_argument("--senders", type=int, default=4)
-    parser.add_argument("--store", help="a SQLite path or postgresql:// DSN (default: temporary)")
+    parser.add_argument("--senders", type=int, default=2)
+    parser.add_argument("--rate", type=float, help="touches/s offered in total (default: max)")
+    parser.add_argument("--store", default="sqlite", help="sqlite, postgres, a path or a DSN")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as directory:
-        broker = ProvisionalBroker(Path(directory) / "broker")
-        broker.start()
+    with tempfile.TemporaryDirectory() as name, ExitStack() as stack:
+        directory = Path(name)
+        broker = stack.enter_context(_broker(directory, queue=10 * args.touches))
+        store = stack.enter_context(_store(args.store, directory))
+        bench = _Bench(Site(broker, store), directory=directory)
+        print(bench.run(touches=args.touches, senders=args.senders, rate=args.rate))
+        if not bench.complete:
+            raise SystemExit(f"lost touches: no glow arrived for {_STALL_SECONDS:.0f} s")
+
+
+@contextmanager
+def _broker(directory: Path, *, queue: int) -> Iterator[BrokerFixture]:
+    managed = ManagedBroker(
+        BrokerSettings(
+            state_dir=directory / "broker",
+            listeners=[ListenerSettings(address="127.0.0.1", port=free_port())],
+            limits=LimitsSettings(max_queued_messages=queue, max_queued_bytes=1024**3),
+        )
+    )
+    managed.start()
+    broker = BrokerFixture(managed)
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+@contextmanager
+def _store(which: str, directory: Path) -> Iterator[Store]:
+    with ExitStack() as stack:
+        if which == "sqlite":
+            location = str(directory / "relay.sqlite3")
+        elif which == "postgres":
+            location = stack.enter_context(fresh_backend("postgres", directory)).url
+        else:
+            location = which
+        store = open_store(location)
+        stack.callback(store.close)
+        yield store
+
+
+class _Bench:
+    def __init__(self, site: Site, *, directory: Path) -> None:
+        self._site = site
+        self._topics = Topics(site.root)
+        self._directory = directory
+        self._received: set[str] = set()
+        self._duplicates = 0
+        self._expected = 0
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._processes: list[subprocess.Popen[str]] = []
+        self.complete = False
+
+    def run(self, *, touches: int, senders: int, rate: float | None) -> str:
+        per_sender = touches // senders
+        self._expected = per_sender * senders
+        commands = [self._pair(index, per_sender) for index in range(senders)]
+        settings = self._site.settings(
+            rate_limit={"per_second": 1e9, "burst": 10**9},
+            forwarding={"mutual_window_seconds": 0},
+        )
+        relay = Relay(settings=settings, store=self._site.store)
+        relay.start()
         try:
-            store = open_store(args.store or Path(directory) / "relay.sqlite3")
-            try:
-                measure(
-                    Site(broker, store),
-                    touches=args.touches,
-                    senders=args.senders,
-                    directory=Path(directory),
-                )
-            finally:
-                store.close()
+            assert relay.wait_connected(30), "the relay did not connect"
+            threading.Event().wait(1.0)  # the receivers subscribe (they print nothing until then)
+            start = time.perf_counter()
+            for command, lines in commands:
+                self._send(command, lines, None if rate is None else rate / senders)
+            self.complete = self._wait()
+            elapsed = time.perf_counter() - start
         finally:
-            broker.stop()
+            relay.stop()
+            self._close()
+        offered = "as fast as possible" if rate is None else f"{rate:,.0f}/s offered"
+        return (
+            f"{len(self._received)}/{self._expected} touches forwarded "
+            f"({self._duplicates} duplicates) in {elapsed:.2f} s: "
+            f"{len(self._received) / elapsed:,.0f} touches/s = glows/s "
+            f"({senders} sending lamps, {offered}, store {type(self._site.store).__name__})"
+        )
 
-
-def _lamp_args(site: Site, lamp_id: str, password: str) -> list[str]:
-    return [
-        "-h", site.broker.host, "-p", str(site.broker.port), "-V", "mqttv5",
-        "-i", lamp_id, "-u", lamp_id, "-P", password, "-q", "1",
-    ]  # fmt: skip
-
-
-def measure(site: Site, *, touches: int, senders: int, directory: Path) -> None:
-    topics = Topics(site.root)
-    per_sender = touches // senders
-    expected = per_sender * senders
-    received: set[str] = set()
-    duplicates = 0
-    done = threading.Event()
-    lock = threading.Lock()
-
-    def count(lines: IO[str]) -> None:
-        nonlocal duplicates
-        for line in lines:
-            glow = decode_glow("glow", line.strip().encode())
-            with lock:
-                if glow.touch in received:
-                    duplicates += 1
-                received.add(glow.touch)
-                if len(received) == expected:
-                    done.set()
-
-    # The lamps are Mosquitto's own command-line clients in processes of their own, so they do
-    # not compete with the relay for this interpreter's GIL.
-    receivers: list[subprocess.Popen[str]] = []
-    sender_commands: list[tuple[list[str], Path]] = []
-    for index in range(senders):
+    def _pair(self, index: int, per_sender: int) -> tuple[list[str], Path]:
+        """A sender and a receiver lamp, paired; the receiver starts listening at once."""
+        site = self._site
         sender_id, receiver_id = f"send-{index}", f"recv-{index}"
-        sender_pw, receiver_pw = site.broker.add_lamp(sender_id), site.broker.add_lamp(receiver_id)
         for lamp_id in (sender_id, receiver_id):
             site.store.add_lamp(lamp_id, name=lamp_id, color="#ffffff", now_ms=0)
         site.store.create_group([sender_id, receiver_id], name="bench", group_id=f"g-{index}")
-        receiver = subprocess.Popen(
-            ["mosquitto_sub", *_lamp_args(site, receiver_id, receiver_pw),
-             "-t", topics.glow(receiver_id)],
+        receiver = self._start(
+            [*self._login(receiver_id), "-t", self._topics.glow(receiver_id)],
+            tool="mosquitto_sub",
             stdout=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
+        )
         assert receiver.stdout is not None
-        threading.Thread(target=count, args=(receiver.stdout,), daemon=True).start()
-        receivers.append(receiver)
-        lines = directory / f"{sender_id}.touches"
+        threading.Thread(target=self._count, args=(receiver.stdout,), daemon=True).start()
+        lines = self._directory / f"{sender_id}.touches"
         lines.write_text(
             "".join(
                 encode(Touch(seq=seq, stream=1, color="#ffffff", ts=1)).decode() + "\n"
                 for seq in range(per_sender)
             )
         )
-        sender_commands.append(
-            (
-                ["mosquitto_pub", *_lamp_args(site, sender_id, sender_pw), "-M", "1000",
-                 "-l", "-t", topics.touch(sender_id)],
-                lines,
-            )
-        )  # fmt: skip
+        command = [*self._login(sender_id), "-M", "1000", "-l", "-t", self._topics.touch(sender_id)]
+        return command, lines
 
-    settings = site.settings(
-        rate_limit={"per_second": 1e9, "burst": 10**9}, forwarding={"mutual_window_seconds": 0}
-    )
-    relay = Relay(settings=settings, store=site.store)
-    relay.start()
-    assert relay.wait_connected(30)
-    threading.Event().wait(1.0)  # let the receivers subscribe (they print nothing until then)
+    def _login(self, lamp_id: str) -> list[str]:
+        broker = self._site.broker
+        return [
+            "-h", broker.host, "-p", str(broker.port), "-V", "mqttv5", "-q", "1",
+            "-i", lamp_id, "-u", lamp_id, "-P", broker.add_lamp(lamp_id),
+        ]  # fmt: skip
 
+    def _start(
+        self,
+        args: list[str],
+        *,
+        tool: str,
+        stdin: int | IO[str] | None = None,
+        stdout: int | None = None,
+    ) -> subprocess.Popen[str]:
+        process = subprocess.Popen([tool, *args], text=True, stdin=stdin, stdout=stdout)
+        self._processes.append(process)
+        return process
+
+    def _send(self, command: list[str], lines: Path, per_second: float | None) -> None:
+        if per_second is None:
+            with lines.open() as stdin:
+                self._start(command, tool="mosquitto_pub", stdin=stdin)
+            return
+        process = self._start(command, tool="mosquitto_pub", stdin=subprocess.PIPE)
+        threading.Thread(target=_paced, args=(process, lines, per_second), daemon=True).start()
+
+    def _count(self, lines: IO[str]) -> None:
+        for line in lines:
+            glow = decode_glow("glow", line.strip().encode())
+            with self._lock:
+                if glow.touch in self._received:
+                    self._duplicates += 1
+                self._received.add(glow.touch)
+                if len(self._received) == self._expected:
+                    self._done.set()
+
+    def _wait(self) -> bool:
+        """Wait for every glow as long as glows keep coming; False after a stall."""
+        last = -1
+        while not self._done.wait(timeout=_STALL_SECONDS):
+            with self._lock:
+                now = len(self._received)
+            if now == last:
+                return False
+            last = now
+        return True
+
+    def _close(self) -> None:
+        for process in self._processes:
+            if process.poll() is None:
+                process.terminate()
+            process.wait(30)
+            if process.stdout is not None:
+                process.stdout.close()
+
+
+def _paced(process: subprocess.Popen[str], lines: Path, per_second: float) -> None:
+    """Feed ``lines`` to ``process`` at ``per_second`` (in ~10 ms batches), then close stdin."""
+    assert process.stdin is not None
     start = time.perf_counter()
-    sending = []
-    for command, lines in sender_commands:
-        with lines.open() as stdin:
-            sending.append(subprocess.Popen(command, stdin=stdin))
-    finished = _wait_while_progressing(done, lambda: len(received), stall=10.0)
-    elapsed = time.perf_counter() - start
-    for process in sending:
-        process.wait(30)
-    relay.stop()
-    for receiver in receivers:
-        receiver.terminate()
-        receiver.wait(30)
-        if receiver.stdout is not None:
-            receiver.stdout.close()
-    print(
-        f"{len(received)}/{expected} touches forwarded ({duplicates} duplicates) in "
-        f"{elapsed:.2f} s: {len(received) / elapsed:,.0f} touches/s = glows/s "
-        f"({senders} sending lamps, store {type(site.store).__name__})"
-    )
-    if not finished:
-        raise SystemExit("lost touches: no glow arrived for 10 s, and some are missing")
-
-
-def _wait_while_progressing(
-    done: threading.Event, count: Callable[[], int], *, stall: float
-) -> bool:
-    """Wait for ``done`` as long as ``count()`` keeps growing; False after ``stall`` s without."""
-    last = -1
-    while not done.wait(timeout=stall):
-        now = count()
-        if now == last:
-            return False
-        last = now
-    return True
+    pause = threading.Event()
+    with process.stdin as stdin:
+        for index, line in enumerate(lines.read_text().splitlines(keepends=True)):
+            wait = start + index / per_second - time.perf_counter()
+            if wait > 0.01:
+                stdin.flush()
+                pause.wait(wait)
+            stdin.write(line)
 
 
 if __name__ == "__main__":

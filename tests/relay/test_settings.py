@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from touchlamp.config import SettingsError, load_settings
 from touchlamp.config.relay import RelaySettings
@@ -68,3 +70,43 @@ def test_codes_shorter_than_six_are_refused(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("TOUCHLAMP_RELAY_PAIRING__CODE_LENGTH", "4")
     with pytest.raises(SettingsError, match=r"pairing\.code_length"):
         load_settings(RelaySettings)
+
+
+EXAMPLE = Path(__file__).parents[2] / "config" / "relay.env.example"
+
+
+def test_the_example_file_loads_as_it_is() -> None:
+    assert load_settings(RelaySettings, env_file=EXAMPLE) == load_settings(RelaySettings)
+
+
+def test_the_defaults_the_example_shows_are_the_real_defaults(tmp_path: Path) -> None:
+    shown = [
+        line.removeprefix("# ")
+        for line in EXAMPLE.read_text().splitlines()
+        if re.fullmatch(r"# TOUCHLAMP_RELAY_[A-Z_]+=.*", line)
+    ]
+    assert len(shown) > 25
+    uncommented = tmp_path / "relay.env"
+    uncommented.write_text("\n".join(shown) + "\n")
+    assert load_settings(RelaySettings, env_file=uncommented) == load_settings(RelaySettings)
+
+
+def test_every_setting_is_described_in_the_example() -> None:
+    text = EXAMPLE.read_text()
+
+    def names(model: type[BaseModel], prefix: str) -> list[str]:
+        found = []
+        for field, info in model.model_fields.items():
+            annotation = info.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                found += names(annotation, f"{prefix}{field.upper()}__")
+            else:
+                found.append(f"{prefix}{field.upper()}")
+        return found
+
+    missing = [
+        name
+        for name in names(RelaySettings, "TOUCHLAMP_RELAY_")
+        if f"{name}=" not in text and f"{name}_FILE=" not in text
+    ]
+    assert missing == []

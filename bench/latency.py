@@ -1,0 +1,203 @@
+"""Benchmark 1 — touch → light: lamp A's touch pin pressed until lamp B's LED pins show A's colour.
+
+Both lamps are the real device code (``SimulatedLamp``: agent, core, MQTT link, outbox) on
+gpiozero's mock pins, in this process; the relay is ``touchlamp relay run`` in its own process;
+the broker is the project's Mosquitto. The clock starts before A's pin goes high (a tap: high,
+then low — a touch is sent on release) and stops in B's frame callback, on B's own thread, at
+the first frame whose PWM values are A's colour (the hue within 3 %, perceived level ≥ 0.2).
+
+B's glow look is shortened for the measurement — a 1 ms rise, no breaths, a 50 ms fade — so
+the figure is the system's, not the animation's: with the default look B's light *starts*
+rising at the same moment and takes its 0.4 s attack to full brightness, by design. Between
+touches B goes dark again, so every touch is a fresh glow. The relay's per-lamp rate limit is
+lifted (a policy, 1 touch/s, not a speed).
+
+Baseline: one broker hop between two plain paho clients in this process (a lamp publishes a
+touch with QoS 1, a client with the relay's login receives it), the same number of times.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from pydantic import SecretStr
+
+from bench.context import BenchContext
+from bench.results import Measure, Result
+from bench.site import BenchSite
+from bench.stats import LatencySummary, summarize
+from touchlamp.config.device import DeviceSettings, GlowLook, LookSettings, MqttSettings
+from touchlamp.device.looks import Rgb
+from touchlamp.device.sim import SimulatedLamp
+from touchlamp.protocol import Touch, encode
+
+__all__ = ["run", "shows_color"]
+
+_SENDER_COLOR = "#ff3300"
+_WAIT = 10.0
+_WARM_UP = 3
+_MEASURE_LOOK = LookSettings(glow=GlowLook(attack_seconds=0.001, breaths=0, fade_seconds=0.05))
+
+
+def shows_color(shown: Rgb, color: str, *, gamma: float, tolerance: float = 0.03) -> bool:
+    """Whether PWM values ``shown`` are ``color`` (``#rrggbb``) at a visible brightness."""
+    perceived = [channel ** (1 / gamma) for channel in shown]
+    level = max(perceived)
+    if level < 0.2:
+        return False
+    target = Rgb.from_hex(color)
+    top = target.max_channel()
+    return all(
+        abs(channel / level - want / top) <= tolerance
+        for channel, want in zip(perceived, target, strict=True)
+    )
+
+
+def run(context: BenchContext) -> list[Result]:
+    touches = context.pick(full=200, quick=30, tiny=5)
+    with BenchSite(context.directory) as site:
+        site.add_lamps(["lamp-a", "lamp-b", "hop-a"])
+        site.pair([["lamp-a", "lamp-b"]])
+        hop = _one_hop(site, touches=touches)
+        context.say(f"  one hop: p50 {hop.p50 * 1000:.2f} ms, p99 {hop.p99 * 1000:.2f} ms")
+        with site.relays("relay-1", rate_limited=False) as (relay,):
+            before = relay.sample()
+            samples = _touch_to_light(site, touches=touches)
+            after = relay.sample()
+    ours = summarize(samples)
+    context.say(
+        f"  touch → light: p50 {ours.p50 * 1000:.2f} ms, p99 {ours.p99 * 1000:.2f} ms, "
+        f"max {ours.max * 1000:.2f} ms over {ours.count} touches"
+    )
+    return [
+        Result(
+            bench="latency",
+            figure=Measure("touch→light p99", ours.p99 * 1000, "ms"),
+            baseline=Measure("one hop p99", hop.p99 * 1000, "ms"),
+            target="≤ 3 × one hop p99",
+            met=ours.p99 <= 3 * hop.p99,
+            details={
+                "touch_to_light": ours.as_ms(),
+                "one_hop": hop.as_ms(),
+                "relay_peak_rss_mb": round(after.hwm_bytes / 1e6, 1),
+                "relay_cpu_seconds": round(after.cpu_seconds - before.cpu_seconds, 3),
+                "b_glow_look": "attack 1 ms, no breaths, fade 50 ms (default attack is 0.4 s)",
+            },
+        )
+    ]
+
+
+def _lamp_settings(site: BenchSite, lamp_id: str, *, color: str) -> DeviceSettings:
+    return DeviceSettings(
+        lamp_id=lamp_id,
+        color=color,
+        state_dir=site.directory / lamp_id,
+        looks=_MEASURE_LOOK,
+        mqtt=MqttSettings(
+            host=site.broker.host,
+            port=site.broker.port,
+            password=SecretStr(site.passwords[lamp_id]),
+            topic_root=site.topics.root,
+            reconnect_min_seconds=0.1,
+            reconnect_max_seconds=1.0,
+        ),
+    )
+
+
+def _touch_to_light(site: BenchSite, *, touches: int) -> list[float]:
+    lit_at: list[float] = []
+    lit = threading.Event()
+    dark = threading.Event()
+    gamma = _MEASURE_LOOK.gamma
+    holder: list[SimulatedLamp] = []
+
+    def b_changed() -> None:  # on B's agent thread, right after each frame reached its pins
+        shown = holder[0].led()
+        if shows_color(shown, _SENDER_COLOR, gamma=gamma):
+            if not lit.is_set():
+                lit_at.append(time.monotonic())
+                lit.set()
+        elif max(shown) < 0.001:
+            dark.set()
+
+    a = SimulatedLamp(settings=_lamp_settings(site, "lamp-a", color=_SENDER_COLOR))
+    b = SimulatedLamp(settings=_lamp_settings(site, "lamp-b", color="#0066ff"), changed=b_changed)
+    holder.append(b)
+    a.start()
+    b.start()
+    try:
+        deadline = time.monotonic() + 30.0
+        while not (a.agent.online and b.agent.online):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the simulated lamps did not come online within 30 s")
+            time.sleep(0.01)
+        samples: list[float] = []
+        for index in range(_WARM_UP + touches):
+            dark.wait(_WAIT)
+            lit.clear()
+            lit_at.clear()
+            dark.clear()
+            pressed = time.monotonic()
+            a.press()
+            a.release()
+            if not lit.wait(_WAIT):
+                raise TimeoutError(f"touch {index}: lamp B did not light up within {_WAIT:g} s")
+            if index >= _WARM_UP:
+                samples.append(lit_at[0] - pressed)
+        return samples
+    finally:
+        a.stop()
+        b.stop()
+
+
+def _one_hop(site: BenchSite, *, touches: int) -> LatencySummary:
+    received = threading.Event()
+    arrived: list[float] = []
+    subscribed = threading.Event()
+    topic = site.topics.touch("hop-a")
+    credentials = site.broker.credentials
+
+    def on_message(_c: mqtt.Client, _u: object, _m: mqtt.MQTTMessage) -> None:
+        arrived.append(time.monotonic())
+        received.set()
+
+    receiver = _client(f"hop-sub-{uuid.uuid4().hex[:6]}", credentials.relay_username, credentials.relay_password)
+    receiver.on_message = on_message
+    receiver.on_subscribe = lambda *_args: subscribed.set()
+    sender = _client("hop-a", "hop-a", site.passwords["hop-a"])
+    for client in (receiver, sender):
+        client.connect(site.broker.host, site.broker.port)
+        client.loop_start()
+    try:
+        receiver.subscribe(topic, qos=1)
+        if not subscribed.wait(_WAIT):
+            raise TimeoutError("the one-hop receiver did not subscribe")
+        payload = encode(Touch(seq=0, stream=1, color=_SENDER_COLOR, ts=0))
+        samples: list[float] = []
+        for index in range(_WARM_UP + touches):
+            received.clear()
+            arrived.clear()
+            sent = time.monotonic()
+            sender.publish(topic, payload, qos=1)
+            if not received.wait(_WAIT):
+                raise TimeoutError(f"one hop {index}: nothing arrived within {_WAIT:g} s")
+            if index >= _WARM_UP:
+                samples.append(arrived[0] - sent)
+            time.sleep(0.005)  # like the touches: one at a time, never queued behind another
+        return summarize(samples)
+    finally:
+        for client in (sender, receiver):
+            client.disconnect()
+            client.loop_stop()
+
+
+def _client(client_id: str, username: str, password: str) -> mqtt.Client:
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+    )
+    client.username_pw_set(username, password)
+    return client

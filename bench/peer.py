@@ -1,0 +1,179 @@
+"""Plain paho clients in processes of their own: the baselines the benchmarks compare against.
+
+    python -m bench.peer sink  --host H --port P --username U --password-file F --topic T
+    python -m bench.peer echo  --host H --port P --username U --password-file F --root R
+    python -m bench.peer lamp  --host H --port P --username U --password-file F --root R
+
+- ``sink``: subscribes to ``T`` (QoS 1) and counts touches (by lamp, stream and seq: loss and
+  duplicates are counted, not guessed). It prints ``ready`` once subscribed, ``progress N`` every
+  ``--every`` touches, and on SIGTERM one JSON line: received, duplicates, first and last
+  ``time.monotonic()`` (``CLOCK_MONOTONIC``: the same clock in every process on the machine).
+- ``echo``: a relay that does no work — no validation, no store, no rate limit. It turns each
+  touch on ``{R}/lamp/+/touch`` into a glow for the other lamp of a pair (``--pairs A:B,…``).
+  The floor for a relay's cost at the same load.
+- ``lamp``: the least a lamp can be: connect, publish a retained ``online`` (with ``offline`` as
+  last will), subscribe to its glow and group topics, then wait. The floor for a lamp's footprint.
+
+Tuned as DESIGN.md says: paho's inflight window lifted (``max_inflight_messages_set(0)``), its
+outgoing queue unbounded; the sink and echo ask the broker for up to 65,535 unacknowledged
+messages (MQTT 5 Receive Maximum).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+__all__ = ["main"]
+
+_RECEIVE_MAXIMUM = 65_535
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.peer", description=__doc__)
+    parser.add_argument("role", choices=["sink", "echo", "lamp"])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--username", required=True)
+    parser.add_argument("--password-file", type=Path, required=True)
+    parser.add_argument("--client-id")
+    parser.add_argument("--topic", help="sink: the topic filter to count")
+    parser.add_argument("--root", help="echo, lamp: the topic root")
+    parser.add_argument("--pairs", default="", help="echo: lamp pairs A:B,C:D,…")
+    parser.add_argument("--every", type=int, default=500, help="sink: progress line interval")
+    args = parser.parse_args(argv)
+    password = args.password_file.read_text(encoding="utf-8").strip()
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=args.client_id or args.username,
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
+    client.username_pw_set(args.username, password)
+    client.max_inflight_messages_set(0)
+    client.max_queued_messages_set(0)
+    connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    connect.ReceiveMaximum = _RECEIVE_MAXIMUM
+    if args.role == "sink":
+        _sink(client, topic=args.topic, every=args.every)
+    elif args.role == "echo":
+        _echo(client, root=args.root, pairs=args.pairs)
+    else:
+        _lamp(client, root=args.root, lamp_id=args.username)
+    client.connect(args.host, args.port, keepalive=60, properties=connect)
+    client.loop_start()
+    stop.wait()
+    client.disconnect()
+    client.loop_stop()
+    report = getattr(client, "bench_report", None)
+    if callable(report):
+        print(json.dumps(report()), flush=True)
+    return 0
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _sink(client: mqtt.Client, *, topic: str, every: int) -> None:
+    seen: set[tuple[str, int, int]] = set()
+    duplicates = 0
+    first_at: float | None = None
+    last_at: float | None = None
+
+    def on_connect(c: mqtt.Client, *_args: object) -> None:
+        c.subscribe(topic, qos=1)
+
+    def on_subscribe(*_args: object) -> None:
+        _say("ready")
+
+    def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        nonlocal duplicates, first_at, last_at
+        now = time.monotonic()
+        touch = json.loads(message.payload)
+        key = (message.topic, touch["stream"], touch["seq"])
+        if key in seen:
+            duplicates += 1
+            return
+        seen.add(key)
+        if first_at is None:
+            first_at = now
+        last_at = now
+        if len(seen) % every == 0:
+            _say(f"progress {len(seen)}")
+
+    def report() -> dict[str, object]:
+        return {
+            "received": len(seen),
+            "duplicates": duplicates,
+            "first_at": first_at,
+            "last_at": last_at,
+        }
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    client.bench_report = report  # type: ignore[attr-defined]
+
+
+def _echo(client: mqtt.Client, *, root: str, pairs: str) -> None:
+    peer: dict[str, str] = {}
+    for pair in filter(None, pairs.split(",")):
+        first, second = pair.split(":")
+        peer[first], peer[second] = second, first
+    prefix = f"{root}/lamp/"
+
+    def on_connect(c: mqtt.Client, *_args: object) -> None:
+        c.subscribe(f"{root}/lamp/+/touch", qos=1)
+
+    def on_subscribe(*_args: object) -> None:
+        _say("ready")
+
+    def on_message(c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        sender = message.topic[len(prefix) :].partition("/")[0]
+        touch = json.loads(message.payload)
+        glow = {
+            "touch": f"{sender}:{touch['stream']}:{touch['seq']}",
+            "from": sender,
+            "color": touch["color"],
+            "mutual": False,
+            "at": int(time.time() * 1000),
+        }
+        c.publish(f"{prefix}{peer[sender]}/glow", json.dumps(glow), qos=1)
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+
+
+def _lamp(client: mqtt.Client, *, root: str, lamp_id: str) -> None:
+    availability = f"{root}/lamp/{lamp_id}/availability"
+    client.will_set(availability, "offline", qos=1, retain=True)
+
+    def on_connect(c: mqtt.Client, *_args: object) -> None:
+        c.subscribe([(f"{root}/lamp/{lamp_id}/glow", 1), (f"{root}/lamp/{lamp_id}/group", 1)])
+        c.publish(availability, "online", qos=1, retain=True)
+
+    client.on_connect = on_connect
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
