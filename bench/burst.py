@@ -129,7 +129,7 @@ def send_burst(
             for _touch, payload in touch_payloads(sender.name, per_sender, color="#ff3300")
         )
     # Interleave the lamps, as many lamps touching at once would.
-    plan.sort(key=lambda item: random.random())
+    random.shuffle(plan)
     total = len(plan)
     position = 0
     started = [0.0]

@@ -78,7 +78,7 @@ def run(context: BenchContext) -> list[Result]:
             bench="latency",
             figure=Measure("touch→light p99", ours.p99 * 1000, "ms"),
             baseline=Measure("one hop p99", hop.p99 * 1000, "ms"),
-            target="≤ 3 × one hop p99",
+            target="≤ 3 x one hop p99",
             met=ours.p99 <= 3 * hop.p99,
             details={
                 "touch_to_light": ours.as_ms(),
@@ -165,7 +165,9 @@ def _one_hop(site: BenchSite, *, touches: int) -> LatencySummary:
         arrived.append(time.monotonic())
         received.set()
 
-    receiver = _client(f"hop-sub-{uuid.uuid4().hex[:6]}", credentials.relay_username, credentials.relay_password)
+    receiver = _client(
+        f"hop-sub-{uuid.uuid4().hex[:6]}", credentials.relay_username, credentials.relay_password
+    )
     receiver.on_message = on_message
     receiver.on_subscribe = lambda *_args: subscribed.set()
     sender = _client("hop-a", "hop-a", site.passwords["hop-a"])

@@ -40,7 +40,9 @@ class PairedLamps:
             [(lamp_id, site.passwords[lamp_id], lamp_id) for lamp_id in senders], max_inflight=0
         )
 
-    def burst(self, touches: int, *, window: int | None, stall_seconds: float = 15.0) -> BurstOutcome:
+    def burst(
+        self, touches: int, *, window: int | None, stall_seconds: float = 15.0
+    ) -> BurstOutcome:
         """Send a burst through whatever relays run now; count the glows that come back."""
         counter = Counter()
         self.swarm.run(lambda: self._use(counter))

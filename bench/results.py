@@ -58,7 +58,7 @@ class Result:
 
 
 def format_line(result: Result) -> str:
-    ratio = "n/a" if result.ratio is None else f"{result.ratio:.2f}×"
+    ratio = "n/a" if result.ratio is None else f"{result.ratio:.2f}x"
     return (
         f"[{result.bench}] {result.figure.label}: {result.figure}  |  baseline "
         f"{result.baseline.label}: {result.baseline}  |  ratio {ratio}  |  target "
@@ -130,7 +130,11 @@ def _mosquitto_version() -> str:
     try:
         # `mosquitto -h` prints its version and exits 3; there is no --version.
         completed = subprocess.run(
-            [str(BrokerSettings.model_fields["mosquitto_path"].default), "-h"], capture_output=True, text=True, timeout=5, check=False
+            [str(BrokerSettings.model_fields["mosquitto_path"].default), "-h"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"

@@ -31,7 +31,14 @@ from touchlamp.config.broker import BrokerSettings, ListenerSettings
 from touchlamp.protocol import Topics
 from touchlamp.server.store import open_store
 
-__all__ = ["BenchSite", "PeerProcess", "RelayProcess", "SiteError", "free_port", "touchlamp_command"]
+__all__ = [
+    "BenchSite",
+    "PeerProcess",
+    "RelayProcess",
+    "SiteError",
+    "free_port",
+    "touchlamp_command",
+]
 
 _PORT_ATTEMPTS = 5
 _READY_MARK = "forwarding"  # `touchlamp relay run` prints "connected to …, forwarding"
@@ -86,7 +93,9 @@ class RelayProcess:
             if _READY_MARK in self._log_path.read_text(errors="replace"):
                 return
             time.sleep(0.02)
-        raise SiteError(f"relay {self.name} did not connect within {timeout:g} s:\n{self.log_tail()}")
+        raise SiteError(
+            f"relay {self.name} did not connect within {timeout:g} s:\n{self.log_tail()}"
+        )
 
     def sample(self) -> ProcessSample:
         return sample(self.pid)
@@ -116,7 +125,6 @@ class BenchSite:
         self.store_path = directory / "relay.sqlite3"
         self.passwords: dict[str, str] = {}
         self.colors: dict[str, str] = {}
-        self.provision_seconds = 0.0
         self._broker: ManagedBroker | None = None
         self._relays: list[RelayProcess] = []
 
@@ -157,11 +165,21 @@ class BenchSite:
             self._broker.stop()
             self._broker = None
 
-    def add_lamps(self, lamp_ids: list[str], *, batch: int = 100) -> None:
-        """Create the lamps on the broker (batched admin commands) and in the relay's store."""
-        made = add_lamps(self.broker, lamp_ids, batch=batch)
-        self.passwords.update(made.passwords)
-        self.provision_seconds += made.seconds
+    def add_lamps(self, lamp_ids: list[str], *, batch: int | None = 100) -> float:
+        """Create the lamps on the broker and in the relay's store; the broker's seconds.
+
+        ``batch`` lamps go in one dynamic-security message (bench/provision.py); ``None`` adds
+        them one at a time with ``BrokerAdmin.add_lamp``, as ``touchlamp broker lamp add`` does.
+        """
+        if batch is None:
+            started = time.monotonic()
+            with self.broker.admin(timeout=60.0) as admin:
+                made = {lamp_id: admin.add_lamp(lamp_id) for lamp_id in lamp_ids}
+            seconds = time.monotonic() - started
+        else:
+            provisioned = add_lamps(self.broker, lamp_ids, batch=batch)
+            made, seconds = provisioned.passwords, provisioned.seconds
+        self.passwords.update(made)
         store = open_store(self.store_path)
         try:
             for index, lamp_id in enumerate(lamp_ids):
@@ -170,6 +188,7 @@ class BenchSite:
                 store.add_lamp(lamp_id, name=lamp_id, color=color, now_ms=0)
         finally:
             store.close()
+        return seconds
 
     def pair(self, groups: list[list[str]]) -> None:
         store = open_store(self.store_path)
@@ -223,11 +242,12 @@ class BenchSite:
                 self._relays.remove(relay)
 
 
-
 class PeerProcess:
     """A ``python -m bench.peer ROLE`` child (see bench/peer.py); its stdout read by a thread."""
 
-    def __init__(self, role: str, *, site: BenchSite, username: str, password: str, **options: str) -> None:
+    def __init__(
+        self, role: str, *, site: BenchSite, username: str, password: str, **options: str
+    ) -> None:
         secret = site.directory / f"peer-{username}-{secrets.token_hex(3)}.password"
         secret.write_text(password, encoding="utf-8")
         secret.chmod(0o600)

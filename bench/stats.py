@@ -16,7 +16,9 @@ def percentile(samples: Sequence[float], fraction: float) -> float:
     never a value that no touch took.
     """
     if not samples:
-        raise ValueError("no samples: a percentile of nothing is undefined; measure something first")
+        raise ValueError(
+            "no samples: a percentile of nothing is undefined; measure something first"
+        )
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     ordered = sorted(samples)

@@ -13,6 +13,7 @@ on the machine, so a time taken here compares with one taken in the relay or a p
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import queue
@@ -22,11 +23,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
+
+if TYPE_CHECKING:
+    from paho.mqtt.client import SocketLike
 
 __all__ = ["Swarm", "SwarmClient", "SwarmError"]
 
@@ -64,8 +68,8 @@ class Swarm:
         self._name = name
         self._selector = selectors.DefaultSelector()
         self._wake_read, self._wake_write = socket.socketpair()
-        self._wake_read.setblocking(False)
-        self._wake_write.setblocking(False)
+        self._wake_read.setblocking(False)  # noqa: FBT003  socket's own API
+        self._wake_write.setblocking(False)  # noqa: FBT003  socket's own API
         self._selector.register(self._wake_read, selectors.EVENT_READ, None)
         self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
@@ -102,10 +106,9 @@ class Swarm:
     def call_soon(self, call: Callable[[], None]) -> None:
         """Run ``call`` on the swarm's thread. Called from any thread."""
         self._calls.put(call)
-        try:
+        # A full pipe means the loop is awake anyway.
+        with contextlib.suppress(BlockingIOError):
             self._wake_write.send(b"\0")
-        except BlockingIOError:
-            pass  # the pipe is full: the loop is awake anyway
 
     def run(self, call: Callable[[], _Result], *, timeout: float = 30.0) -> _Result:
         """Run ``call`` on the swarm's thread and return its result (or raise its error)."""
@@ -182,7 +185,7 @@ class Swarm:
                 f"{refused[0].connack}"
             )
         if subscribe is not None:
-            self.run(lambda: [self._subscribe(c, subscribe(c.name)) for c in made])
+            self.run(lambda: self._subscribe_all(made, subscribe))
             self.wait_for(
                 lambda: all(all(mid in c.subacks for mid in c.subscribed) for c in made),
                 what=f"SUBACK for {len(made)} clients",
@@ -233,6 +236,12 @@ class Swarm:
         self._clients.append(member)
         return member
 
+    def _subscribe_all(
+        self, members: list[SwarmClient], topics: Callable[[str], list[str]]
+    ) -> None:
+        for member in members:
+            self._subscribe(member, topics(member.name))
+
     def _subscribe(self, member: SwarmClient, topics: list[str]) -> None:
         if not topics:
             return
@@ -244,26 +253,20 @@ class Swarm:
     def _wire(self, member: SwarmClient) -> None:
         selector = self._selector
 
-        def opened(_c: mqtt.Client, _u: object, sock: socket.socket) -> None:
+        def opened(_c: mqtt.Client, _u: object, sock: SocketLike) -> None:
             selector.register(sock, selectors.EVENT_READ, member)
 
-        def closed(_c: mqtt.Client, _u: object, sock: socket.socket) -> None:
-            try:
+        def closed(_c: mqtt.Client, _u: object, sock: SocketLike) -> None:
+            with contextlib.suppress(KeyError, ValueError):  # never registered, or closed
                 selector.unregister(sock)
-            except (KeyError, ValueError):
-                pass  # never registered, or the selector is closed
 
-        def want_write(_c: mqtt.Client, _u: object, sock: socket.socket) -> None:
-            try:
+        def want_write(_c: mqtt.Client, _u: object, sock: SocketLike) -> None:
+            with contextlib.suppress(KeyError, ValueError):  # closed meanwhile
                 selector.modify(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, member)
-            except (KeyError, ValueError):
-                pass  # closed meanwhile
 
-        def written(_c: mqtt.Client, _u: object, sock: socket.socket) -> None:
-            try:
+        def written(_c: mqtt.Client, _u: object, sock: SocketLike) -> None:
+            with contextlib.suppress(KeyError, ValueError):
                 selector.modify(sock, selectors.EVENT_READ, member)
-            except (KeyError, ValueError):
-                pass
 
         def connected(
             _c: mqtt.Client, _u: object, _f: mqtt.ConnectFlags, reason: ReasonCode, _p: object
@@ -285,7 +288,7 @@ class Swarm:
 
         def message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
             if member.on_message is not None:
-                member.on_message(msg.topic, msg.payload, time.monotonic())
+                member.on_message(msg.topic, bytes(msg.payload), time.monotonic())
 
         client = member.client
         client.on_socket_open = opened

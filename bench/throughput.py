@@ -67,7 +67,9 @@ def relay_run(site: BenchSite, lamps: PairedLamps, *relay_ids: str, touches: int
         duplicates=outcome.duplicates,
         seconds=round(outcome.seconds, 3),
         rate=outcome.rate,
-        relay_cpu_percent=tuple(round(cpu_percent(a, b), 1) for a, b in zip(before, after, strict=True)),
+        relay_cpu_percent=tuple(
+            round(cpu_percent(a, b), 1) for a, b in zip(before, after, strict=True)
+        ),
         relay_hwm_mb=tuple(round(sample.hwm_bytes / 1e6, 1) for sample in after),
     )
 
@@ -118,7 +120,7 @@ def run(context: BenchContext) -> list[Result]:
         bench="throughput",
         figure=Measure("glows/s, zero loss", big_run.rate, "glows/s"),
         baseline=Measure("one hop, plain paho", hop.rate, "msg/s"),
-        target="≥ 0.50 × one hop, no loss, no dups",
+        target="≥ 0.50 x one hop, no loss, no dups",
         met=exact and big_run.rate >= 0.5 * hop.rate,
         details=details,
     )
@@ -126,7 +128,7 @@ def run(context: BenchContext) -> list[Result]:
         bench="throughput",
         figure=Measure(f"relay peak RSS, {big_run.touches:,}", big_run.relay_hwm_mb[0], "MB"),
         baseline=Measure(f"same, {small_run.touches:,}", small_run.relay_hwm_mb[0], "MB"),
-        target="≤ 1.10 × (bounded)",
+        target="≤ 1.10 x (bounded)",
         met=big_run.relay_hwm_mb[0] <= 1.10 * small_run.relay_hwm_mb[0],
         details={"runs": details["runs"]},
     )

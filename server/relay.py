@@ -23,9 +23,10 @@ What to know before changing it:
   an ack for a message of an earlier connection is skipped, never sent on the new one (its
   packet id may by then name another message).
 - **Back-pressure without growth.** The relay asks the broker for at most ``queue_size``
-  unacknowledged deliveries (MQTT 5 Receive Maximum) and acks only after handling, so QoS 1
-  messages can never overfill the queue; QoS 0 messages are admitted only while the queue is
-  less than half full, and dropped (counted) beyond that. If the queue is full anyway,
+  unacknowledged deliveries (MQTT 5 Receive Maximum) and acks only after handling, so at most
+  ``queue_size`` QoS 1 messages wait. QoS 0 messages (which Receive Maximum does not count) are
+  admitted only while fewer than ``queue_size / 2`` wait, and dropped (counted) beyond that; the
+  queue holds ``2 * queue_size``, so it has room for both. If it is full anyway,
   ``on_message`` blocks paho's network thread until the worker makes room, rather than growing
   without bound: a stalled network thread stops reading from the socket, which is TCP's own
   back-pressure, whereas an ever-growing queue turns a slow store into an out-of-memory kill.

@@ -60,7 +60,7 @@ def without_times(tree: Snapshot) -> dict[str, tuple[str, int, str]]:
 def root(tmp_path: Path) -> Path:
     """A target system with the folders every Debian has, and things that are not ours."""
     root = tmp_path / "root"
-    for folder in ("etc/systemd/system/multi-user.target.wants", "usr/local/bin", "var/lib"):
+    for folder in ("etc/systemd/system/multi-user.target.wants", "opt", "usr/local/bin", "var/lib"):
         (root / folder).mkdir(parents=True)
     (root / "etc/systemd/system/ssh.service").write_text("[Service]\nExecStart=/bin/true\n")
     (root / "etc/systemd/system/multi-user.target.wants/ssh.service").symlink_to(
@@ -114,7 +114,7 @@ def test_install_puts_settings_and_unit_in_place_with_safe_modes(root: Path) -> 
     wants = root / "etc/systemd/system/multi-user.target.wants/touchlamp-device.service"
     assert wants.readlink() == Path("/etc/systemd/system/touchlamp-device.service")
     # No venv was asked for, so nothing under /opt and no command link.
-    assert not (root / "opt").exists()
+    assert not any((root / "opt").iterdir())
     assert not (root / "usr/local/bin/touchlamp").exists()
 
 
@@ -321,6 +321,7 @@ def test_a_real_venv_is_created_once_and_shared_by_lamp_and_relay(root: Path, wh
     run_uninstall(root, "device", purge=True)
     assert venv.is_dir()  # the relay still runs from it
     run_uninstall(root, "relay", purge=True)
-    assert not (root / "opt").exists()
+    assert not (root / "opt/touchlamp").exists()
+    assert (root / "opt").is_dir()
     assert not (root / "usr/local/bin/touchlamp").exists()
     assert (root / "usr/local/bin/other-tool").exists()

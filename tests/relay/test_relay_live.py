@@ -255,3 +255,39 @@ def test_garbage_is_counted_and_the_relay_keeps_forwarding(site: Site, payload: 
         b.wait_glows(1)
         dropped = relay.metrics.touches_dropped.labels(reason="bad-payload")._value.get()
     assert dropped == 1
+
+
+def test_bad_payloads_are_logged_once_per_lamp_and_safely(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = site.lamp("lamp-a"), site.lamp("lamp-b")
+    site.pair(a, b)
+    with running_relay(site, bad_payload_log_seconds=60) as relay:
+        for _ in range(3):
+            a.publish_touch_payload(b"\x1b[31mred alert\x1b[0m" + b"!" * 500)
+        a.touch(1)
+        b.wait_glows(1)
+        wait_until(
+            lambda: relay.metrics.touches_dropped.labels(reason="bad-payload")._value.get() == 3,
+            "three bad payloads counted",
+        )
+    lines = [r.getMessage() for r in caplog.records if "dropped a bad message" in r.getMessage()]
+    assert len(lines) == 1
+    assert "lamp-a/touch" in lines[0]
+    assert "\x1b" not in lines[0]
+    assert "\\x1b[31mred alert" in lines[0]
+    assert len(lines[0]) < 500
+
+
+def test_a_full_outgoing_queue_slows_the_relay_but_loses_nothing(site: Site) -> None:
+    lamps = [site.lamp(f"lamp-{name}") for name in "abcd"]
+    site.pair(*lamps)
+    a = lamps[0]
+    # One message at a time in paho's queue: every glow waits for the previous one's PUBACK.
+    with running_relay(site, mqtt={"max_queued": 1}, forwarding={"mutual_window_seconds": 0}):
+        for seq in range(20):
+            a.touch(seq)
+        for lamp in lamps[1:]:
+            lamp.wait_glows(20)
+    for lamp in lamps[1:]:
+        assert lamp.glow_ids() == [f"lamp-a:{a.stream}:{seq}" for seq in range(20)]

@@ -1,0 +1,273 @@
+"""Benchmark 3 — a fleet: many lamps connected at once, a steady stream of touches spread over them.
+
+The lamps are light protocol clients (bench/swarm.py: paho clients on one selector thread, not
+a process or thread each), in pairs; each publishes its retained ``online`` like a real lamp and
+subscribes to its glow topic. Touches go out at a fixed rate, round-robin over the lamps in a
+shuffled order; latency is from a touch's publish to its glow's arrival at the partner, both
+taken on the swarm's thread. The relay (``touchlamp relay run``, default settings, including its
+rate limit of 1 touch/s per lamp) runs in its own process; its CPU and memory come from ``/proc``.
+
+Baseline: the same lamps, rate and duration through a relay that does no work (bench/peer.py
+``echo``: a plain paho client turning each touch into a glow), measured first in the same run.
+
+Also measured: creating the lamps on the broker — a few one at a time through ``BrokerAdmin`` (as
+``touchlamp broker lamp add`` does), the rest in batches of 100 per dynamic-security message —
+and connecting them all.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+
+from bench.context import BenchContext
+from bench.procfs import cpu_percent, sample
+from bench.results import Measure, Result
+from bench.site import BenchSite, PeerProcess
+from bench.stats import summarize
+from bench.swarm import Swarm, SwarmClient
+from touchlamp.protocol import Availability, Topics, Touch, encode, encode_availability
+
+__all__ = ["run"]
+
+_TARGET_P99_MS = 50.0
+_STRAGGLERS = 10.0  # seconds to wait for the last glows after the last touch
+_RELAY_SETTLE = 3.0  # the relay reads every lamp's retained availability when it starts
+
+
+@dataclass(slots=True)
+class _Load:
+    """Touches sent and glows seen during one load run (used on the swarm's thread only).
+
+    Both lamps of a pair touch, so some touches cross within the relay's mutual window: then the
+    sender also gets an "answer" glow carrying its own touch id (server/forwarding.py). Those are
+    counted apart; latency, loss and duplicates are about each touch's glow at the partner.
+    """
+
+    sent_at: dict[str, float] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    duplicates: int = 0
+    answers: int = 0
+    unexpected: int = 0
+
+    def on_glow(self, topic: str, payload: bytes, at: float) -> None:
+        touch = json.loads(payload)["touch"]
+        recipient = topic.rsplit("/", 2)[-2]
+        if touch.partition(":")[0] == recipient:
+            self.answers += 1
+            return
+        sent = self.sent_at.get(touch)
+        if sent is None:
+            self.unexpected += 1
+        elif sent < 0:
+            self.duplicates += 1
+        else:
+            self.latencies.append(at - sent)
+            self.sent_at[touch] = -1.0  # seen
+
+
+@dataclass(frozen=True, slots=True)
+class LoadRun:
+    touches: int
+    received: int
+    lost: int
+    duplicates: int
+    mutual_answers: int
+    unexpected: int  # glows for no touch of this run (a late one from an earlier run)
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    cpu_percent: float  # of the forwarding process (relay or echo), one core = 100
+    rss_mb: float
+    hwm_mb: float
+
+
+def run(context: BenchContext) -> list[Result]:
+    lamp_count = context.pick(full=1000, quick=200, tiny=20)
+    rate = context.pick(full=200, quick=200, tiny=20)
+    seconds = context.pick_seconds(full=60.0, quick=10.0, tiny=2.0)
+    one_by_one = context.pick(full=50, quick=10, tiny=2)
+    ids = [f"fleet-{index:04d}" for index in range(lamp_count)]
+    with BenchSite(context.directory) as site:
+        admin_seconds = site.add_lamps(ids[:one_by_one], batch=None)
+        batch_seconds = site.add_lamps(ids[one_by_one:], batch=100)
+        pairs = [ids[index : index + 2] for index in range(0, lamp_count, 2)]
+        site.pair(pairs)
+        provisioning = {
+            "one_by_one_lamps": one_by_one,
+            "one_by_one_seconds_per_lamp": round(admin_seconds / one_by_one, 4),
+            "batched_lamps": lamp_count - one_by_one,
+            "batched_seconds": round(batch_seconds, 2),
+            "batched_seconds_per_lamp": round(batch_seconds / (lamp_count - one_by_one), 4),
+        }
+        context.say(
+            f"  {lamp_count} lamps created: one at a time "
+            f"{provisioning['one_by_one_seconds_per_lamp']} s/lamp, batched "
+            f"{provisioning['batched_seconds_per_lamp']} s/lamp"
+        )
+        swarm = Swarm(host=site.broker.host, port=site.broker.port, name="fleet")
+        swarm.start()
+        try:
+            holder = [_Load()]  # the current run's; _drive swaps in a fresh one
+
+            def on_glow(topic: str, payload: bytes, at: float) -> None:
+                holder[0].on_glow(topic, payload, at)
+
+            connect_started = time.monotonic()
+            clients = swarm.connect_all(
+                [(lamp_id, site.passwords[lamp_id], lamp_id) for lamp_id in ids],
+                subscribe=lambda lamp_id: [site.topics.glow(lamp_id)],
+                on_message=lambda _lamp_id: on_glow,
+            )
+            connect_seconds = time.monotonic() - connect_started
+            swarm.run(lambda: _announce_online(clients, site.topics))
+            context.say(f"  {lamp_count} lamps connected in {connect_seconds:.1f} s")
+
+            credentials = site.broker.credentials
+            echo = PeerProcess(
+                "echo",
+                site=site,
+                username=credentials.relay_username,
+                password=credentials.relay_password,
+                client_id="bench-echo",
+                root=site.topics.root,
+                pairs=",".join(":".join(pair) for pair in pairs),
+            )
+            try:
+                echo.wait_ready()
+                baseline = _drive(
+                    swarm,
+                    clients,
+                    holder,
+                    pid=echo.pid,
+                    rate=rate,
+                    seconds=seconds,
+                    topics=site.topics,
+                )
+            finally:
+                echo.stop()
+            context.say(f"  echo (no-work relay): {_describe(baseline)}")
+            with site.relays("relay-1") as (relay,):
+                time.sleep(_RELAY_SETTLE)
+                ours = _drive(
+                    swarm,
+                    clients,
+                    holder,
+                    pid=relay.pid,
+                    rate=rate,
+                    seconds=seconds,
+                    topics=site.topics,
+                )
+            context.say(f"  relay: {_describe(ours)}")
+        finally:
+            swarm.stop()
+    details: dict[str, object] = {
+        "lamps": lamp_count,
+        "touches_per_second": rate,
+        "seconds": seconds,
+        "connect_seconds": round(connect_seconds, 2),
+        "provisioning": provisioning,
+        "relay": asdict(ours),
+        "echo": asdict(baseline),
+        "relay_settings": "defaults (rate limit 1/s per lamp, burst 20)",
+    }
+    return [
+        Result(
+            bench="fleet",
+            figure=Measure(f"p99 touch→glow, {lamp_count} lamps", ours.p99_ms, "ms"),
+            baseline=Measure("no-work relay p99", baseline.p99_ms, "ms"),
+            target=f"≤ {_TARGET_P99_MS:g} ms, no loss",
+            met=ours.p99_ms <= _TARGET_P99_MS and ours.lost == 0 and ours.duplicates == 0,
+            details=details,
+        ),
+        Result(
+            bench="fleet",
+            figure=Measure(f"relay CPU at {rate} touches/s", ours.cpu_percent, "% of a core"),
+            baseline=Measure("no-work relay CPU", baseline.cpu_percent, "% of a core"),
+            target="(reported)",
+            met=None,
+            details={"relay_rss_mb": ours.rss_mb, "relay_hwm_mb": ours.hwm_mb},
+        ),
+    ]
+
+
+def _describe(load: LoadRun) -> str:
+    return (
+        f"{load.received:,}/{load.touches:,} glows, p50 {load.p50_ms:.1f} ms, p99 "
+        f"{load.p99_ms:.1f} ms, max {load.max_ms:.1f} ms, CPU {load.cpu_percent:.1f} %, RSS "
+        f"{load.rss_mb:.1f} MB"
+    )
+
+
+def _announce_online(clients: list[SwarmClient], topics: Topics) -> None:
+    online = encode_availability(Availability.ONLINE)
+    for client in clients:
+        client.client.publish(topics.availability(client.name), online, qos=1, retain=True)
+
+
+def _drive(
+    swarm: Swarm,
+    clients: list[SwarmClient],
+    holder: list[_Load],
+    *,
+    pid: int,
+    rate: int,
+    seconds: float,
+    topics: Topics,
+) -> LoadRun:
+    """``rate`` touches/s for ``seconds``, round-robin over the lamps in a shuffled order."""
+    load = _Load()
+    order = list(clients)
+    random.shuffle(order)
+    streams = {client.name: random.randrange(2**32) for client in order}
+    seqs = dict.fromkeys(streams, 0)
+    total = int(rate * seconds)
+    now_ms = int(time.time() * 1000)
+    position = [0]
+
+    def tick(start: float) -> None:
+        due = min(total, int((time.monotonic() - start) * rate) + 1)
+        while position[0] < due:
+            client = order[position[0] % len(order)]
+            seq = seqs[client.name]
+            seqs[client.name] = seq + 1
+            touch = Touch(seq=seq, stream=streams[client.name], color="#ff3300", ts=now_ms)
+            load.sent_at[f"{client.name}:{streams[client.name]}:{seq}"] = time.monotonic()
+            swarm.publish(client, topics.touch(client.name), encode(touch))
+            position[0] += 1
+        if position[0] < total:
+            swarm.call_at(start + position[0] / rate, lambda: tick(start))
+
+    def begin() -> None:
+        holder[0] = load
+        tick(time.monotonic())
+
+    before = sample(pid)
+    swarm.call_soon(begin)
+    deadline = time.monotonic() + seconds + _STRAGGLERS
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        if swarm.run(lambda: position[0] >= total and len(load.latencies) >= total):
+            break
+    after = sample(pid)
+    latencies = swarm.run(lambda: list(load.latencies))
+    duplicates, answers, unexpected = swarm.run(
+        lambda: (load.duplicates, load.answers, load.unexpected)
+    )
+    summary = summarize(latencies) if latencies else None
+    return LoadRun(
+        touches=total,
+        received=len(latencies),
+        lost=total - len(latencies),
+        duplicates=duplicates,
+        mutual_answers=answers,
+        unexpected=unexpected,
+        p50_ms=round(summary.p50 * 1000, 2) if summary else float("nan"),
+        p99_ms=round(summary.p99 * 1000, 2) if summary else float("nan"),
+        max_ms=round(summary.max * 1000, 2) if summary else float("nan"),
+        cpu_percent=round(cpu_percent(before, after), 1),
+        rss_mb=round(after.rss_bytes / 1e6, 1),
+        hwm_mb=round(after.hwm_bytes / 1e6, 1),
+    )
