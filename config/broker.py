@@ -138,7 +138,7 @@ class BrokerSettings(BaseSettings):
     )
     topic_root: str = DEFAULT_ROOT
     # Config, credentials and Mosquitto's data (launcher only; an installed broker uses Debian's).
-    state_dir: Path = Path("/var/lib/touchlamp/broker")
+    state_dir: Path = Path("/var/lib/touchlamp-broker")
     tls: TlsSettings = TlsSettings()
     websockets: WebsocketsSettings = WebsocketsSettings()
     limits: LimitsSettings = LimitsSettings()

@@ -33,6 +33,7 @@ from pydantic import (
     Field,
     SecretStr,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import (
@@ -207,6 +208,13 @@ class HardwareSettings(BaseModel):
     neopixel_pin: Annotated[str, StringConstraints(pattern=r"^D\d{1,2}$")] = "D18"
     neopixel_count: int = Field(default=12, ge=1, le=1024)
     neopixel_order: Literal["RGB", "GRB", "RGBW", "GRBW"] = "GRB"
+
+    @field_validator("touch_kind", "led_kind", mode="before")
+    @classmethod
+    def _none_is_a_kind(cls, value: object) -> object:
+        # The settings turn the text "none" into None (so optional colours can be unset); for
+        # these two fields "none" is a kind of hardware, not a missing value.
+        return "none" if value is None else value
 
     @model_validator(mode="after")
     def _check_pins(self) -> Self:

@@ -28,6 +28,7 @@ from types import FrameType
 from typing import Any
 
 from touchlamp import sdnotify
+from touchlamp.install import register_install
 from touchlamp.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from touchlamp.config.common import SettingsError, load_settings
 from touchlamp.config.device import DeviceSettings
@@ -71,6 +72,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
     device = subparsers.add_parser("device", help="run, enroll or self-test a lamp")
     commands = device.add_subparsers(title="device commands", metavar="COMMAND", required=True)
+    register_install(commands, role="device")
     run = commands.add_parser(
         "run", parents=[env_file], help="run the lamp until SIGTERM (the service's command)"
     )

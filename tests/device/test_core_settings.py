@@ -206,3 +206,14 @@ def test_derived_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert tls.mqtt.effective_port == 8883
     assert tls.state_dir == Path("/var/lib/touchlamp")
     assert tls.hardware.mpr121_address == 0x5B
+
+
+def test_none_is_a_hardware_kind_in_an_env_file(tmp_path: Path) -> None:
+    env_file = tmp_path / "device.env"
+    env_file.write_text(
+        "TOUCHLAMP_DEVICE_LAMP_ID=lamp-a\n"
+        "TOUCHLAMP_DEVICE_HARDWARE__TOUCH_KIND=none\n"
+        "TOUCHLAMP_DEVICE_HARDWARE__LED_KIND=none\n"
+    )
+    hardware = load_settings(DeviceSettings, env_file=env_file).hardware
+    assert (hardware.touch_kind, hardware.led_kind) == ("none", "none")
