@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME[,NAME…]",
         help=f"run only these ({', '.join(BENCHMARKS)}); may be repeated",
     )
+    parser.add_argument(
+        "--no-save-on-change",
+        dest="save_on_change",
+        action="store_false",
+        help="diagnostic: Mosquitto saving periodically instead of after every change "
+        "(NOT the shipped configuration; shows what that setting costs)",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results here")
     parser.add_argument(
         "--keep", type=Path, metavar="DIR", help="work (and leave logs) here, not in a temp dir"
@@ -79,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     names: list[str] = args.only or list(BENCHMARKS)
     info = machine()
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
+    if not args.save_on_change:
+        mode += ", DIAGNOSTIC: Mosquitto without save-on-change"
     print(
         f"touchlamp benchmarks ({mode}) on {info['nproc']} x {info['cpu_model']}, Python "
         f"{info['python']}, Mosquitto {info['mosquitto']}",
@@ -95,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             context = BenchContext(
                 quick=args.quick,
                 tiny=args.tiny,
+                save_on_change=args.save_on_change,
                 directory=root / name,
                 say=lambda line: print(line, flush=True),
             )

@@ -90,7 +90,7 @@ def run(context: BenchContext) -> list[Result]:
     seconds = context.pick_seconds(full=60.0, quick=10.0, tiny=2.0)
     one_by_one = context.pick(full=50, quick=10, tiny=2)
     ids = [f"fleet-{index:04d}" for index in range(lamp_count)]
-    with BenchSite(context.directory) as site:
+    with BenchSite(context.directory, save_on_change=context.save_on_change) as site:
         admin_seconds = site.add_lamps(ids[:one_by_one], batch=None)
         batch_seconds = site.add_lamps(ids[one_by_one:], batch=100)
         pairs = [ids[index : index + 2] for index in range(0, lamp_count, 2)]

@@ -50,7 +50,10 @@ class Footprint:
 
 def run(context: BenchContext) -> list[Result]:
     idle = context.pick_seconds(full=60.0, quick=15.0, tiny=2.0)
-    with BenchSite(context.directory) as site, _Watcher(site) as watcher:
+    with (
+        BenchSite(context.directory, save_on_change=context.save_on_change) as site,
+        _Watcher(site) as watcher,
+    ):
         site.add_lamps(["lamp-idle", "lamp-min"])
         secret = site.directory / "lamp-min.password"
         secret.write_text(site.passwords["lamp-min"], encoding="utf-8")

@@ -21,12 +21,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from pydantic import SecretStr
 
 from bench.context import BenchContext
+from bench.provision import add_observer
 from bench.results import Measure, Result
 from bench.site import BenchSite
 from bench.stats import LatencySummary, summarize
@@ -59,19 +61,31 @@ def shows_color(shown: Rgb, color: str, *, gamma: float, tolerance: float = 0.03
 
 def run(context: BenchContext) -> list[Result]:
     touches = context.pick(full=200, quick=30, tiny=5)
-    with BenchSite(context.directory) as site:
+    with BenchSite(context.directory, save_on_change=context.save_on_change) as site:
         site.add_lamps(["lamp-a", "lamp-b", "hop-a"])
         site.pair([["lamp-a", "lamp-b"]])
         hop = _one_hop(site, touches=touches)
         context.say(f"  one hop: p50 {hop.p50 * 1000:.2f} ms, p99 {hop.p99 * 1000:.2f} ms")
         with site.relays("relay-1", rate_limited=False) as (relay,):
             before = relay.sample()
-            samples = _touch_to_light(site, touches=touches)
+            timings = _touch_to_light(site, touches=touches)
             after = relay.sample()
-    ours = summarize(samples)
+    ours = summarize([t.total for t in timings])
+    stages = {
+        "press_to_touch_on_wire": summarize([t.sender for t in timings]).as_ms(),
+        "touch_to_glow_on_wire": summarize([t.relay for t in timings]).as_ms(),
+        "glow_on_wire_to_light": summarize([t.receiver for t in timings]).as_ms(),
+    }
     context.say(
         f"  touch → light: p50 {ours.p50 * 1000:.2f} ms, p99 {ours.p99 * 1000:.2f} ms, "
         f"max {ours.max * 1000:.2f} ms over {ours.count} touches"
+    )
+    context.say(
+        "  stages, p50/p99 ms: "
+        + "; ".join(
+            f"{name.replace('_', ' ')} {stage['p50_ms']:.2f}/{stage['p99_ms']:.2f}"
+            for name, stage in stages.items()
+        )
     )
     return [
         Result(
@@ -82,6 +96,7 @@ def run(context: BenchContext) -> list[Result]:
             met=ours.p99 <= 3 * hop.p99,
             details={
                 "touch_to_light": ours.as_ms(),
+                "stages": stages,
                 "one_hop": hop.as_ms(),
                 "relay_peak_rss_mb": round(after.hwm_bytes / 1e6, 1),
                 "relay_cpu_seconds": round(after.cpu_seconds - before.cpu_seconds, 3),
@@ -89,6 +104,16 @@ def run(context: BenchContext) -> list[Result]:
             },
         )
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Timing:
+    """One touch, in seconds: the whole way, and its three stages as a sniffer saw the wire."""
+
+    total: float
+    sender: float  # pressed → A's touch seen on the broker (A's agent, outbox, paho)
+    relay: float  # touch seen → glow seen (broker, relay, broker)
+    receiver: float  # glow seen → B's LED pins (B's paho, link, agent, frame)
 
 
 def _lamp_settings(site: BenchSite, lamp_id: str, *, color: str) -> DeviceSettings:
@@ -108,7 +133,7 @@ def _lamp_settings(site: BenchSite, lamp_id: str, *, color: str) -> DeviceSettin
     )
 
 
-def _touch_to_light(site: BenchSite, *, touches: int) -> list[float]:
+def _touch_to_light(site: BenchSite, *, touches: int) -> list[_Timing]:
     lit_at: list[float] = []
     lit = threading.Event()
     dark = threading.Event()
@@ -127,6 +152,7 @@ def _touch_to_light(site: BenchSite, *, touches: int) -> list[float]:
     a = SimulatedLamp(settings=_lamp_settings(site, "lamp-a", color=_SENDER_COLOR))
     b = SimulatedLamp(settings=_lamp_settings(site, "lamp-b", color="#0066ff"), changed=b_changed)
     holder.append(b)
+    sniffer = _Sniffer(site, [site.topics.touch("lamp-a"), site.topics.glow("lamp-b")])
     a.start()
     b.start()
     try:
@@ -135,23 +161,72 @@ def _touch_to_light(site: BenchSite, *, touches: int) -> list[float]:
             if time.monotonic() > deadline:
                 raise TimeoutError("the simulated lamps did not come online within 30 s")
             time.sleep(0.01)
-        samples: list[float] = []
+        timings: list[_Timing] = []
         for index in range(_WARM_UP + touches):
             dark.wait(_WAIT)
             lit.clear()
             lit_at.clear()
             dark.clear()
+            sniffer.clear()
             pressed = time.monotonic()
             a.press()
             a.release()
             if not lit.wait(_WAIT):
                 raise TimeoutError(f"touch {index}: lamp B did not light up within {_WAIT:g} s")
+            touch_seen, glow_seen = sniffer.times(2)
             if index >= _WARM_UP:
-                samples.append(lit_at[0] - pressed)
-        return samples
+                timings.append(
+                    _Timing(
+                        total=lit_at[0] - pressed,
+                        sender=touch_seen - pressed,
+                        relay=glow_seen - touch_seen,
+                        receiver=lit_at[0] - glow_seen,
+                    )
+                )
+        return timings
     finally:
         a.stop()
         b.stop()
+        sniffer.close()
+
+
+class _Sniffer:
+    """A client of its own login (bench/provision.py ``add_observer``) that timestamps what
+    passes on ``topics``: it only watches, the relay's shared subscription still gets every
+    touch."""
+
+    def __init__(self, site: BenchSite, topics: list[str]) -> None:
+        password = add_observer(site.broker, "bench-sniffer", filters=topics)
+        self._seen: list[float] = []
+        self._changed = threading.Condition()
+        subscribed = threading.Event()
+        self._client = _client(f"sniffer-{uuid.uuid4().hex[:6]}", "bench-sniffer", password)
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = lambda *_args: subscribed.set()
+        self._client.connect(site.broker.host, site.broker.port)
+        self._client.loop_start()
+        self._client.subscribe([(topic, 1) for topic in topics])
+        if not subscribed.wait(_WAIT):
+            raise TimeoutError("the sniffer did not subscribe")
+
+    def clear(self) -> None:
+        with self._changed:
+            self._seen.clear()
+
+    def times(self, count: int) -> tuple[float, float]:
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self._seen) >= count, timeout=_WAIT):
+                raise TimeoutError(f"the sniffer saw {len(self._seen)} of {count} messages")
+            return self._seen[0], self._seen[1]
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_message(self, _c: mqtt.Client, _u: object, _m: mqtt.MQTTMessage) -> None:
+        with self._changed:
+            self._seen.append(time.monotonic())
+            self._changed.notify_all()
 
 
 def _one_hop(site: BenchSite, *, touches: int) -> LatencySummary:

@@ -15,16 +15,29 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from touchlamp.broker.acl import CONTROL_TOPIC, LAMP_CLIENT_TEXT, RESPONSE_TOPIC, lamp_role
+from touchlamp.broker.acl import (
+    CONTROL_TOPIC,
+    LAMP_CLIENT_TEXT,
+    RESPONSE_TOPIC,
+    Acl,
+    Role,
+    lamp_role,
+)
 from touchlamp.broker.launcher import ManagedBroker
 from touchlamp.broker.passwords import generate_password
 
-__all__ = ["ProvisionError", "Provisioned", "add_lamps"]
+__all__ = ["ProvisionError", "Provisioned", "add_lamps", "add_observer"]
+
+# The broker closes the connection of a client that sends a packet over its max_packet_size
+# (touchlamp renders 64 KiB): a message of 100 lamps' roles is bigger than that.
+_MAX_MESSAGE_BYTES = 48_000
 
 
 class ProvisionError(RuntimeError):
@@ -43,6 +56,75 @@ def add_lamps(
     broker: ManagedBroker, lamp_ids: list[str], *, batch: int = 100, timeout: float = 120.0
 ) -> Provisioned:
     """Create ``lamp_ids`` on ``broker`` through its admin login, ``batch`` lamps per message."""
+    with _admin_client(broker, timeout=timeout) as (client, answers):
+        passwords: dict[str, str] = {}
+        started = time.monotonic()
+        commands: list[dict[str, object]] = []
+        lamps_in_message = 0
+        for lamp_id in lamp_ids:
+            password = generate_password()
+            passwords[lamp_id] = password
+            role = lamp_role(broker.topics, lamp_id)
+            commands += [
+                {"command": "createRole", **role.to_json()},
+                {
+                    "command": "createClient",
+                    "username": lamp_id,
+                    "password": password,
+                    "clientid": lamp_id,
+                    "textname": LAMP_CLIENT_TEXT,
+                    "roles": [{"rolename": role.name}],
+                },
+            ]
+            lamps_in_message += 1
+            if lamps_in_message >= batch or len(json.dumps(commands)) > _MAX_MESSAGE_BYTES:
+                _send(client, answers, commands, timeout=timeout)
+                commands, lamps_in_message = [], 0
+        if commands:
+            _send(client, answers, commands, timeout=timeout)
+        return Provisioned(passwords=passwords, seconds=time.monotonic() - started)
+
+
+def add_observer(
+    broker: ManagedBroker, username: str, *, filters: list[str], timeout: float = 30.0
+) -> str:
+    """A login that may only watch ``filters`` (a benchmark's timing sniffer); its password.
+
+    Neither lamps nor the relay may read every kind of topic, so a client that timestamps both a
+    touch and its glow on the wire needs a role of its own.
+    """
+    password = generate_password()
+    role = Role(
+        name=f"bench-observer-{username}",
+        acls=tuple(
+            Acl(acltype, topic)
+            for topic in filters
+            for acltype in ("subscribePattern", "publishClientReceive", "unsubscribePattern")
+        ),
+    )
+    with _admin_client(broker, timeout=timeout) as (client, answers):
+        _send(
+            client,
+            answers,
+            [
+                {"command": "createRole", **role.to_json()},
+                {
+                    "command": "createClient",
+                    "username": username,
+                    "password": password,
+                    "roles": [{"rolename": role.name}],
+                },
+            ],
+            timeout=timeout,
+        )
+    return password
+
+
+@contextmanager
+def _admin_client(
+    broker: ManagedBroker, *, timeout: float
+) -> Iterator[tuple[mqtt.Client, queue.SimpleQueue[bytes]]]:
+    """The admin login, subscribed to the plugin's answers."""
     answers: queue.SimpleQueue[bytes] = queue.SimpleQueue()
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
@@ -60,31 +142,21 @@ def add_lamps(
         client.subscribe(RESPONSE_TOPIC, qos=1)
         if not subscribed.wait(timeout):
             raise ProvisionError(f"no SUBACK for {RESPONSE_TOPIC} within {timeout:g} s")
-        passwords: dict[str, str] = {}
-        started = time.monotonic()
-        for first in range(0, len(lamp_ids), batch):
-            commands: list[dict[str, object]] = []
-            for lamp_id in lamp_ids[first : first + batch]:
-                password = generate_password()
-                passwords[lamp_id] = password
-                role = lamp_role(broker.topics, lamp_id)
-                commands += [
-                    {"command": "createRole", **role.to_json()},
-                    {
-                        "command": "createClient",
-                        "username": lamp_id,
-                        "password": password,
-                        "clientid": lamp_id,
-                        "textname": LAMP_CLIENT_TEXT,
-                        "roles": [{"rolename": role.name}],
-                    },
-                ]
-            client.publish(CONTROL_TOPIC, json.dumps({"commands": commands}), qos=1)
-            _expect(answers, len(commands), timeout=timeout)
-        return Provisioned(passwords=passwords, seconds=time.monotonic() - started)
+        yield client, answers
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def _send(
+    client: mqtt.Client,
+    answers: queue.SimpleQueue[bytes],
+    commands: list[dict[str, object]],
+    *,
+    timeout: float,
+) -> None:
+    client.publish(CONTROL_TOPIC, json.dumps({"commands": commands}), qos=1)
+    _expect(answers, len(commands), timeout=timeout)
 
 
 def _expect(answers: queue.SimpleQueue[bytes], count: int, *, timeout: float) -> None:

@@ -25,6 +25,7 @@ from typing import IO
 
 from bench.procfs import ProcessSample, sample
 from bench.provision import add_lamps
+from touchlamp.broker import render
 from touchlamp.broker.errors import BrokerStartError
 from touchlamp.broker.launcher import ManagedBroker
 from touchlamp.config.broker import BrokerSettings, ListenerSettings
@@ -120,8 +121,9 @@ class RelayProcess:
 class BenchSite:
     """Mosquitto, lamps and a relay store under ``directory``; a context manager."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, save_on_change: bool = True) -> None:
         self.directory = directory
+        self._save_on_change = save_on_change
         self.store_path = directory / "relay.sqlite3"
         self.passwords: dict[str, str] = {}
         self.colors: dict[str, str] = {}
@@ -148,7 +150,8 @@ class BenchSite:
                 )
             )
             try:
-                broker.start()
+                with _saves(on_change=self._save_on_change):
+                    broker.start()
             except BrokerStartError as error:
                 if "cannot listen" in str(error):
                     continue
@@ -240,6 +243,24 @@ class BenchSite:
             for relay in started:
                 relay.stop()
                 self._relays.remove(relay)
+
+
+@contextmanager
+def _saves(*, on_change: bool) -> Iterator[None]:
+    """``on_change=False`` is a diagnostic (``python -m bench --no-save-on-change``): Mosquitto
+    rendered with periodic saves instead of touchlamp's save after every change, to show what
+    that setting costs. It swaps the rendering module's public constant while the broker starts
+    (the config is rendered in ``start()``); BrokerSettings has no field for it.
+    """
+    if on_change:
+        yield
+        return
+    shipped = render.AUTOSAVE_SETTINGS
+    render.AUTOSAVE_SETTINGS = ("autosave_on_changes false", "autosave_interval 1800")
+    try:
+        yield
+    finally:
+        render.AUTOSAVE_SETTINGS = shipped
 
 
 class PeerProcess:

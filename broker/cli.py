@@ -12,11 +12,17 @@ from types import FrameType
 from typing import Any
 
 from touchlamp.broker.admin import BrokerAdmin
+from touchlamp.broker.certs import (
+    DEFAULT_SERVER_DAYS,
+    make_certificates,
+    validate_dns_name,
+    validate_ip,
+)
 from touchlamp.broker.errors import BrokerError
 from touchlamp.broker.install import DEFAULT_INSTALLED_DYNSEC_FILE, write_install_files
 from touchlamp.broker.launcher import ManagedBroker, connect_host
 from touchlamp.broker.state import load_credentials
-from touchlamp.cli import EXIT_FAILURE, EXIT_OK
+from touchlamp.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from touchlamp.config.broker import BrokerSettings
 from touchlamp.config.common import load_settings
 from touchlamp.protocol.errors import ProtocolError
@@ -62,6 +68,39 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     _env_file_option(config)
     config.set_defaults(func=_config)
 
+    certs = commands.add_parser(
+        "certs",
+        help="make a private CA and the broker's TLS certificate (for lamps on other hosts)",
+        description="Create a private CA in DIR (or keep the one there) and issue the broker's "
+        "TLS certificate for every --host and --ip the lamps dial. Enrollment tokens carry the "
+        "CA, so each lamp verifies the broker. Run it again to renew: the CA is kept, so lamps "
+        "enrolled earlier need nothing new.",
+    )
+    certs.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
+    certs.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        type=_argument(_name_or_address),
+        metavar="NAME",
+        help="a DNS name (or address) lamps dial, e.g. mqtt.example.net (repeat for more)",
+    )
+    certs.add_argument(
+        "--ip",
+        action="append",
+        default=[],
+        type=_argument(validate_ip),
+        metavar="ADDRESS",
+        help="an IP address lamps dial, e.g. 192.168.1.20 (repeat for more)",
+    )
+    certs.add_argument(
+        "--days",
+        type=int,
+        default=DEFAULT_SERVER_DAYS,
+        help=f"validity of the broker's certificate (default {DEFAULT_SERVER_DAYS})",
+    )
+    certs.set_defaults(func=_certs)
+
     lamp = commands.add_parser(
         "lamp",
         help="add, remove or list lamps on a running broker",
@@ -79,6 +118,25 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     listing = lamp_commands.add_parser("list", help="list the lamps")
     _connection_options(listing)
     listing.set_defaults(func=_lamp_list)
+
+
+def _argument(validate: Callable[[str], str]) -> Callable[[str], str]:
+    """An argparse ``type`` that turns a validator's ValueError into a usage error (exit 2)."""
+
+    def convert(text: str) -> str:
+        try:
+            return validate(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return convert
+
+
+def _name_or_address(text: str) -> str:
+    try:
+        return validate_ip(text)
+    except ValueError:
+        return validate_dns_name(text)
 
 
 def _env_file_option(parser: argparse.ArgumentParser) -> None:
@@ -180,6 +238,42 @@ def _config(args: argparse.Namespace) -> int:
     print(
         f"touchlamp: wrote {files.drop_in}, {files.dynsec} and the credentials in "
         f"{files.admin_password.parent}; {files.drop_in.name} starts with how to install them"
+    )
+    return EXIT_OK
+
+
+def _certs(args: argparse.Namespace) -> int:
+    if not args.host and not args.ip:
+        print(
+            "touchlamp: pass --host NAME and/or --ip ADDRESS: what the lamps dial to reach "
+            "the broker (the certificate is valid for exactly those)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        made = make_certificates(args.out, hosts=args.host, ips=args.ip, days=args.days)
+    except BrokerError as error:
+        print(f"touchlamp: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    covered = ", ".join([*made.names, *made.addresses])
+    ca_note = "a new private CA" if made.ca_created else "the existing CA (kept: lamps trust it)"
+    dial = (made.names or made.addresses)[0]
+    print(
+        f"touchlamp: signed with {ca_note} a certificate for {covered}, valid until "
+        f"{made.expires:%Y-%m-%d}:\n"
+        f"  {made.ca_certificate}  the CA's certificate: enrollment tokens carry it\n"
+        f"  {made.ca_key}  the CA's key (0600): keep it private; renewing re-uses it\n"
+        f"  {made.certificate}  the broker's certificate\n"
+        f"  {made.key}  the broker's key (0600)\n"
+        "Broker settings (`touchlamp broker run|config --env-file …`; a system Mosquitto reads "
+        "the key as user mosquitto: install it with -o mosquitto -m 600):\n"
+        "  TOUCHLAMP_BROKER_TLS__ENABLED=true\n"
+        f"  TOUCHLAMP_BROKER_TLS__CERTFILE={made.certificate}\n"
+        f"  TOUCHLAMP_BROKER_TLS__KEYFILE={made.key}\n"
+        "Relay settings, so enrollment tokens send lamps there with this CA:\n"
+        f"  TOUCHLAMP_RELAY_PUBLIC__HOST={dial}\n"
+        "  TOUCHLAMP_RELAY_PUBLIC__TLS=true\n"
+        f"  TOUCHLAMP_RELAY_PUBLIC__CA_FILE={made.ca_certificate}"
     )
     return EXIT_OK
 

@@ -19,7 +19,7 @@ from touchlamp.broker.acl import (
 )
 from touchlamp.broker.acl import RELAY_ROLE as RELAY_ROLE_NAME
 from touchlamp.broker.passwords import PasswordHash
-from touchlamp.config.broker import BrokerSettings
+from touchlamp.config.broker import BrokerSettings, is_loopback
 from touchlamp.protocol.topics import Topics
 
 __all__ = [
@@ -152,7 +152,14 @@ def render_dynsec_json(
 
 
 def _listeners(settings: BrokerSettings) -> list[str]:
-    lines = ["# Listeners."]
+    # BrokerSettings refuses these already; settings built with model_copy() skip validation.
+    exposed = [item.address for item in settings.listeners if not is_loopback(item.address)]
+    if exposed or (settings.websockets.enabled and not settings.websockets.tls):
+        raise ValueError(
+            f"plain MQTT beyond loopback ({', '.join(exposed) or 'websockets'}) is not rendered: "
+            "serve other hosts over TLS (touchlamp broker certs)"
+        )
+    lines = ["# Listeners: plain MQTT on loopback only; other hosts use TLS."]
     lines += [f"listener {item.port} {_word(item.address)}" for item in settings.listeners]
     tls = settings.tls
     if tls.enabled:

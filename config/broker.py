@@ -2,11 +2,17 @@
 
 Nested groups use ``__``: ``TOUCHLAMP_BROKER_TLS__ENABLED=true``,
 ``TOUCHLAMP_BROKER_LIMITS__MAX_QUEUED_MESSAGES=500``. Listeners are a JSON list:
-``TOUCHLAMP_BROKER_LISTENERS='[{"address": "0.0.0.0", "port": 1883}]'``.
+``TOUCHLAMP_BROKER_LISTENERS='[{"address": "127.0.0.1", "port": 1883}]'``.
+
+Plain MQTT stays on loopback: a plain listener on any other address is a settings error, and
+other hosts are served over TLS (the ``tls`` group, port 8883; ``touchlamp broker certs`` makes
+the certificate). Plain websockets are refused too: Mosquitto 2.0.11 binds them to every
+interface whatever their address says.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Self
@@ -25,6 +31,7 @@ __all__ = [
     "TlsSettings",
     "WebsocketsSettings",
     "default_plugin_path",
+    "is_loopback",
 ]
 
 Port = Annotated[int, Field(ge=1, le=65535, description="a TCP port, 1-65535")]
@@ -42,6 +49,24 @@ _USERNAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MQTT_MAX_PACKET = 268_435_455
 # Topic, properties and headers around the largest payload the protocol allows.
 _PACKET_OVERHEAD = 1024
+_TLS_FIX = (
+    "run `touchlamp broker certs --out DIR --host NAME`, then set "
+    "TOUCHLAMP_BROKER_TLS__ENABLED=true, TOUCHLAMP_BROKER_TLS__CERTFILE=DIR/server.pem and "
+    "TOUCHLAMP_BROKER_TLS__KEYFILE=DIR/server.key"
+)
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a listener on ``address`` is reachable from this machine only.
+
+    A host name other than ``localhost`` is not: it may resolve to any interface.
+    """
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def default_plugin_path() -> Path:
@@ -53,12 +78,23 @@ def default_plugin_path() -> Path:
 
 
 class ListenerSettings(BaseModel):
-    """A plain MQTT listener. Keep it on loopback unless a firewall or TLS protects it."""
+    """A plain MQTT listener: loopback only (the relay and admin tools on this machine)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     address: str = "127.0.0.1"
     port: Port = 1883
+
+    @field_validator("address")
+    @classmethod
+    def _only_on_loopback(cls, value: str) -> str:
+        if not is_loopback(value):
+            raise ValueError(
+                f"a plain (unencrypted) listener on {value!r} would let anyone on the network "
+                "read the lamps' passwords: keep plain listeners on 127.0.0.1 or ::1 and serve "
+                f"other hosts over TLS on port 8883: {_TLS_FIX}"
+            )
+        return value
 
 
 class TlsSettings(BaseModel):
@@ -96,10 +132,10 @@ class TlsSettings(BaseModel):
 
 
 class WebsocketsSettings(BaseModel):
-    """An optional MQTT-over-websockets listener (for browsers).
+    """An optional MQTT-over-websockets listener (for browsers), only with ``tls`` (wss://).
 
     Measured with Debian's Mosquitto 2.0.11: the websockets listener ignores ``address`` and
-    listens on every interface, so firewall its port when it must stay private.
+    listens on every interface (``ss -ltn`` shows ``*:9001``), so it is never plain.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -179,6 +215,12 @@ class BrokerSettings(BaseSettings):
             if port in ports:
                 raise ValueError(f"{name} and {ports[port]} both use port {port}: choose another")
             ports[port] = name
+        if self.websockets.enabled and not self.websockets.tls:
+            raise ValueError(
+                "plain websockets would serve unencrypted MQTT on every interface (Mosquitto "
+                "2.0.11 ignores the websockets address): set TOUCHLAMP_BROKER_WEBSOCKETS__TLS=true "
+                f"with the TLS certificate: {_TLS_FIX}"
+            )
         if self.websockets.enabled and self.websockets.tls and not self.tls.enabled:
             raise ValueError(
                 "websockets.tls needs the TLS certificate: set TOUCHLAMP_BROKER_TLS__ENABLED=true "

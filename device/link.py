@@ -153,6 +153,7 @@ class LampLink:
         self._port = port
         self._topics = Topics(topic_root)
         self._tls_context = _tls_context(ca_file) if tls else None
+        self._ca_file = ca_file
         self._keepalive = keepalive_seconds
         self._session_expiry = session_expiry_seconds
         self._connect_timeout = connect_timeout_seconds
@@ -368,12 +369,17 @@ class LampLink:
             )
         except (OSError, ValueError) as error:
             delay = self._backoff.next_delay()
+            why = (
+                _why_untrusted(error, host=self._host, ca_file=self._ca_file)
+                if isinstance(error, ssl.SSLCertVerificationError)
+                else str(error)
+            )
             logger.warning(
                 "lamp %s cannot reach the broker at %s:%d (%s); retrying in %.1f s",
                 self.lamp_id,
                 self._host,
                 self._port,
-                error,
+                why,
                 delay,
             )
             self._reconnect_at = time.monotonic() + delay
@@ -775,6 +781,37 @@ def _tls_context(ca_file: Path | None) -> ssl.SSLContext:
         ) from error
     context.sslsocket_class = _ClosingSSLSocket
     return context
+
+
+# OpenSSL's X509_V_ERR_* codes (SSLCertVerificationError.verify_code) a lamp owner can act on.
+_NAME_MISMATCH = frozenset({62, 64})  # hostname, IP address
+_UNTRUSTED_ISSUER = frozenset({2, 18, 19, 20, 21})  # no issuer / self-signed / unknown CA
+_NOT_YET_VALID, _EXPIRED = 9, 10
+
+
+def _why_untrusted(error: ssl.SSLCertVerificationError, *, host: str, ca_file: Path | None) -> str:
+    """Why the broker's certificate was refused, in words that point at the fix (one line)."""
+    code = error.verify_code
+    detail = f"certificate verify failed: {error.verify_message}"
+    if code in _NAME_MISMATCH:
+        return (
+            f"its TLS certificate is not valid for {host!r}, the name this lamp dials; enroll "
+            "with a name the certificate lists, or re-issue it with `touchlamp broker certs "
+            f"--host {host}` ({detail})"
+        )
+    if code in _UNTRUSTED_ISSUER:
+        trusted = f"the CA in {ca_file}" if ca_file is not None else "a CA this system trusts"
+        return (
+            f"its TLS certificate is not signed by {trusted} (wrong CA): enroll the lamp with a "
+            "new token from this broker's relay, or set TOUCHLAMP_DEVICE_MQTT__CA_FILE to the CA "
+            f"that signed it ({detail})"
+        )
+    if code in {_NOT_YET_VALID, _EXPIRED}:
+        return (
+            "its TLS certificate is outside its validity dates: check this lamp's clock "
+            f"(timedatectl), or renew it with `touchlamp broker certs` ({detail})"
+        )
+    return f"its TLS certificate was refused ({detail})"
 
 
 class _ClosingSSLSocket(ssl.SSLSocket):

@@ -89,6 +89,7 @@ _log = logging.getLogger(__name__)
 _AUTH_FAILURES = frozenset({0x86, 0x87, 0x8A, 0x8C})
 _HOUSEKEEPING_SECONDS = 60.0
 _STORE_RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+_KEEP_EXPIRED_CODES_MS = 24 * 3600 * 1000
 
 
 class RelayAuthError(RuntimeError):
@@ -576,7 +577,8 @@ class Relay:
         retention_ms = round(self._settings.forwarding.dedup_retention_hours * 3600 * 1000)
         with contextlib.suppress(StoreUnavailableError):
             self._store.prune_touches(older_than_ms=wall_ms - retention_ms)
-            self._store.prune_codes(now_ms=wall_ms)
+            # Expired codes are kept a day, so a late owner hears "expired", not "wrong code".
+            self._store.prune_codes(now_ms=wall_ms - _KEEP_EXPIRED_CODES_MS)
             self.metrics.lamps_online.set(self._presence.online_count())
 
     def __repr__(self) -> str:

@@ -14,6 +14,7 @@ import pytest
 
 from tests.broker.harness import BrokerFixture, MqttProbe, free_port
 from tests.conftest import start_managed_broker
+from touchlamp.broker.certs import make_certificates
 from touchlamp.broker.errors import BrokerStartError, BrokerStateError
 from touchlamp.broker.launcher import ManagedBroker
 from touchlamp.config.broker import (
@@ -194,21 +195,33 @@ def test_a_lamp_connects_over_tls(tmp_path: Path) -> None:
         managed.stop()
 
 
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_a_lamp_connects_over_websockets(tmp_path: Path) -> None:
+    # Only wss: Mosquitto 2.0.11 binds websockets to every interface (BrokerSettings refuses ws).
+    certificates = make_certificates(tmp_path / "certs", hosts=["localhost"])
     ws_port = free_port()
     managed = start_managed_broker(
-        tmp_path / "state", websockets=WebsocketsSettings(enabled=True, port=ws_port)
+        tmp_path / "state",
+        tls=TlsSettings(
+            enabled=True,
+            address="127.0.0.1",
+            port=free_port(),
+            certfile=certificates.certificate,
+            keyfile=certificates.key,
+        ),
+        websockets=WebsocketsSettings(enabled=True, port=ws_port, tls=True),
     )
     try:
         with managed.admin() as admin:
             password = admin.add_lamp("lamp-a")
         lamp = MqttProbe(
-            host="127.0.0.1",
+            host="localhost",
             port=ws_port,
             username="lamp-a",
             password=password,
             client_id="lamp-a",
             transport="websockets",
+            tls_ca=str(certificates.ca_certificate),
         )
         assert not lamp.connect().is_failure
         assert str(lamp.subscribe("#")) == "Not authorized"

@@ -28,11 +28,11 @@ def test_defaults_are_a_loopback_broker_with_the_protocol_root() -> None:
 
 
 def test_nested_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TOUCHLAMP_BROKER_LISTENERS", '[{"address": "0.0.0.0", "port": 1884}]')
+    monkeypatch.setenv("TOUCHLAMP_BROKER_LISTENERS", '[{"address": "::1", "port": 1884}]')
     monkeypatch.setenv("TOUCHLAMP_BROKER_LIMITS__MAX_QUEUED_MESSAGES", "50")
     monkeypatch.setenv("TOUCHLAMP_BROKER_TOPIC_ROOT", "home/lamps")
     settings = load_settings(BrokerSettings)
-    assert settings.listeners == [ListenerSettings(address="0.0.0.0", port=1884)]  # noqa: S104
+    assert settings.listeners == [ListenerSettings(address="::1", port=1884)]
     assert settings.limits.max_queued_messages == 50
     assert settings.topic_root == "home/lamps"
 

@@ -1,0 +1,144 @@
+"""Hostile input from the network: oversize packets at the broker, malformed payloads and
+MQTT 5 properties at the live relay (hypothesis). The legitimate pair keeps exchanging touches.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.security.raw import RawClient, connect_packet, publish_packet, remaining_length
+from tests.security.world import Mischief, SecureWorld
+from touchlamp.protocol import Topics
+
+_ACCEPTED = 0
+
+
+def test_an_oversize_publish_disconnects_the_sender_only(world: SecureWorld) -> None:
+    limit = world.broker.managed.settings.limits.max_packet_size
+    password = world.enroll("lamp-big", in_legit_group=True)
+    with RawClient(world.broker.host, world.broker.port) as raw:
+        login = connect_packet(
+            client_id=b"lamp-big", username=b"lamp-big", password=password.encode()
+        )
+        raw.send(login)
+        assert raw.connack() == _ACCEPTED
+        raw.send(publish_packet(world.topics.touch("lamp-big"), b"{" * (limit + 1)))
+        world.exchange()  # while the broker deals with it
+        assert raw.closed(), "the broker kept a client that sent more than max_packet_size"
+    world.exchange()
+    world.assert_only_legit_glows()
+    assert world.relay.connected
+
+
+def test_an_oversize_packet_before_login_is_refused_without_reading_it(
+    world: SecureWorld,
+) -> None:
+    with RawClient(world.broker.host, world.broker.port) as raw:
+        # A CONNECT that claims 200 MB: the broker must not wait for (or allocate) it.
+        raw.send(b"\x10" + remaining_length(200_000_000) + b"\x00" * 1024)
+        assert raw.closed()
+    world.exchange()
+
+
+def test_a_payload_under_the_packet_limit_but_over_the_protocols_is_dropped_by_the_relay(
+    world: SecureWorld,
+) -> None:
+    password = world.enroll("lamp-big", in_legit_group=True)
+    attacker = world.mischief("lamp-big", password)
+    for topic in (world.topics.touch("lamp-big"), world.topics.pair("lamp-big")):
+        attacker.publish(
+            topic, b'{"seq": 1, "color": "#' + b"f" * 60_000 + b'"}', response_topic=None
+        )
+    world.exchange()
+    world.assert_only_legit_glows()
+    assert world.relay.connected
+
+
+# -- malformed payloads and properties at the live relay -------------------------------------
+
+_FRAGMENTS = ["\x1b[2J", "\x1b]0;x\x07", "\n", "\r", "\u202e", "\x00", "\x9b", "a", "é", "/"]
+_hostile_text = st.lists(st.sampled_from(_FRAGMENTS) | st.characters(), max_size=20).map("".join)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | _hostile_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_hostile_text, inner, max_size=4),
+    max_leaves=10,
+)
+_almost_pair = st.fixed_dictionaries(
+    {"action": st.sampled_from(["create", "join", "leave", "status", "color", "dance", ""])},
+    optional={
+        "code": _hostile_text,
+        "color": _hostile_text,
+        "name": _hostile_text,
+        "members": st.lists(_hostile_text, max_size=3),
+    },
+)
+_payloads = st.one_of(
+    st.binary(max_size=400),
+    _hostile_text.map(str.encode),
+    _json_values.map(lambda value: json.dumps(value).encode()),
+    _almost_pair.map(lambda value: json.dumps(value).encode()),
+    st.integers(min_value=1, max_value=20_000).map(lambda depth: b"[" * depth),
+    st.integers(min_value=4_097, max_value=30_000).map(lambda size: b" " * size),
+)
+
+
+class _Live:
+    """One relay and one attacker shared by every example (starting them is slow)."""
+
+    def __init__(self, world: SecureWorld, attacker: Mischief) -> None:
+        self.world, self.attacker = world, attacker
+
+
+@pytest.fixture
+def live(world: SecureWorld) -> Iterator[_Live]:
+    # A member of the legitimate pair's own group: a lamp owner with a modified lamp.
+    password = world.enroll("lamp-m", in_legit_group=True)
+    yield _Live(world, world.mischief("lamp-m", password))
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    payload=_payloads,
+    kind=st.sampled_from(["touch", "pair", "availability"]),
+    response_topic=st.none()
+    | st.sampled_from(["own", "lamp-a pair/response", "lamp-a glow", "#", "$SYS/x"])
+    | _hostile_text.filter(bool),
+    correlation=st.none() | st.binary(max_size=64),
+)
+def test_malformed_messages_never_disturb_the_relay_or_other_lamps(
+    live: _Live,
+    payload: bytes,
+    kind: str,
+    response_topic: str | None,
+    correlation: bytes | None,
+) -> None:
+    world = live.world
+    topics: Topics = world.topics
+    topic = {
+        "touch": topics.touch("lamp-m"),
+        "pair": topics.pair("lamp-m"),
+        "availability": topics.availability("lamp-m"),
+    }[kind]
+    named = {
+        "own": topics.pair_response("lamp-m"),
+        "lamp-a pair/response": topics.pair_response("lamp-a"),
+        "lamp-a glow": topics.glow("lamp-a"),
+    }
+    resolved = named.get(response_topic, response_topic) if response_topic else None
+    # The broker takes it (lamp-m's own topic), or drops lamp-m for a malformed property such
+    # as a wildcard response topic; either way the relay and the other lamps go on.
+    reason = live.attacker.publish(topic, payload, response_topic=resolved, correlation=correlation)
+    assert reason is None or not reason.is_failure, reason
+    world.exchange()
+    world.assert_only_legit_glows()
+    assert world.relay.connected
+    assert world.legit_online()
