@@ -39,6 +39,19 @@ __all__ = [
 AUTOSAVE_SETTINGS = ("autosave_on_changes true", "autosave_interval 1")
 
 
+def _autosave_comment(every_change: bool) -> list[str]:
+    if every_change:
+        return [
+            "# Do not lose acknowledged QoS 1 messages when the broker is killed (see",
+            "# touchlamp.broker.render.AUTOSAVE_SETTINGS for what was measured). Each save",
+            "# rewrites the whole database, so a large backlog slows the broker down.",
+        ]
+    return [
+        "# Periodic saves (limits.save_every_change=false): faster under large backlogs, but",
+        "# a broker killed between saves loses the QoS 1 messages acknowledged since the last.",
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class MosquittoPaths:
     """Where the rendered ``mosquitto.conf`` points Mosquitto, and what it leaves to the main file.
@@ -79,15 +92,18 @@ def render_mosquitto_conf(settings: BrokerSettings, *, paths: MosquittoPaths, re
         f"plugin {_path(str(settings.plugin_path))}",
         f"plugin_opt_config_file {_path(paths.dynsec_file)}",
         "",
-        "# Do not lose acknowledged QoS 1 messages when the broker is killed (see",
-        "# touchlamp.broker.render.AUTOSAVE_SETTINGS for what was measured).",
+        *_autosave_comment(limits.save_every_change),
         "persistence true",
         *(
             [f"persistence_location {_path(paths.persistence_location)}"]
             if paths.persistence_location is not None
             else []
         ),
-        *AUTOSAVE_SETTINGS,
+        *(
+            AUTOSAVE_SETTINGS
+            if limits.save_every_change
+            else (f"autosave_interval {limits.autosave_interval_seconds}",)
+        ),
         f"persistent_client_expiration {limits.persistent_client_expiration}",
         "",
         "# Bounds: protocol payloads are at most a few KiB; an offline lamp's queue is capped.",

@@ -35,6 +35,7 @@ from touchlamp.broker.errors import BrokerAdminError
 from touchlamp.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from touchlamp.config.common import load_settings
 from touchlamp.config.relay import RelaySettings
+from touchlamp.install import register_install
 from touchlamp.protocol import (
     Enrollment,
     GroupState,
@@ -77,6 +78,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     relay = subparsers.add_parser("relay", help="run the relay; manage lamps and groups")
     commands = relay.add_subparsers(title="relay commands", metavar="COMMAND", required=True)
+    register_install(commands, role="relay")
 
     run = commands.add_parser(
         "run", parents=[common], help="forward touches until SIGTERM (the service's command)"

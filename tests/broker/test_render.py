@@ -21,6 +21,7 @@ from touchlamp.broker.acl import (
 )
 from touchlamp.broker.passwords import hash_password
 from touchlamp.broker.render import (
+    AUTOSAVE_SETTINGS,
     Credential,
     MosquittoPaths,
     render_dynsec_json,
@@ -28,6 +29,7 @@ from touchlamp.broker.render import (
 )
 from touchlamp.config.broker import (
     BrokerSettings,
+    LimitsSettings,
     ListenerSettings,
     TlsSettings,
     WebsocketsSettings,
@@ -88,8 +90,8 @@ def test_persistence_saves_on_every_change_and_limits_are_bounded() -> None:
         "autosave_interval 1",
         "persistent_client_expiration 30d",
         "max_packet_size 65536",
-        "max_queued_messages 1000",
-        "max_queued_bytes 4194304",
+        "max_queued_messages 10000",
+        "max_queued_bytes 8388608",
     ):
         assert expected in lines
 
@@ -237,3 +239,12 @@ def test_the_admin_role_is_only_the_control_topic() -> None:
         ("unsubscribeLiteral", RESPONSE_TOPIC),
         ("publishClientReceive", RESPONSE_TOPIC),
     }
+
+
+def test_periodic_saves_can_be_chosen_for_large_backlogs() -> None:
+    periodic = _conf(
+        _settings(limits=LimitsSettings(save_every_change=False, autosave_interval_seconds=30))
+    )
+    assert "autosave_interval 30" in periodic
+    assert not set(AUTOSAVE_SETTINGS) & set(periodic)
+    assert set(AUTOSAVE_SETTINGS) <= set(_conf())

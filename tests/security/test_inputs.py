@@ -59,6 +59,25 @@ def test_a_payload_under_the_packet_limit_but_over_the_protocols_is_dropped_by_t
     assert world.relay.connected
 
 
+def test_the_relay_never_answers_a_request_on_another_lamps_topic(world: SecureWorld) -> None:
+    topics = world.topics
+    victim = world.broker.connect_lamp("lamp-v")
+    for own in (topics.pair_response("lamp-v"), topics.glow("lamp-v")):
+        assert not victim.subscribe(own).is_failure
+    attacker = world.mischief("lamp-m", world.enroll("lamp-m"))
+    for elsewhere in (topics.pair_response("lamp-v"), topics.glow("lamp-v")):
+        for request in (b'{"action": "status"}', b'{"action": "create"}', b"junk"):
+            reason = attacker.publish(
+                topics.pair("lamp-m"), request, response_topic=elsewhere, correlation=b"x"
+            )
+            assert reason is not None
+            assert not reason.is_failure
+    world.exchange()
+    world.broker.connect_relay().publish(topics.glow("lamp-v"), b"marker")
+    arrived = victim.messages_until(lambda message: message.payload == b"marker")
+    assert [message.payload for message in arrived] == [b"marker"]
+
+
 # -- malformed payloads and properties at the live relay -------------------------------------
 
 _FRAGMENTS = ["\x1b[2J", "\x1b]0;x\x07", "\n", "\r", "\u202e", "\x00", "\x9b", "a", "é", "/"]
