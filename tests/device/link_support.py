@@ -5,9 +5,7 @@ as when a lamp loses Wi-Fi or power)."""
 from __future__ import annotations
 
 import contextlib
-import getpass
 import queue
-import signal
 import socket
 import subprocess
 import threading
@@ -30,7 +28,6 @@ __all__ = [
     "Cable",
     "Certificates",
     "EventLog",
-    "ProvisionalBroker",
     "Received",
     "RelayClient",
     "eventually",
@@ -258,94 +255,6 @@ class Cable:
         self._listener.close()
         self.cut()
         self._thread.join()
-
-
-class ProvisionalBroker:
-    """A Mosquitto on a free loopback port with a password file and persistence.
-
-    Written as a stand-in before the shared ``broker`` fixture (tests/conftest.py, dynamic
-    security and touchlamp's own ACLs) existed; new tests should use that one. It has no ACLs.
-    """
-
-    relay_username = "relay"
-    relay_password = "relay-secret"
-
-    def __init__(self, directory: Path, *, tls: Certificates | None = None) -> None:
-        self._dir = directory
-        self._dir.mkdir(parents=True, exist_ok=True)
-        self.host = "127.0.0.1"
-        self.port = _free_port(self.host)
-        self.tls = tls
-        self.tls_port = _free_port(self.host) if tls is not None else None
-        self._passwords: dict[str, str] = {self.relay_username: self.relay_password}
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def add_lamp(self, lamp_id: str, password: str | None = None) -> str:
-        self._passwords[lamp_id] = password or f"pw-{lamp_id}"
-        self._write_passwords()
-        if self._process is not None:
-            self._process.send_signal(signal.SIGHUP)  # reload the password file
-        return self._passwords[lamp_id]
-
-    def _write_passwords(self) -> None:
-        path = self._dir / "passwords"
-        path.write_text("".join(f"{user}:{pw}\n" for user, pw in self._passwords.items()))
-        subprocess.run(["mosquitto_passwd", "-U", str(path)], check=True, capture_output=True)
-
-    def start(self) -> None:
-        self._write_passwords()
-        config = self._dir / "mosquitto.conf"
-        config.write_text(
-            f"listener {self.port} {self.host}\n"
-            # Run as whoever runs the tests (as root, Mosquitto would switch to its own user,
-            # which cannot read the test's temporary files).
-            f"user {getpass.getuser()}\n"
-            "allow_anonymous false\n"
-            f"password_file {self._dir / 'passwords'}\n"
-            "persistence true\n"
-            f"persistence_location {self._dir}/\n"
-            "autosave_interval 0\n"
-            "autosave_on_changes true\n"
-            f"log_dest file {self._dir / 'mosquitto.log'}\n"
-            "log_type all\n"
-        )
-        if self.tls is not None:
-            with config.open("a") as text:
-                text.write(
-                    f"listener {self.tls_port} {self.host}\n"
-                    f"cafile {self.tls.ca}\n"
-                    f"certfile {self.tls.certificate}\n"
-                    f"keyfile {self.tls.key}\n"
-                )
-        log = self._dir / "mosquitto.log"
-        seen = log.stat().st_size if log.exists() else 0  # a restart appends to the same log
-        self._process = subprocess.Popen(["mosquitto", "-c", str(config)])
-        deadline = threading.Event()
-        for _ in range(int(WAIT / 0.02)):
-            if self._process.poll() is not None:
-                break
-            # Our own Mosquitto says it listens: a connection alone could reach another test's
-            # broker that took the port between _free_port() and now.
-            if (
-                log.exists()
-                and f"listen socket on port {self.port}.".encode() in (log.read_bytes()[seen:])
-            ):
-                return
-            deadline.wait(0.02)
-        self.stop()
-        raise AssertionError(f"mosquitto did not listen on {self.port}: see {self._dir}")
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(WAIT)
-            self._process = None
-
-
-def _free_port(host: str) -> int:
-    with socket.create_server((host, 0)) as probe:
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True, slots=True)
