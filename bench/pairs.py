@@ -11,7 +11,10 @@ from bench.burst import BurstOutcome, Counter, send_burst
 from bench.site import BenchSite
 from bench.swarm import Swarm, SwarmClient
 
-__all__ = ["PairedLamps"]
+__all__ = ["LAMP_SESSION_EXPIRY", "PairedLamps"]
+
+LAMP_SESSION_EXPIRY = 2 * 24 * 3600
+"""A real lamp's (DeviceSettings' default): the broker keeps and persists its session."""
 
 
 class PairedLamps:
@@ -34,10 +37,13 @@ class PairedLamps:
             [(lamp_id, site.passwords[lamp_id], lamp_id) for lamp_id in receivers],
             subscribe=lambda lamp_id: [site.topics.glow(lamp_id)],
             on_message=lambda _lamp_id: on_glow,
+            session_expiry=LAMP_SESSION_EXPIRY,
         )
         # paho's inflight window lifted, as DESIGN.md says a tuned client does.
         self.senders: list[SwarmClient] = swarm.connect_all(
-            [(lamp_id, site.passwords[lamp_id], lamp_id) for lamp_id in senders], max_inflight=0
+            [(lamp_id, site.passwords[lamp_id], lamp_id) for lamp_id in senders],
+            max_inflight=0,
+            session_expiry=LAMP_SESSION_EXPIRY,
         )
 
     def burst(

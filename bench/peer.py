@@ -52,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", help="echo, lamp: the topic root")
     parser.add_argument("--pairs", default="", help="echo: lamp pairs A:B,C:D,…")
     parser.add_argument("--every", type=int, default=500, help="sink: progress line interval")
+    parser.add_argument(
+        "--receive-maximum",
+        type=int,
+        default=_RECEIVE_MAXIMUM,
+        help="MQTT 5 Receive Maximum asked of the broker",
+    )
     args = parser.parse_args(argv)
     password = args.password_file.read_text(encoding="utf-8").strip()
     stop = threading.Event()
@@ -70,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     client.max_inflight_messages_set(0)
     client.max_queued_messages_set(0)
     connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    connect.ReceiveMaximum = _RECEIVE_MAXIMUM
+    connect.ReceiveMaximum = args.receive_maximum
     if args.role == "sink":
         _sink(client, topic=args.topic, every=args.every)
     elif args.role == "echo":

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 if TYPE_CHECKING:
@@ -148,12 +150,15 @@ class Swarm:
         subscribe: Callable[[str], list[str]] | None = None,
         on_message: Callable[[str], Handler | None] | None = None,
         max_inflight: int = 20,
+        session_expiry: int = 0,
         timeout: float = 120.0,
     ) -> list[SwarmClient]:
         """Connect ``(username, password, client_id)`` logins and subscribe each (QoS 1).
 
         ``subscribe(username)`` names each client's topic filters; ``on_message(username)`` its
-        message handler. Returns once every client has its CONNACK and SUBACK.
+        message handler. ``session_expiry`` > 0 asks for a persistent session, as a real lamp
+        does (the broker then persists what it queues for it). Returns once every client has
+        its CONNACK and SUBACK.
         """
         made: list[SwarmClient] = []
         for start in range(0, len(logins), 50):
@@ -168,6 +173,7 @@ class Swarm:
                             client_id,
                             handler=on_message(username) if on_message else None,
                             max_inflight=max_inflight,
+                            session_expiry=session_expiry,
                         )
                         for username, password, client_id in chunk
                     ]
@@ -220,6 +226,7 @@ class Swarm:
         *,
         handler: Handler | None,
         max_inflight: int,
+        session_expiry: int,
     ) -> SwarmClient:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -232,7 +239,16 @@ class Swarm:
         client.max_queued_messages_set(0)  # unbounded: the benchmark decides how much it sends
         member = SwarmClient(name=username, client=client, on_message=handler)
         self._wire(member)
-        client.connect(self._host, self._port, keepalive=60)
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        if session_expiry:
+            properties.SessionExpiryInterval = session_expiry
+        client.connect(
+            self._host,
+            self._port,
+            keepalive=60,
+            clean_start=not session_expiry,
+            properties=properties,
+        )
         self._clients.append(member)
         return member
 

@@ -35,6 +35,10 @@ WINDOW = 500
 """Touches in flight end to end: below the broker's per-client queue (1000) with room to spare."""
 _OPEN_LOOP_TOUCHES = 5_000
 _DROP_MARK = "Outgoing messages are being dropped"
+# Measured (Mosquitto 2.0.11): the plain subscriber starts losing messages at the broker after
+# ~67,000 of a windowed burst ("Outgoing messages are being dropped"), however few are in
+# flight; BENCHMARKS.md has the numbers. Its rate is steady long before that.
+_ONE_HOP_MAX = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +91,14 @@ def run(context: BenchContext) -> list[Result]:
     pairs = context.pick(full=50, quick=20, tiny=4)
     big = context.pick(full=100_000, quick=2_000, tiny=200)
     small = big // 5
+    hop_touches = min(big, _ONE_HOP_MAX)
     with BenchSite(context.directory, save_on_change=context.save_on_change) as site:
         swarm = Swarm(host=site.broker.host, port=site.broker.port, name="burst-lamps")
         swarm.start()
         try:
             lamps = PairedLamps(site, swarm, pairs=pairs)
             context.say(f"  {pairs} groups of 2 lamps; bursts of {small:,} and {big:,} touches")
-            hop = one_hop(site, lamps, touches=big)
+            hop = one_hop(site, lamps, touches=hop_touches)
             context.say(f"  one hop, plain paho: {hop.rate:,.0f} msg/s (lost {hop.lost})")
             small_run = relay_run(site, lamps, "relay-1", touches=small)
             context.say(f"  relay, {describe(small_run)}")

@@ -796,8 +796,8 @@ def _why_untrusted(error: ssl.SSLCertVerificationError, *, host: str, ca_file: P
     if code in _NAME_MISMATCH:
         return (
             f"its TLS certificate is not valid for {host!r}, the name this lamp dials; enroll "
-            "with a name the certificate lists, or re-issue it with `touchlamp broker certs "
-            f"--host {host}` ({detail})"
+            "with a name the certificate lists, or re-issue it with `touchlamp broker certs`, "
+            f"adding --host {host} ({detail})"
         )
     if code in _UNTRUSTED_ISSUER:
         trusted = f"the CA in {ca_file}" if ca_file is not None else "a CA this system trusts"

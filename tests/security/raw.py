@@ -58,6 +58,11 @@ class RawClient:
     def __init__(self, host: str, port: int, *, timeout: float = 10.0) -> None:
         self._socket = socket.create_connection((host, port), timeout=timeout)
 
+    @property
+    def socket(self) -> socket.socket:
+        """The connection itself (to start TLS on it, say)."""
+        return self._socket
+
     def send(self, data: bytes) -> None:
         # The broker may close the connection half-way through a large packet: that is the
         # outcome under test, which closed() reports.

@@ -5,7 +5,6 @@ MQTT 5 properties at the live relay (hypothesis). The legitimate pair keeps exch
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -114,10 +113,10 @@ class _Live:
 
 
 @pytest.fixture
-def live(world: SecureWorld) -> Iterator[_Live]:
+def live(world: SecureWorld) -> _Live:
     # A member of the legitimate pair's own group: a lamp owner with a modified lamp.
     password = world.enroll("lamp-m", in_legit_group=True)
-    yield _Live(world, world.mischief("lamp-m", password))
+    return _Live(world, world.mischief("lamp-m", password))
 
 
 @settings(

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import secrets
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
 from tests.relay.lamps import TestLamp
-from tests.security.world import SecureWorld
+from tests.security.world import Mischief, SecureWorld
 from touchlamp.cli import main
 from touchlamp.protocol import PairAction, PairResponse
 from touchlamp.server.pairing import CODE_ALPHABET
@@ -40,27 +41,35 @@ def _code(lamp: TestLamp) -> str:
     return response.code
 
 
-def _guesses(lamp: TestLamp, count: int) -> Counter[str | None]:
-    """``count`` random well-formed codes from ``lamp``; how often each answer came."""
-    answers: Counter[str | None] = Counter()
-    for _ in range(count):
-        response = _ask(lamp, PairAction.JOIN, _guess())
-        assert not response.ok, "a guessed code worked"
-        answers[response.error] += 1
-    return answers
+def _joins(*codes: str) -> list[bytes]:
+    return [json.dumps({"action": "join", "code": code}).encode() for code in codes]
+
+
+def _flood(world: SecureWorld, attacker: Mischief, count: int) -> Counter[str | None]:
+    """``count`` random well-formed codes, sent all at once; how often each answer came."""
+    responses = attacker.ask(world.topics, _joins(*(_guess() for _ in range(count))))
+    assert not any(response.ok for response in responses), "a guessed code worked"
+    return Counter(response.error for response in responses)
+
+
+def _attacker(world: SecureWorld, lamp_id: str) -> Mischief:
+    """An enrolled lamp's login in an attacker's hands."""
+    return world.mischief(lamp_id, world.enroll(lamp_id))
 
 
 def test_hundreds_of_guesses_from_one_lamp_lock_only_that_lamp_out(world: SecureWorld) -> None:
-    owner, friend, guesser = world.lamp("lamp-c"), world.lamp("lamp-d"), world.lamp("lamp-g")
+    owner, friend = world.lamp("lamp-c"), world.lamp("lamp-d")
     code = _code(owner)
+    guesser = _attacker(world, "lamp-g")
 
-    answers = _guesses(guesser, 150)
+    answers = _flood(world, guesser, 150)
     world.exchange()  # during the attack
-    answers += _guesses(guesser, 150)
+    answers += _flood(world, guesser, 150)
 
     assert answers == {"bad-code": LOCKOUT, "locked-out": 300 - LOCKOUT}
     # The right code does not help a locked-out lamp (and is not used up by trying).
-    assert _ask(guesser, PairAction.JOIN, code).error == "locked-out"
+    (answer,) = guesser.ask(world.topics, _joins(code))
+    assert answer.error == "locked-out"
     # Every other lamp pairs as usual: 5 failures are far below the relay-wide 60 an hour.
     joined = _ask(friend, PairAction.JOIN, code)
     assert joined.ok, joined
@@ -70,12 +79,13 @@ def test_hundreds_of_guesses_from_one_lamp_lock_only_that_lamp_out(world: Secure
 
 
 def test_junk_that_cannot_be_a_code_costs_nothing_and_opens_nothing(world: SecureWorld) -> None:
-    owner, junker = world.lamp("lamp-c"), world.lamp("lamp-j")
+    owner, junker = world.lamp("lamp-c"), _attacker(world, "lamp-j")
     code = _code(owner)
-    for junk in ["0000OOOO", "IIIILLLL", "ABC", "A" * 16, "UUUUUUUU"] * 40:
-        assert _ask(junker, PairAction.JOIN, junk).error == "bad-code"
+    junk = _joins(*["0000OOOO", "IIIILLLL", "ABCD", "A" * 16, "UUUUUUUU"] * 40)
+    assert {answer.error for answer in junker.ask(world.topics, junk)} == {"bad-code"}
     # Not counted as guesses (it reveals nothing), so the lamp is not locked out by typos.
-    assert _ask(junker, PairAction.JOIN, code).ok
+    (answer,) = junker.ask(world.topics, _joins(code))
+    assert answer.ok, answer
     world.exchange()
 
 
@@ -83,19 +93,19 @@ def test_guesses_from_many_lamps_hit_the_relay_wide_limit_then_pairing_waits(
     world: SecureWorld,
 ) -> None:
     owner, friend, late = world.lamp("lamp-c"), world.lamp("lamp-d"), world.lamp("lamp-e")
-    guessers = [world.lamp(f"lamp-g{n:02d}") for n in range(12)]
+    guessers = [_attacker(world, f"lamp-g{n:02d}") for n in range(12)]
 
     # 11 stolen lamps x 25 guesses: each is locked out after 5, 55 wrong codes in all.
     answers: Counter[str | None] = Counter()
     for guesser in guessers[:11]:
-        answers += _guesses(guesser, 25)
+        answers += _flood(world, guesser, 25)
     assert answers == {"bad-code": 11 * LOCKOUT, "locked-out": 11 * (25 - LOCKOUT)}
     # Under the relay-wide limit: a legitimate pairing still works.
     assert _ask(friend, PairAction.JOIN, _code(owner)).ok
     world.exchange()
 
     # A 12th lamp takes the relay to 60 wrong codes this hour.
-    answers = _guesses(guessers[11], 25)
+    answers = _flood(world, guessers[11], 25)
     assert answers == {"bad-code": LOCKOUT, "busy": 25 - LOCKOUT}
     assert 11 * LOCKOUT + LOCKOUT == GLOBAL
     # Now every join is refused for the rest of the hour, the legitimate one too: the price
@@ -107,14 +117,12 @@ def test_guesses_from_many_lamps_hit_the_relay_wide_limit_then_pairing_waits(
 
     world.clock.advance(3600)  # the hour moves on (the relay's injected wall clock)
     assert _ask(late, PairAction.JOIN, _code(owner)).ok
-    assert not any(world.store.group_of(guesser.lamp_id) for guesser in guessers)
+    assert not any(world.store.group_of(f"lamp-g{n:02d}") for n in range(12))
     world.exchange()
 
 
-@pytest.mark.parametrize("size", [2])
-def test_a_lamp_cannot_join_a_full_group(make_world: object, size: int) -> None:
-    assert callable(make_world)
-    world: SecureWorld = make_world(pairing={"max_group_size": size})
+def test_a_lamp_cannot_join_a_full_group(make_world: Callable[..., SecureWorld]) -> None:
+    world = make_world(pairing={"max_group_size": 2})
     owner, first, second = world.lamp("lamp-c"), world.lamp("lamp-d"), world.lamp("lamp-e")
     code_1, code_2 = _code(owner), _code(owner)
     assert _ask(first, PairAction.JOIN, code_1).ok

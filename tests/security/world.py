@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from tests.relay.lamps import TestLamp, properties, wait_until
 from tests.relay.live import Site
 from touchlamp.broker.certs import Certificates, make_certificates
 from touchlamp.config.broker import TlsSettings
-from touchlamp.protocol import Availability
+from touchlamp.protocol import Availability, PairResponse, Topics, decode_pair_response
 from touchlamp.server.relay import Relay
 from touchlamp.server.store import Store, open_store
 
@@ -190,6 +191,7 @@ class Mischief:
         self._lamp_id = lamp_id
         self._password = password
         self._acks: dict[int, ReasonCode] = {}
+        self._answers: dict[int, PairResponse] = {}
         self._changed = threading.Condition()
         self._connected = False
         self._client = self._connect()
@@ -206,6 +208,7 @@ class Mischief:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         client.connect(*self._where)
         client.loop_start()
         with self._changed:
@@ -243,6 +246,36 @@ class Mischief:
             )
             assert answered, f"no PUBACK for {topic}"
             return self._acks.pop(info.mid, None)
+
+    def ask(self, topics: Topics, requests: Sequence[bytes]) -> list[PairResponse]:
+        """Send every pairing request at once, as fast as the broker takes them; the answers,
+        in the order of the requests (a flood, not a polite client waiting for each answer)."""
+        self._client.subscribe(topics.pair_response(self._lamp_id), qos=1)
+        with self._changed:
+            self._answers.clear()
+        for number, payload in enumerate(requests):
+            props = properties(PacketTypes.PUBLISH)
+            props.ResponseTopic = topics.pair_response(self._lamp_id)
+            props.CorrelationData = number.to_bytes(4, "big")
+            info = self._client.publish(
+                topics.pair(self._lamp_id), payload, qos=1, properties=props
+            )
+            assert info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS, f"publish failed locally: {info.rc}"
+        with self._changed:
+            done = self._changed.wait_for(
+                lambda: len(self._answers) >= len(requests), timeout=_WAIT
+            )
+            assert done, f"{len(self._answers)} of {len(requests)} pairing answers came"
+            return [self._answers[number] for number in range(len(requests))]
+
+    def _on_message(
+        self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage
+    ) -> None:
+        correlation = getattr(message.properties, "CorrelationData", b"")
+        answer = decode_pair_response(message.topic, bytes(message.payload))
+        with self._changed:
+            self._answers[int.from_bytes(correlation, "big")] = answer
+            self._changed.notify_all()
 
     def _on_connect(self, *_args: object) -> None:
         with self._changed:

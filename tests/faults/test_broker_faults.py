@@ -1,0 +1,169 @@
+"""Scenario 1: the broker restarted cleanly, killed with ``kill -9`` right after acknowledging a
+touch, and frozen with SIGSTOP for longer than the keepalive — with touches in flight.
+
+Rule: each touch a lamp sent reaches each peer's lamp core exactly once, in order per sender.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from tests.faults.lamps import FaultLamp, assert_delivered, wait_until
+from tests.faults.proxy import Direction, Packet, PacketType
+from tests.faults.world import FaultWorld
+
+AMBER, BLUE = "#ff8c1a", "#3c78ff"
+
+
+@contextmanager
+def touching(lamp: FaultLamp, *, count: int, every: float) -> Iterator[threading.Event]:
+    """``lamp`` touches ``count`` times, ``every`` seconds apart, in the background; the event
+    is set when it is done (the block waits for it on exit)."""
+    done = threading.Event()
+    pace = threading.Event()  # never set: only paces the touches
+
+    def run() -> None:
+        for _ in range(count):
+            lamp.touch()
+            pace.wait(every)
+        done.set()
+
+    thread = threading.Thread(target=run, name=f"touching-{lamp.lamp_id}", daemon=True)
+    thread.start()
+    try:
+        yield done
+    finally:
+        thread.join(120)
+
+
+def test_a_clean_broker_restart_with_touches_in_flight_loses_nothing(world: FaultWorld) -> None:
+    a = world.lamp("lamp-a", color=AMBER)
+    b = world.lamp("lamp-b", color=BLUE)
+    world.pair(a, b)
+    with world.relay():
+        world.start(a, b)
+        with touching(a, count=120, every=0.01), touching(b, count=60, every=0.02):
+            a.inbox.wait(lambda _: len(b.received()) >= 20, "the first glows at lamp-b")
+            world.broker.restart()
+        a.touch()
+        b.touch()
+        assert_delivered(a, [b])
+        assert_delivered(b, [a])
+        assert a.link.outbox_stats().queued == 0
+        assert b.link.outbox_stats().queued == 0
+
+
+def test_touches_sent_before_the_relay_resubscribes_after_a_broker_restart_wait_for_it(
+    world: FaultWorld,
+) -> None:
+    """Mosquitto 2.0.11 does not keep shared subscriptions over a restart (measured: a
+    persistent session comes back without its ``$share/…`` subscription). A lamp that reconnects
+    before the relay does gets "no matching subscribers" for its touches."""
+    a = world.lamp("lamp-a", color=AMBER)
+    b = world.lamp("lamp-b", color=BLUE)
+    world.pair(a, b)
+    with world.relay():
+        world.start(a, b)
+        a.touch()
+        b.wait_received(1, sender="lamp-a")
+    world.broker.restart()  # the relay is down meanwhile (an upgrade, a host reboot)
+    a.wait_connected(2)
+    b.wait_connected(2)
+    for _ in range(3):
+        a.touch()
+    with world.relay():
+        assert_delivered(a, [b])
+
+
+def _kill_on_touch_puback(world: FaultWorld, armed: threading.Event) -> None:
+    """Arm a watcher on the proxy that SIGKILLs the broker the moment its PUBACK for a touch
+    leaves it — before the lamp has read it (the lamp then gets it, as it would have)."""
+    touch_packets: set[int] = set()
+
+    def watch(direction: Direction, packet: Packet) -> None:
+        topic = packet.topic
+        if direction is Direction.UP and topic is not None and topic.endswith("/touch"):
+            assert packet.packet_id is not None
+            touch_packets.add(packet.packet_id)
+        elif (
+            direction is Direction.DOWN
+            and packet.kind == PacketType.PUBACK
+            and packet.packet_id in touch_packets
+            and armed.is_set()
+        ):
+            armed.clear()
+            pid = world.broker.managed.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+
+    world.proxies[-1].watch(watch)
+
+
+@pytest.mark.parametrize("relay_running", [True, False], ids=["relay-up", "relay-down"])
+def test_kill_9_right_after_the_broker_acknowledged_a_touch_loses_nothing(
+    world: FaultWorld, relay_running: bool
+) -> None:
+    """Mosquitto sends the PUBACK about a millisecond before it writes the message to disk
+    (broker/render.py): killed in that millisecond, it forgets a touch it acknowledged."""
+    proxy = world.proxy()
+    a = world.lamp("lamp-a", color=AMBER, via=proxy)
+    b = world.lamp("lamp-b", color=BLUE)
+    world.pair(a, b)
+    armed = threading.Event()
+    _kill_on_touch_puback(world, armed)
+    rounds = 3
+    relay = world.relay_process()
+    world.start(a, b)
+    if not relay_running:
+        relay.stop()
+    for round_ in range(rounds):
+        armed.set()
+        a.touch()
+        wait_until(lambda: not world.broker.managed.running, "the broker killed at the PUBACK")
+        world.broker.kill9()  # reaps it
+        world.broker.managed.start()
+        a.wait_connected(round_ + 2)
+    if not relay_running:
+        relay.start()
+    a.touch()
+    assert_delivered(a, [b])
+
+
+def test_a_broker_frozen_longer_than_the_keepalive_loses_nothing(world: FaultWorld) -> None:
+    """SIGSTOP: the broker's sockets stay open (the kernel even accepts new connections) but
+    nothing answers. Lamps (keepalive 2 s) and the relay (5 s) give up on it; touches made
+    meanwhile wait in the outbox. Then SIGCONT."""
+    a = world.lamp("lamp-a", color=AMBER, keepalive_seconds=2, connect_timeout_seconds=2.0)
+    b = world.lamp("lamp-b", color=BLUE, keepalive_seconds=2, connect_timeout_seconds=2.0)
+    world.pair(a, b)
+    with world.relay(mqtt={"keepalive_seconds": 5}):
+        world.start(a, b)
+        a.touch()
+        b.wait_received(1, sender="lamp-a")
+        pid = world.broker.managed.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for _ in range(3):
+                a.touch()
+                b.touch()
+            # Longer than 1.5 keepalives of the relay: every client has given up by now.
+            threading.Event().wait(9.0)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        a.wait_connected(2)
+        b.wait_connected(2)
+        a.touch()
+        b.touch()
+        assert_delivered(a, [b])
+        assert_delivered(b, [a])
+        wait_until(
+            lambda: all(lamp.online for lamp in world.store.list_lamps()),
+            "the relay to see both lamps online again",
+        )
