@@ -28,7 +28,6 @@ from types import FrameType
 from typing import Any
 
 from touchlamp import sdnotify
-from touchlamp.install import register_install
 from touchlamp.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from touchlamp.config.common import SettingsError, load_settings
 from touchlamp.config.device import DeviceSettings
@@ -54,6 +53,7 @@ from touchlamp.device.hardware import (
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import LinkError, LinkSink
 from touchlamp.device.selftest import run_selftest
+from touchlamp.install import register_install
 from touchlamp.protocol import PairAction, PairRequest, PairResponse, ProtocolError, decode_token
 
 __all__ = ["register"]

@@ -21,10 +21,24 @@ paho quirks worked around, deliberately:
   but whose PUBACK was lost is sent again; the relay drops it by (lamp, stream, seq).
 - paho's reconnect backoff has no jitter: the link thread reconnects itself (``Backoff``), and
   stops for good when the broker refuses the credentials instead of hammering it.
+
+Two delivery rules found by the fault scenarios (tests/faults, RELIABILITY.md):
+
+- **Confirmed, not just acknowledged.** Mosquitto 2.0 sends its PUBACK about a millisecond
+  *before* it writes the message to disk, so a broker killed in that millisecond forgets a touch
+  it acknowledged. A touch therefore leaves the outbox only once the connection that carried it
+  has stayed up ``confirm_seconds`` after the PUBACK (default: two keepalives, the time a dead
+  broker takes to be noticed); if the connection ends sooner, the next one sends it again and
+  the relay drops the repeat by (lamp, stream, seq).
+- **"No matching subscribers" is not delivered.** Mosquitto 2.0.11 does not keep shared
+  subscriptions over a restart: until the relay reconnects and subscribes again, a touch is
+  acknowledged with reason 0x10 and goes nowhere. The link keeps such a touch and sends it again
+  with backoff until a relay takes it (or it expires in the outbox, counted).
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import random
@@ -87,6 +101,7 @@ logger = logging.getLogger(__name__)
 # CONNACK reasons that retrying cannot fix: the lamp must be re-enrolled or its password fixed.
 _CREDENTIALS_REFUSED = frozenset({"Bad user name or password", "Not authorized", "Banned"})
 _PUMP_BATCH = 100
+_CONFIRM_KEEPALIVES = 2.0  # a dead broker is noticed within two keepalives (no PINGRESP)
 _NO_MATCHING_SUBSCRIBERS = 0x10  # an MQTT 5 PUBACK reason code (a success)
 _EXCERPT_BYTES = 80
 
@@ -111,6 +126,7 @@ class _Connection:
     ready: bool = False  # subscribed, online published, outbox pumped: new touches go out now
     handed: dict[int, int] = field(default_factory=dict)  # paho mid → touch seq
     handed_up_to: int = -1  # highest seq published on this connection
+    unrouted: set[int] = field(default_factory=set)  # acknowledged with "no matching subscribers"
 
 
 class LampLink:
@@ -142,6 +158,7 @@ class LampLink:
         outbox_max_entries: int = 1000,
         outbox_max_age_seconds: float = 12 * 3600.0,
         seen_capacity: int = 1000,
+        confirm_seconds: float | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -164,6 +181,15 @@ class LampLink:
             rng=rng or random.Random(),
         )
         self._reconnect_max = reconnect_max_seconds
+        # Retrying touches nobody subscribed to: as patient as reconnecting, jittered too.
+        self._reroute_backoff = Backoff(
+            minimum=reconnect_min_seconds,
+            maximum=reconnect_max_seconds,
+            rng=rng or random.Random(),
+        )
+        self._confirm_seconds = (
+            _CONFIRM_KEEPALIVES * keepalive_seconds if confirm_seconds is None else confirm_seconds
+        )
         self._outbox = Outbox(
             state_dir=state_dir,
             max_entries=outbox_max_entries,
@@ -183,6 +209,9 @@ class LampLink:
         self._stopping = False
         self._waiters: dict[bytes, _Waiter] = {}
         self._reconnect_at: float | None = None
+        self._reroute_at: float | None = None
+        # (when, connection generation, seq): acknowledged touches waiting to be confirmed.
+        self._confirming: collections.deque[tuple[float, int, int]] = collections.deque()
         self._thread: threading.Thread | None = None
         self._stop_timeout = 5.0
 
@@ -330,18 +359,30 @@ class LampLink:
 
     def _run(self) -> None:
         while True:
-            timeout = None
-            if self._reconnect_at is not None:
-                timeout = max(0.0, self._reconnect_at - time.monotonic())
+            due = [self._reconnect_at, self._reroute_at]
+            if self._confirming:
+                due.append(self._confirming[0][0])
+            wake_at = min((at for at in due if at is not None), default=None)
+            timeout = None if wake_at is None else max(0.0, wake_at - time.monotonic())
             try:
                 job = self._jobs.get(timeout=timeout)
             except queue.Empty:
-                self._reconnect_at = None
-                job = self._connect
+                job = self._timers
             if job is None:
                 self._run_job(lambda: self._shut_down(self._stop_timeout))
                 return
             self._run_job(job)
+
+    def _timers(self) -> None:
+        """Whatever has come due: confirmations, re-sending unrouted touches, reconnecting."""
+        now = time.monotonic()
+        self._confirm_due(now)
+        if self._reroute_at is not None and now >= self._reroute_at:
+            self._reroute_at = None
+            self._reroute()
+        if self._reconnect_at is not None and now >= self._reconnect_at:
+            self._reconnect_at = None
+            self._connect()
 
     def _run_job(self, job: _Job) -> None:
         try:
@@ -550,6 +591,10 @@ class LampLink:
             self._connection = None
             self._changed.notify_all()
             retry = not self._stopping and self._rejected is None
+        # Acknowledged on a connection that did not last: the next one sends them again.
+        self._outbox.forget_acknowledgements()
+        self._confirming.clear()
+        self._reroute_at = None
         # The paho thread has called us from its last loop iteration; joining it ends it.
         connection.client.loop_stop()
         if time.monotonic() - connection.started >= self._reconnect_max:
@@ -569,6 +614,8 @@ class LampLink:
             if connection is None or connection.generation != generation:
                 return
             seq = connection.handed.pop(mid, None)
+            if seq is not None and reason.value == _NO_MATCHING_SUBSCRIBERS:
+                connection.unrouted.add(seq)
         if seq is None:
             return  # availability or a pairing request, not a touch
         if reason.is_failure:
@@ -582,16 +629,48 @@ class LampLink:
                 reason,
                 self._topics.touch(self.lamp_id),
             )
+            self._outbox.remove(seq)
         elif reason.value == _NO_MATCHING_SUBSCRIBERS:
-            # Accepted, but nobody was listening: the relay has never subscribed (its
-            # persistent session would have queued it). Resending would not help either.
-            logger.warning(
-                "lamp %s: touch seq %d reached the broker but no relay is subscribed to "
-                "touches; it was not forwarded: is the relay running?",
-                self.lamp_id,
-                seq,
-            )
-        self._outbox.remove(seq)
+            # Accepted, but no relay is subscribed (not running, or the broker restarted and
+            # forgot the relay's shared subscription): kept, and sent again until one is.
+            if self._reroute_at is None:
+                delay = self._reroute_backoff.next_delay()
+                self._reroute_at = time.monotonic() + delay
+                logger.warning(
+                    "lamp %s: touch seq %d reached the broker but no relay is subscribed to "
+                    "touches; keeping it and trying again in %.1f s: is the relay running?",
+                    self.lamp_id,
+                    seq,
+                    delay,
+                )
+        else:
+            self._reroute_backoff.reset()
+            if self._confirm_seconds <= 0:
+                self._outbox.remove(seq)
+            else:
+                self._outbox.acknowledge(seq)
+                self._confirming.append((time.monotonic() + self._confirm_seconds, generation, seq))
+
+    def _confirm_due(self, now: float) -> None:
+        """Remove the touches whose connection has outlived their PUBACK long enough."""
+        with self._lock:
+            current = self._connection.generation if self._connection is not None else None
+        while self._confirming and self._confirming[0][0] <= now:
+            _, generation, seq = self._confirming.popleft()
+            if generation == current:
+                self._outbox.remove(seq)
+
+    def _reroute(self) -> None:
+        """Send again, in order, everything from the oldest touch nobody was subscribed to."""
+        with self._lock:
+            connection = self._connection
+            if connection is None or not connection.ready or not connection.unrouted:
+                return
+            # Touches made since waited in the outbox (``_pump``), so none overtakes it; those
+            # in between that were delivered are dropped by the relay as repeats.
+            connection.handed_up_to = min(connection.unrouted) - 1
+            connection.unrouted.clear()
+            self._pump(connection)
 
     def _on_message(self, topic: str, payload: bytes, correlation: bytes | None) -> None:
         try:
@@ -671,8 +750,11 @@ class LampLink:
         """Publish every queued touch not yet published on ``connection``, in seq order.
 
         Called with ``_lock`` held. False when paho reported the connection gone midway (the
-        rest waits for the next connection).
+        rest waits for the next connection). While a touch waits for a relay to subscribe
+        (``unrouted``), newer ones wait behind it, so they do not arrive first.
         """
+        if connection.unrouted:
+            return True
         while True:
             batch = self._outbox.pending(after_seq=connection.handed_up_to, limit=_PUMP_BATCH)
             if not batch:

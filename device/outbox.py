@@ -15,7 +15,13 @@ for a repeat). Bounds, both counted and logged, never silent:
   reboot; a Raspberry Pi without a real-time clock that learns the date from NTP after queueing
   may therefore expire those touches early — they were made while its clock was wrong.
 
-Entries leave in ``seq`` order and only through ``remove`` (the broker's PUBACK) or the bounds.
+Entries leave in ``seq`` order and only through ``remove`` or the bounds. The link does not
+remove a touch at the broker's PUBACK but only once the connection has outlived it (see
+device/link.py, "confirmed"): until then the touch is ``acknowledge``d — counted as
+``unconfirmed``, not ``queued`` — and it stays on disk, so a broker that dies before writing it
+gets it again. Acknowledgements live in memory: after a restart every entry is sent again (the
+relay drops repeats). An acknowledged touch the bounds push out was delivered: it is not counted
+as dropped or expired.
 Thread-safe: one connection behind a lock, every operation one short transaction.
 """
 
@@ -69,6 +75,8 @@ class OutboxStats:
     expired: int
     stream: int
     next_seq: int
+    # Acknowledged by the broker but kept until the connection has outlived the PUBACK.
+    unconfirmed: int = 0
 
 
 class Outbox:
@@ -90,6 +98,7 @@ class Outbox:
         self._max_age = max_age_seconds
         self._now = now
         self._lock = threading.Lock()
+        self._acknowledged: set[int] = set()
         self.path = state_dir / OUTBOX_FILE
         try:
             state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -141,9 +150,10 @@ class Outbox:
                     "INSERT INTO touch (seq, color, ts_ms, queued_at) VALUES (?, ?, ?, ?)",
                     (seq, touch.color, touch.ts, queued_at),
                 )
-                dropped = self._db.execute(
+                pushed_out = self._db.execute(
                     "DELETE FROM touch WHERE seq <= ? RETURNING seq", (seq - self._max_entries,)
                 ).fetchall()
+                dropped = self._unacknowledged(pushed_out)
                 self._db.execute(
                     "UPDATE counter SET next_seq = ?, dropped = dropped + ?",
                     (seq + 1, len(dropped)),
@@ -163,10 +173,12 @@ class Outbox:
 
     def _expire(self) -> int:
         with self._transaction():
-            expired = self._db.execute(
-                "DELETE FROM touch WHERE queued_at < ? RETURNING seq",
-                (self._now() - self._max_age,),
-            ).fetchall()
+            expired = self._unacknowledged(
+                self._db.execute(
+                    "DELETE FROM touch WHERE queued_at < ? RETURNING seq",
+                    (self._now() - self._max_age,),
+                ).fetchall()
+            )
             if expired:
                 self._db.execute("UPDATE counter SET expired = expired + ?", (len(expired),))
         if expired:
@@ -188,9 +200,27 @@ class Outbox:
         return [Touch(seq=seq, stream=self._stream, color=color, ts=ts) for seq, color, ts in rows]
 
     def remove(self, seq: int) -> bool:
-        """Forget the touch ``seq`` (the broker acknowledged it); False if it was not queued."""
+        """Forget the touch ``seq`` (delivered, or refused for good); False if it was not queued."""
         with self._lock, self._transaction():
+            self._acknowledged.discard(seq)
             return self._db.execute("DELETE FROM touch WHERE seq = ?", (seq,)).rowcount > 0
+
+    def acknowledge(self, seq: int) -> None:
+        """The broker acknowledged ``seq``; it stays here, ``unconfirmed``, until ``remove``."""
+        with self._lock:
+            if self._db.execute("SELECT 1 FROM touch WHERE seq = ?", (seq,)).fetchone():
+                self._acknowledged.add(seq)
+
+    def forget_acknowledgements(self) -> None:
+        """The connection that acknowledged them ended too soon: they count as queued again."""
+        with self._lock:
+            self._acknowledged.clear()
+
+    def _unacknowledged(self, rows: list[tuple[int]]) -> list[tuple[int]]:
+        """Of the rows just deleted, those the broker had not acknowledged (called locked)."""
+        left = [row for row in rows if row[0] not in self._acknowledged]
+        self._acknowledged.difference_update(row[0] for row in rows)
+        return left
 
     def stats(self) -> OutboxStats:
         with self._lock:
@@ -198,8 +228,10 @@ class Outbox:
             next_seq, dropped, expired = self._db.execute(
                 "SELECT next_seq, dropped, expired FROM counter"
             ).fetchone()
+            unconfirmed = len(self._acknowledged)
         return OutboxStats(
-            queued=queued,
+            queued=queued - unconfirmed,
+            unconfirmed=unconfirmed,
             dropped=dropped,
             expired=expired,
             stream=self._stream,

@@ -54,7 +54,15 @@ LampId = Annotated[str, StringConstraints(pattern=f"^{LAMP_ID_PATTERN.pattern}$"
 # "{lamp}:{stream}:{seq}", see ``touch_id``.
 TouchId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9:-]{2,80}$")]
 EpochMs = Annotated[int, Field(ge=0, le=_MAX_JSON_INT)]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+def _printable(value: str) -> str:
+    # Names are shown in terminals (`relay lamp list`), logs and other owners' lamps: no control
+    # or formatting characters (terminal escapes, bidi overrides, line breaks).
+    if not value.isprintable():
+        raise ValueError("use printable characters only (no control or formatting characters)")
+    return value
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=40), AfterValidator(_printable)]
 
 _STRICT = ConfigDict(
     frozen=True, extra="forbid", strict=True, validate_by_name=True, validate_by_alias=True

@@ -39,7 +39,7 @@ TOPIC = "touchlamp/v1/lamp/lamp-a/touch"
 lamp_ids = st.from_regex(r"[a-z0-9][a-z0-9-]{2,31}", fullmatch=True)
 colors = st.from_regex(r"#[0-9a-f]{6}", fullmatch=True)
 epoch_ms = st.integers(min_value=0, max_value=2**53 - 1)
-names = st.text(min_size=1, max_size=40)
+names = st.text(min_size=1, max_size=40).filter(str.isprintable)
 
 touches = st.builds(
     Touch,

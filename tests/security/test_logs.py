@@ -114,11 +114,6 @@ def test_the_lamps_log_line_about_a_hostile_glow_is_inert(
     world.exchange()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the relay stores lamp names with control characters; SECURITY.md (Known gaps) has "
-    "the server/pairing.py change that makes this pass (then drop this marker)",
-)
 def test_a_lamp_owner_cannot_put_terminal_escapes_into_the_operators_terminal(
     world: SecureWorld, capsys: pytest.CaptureFixture[str]
 ) -> None:
