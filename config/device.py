@@ -20,7 +20,6 @@ defaults for the others (pydantic-settings replaces a default object wholesale).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -31,7 +30,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    SecretStr,
     StringConstraints,
     field_validator,
     model_validator,
@@ -43,9 +41,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from touchlamp.config.common import read_secret_file
+from touchlamp.config.mqtt import BrokerConnection, service_state_dir
 from touchlamp.protocol.messages import Color, LampId
-from touchlamp.protocol.topics import DEFAULT_ROOT
 
 __all__ = [
     "AuthFailedLook",
@@ -107,67 +104,14 @@ I2cAddress = Annotated[int, BeforeValidator(_int_or_hex), Field(ge=0x5A, le=0x5D
 
 def default_state_dir() -> Path:
     """``$STATE_DIRECTORY`` (systemd's ``StateDirectory=``), else ``$XDG_STATE_HOME/touchlamp``."""
-    systemd = os.environ.get("STATE_DIRECTORY")
-    if systemd:
-        # systemd lists several directories separated by ':' when the unit asks for several.
-        return Path(systemd.split(":")[0])
-    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(xdg) / "touchlamp"
+    return service_state_dir("touchlamp")
 
 
-class MqttSettings(BaseModel):
+class MqttSettings(BrokerConnection):
     """How the lamp reaches the broker. ``username`` defaults to the lamp id (the broker's ACL
     ties the lamp's topics to it); the password comes from ``password`` or ``password_file``."""
 
-    model_config = _GROUP
-
-    host: Annotated[str, StringConstraints(min_length=1, max_length=253)] = "localhost"
-    port: int | None = Field(default=None, ge=1, le=65535)
     username: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = None
-    topic_root: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = (
-        DEFAULT_ROOT
-    )
-    tls: bool = False
-    ca_file: Path | None = None
-    keepalive_seconds: int = Field(default=60, ge=5, le=65535)
-    # How long the broker keeps this lamp's subscriptions and queued glows while it is away.
-    session_expiry_seconds: int = Field(default=2 * 24 * 3600, ge=0, le=2**32 - 1)
-    reconnect_min_seconds: Seconds = 1.0
-    reconnect_max_seconds: Seconds = 120.0
-
-    @model_validator(mode="before")
-    @classmethod
-    def _read_password_file(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or data.get("password_file") in (None, ""):
-            return data
-        from_file = read_secret_file(Path(data["password_file"]))
-        given = data.get("password")
-        if isinstance(given, SecretStr):
-            given = given.get_secret_value()
-        # ``load_settings`` may already have put the file's content into ``password``.
-        if given not in (None, "", from_file):
-            raise ValueError("set either password or password_file, not both")
-        return {**data, "password": from_file}
-
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        if self.reconnect_max_seconds < self.reconnect_min_seconds:
-            raise ValueError(
-                f"reconnect_max_seconds ({self.reconnect_max_seconds}) must not be below "
-                f"reconnect_min_seconds ({self.reconnect_min_seconds})"
-            )
-        if self.ca_file is not None and not self.tls:
-            raise ValueError("ca_file is set but tls is off: set tls=true to use it")
-        return self
-
-    @property
-    def effective_port(self) -> int:
-        """``port``, else 8883 with TLS and 1883 without (the IANA ports for MQTT)."""
-        if self.port is not None:
-            return self.port
-        return 8883 if self.tls else 1883
 
 
 TouchKind = Literal["ttp223", "button", "mpr121", "none"]

@@ -19,11 +19,10 @@ start-up instead of being ignored.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 from pydantic_settings import (
     BaseSettings,
     NestedSecretsSettingsSource,
@@ -31,8 +30,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from touchlamp.config.common import read_secret_file
-from touchlamp.protocol.topics import DEFAULT_ROOT
+from touchlamp.config.mqtt import BrokerConnection, BrokerLogin, Host, service_state_dir
 
 __all__ = [
     "AdminSettings",
@@ -47,65 +45,27 @@ __all__ = [
 
 _GROUP = ConfigDict(extra="forbid", frozen=True)
 
-Host = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 # MQTT client ids and share names end up in topic filters and broker logs: keep them plain.
 Word = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-TopicRoot = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")]
 
 
 def default_state_dir() -> Path:
     """``$STATE_DIRECTORY`` (systemd's ``StateDirectory=``), else
     ``$XDG_STATE_HOME/touchlamp-relay``."""
-    systemd = os.environ.get("STATE_DIRECTORY")
-    if systemd:
-        # systemd lists several directories separated by ':' when the unit asks for several.
-        return Path(systemd.split(":")[0])
-    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(xdg) / "touchlamp-relay"
+    return service_state_dir("touchlamp-relay")
 
 
-class _Login(BaseModel):
-    """A broker login whose password comes from ``password`` or ``password_file``."""
-
-    model_config = _GROUP
-
-    username: str
-    password: SecretStr | None = None
-    password_file: Path | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _read_password_file(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or data.get("password_file") in (None, ""):
-            return data
-        from_file = read_secret_file(Path(data["password_file"]))
-        given = data.get("password")
-        if isinstance(given, SecretStr):
-            given = given.get_secret_value()
-        # ``load_settings`` may already have put the file's content into ``password``.
-        if given not in (None, "", from_file):
-            raise ValueError("set either password or password_file, not both")
-        return {**data, "password": from_file}
-
-
-class MqttSettings(_Login):
+class MqttSettings(BrokerConnection):
     """How the relay reaches the broker. ``client_id`` must be unique per relay process: the
     broker keeps that id's persistent session (and the touches queued in it) across restarts."""
 
-    model_config = _GROUP
-
-    host: Host = "localhost"
-    port: Port | None = None
     # The broker's relay login (``touchlamp broker`` creates "relay"; its password is in the
     # broker's credentials/relay.password).
     username: str = "relay"
     client_id: Word = "touchlamp-relay"
     # Relays with the same share name split the touches between them ($share/<name>/…).
     share_name: Word = "touchlamp-relay"
-    topic_root: TopicRoot = DEFAULT_ROOT
-    tls: bool = False
-    ca_file: Path | None = None
     keepalive_seconds: int = Field(default=30, ge=5, le=65535)
     # How long the broker keeps queueing touches for a stopped relay (MQTT 5 session expiry).
     session_expiry_seconds: int = Field(default=7 * 24 * 3600, ge=1, le=2**32 - 1)
@@ -117,29 +77,10 @@ class MqttSettings(_Login):
     max_inflight: int = Field(default=0, ge=0, le=65535)
     # paho's outgoing queue bound; when it is full the worker waits instead of growing it.
     max_queued: int = Field(default=20_000, ge=1)
-    reconnect_min_seconds: float = Field(default=1.0, gt=0.0)
     reconnect_max_seconds: float = Field(default=60.0, gt=0.0)
 
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        if self.reconnect_max_seconds < self.reconnect_min_seconds:
-            raise ValueError(
-                f"reconnect_max_seconds ({self.reconnect_max_seconds}) must not be below "
-                f"reconnect_min_seconds ({self.reconnect_min_seconds})"
-            )
-        if self.ca_file is not None and not self.tls:
-            raise ValueError("ca_file is set but tls is off: set tls=true to use it")
-        return self
 
-    @property
-    def effective_port(self) -> int:
-        """``port``, else 8883 with TLS and 1883 without (the IANA ports for MQTT)."""
-        if self.port is not None:
-            return self.port
-        return 8883 if self.tls else 1883
-
-
-class AdminSettings(_Login):
+class AdminSettings(BrokerLogin):
     """The broker's dynamic-security admin login (``relay lamp add/remove`` create and revoke
     lamp credentials with it, without restarting the broker). It connects where ``mqtt`` does."""
 

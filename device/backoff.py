@@ -2,7 +2,10 @@
 
 paho's own reconnect backoff has no jitter, so after a broker restart every lamp would knock at
 the same instants; each delay here is drawn uniformly between ``minimum`` and a ceiling that
-doubles with every failed attempt up to ``maximum`` ("full jitter", floored at ``minimum``).
+starts at twice ``minimum`` and doubles with every failed attempt up to ``maximum`` ("full
+jitter", floored at ``minimum``). The first delay is jittered too: a broker restart drops every
+lamp at the same moment, and a first retry of exactly ``minimum`` brought them all back in the
+same few milliseconds (tests/faults, the reconnect storm).
 Pure: the random source is injected, so tests can seed it.
 """
 
@@ -29,7 +32,7 @@ class Backoff:
     def next_delay(self) -> float:
         """The wait before the next attempt; each call counts one more failed attempt."""
         # Capped exponent: 2**64 times any sane minimum is far past every maximum.
-        ceiling = min(self._maximum, self._minimum * 2 ** min(self._attempts, 64))
+        ceiling = min(self._maximum, self._minimum * 2 ** min(self._attempts + 1, 64))
         self._attempts += 1
         return self._rng.uniform(self._minimum, ceiling)
 

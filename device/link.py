@@ -127,6 +127,7 @@ class _Connection:
     handed: dict[int, int] = field(default_factory=dict)  # paho mid → touch seq
     handed_up_to: int = -1  # highest seq published on this connection
     unrouted: set[int] = field(default_factory=set)  # acknowledged with "no matching subscribers"
+    probe: int | None = None  # the one unrouted touch sent again, awaiting its PUBACK
 
 
 class LampLink:
@@ -616,6 +617,10 @@ class LampLink:
             seq = connection.handed.pop(mid, None)
             if seq is not None and reason.value == _NO_MATCHING_SUBSCRIBERS:
                 connection.unrouted.add(seq)
+            if seq is not None and seq == connection.probe:
+                connection.probe = None
+                if reason.value != _NO_MATCHING_SUBSCRIBERS:
+                    self._pump(connection)  # a relay took it: the rest follows, in order
         if seq is None:
             return  # availability or a pairing request, not a touch
         if reason.is_failure:
@@ -661,16 +666,25 @@ class LampLink:
                 self._outbox.remove(seq)
 
     def _reroute(self) -> None:
-        """Send again, in order, everything from the oldest touch nobody was subscribed to."""
+        """Send the oldest touch nobody was subscribed to again, alone; the rest follow once a
+        relay has taken it (``_on_published``), so none overtakes another."""
         with self._lock:
             connection = self._connection
             if connection is None or not connection.ready or not connection.unrouted:
                 return
-            # Touches made since waited in the outbox (``_pump``), so none overtakes it; those
-            # in between that were delivered are dropped by the relay as repeats.
+            # Those between it and the newest sent go again too: the relay drops the repeats.
             connection.handed_up_to = min(connection.unrouted) - 1
             connection.unrouted.clear()
-            self._pump(connection)
+            oldest = self._outbox.pending(after_seq=connection.handed_up_to, limit=1)
+            if not oldest:
+                return  # it expired meanwhile (counted); nothing waits any more
+            info = connection.client.publish(
+                self._topics.touch(self.lamp_id), encode(oldest[0]), qos=1, retain=False
+            )
+            if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                connection.handed[info.mid] = oldest[0].seq
+                connection.handed_up_to = oldest[0].seq
+                connection.probe = oldest[0].seq
 
     def _on_message(self, topic: str, payload: bytes, correlation: bytes | None) -> None:
         try:
@@ -751,9 +765,9 @@ class LampLink:
 
         Called with ``_lock`` held. False when paho reported the connection gone midway (the
         rest waits for the next connection). While a touch waits for a relay to subscribe
-        (``unrouted``), newer ones wait behind it, so they do not arrive first.
+        (``unrouted``, ``probe``), newer ones wait behind it, so they do not arrive first.
         """
-        if connection.unrouted:
+        if connection.unrouted or connection.probe is not None:
             return True
         while True:
             batch = self._outbox.pending(after_seq=connection.handed_up_to, limit=_PUMP_BATCH)

@@ -592,7 +592,14 @@ def _properties(packet_type: int) -> Properties:
 
 def _demote_paho_noise(record: logging.LogRecord) -> bool:
     """paho 2.2 logs "Client is not connected" at ERROR on every loop turn while it is
-    reconnecting (or after its own disconnect): expected states, not errors. Shown at DEBUG."""
-    if record.levelno >= logging.ERROR and str(record.msg).startswith("Client is not connected"):
-        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+    reconnecting (or after its own disconnect): expected states, not errors. Shown at DEBUG.
+    It also logs a connection the broker dropped ("failed to receive on socket: … reset by
+    peer", e.g. at every broker restart) at ERROR: the relay reconnects, and ``_on_disconnect``
+    already says so as a warning, so that one is a WARNING."""
+    if record.levelno >= logging.ERROR:
+        message = str(record.msg)
+        if message.startswith("Client is not connected"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        elif message.startswith("failed to receive on socket"):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
     return True

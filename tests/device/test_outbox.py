@@ -174,12 +174,15 @@ def test_backoff_grows_with_jitter_and_resets() -> None:
     backoff = Backoff(minimum=1.0, maximum=8.0, rng=random.Random(4))
     delays = [backoff.next_delay() for _ in range(12)]
 
-    ceilings = [1.0, 2.0, 4.0] + [8.0] * 9
+    ceilings = [2.0, 4.0] + [8.0] * 10
     assert all(1.0 <= delay <= ceiling for delay, ceiling in zip(delays, ceilings, strict=True))
-    assert len({round(delay, 6) for delay in delays[3:]}) > 1  # jittered, not a fixed 8 s
+    assert len({round(delay, 6) for delay in delays[2:]}) > 1  # jittered, not a fixed 8 s
 
     backoff.reset()
-    assert backoff.next_delay() == 1.0
+    assert 1.0 <= backoff.next_delay() <= 2.0  # back to the first ceiling
+    # Even the first retry is jittered: lamps dropped together must not return together.
+    firsts = [Backoff(minimum=1.0, maximum=8.0, rng=random.Random(n)).next_delay() for n in (1, 2)]
+    assert len({round(delay, 6) for delay in firsts}) > 1
 
 
 def test_backoff_refuses_inverted_bounds() -> None:

@@ -328,4 +328,4 @@ def assert_delivered(
         assert not missing, f"{receiver.lamp_id} never got {len(missing)}: {missing[:10]}"
         assert not extra, f"{receiver.lamp_id} got touches never sent: {extra[:10]}"
         if ordered:
-            assert got == ids, f"{receiver.lamp_id} got {sender.lamp_id}'s touches out of order"
+            assert got == ids, f"{receiver.lamp_id} got {sender.lamp_id}'s touches out of order: {got}"
