@@ -35,7 +35,11 @@ __all__ = ["run"]
 
 _TARGET_P99_MS = 50.0
 _STRAGGLERS = 10.0  # seconds to wait for the last glows after the last touch
-_RELAY_SETTLE = 3.0  # the relay reads every lamp's retained availability when it starts
+# A starting relay reads every lamp's retained availability and publishes group states: the
+# load starts once it is done (its CPU below this share of a core for one interval).
+_IDLE_CPU_PERCENT = 10.0
+_IDLE_INTERVAL = 0.5
+_SETTLE_LIMIT = 60.0
 
 
 @dataclass(slots=True)
@@ -155,7 +159,8 @@ def run(context: BenchContext) -> list[Result]:
                 echo.stop()
             context.say(f"  echo (no-work relay): {_describe(baseline)}")
             with site.relays("relay-1") as (relay,):
-                time.sleep(_RELAY_SETTLE)
+                settle_seconds = _wait_until_idle(relay.pid)
+                context.say(f"  relay settled {settle_seconds:.1f} s after connecting")
                 ours = _drive(
                     swarm,
                     clients,
@@ -173,6 +178,7 @@ def run(context: BenchContext) -> list[Result]:
         "touches_per_second": rate,
         "seconds": seconds,
         "connect_seconds": round(connect_seconds, 2),
+        "relay_settle_seconds": round(settle_seconds, 2),
         "provisioning": provisioning,
         "relay": asdict(ours),
         "echo": asdict(baseline),
@@ -196,6 +202,19 @@ def run(context: BenchContext) -> list[Result]:
             details={"relay_rss_mb": ours.rss_mb, "relay_hwm_mb": ours.hwm_mb},
         ),
     ]
+
+
+def _wait_until_idle(pid: int) -> float:
+    """Seconds until process ``pid`` used under ``_IDLE_CPU_PERCENT`` for ``_IDLE_INTERVAL``."""
+    started = time.monotonic()
+    previous = sample(pid)
+    while time.monotonic() - started < _SETTLE_LIMIT:
+        time.sleep(_IDLE_INTERVAL)
+        current = sample(pid)
+        if cpu_percent(previous, current) < _IDLE_CPU_PERCENT:
+            break
+        previous = current
+    return time.monotonic() - started
 
 
 def _describe(load: LoadRun) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -58,7 +59,7 @@ def run(context: BenchContext) -> list[Result]:
         secret = site.directory / "lamp-min.password"
         secret.write_text(site.passwords["lamp-min"], encoding="utf-8")
         minimal_command = [
-            *_python("-m", "bench.peer", "lamp"),
+            sys.executable, "-m", "bench.peer", "lamp",
             "--host", site.broker.host, "--port", str(site.broker.port),
             "--username", "lamp-min", "--password-file", str(secret),
             "--root", site.topics.root,
@@ -127,10 +128,6 @@ def _describe(footprint: Footprint) -> str:
         f"online in {footprint.online_seconds:.2f} s, idle CPU {footprint.idle_cpu_percent:.2f} %, "
         f"RSS {footprint.rss_mb:.1f} MB (peak {footprint.hwm_mb:.1f} MB)"
     )
-
-
-def _python(*args: str) -> list[str]:
-    return [touchlamp_command()[0], *args]
 
 
 def _device_env(site: BenchSite, lamp_id: str) -> dict[str, str]:

@@ -12,6 +12,9 @@ rising at the same moment and takes its 0.4 s attack to full brightness, by desi
 touches B goes dark again, so every touch is a fresh glow. The relay's per-lamp rate limit is
 lifted (a policy, 1 touch/s, not a speed).
 
+A sniffer (a login of its own that may only watch) timestamps A's touch and the glow to B on the
+wire, which splits each measurement into the sender's, the relay's and the receiver's share.
+
 Baseline: one broker hop between two plain paho clients in this process (a lamp publishes a
 touch with QoS 1, a client with the relay's login receives it), the same number of times.
 """

@@ -330,7 +330,9 @@ class Swarm:
                         continue
                     assert isinstance(member, SwarmClient)
                     if mask & selectors.EVENT_READ:
-                        member.client.loop_read(max_packets=100)
+                        # paho reads one packet per call here whatever max_packets says; the
+                        # selector reports the socket again while more is waiting.
+                        member.client.loop_read()
                     if mask & selectors.EVENT_WRITE:
                         member.client.loop_write()
                 self._run_calls()

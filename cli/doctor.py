@@ -43,7 +43,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from importlib import util as import_util
@@ -60,6 +60,7 @@ from pydantic import ValidationError
 
 from touchlamp.config.common import SettingsError, load_settings
 from touchlamp.config.device import DeviceSettings
+from touchlamp.config.mqtt import BrokerConnection
 from touchlamp.config.relay import RelaySettings
 from touchlamp.device.control import ControlError, NoLampRunningError, ask_running_lamp
 from touchlamp.protocol import (
@@ -203,25 +204,13 @@ def check_device(env_file: Path, *, probes: Probes) -> Iterator[Finding]:
             f"enroll it: sudo touchlamp device enroll TOKEN --env-file {env_file}",
         )
         return
-    reachable = _check_reachable(host, port, probes.timeout, "TOUCHLAMP_DEVICE_MQTT")
-    yield reachable
-    if reachable.outcome is Outcome.FAIL:
-        yield skip("TLS, credentials, pairing and relay: need a reachable broker")
-        return
-    context, tls_finding = _check_tls(
-        host,
-        port,
-        tls=mqtt_settings.tls,
-        ca_file=mqtt_settings.ca_file,
-        timeout=probes.timeout,
-        prefix="TOUCHLAMP_DEVICE_MQTT",
+    reached = yield from _check_broker(
+        mqtt_settings, probes, prefix="TOUCHLAMP_DEVICE_MQTT", then="credentials, pairing and relay"
     )
-    yield tls_finding
-    if tls_finding.outcome is Outcome.FAIL and mqtt_settings.tls:
-        yield skip("credentials, pairing and relay: need a broker whose certificate verifies")
+    if reached is None:
         return
     yield from _check_lamp_session(
-        settings, env_file, context, probes, password=password.get_secret_value()
+        settings, env_file, reached.context, probes, password=password.get_secret_value()
     )
 
 
@@ -248,26 +237,15 @@ def check_relay(env_file: Path, *, probes: Probes) -> Iterator[Finding]:
         )
         return
     relay_password = mqtt_settings.password.get_secret_value()
-    reachable = _check_reachable(host, port, probes.timeout, "TOUCHLAMP_RELAY_MQTT")
-    yield reachable
-    if reachable.outcome is Outcome.FAIL:
-        yield skip("TLS and credentials: need a reachable broker")
-        return
-    context, tls_finding = _check_tls(
-        host,
-        port,
-        tls=mqtt_settings.tls,
-        ca_file=mqtt_settings.ca_file,
-        timeout=probes.timeout,
-        prefix="TOUCHLAMP_RELAY_MQTT",
+    reached = yield from _check_broker(
+        mqtt_settings, probes, prefix="TOUCHLAMP_RELAY_MQTT", then="credentials"
     )
-    yield tls_finding
-    if tls_finding.outcome is Outcome.FAIL and mqtt_settings.tls:
+    if reached is None:
         return
     yield _check_relay_login(
-        settings, env_file, context, relay_state, probes, password=relay_password
+        settings, env_file, reached.context, relay_state, probes, password=relay_password
     )
-    yield _check_admin_login(settings, env_file, context, probes)
+    yield _check_admin_login(settings, env_file, reached.context, probes)
 
 
 def _check_lamp_session(
@@ -485,6 +463,38 @@ def _check_reachable(host: str, port: int, timeout: float, prefix: str) -> Findi
             "sudo systemctl status mosquitto (and a firewall letting the port through)",
         )
     return ok(f"the broker {host}:{port} is reachable ({elapsed * 1000:.0f} ms)")
+
+
+@dataclass(frozen=True, slots=True)
+class _Reached:
+    """The broker answered (and its certificate verified, with TLS on)."""
+
+    context: ssl.SSLContext | None
+
+
+def _check_broker(
+    mqtt_settings: BrokerConnection, probes: Probes, *, prefix: str, then: str
+) -> Generator[Finding, None, _Reached | None]:
+    """Reachability, then TLS; ``None`` when the checks named by ``then`` cannot run."""
+    host, port = mqtt_settings.host, mqtt_settings.effective_port
+    reachable = _check_reachable(host, port, probes.timeout, prefix)
+    yield reachable
+    if reachable.outcome is Outcome.FAIL:
+        yield skip(f"TLS, {then}: need a reachable broker")
+        return None
+    context, tls_finding = _check_tls(
+        host,
+        port,
+        tls=mqtt_settings.tls,
+        ca_file=mqtt_settings.ca_file,
+        timeout=probes.timeout,
+        prefix=prefix,
+    )
+    yield tls_finding
+    if tls_finding.outcome is Outcome.FAIL and mqtt_settings.tls:
+        yield skip(f"{then}: need a broker whose certificate verifies")
+        return None
+    return _Reached(context)
 
 
 def _check_tls(

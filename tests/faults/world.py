@@ -86,7 +86,7 @@ class RelayProcess:
         env = {**os.environ, **_environment(self.values)}
         with self.log.open("ab") as output:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "touchlamp", "relay", "run"],
+                [sys.executable, "-m", "touchlamp", "-v", "relay", "run"],
                 env=env,
                 stdout=output,
                 stderr=output,
