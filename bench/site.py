@@ -25,10 +25,9 @@ from typing import IO
 
 from bench.procfs import ProcessSample, sample
 from bench.provision import add_lamps
-from touchlamp.broker import render
 from touchlamp.broker.errors import BrokerStartError
 from touchlamp.broker.launcher import ManagedBroker
-from touchlamp.config.broker import BrokerSettings, ListenerSettings
+from touchlamp.config.broker import BrokerSettings, LimitsSettings, ListenerSettings
 from touchlamp.protocol import Topics
 from touchlamp.server.store import open_store
 
@@ -147,11 +146,13 @@ class BenchSite:
                 BrokerSettings(
                     state_dir=self.directory / "broker",
                     listeners=[ListenerSettings(address="127.0.0.1", port=free_port())],
+                    # False only for the --no-save-on-change diagnostic: periodic saves, to
+                    # show what touchlamp's save after every change costs.
+                    limits=LimitsSettings(save_every_change=self._save_on_change),
                 )
             )
             try:
-                with _saves(on_change=self._save_on_change):
-                    broker.start()
+                broker.start()
             except BrokerStartError as error:
                 if "cannot listen" in str(error):
                     continue
@@ -243,24 +244,6 @@ class BenchSite:
             for relay in started:
                 relay.stop()
                 self._relays.remove(relay)
-
-
-@contextmanager
-def _saves(*, on_change: bool) -> Iterator[None]:
-    """``on_change=False`` is a diagnostic (``python -m bench --no-save-on-change``): Mosquitto
-    rendered with periodic saves instead of touchlamp's save after every change, to show what
-    that setting costs. It swaps the rendering module's public constant while the broker starts
-    (the config is rendered in ``start()``); BrokerSettings has no field for it.
-    """
-    if on_change:
-        yield
-        return
-    shipped = render.AUTOSAVE_SETTINGS
-    render.AUTOSAVE_SETTINGS = ("autosave_on_changes false", "autosave_interval 1800")
-    try:
-        yield
-    finally:
-        render.AUTOSAVE_SETTINGS = shipped
 
 
 class PeerProcess:

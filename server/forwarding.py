@@ -15,7 +15,11 @@ MQTT username), never from the payload. ``ForwardingRule.decide`` answers with a
 5. **Duplicate** — (X, stream, seq) was recorded before: QoS 1 redelivered it, or the lamp's
    outbox sent it twice. Dropped. The record is in the store, so it survives relay restarts,
    and it is keyed by ``stream`` too, so a lamp whose counter was reset (factory reset: new
-   random stream) is not mistaken for one repeating itself.
+   random stream) is not mistaken for one repeating itself. **Except a redelivery** (the
+   broker's DUP flag: a relay took this touch and never acknowledged it): the relay that took
+   it may have died after recording it but before its glows left (found by tests/faults), and
+   the record cannot say which, so the glows go out again. Lamps drop a glow whose touch id they
+   have shown, so a lamp that did get them sees nothing twice.
 6. **Forward** — one ``Glow`` to every *other* member of X's group: the touch's colour, the
    touch id ``X:stream:seq`` (lamps drop a glow id they have already shown), and ``at`` = the
    relay's clock (the lamp's ``ts`` may be wrong, so it is never used for timing).
@@ -84,6 +88,8 @@ class Forward:
     glows: tuple[Addressed, ...]
     # Members whose touch this one crossed (empty unless mutual).
     mutual_with: tuple[str, ...] = ()
+    # A redelivered duplicate forwarded again (rule 5): its glows may have gone out before.
+    repeat: bool = False
 
 
 Decision = Drop | Forward
@@ -106,8 +112,11 @@ class ForwardingRule:
         self._clock = clock
         self._mutual_window_ms = round(mutual_window_seconds * 1000)
 
-    def decide(self, sender: str, payload: bytes, *, topic: str) -> Decision:
-        """``sender`` is the lamp id from ``topic``; ``payload`` the raw bytes received."""
+    def decide(
+        self, sender: str, payload: bytes, *, topic: str, redelivered: bool = False
+    ) -> Decision:
+        """``sender`` is the lamp id from ``topic``; ``payload`` the raw bytes received;
+        ``redelivered`` whether the broker flagged it DUP (see rule 5)."""
         try:
             touch = decode_touch(topic, payload)
         except ProtocolError as error:
@@ -128,7 +137,7 @@ class ForwardingRule:
         except UnknownLampError:
             # Removed by the operator between the two reads above.
             return Drop(DropReason.UNKNOWN_LAMP, notify_sender=True)
-        if not new:
+        if not new and not redelivered:
             return Drop(DropReason.DUPLICATE)
         # ``others`` was read before record_touch, so it holds each member's touch *before*
         # this one — which is what "crossed within the window" compares against.
@@ -158,6 +167,7 @@ class ForwardingRule:
             touch=touch,
             glows=tuple(glows),
             mutual_with=tuple(member.id for member in partners),
+            repeat=not new,
         )
 
     def _crossed(self, member: Lamp, now_ms: int) -> bool:

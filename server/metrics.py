@@ -36,6 +36,12 @@ class RelayMetrics:
             "Touches whose glows were handed to the broker",
             registry=r,
         )
+        self.touches_resent = Counter(
+            "touchlamp_relay_touches_resent",
+            "Touches the broker redelivered (DUP) after an unfinished earlier attempt and whose "
+            "glows were handed to the broker again (lamps drop a glow they have shown)",
+            registry=r,
+        )
         self.glows_forwarded = Counter(
             "touchlamp_relay_glows_forwarded", "Glow messages published to lamps", registry=r
         )

@@ -18,7 +18,9 @@ What to know before changing it:
   starting relay needs (each relay records it; the store reports a change only once).
 - **Acknowledge after the work.** ``manual_ack=True``: a touch is PUBACKed only after its record is
   committed and its glows are handed to paho, so a relay that dies mid-way gets it redelivered
-  (and the de-duplication record makes the redelivery harmless). An ack belongs to the
+  (and the de-duplication record makes the redelivery harmless; a redelivery flagged DUP is
+  forwarded again, server/forwarding.py rule 5, because the record is written before the glows
+  leave). An ack belongs to the
   connection the message came on; after a reconnect the broker redelivers anything unacked, so
   an ack for a message of an earlier connection is skipped, never sent on the new one (its
   packet id may by then name another message).
@@ -36,8 +38,8 @@ What to know before changing it:
   and any window costs a scan of the queue per PUBACK), so ``max_queued`` is the bound.
 - **Graceful stop.** ``stop()``: stop taking work (later deliveries stay unacked in the broker's
   session), finish the queued messages, wait for the broker to acknowledge every glow, then
-  disconnect. A crash (SIGKILL) between committing a touch record and the broker's PUBACK of
-  its glows can lose those glows — the window is milliseconds; issue 6 covers faults.
+  disconnect. A crash (SIGKILL) between committing a touch record and its glows leaving is
+  covered by forwarding the broker's DUP redelivery again (tests/faults, RELIABILITY.md).
 
 Called from paho's thread: the ``_on_*`` methods, which only hand work to the queue. Everything
 else runs in the worker thread, the only user of the store.
@@ -105,6 +107,7 @@ class _Inbound:
     qos: int
     mid: int
     generation: int  # which connection it came on (acks are only valid on that one)
+    redelivered: bool  # the broker's DUP flag: a relay took it before and did not ack it
     received: float  # monotonic, for the latency histogram
     response_topic: str | None
     correlation: bytes | None
@@ -376,6 +379,7 @@ class Relay:
             qos=msg.qos,
             mid=msg.mid,
             generation=generation,
+            redelivered=bool(msg.dup),
             received=self._monotonic(),
             response_topic=response_topic if isinstance(response_topic, str) else None,
             correlation=bytes(correlation) if isinstance(correlation, bytes | bytearray) else None,
@@ -462,7 +466,9 @@ class Relay:
 
     def _handle_touch(self, lamp_id: str, item: _Inbound) -> None:
         self.metrics.touches_received.inc()
-        decision = self._rule.decide(lamp_id, item.payload, topic=item.topic)
+        decision = self._rule.decide(
+            lamp_id, item.payload, topic=item.topic, redelivered=item.redelivered
+        )
         if isinstance(decision, Drop):
             self.metrics.count_drop(decision.reason)
             if decision.reason is DropReason.BAD_PAYLOAD:
@@ -479,7 +485,10 @@ class Relay:
                 self._topics.glow(addressed.to), encode(addressed.glow), props=self._glow_props
             )
         self.metrics.glows_forwarded.inc(len(decision.glows))
-        self.metrics.touches_forwarded.inc()
+        if decision.repeat:
+            self.metrics.touches_resent.inc()
+        else:
+            self.metrics.touches_forwarded.inc()
         self.metrics.forward_latency.observe(self._monotonic() - item.received)
 
     def _handle_pair(self, lamp_id: str, item: _Inbound) -> None:

@@ -304,23 +304,28 @@ class FaultLamp:
 
 
 def assert_delivered(
-    sender: FaultLamp,
+    sender: FaultLamp | str,
     receivers: Iterable[FaultLamp],
     *,
     expected: list[str] | None = None,
     ordered: bool = True,
     timeout: float = WAIT,
 ) -> None:
-    """The rule: every touch ``sender`` sent (or ``expected``) reached each receiver's core
+    """The rule: every touch ``sender`` (a lamp, or a lamp id with ``expected``) sent reached
+    each receiver's core
     exactly once — in the order sent unless ``ordered=False`` — and nothing else from it did.
 
     Waits (event-driven) until each receiver has been given as many glows from ``sender`` as
     expected, then checks; a duplicate or a stranger shows up as a mismatch.
     """
-    ids = sender.touch_ids() if expected is None else expected
+    if isinstance(sender, str):
+        assert expected is not None, "name the expected touch ids of a sender given by id"
+        sender_id, ids = sender, expected
+    else:
+        sender_id, ids = sender.lamp_id, sender.touch_ids() if expected is None else expected
     for receiver in receivers:
-        receiver.wait_received(len(ids), sender=sender.lamp_id, timeout=timeout)
-        got = receiver.received(sender=sender.lamp_id)
+        receiver.wait_received(len(ids), sender=sender_id, timeout=timeout)
+        got = receiver.received(sender=sender_id)
         duplicates = sorted({i for i in got if got.count(i) > 1})
         assert not duplicates, f"{receiver.lamp_id} was given these twice: {duplicates[:10]}"
         missing = [i for i in ids if i not in got]
@@ -328,4 +333,4 @@ def assert_delivered(
         assert not missing, f"{receiver.lamp_id} never got {len(missing)}: {missing[:10]}"
         assert not extra, f"{receiver.lamp_id} got touches never sent: {extra[:10]}"
         if ordered:
-            assert got == ids, f"{receiver.lamp_id} got {sender.lamp_id}'s touches out of order: {got}"
+            assert got == ids, f"{receiver.lamp_id} got {sender_id}'s touches out of order: {got}"

@@ -14,6 +14,7 @@ from tests.faults.lamps import WAIT, FaultLamp, assert_delivered, wait_until
 from tests.faults.proxy import Direction
 from tests.faults.test_broker_faults import touching
 from tests.faults.world import FaultWorld
+from touchlamp.device.agent import LampAgent
 from touchlamp.protocol import PairAction, PairRequest
 
 AMBER, BLUE = "#ff8c1a", "#3c78ff"
@@ -33,9 +34,7 @@ def test_a_relay_killed_while_forwarding_loses_nothing(world: FaultWorld) -> Non
     world.start(a, b)
     with touching(a, count=240, every=0.01) as done, touching(b, count=120, every=0.02):
         for kill in range(1, 4):
-            b.inbox.wait(
-                lambda _, k=kill: len(b.received()) >= 40 * k, f"glows before kill {kill}"
-            )
+            b.wait_received(40 * kill, sender="lamp-a")
             relay.kill9()
             relay.start()
         assert done.wait(WAIT)
@@ -103,7 +102,11 @@ def test_a_relay_killed_in_the_middle_of_a_pairing_change(world: FaultWorld) -> 
     for lamp, partners in ((a, {"lamp-b", "lamp-c"}), (c, {"lamp-a", "lamp-b"})):
         assert lamp.agent is not None
         agent = lamp.agent
-        wait_until(lambda a_=agent, p=partners: set(a_.partners) == p, f"{lamp.lamp_id}'s group")
+
+        def told(agent: LampAgent = agent, partners: set[str] = partners) -> bool:
+            return set(agent.partners) == partners
+
+        wait_until(told, f"{lamp.lamp_id} told its new group")
     a.touch()
     c.touch()
     assert_delivered(a, [b, c])

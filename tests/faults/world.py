@@ -190,10 +190,10 @@ class FaultWorld:
         self.lamps.append(made)
         return made
 
-    def pair(self, *lamps: FaultLamp) -> None:
-        self.store.create_group(
-            [lamp.lamp_id for lamp in lamps], name="home", group_id=f"g-{secrets.token_hex(4)}"
-        )
+    def pair(self, *lamps: FaultLamp | str) -> None:
+        """Put these lamps (or lamp ids) into one group in the store."""
+        ids = [lamp if isinstance(lamp, str) else lamp.lamp_id for lamp in lamps]
+        self.store.create_group(ids, name="home", group_id=f"g-{secrets.token_hex(4)}")
 
     def relay_values(
         self, *, client_id: str = "relay-1", via: FaultProxy | None = None, **overrides: Any
