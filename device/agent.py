@@ -314,8 +314,8 @@ class LampAgent:
                 return Disconnected()
             case CredentialsRejected():
                 return Disconnected(auth_failed=True)  # the link has logged what to do
-            case GlowArrived(glow=glow):
-                return GlowReceived.from_message(glow)
+            case GlowArrived(glow=glow, waited_seconds=waited):
+                return GlowReceived.from_message(glow, waited_seconds=waited)
             case GroupArrived(group=group):
                 changed = GroupChanged.from_message(group)
                 self._partners = tuple(m.id for m in changed.members if m.id != self.lamp_id)

@@ -41,7 +41,11 @@ Gestures and looks (timings and levels in ``LookSettings``):
   linear in perceived brightness (so the PWM value falls along the gamma curve). A newer glow
   replaces an older one; glows arriving less than ``coalesce_seconds`` apart are one glow in the
   newest sender's colour (a backlog after reconnecting is not fifty flashes); a glow older than
-  ``glow_max_age_seconds``, or one already showing (same touch id), is ignored.
+  ``glow_max_age_seconds``, or one already showing (same touch id), is ignored. A glow's age is
+  how long the broker kept it (``waited_seconds``, from its message expiry) when known: the
+  lamp's own clock may be wrong by anything (tests/faults: a year), and comparing it with the
+  relay's ``at`` made such a lamp drop every glow. Only a glow without an expiry is aged by
+  the lamp's clock against ``at``.
 - **mutual glow**: the sender's colour and yours take turns softly, then the fade.
 - **tap while glowing** answers: a tap like any other, its swell blended over the glow.
 - **long hold**: after ``hold_seconds`` the hue cycles; release picks it: ``PersistColor`` and
@@ -114,7 +118,8 @@ class GlowReceived:
     """A partner touched their lamp (the wire's ``Glow``; ``sender`` is its ``from``).
 
     ``touch`` is the touch id (``"lamp-a:3735928559:17"``), ``color`` is ``"#rrggbb"``, ``at``
-    is the relay's clock in epoch milliseconds when it received the touch.
+    is the relay's clock in epoch milliseconds when it received the touch; ``waited_seconds``
+    how long the broker kept it, if known (see the module docstring).
     """
 
     touch: str
@@ -122,14 +127,20 @@ class GlowReceived:
     color: str
     at: int
     mutual: bool = False
+    waited_seconds: float | None = None
 
     def __post_init__(self) -> None:
         Rgb.from_hex(self.color)  # a bad colour fails here, at the edge, not mid-animation
 
     @classmethod
-    def from_message(cls, glow: Glow) -> GlowReceived:
+    def from_message(cls, glow: Glow, *, waited_seconds: float | None = None) -> GlowReceived:
         return cls(
-            touch=glow.touch, sender=glow.sender, color=glow.color, at=glow.at, mutual=glow.mutual
+            touch=glow.touch,
+            sender=glow.sender,
+            color=glow.color,
+            at=glow.at,
+            mutual=glow.mutual,
+            waited_seconds=waited_seconds,
         )
 
 
@@ -500,7 +511,10 @@ class LampCore:
             self._down_since = now
 
     def _on_glow(self, event: GlowReceived, now: float) -> None:
-        age_ms = self._local_time().timestamp() * 1000.0 - event.at
+        if event.waited_seconds is not None:
+            age_ms = event.waited_seconds * 1000.0
+        else:
+            age_ms = self._local_time().timestamp() * 1000.0 - event.at
         if age_ms > self._looks.glow_max_age_seconds * 1000.0:
             return
         current = self._glow

@@ -211,6 +211,7 @@ class LampLink:
         self._waiters: dict[bytes, _Waiter] = {}
         self._reconnect_at: float | None = None
         self._reroute_at: float | None = None
+        self._glow_expiry = 0  # the relay's glow expiry interval, as learnt (see _waited)
         # (when, connection generation, seq): acknowledged touches waiting to be confirmed.
         self._confirming: collections.deque[tuple[float, int, int]] = collections.deque()
         self._thread: threading.Thread | None = None
@@ -513,8 +514,9 @@ class LampLink:
 
         def on_message(_client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
             correlation = getattr(message.properties, "CorrelationData", None)
+            expiry = getattr(message.properties, "MessageExpiryInterval", None)
             topic, payload = message.topic, bytes(message.payload)
-            self._jobs.put(lambda: self._on_message(topic, payload, correlation))
+            self._jobs.put(lambda: self._on_message(topic, payload, correlation, expiry))
 
         def on_publish(
             _client: mqtt.Client,
@@ -686,9 +688,11 @@ class LampLink:
                 connection.handed_up_to = oldest[0].seq
                 connection.probe = oldest[0].seq
 
-    def _on_message(self, topic: str, payload: bytes, correlation: bytes | None) -> None:
+    def _on_message(
+        self, topic: str, payload: bytes, correlation: bytes | None, expiry: object = None
+    ) -> None:
         try:
-            self._dispatch(topic, payload, correlation)
+            self._dispatch(topic, payload, correlation, expiry)
         except ProtocolError as error:
             logger.warning(
                 "lamp %s dropped a bad message on %s: %s (payload %r)",
@@ -699,15 +703,20 @@ class LampLink:
             )
             self._emit(BadMessage(topic=topic, error=error.reason))
 
-    def _dispatch(self, topic: str, payload: bytes, correlation: bytes | None) -> None:
-        """Decode one message and emit its event; ``ProtocolError`` for anything off-protocol."""
+    def _dispatch(
+        self, topic: str, payload: bytes, correlation: bytes | None, expiry: object = None
+    ) -> None:
+        """Decode one message and emit its event; ``ProtocolError`` for anything off-protocol.
+
+        ``expiry`` is the Message Expiry Interval the broker delivered it with (its remaining
+        lifetime), if any."""
         match = self._topics.parse(topic)
         if match.lamp_id != self.lamp_id:
             raise ProtocolError(topic, f"not a topic of lamp {self.lamp_id}")
         if match.kind is Kind.GLOW:
             glow = decode_glow(topic, payload)
             if self._seen.first_time(glow.touch):
-                self._emit(GlowArrived(glow=glow))
+                self._emit(GlowArrived(glow=glow, waited_seconds=self._waited(expiry)))
             else:
                 logger.debug("lamp %s: dropped repeated glow %s", self.lamp_id, glow.touch)
         elif match.kind is Kind.GROUP:
@@ -722,6 +731,21 @@ class LampLink:
             self._emit(PairResponseArrived(response=response, correlation=correlation))
         else:
             raise ProtocolError(topic, f"lamps do not receive {match.kind.value} messages")
+
+    def _waited(self, remaining: object) -> float | None:
+        """How long the broker kept a glow, told by its expiry alone (no clock involved).
+
+        The broker delivers a glow with what is left of the relay's Message Expiry Interval, and
+        the relay gives every glow the same one: so the most left on any glow seen is that
+        interval (a glow delivered at once keeps all of it), and a glow with less left waited
+        the difference. ``None`` for a glow without an expiry. Until the link has seen a glow
+        delivered at once (just after a restart, with a backlog), the age is measured from the
+        freshest glow seen — under by at most the relay's expiry, which bounds it anyway.
+        """
+        if not isinstance(remaining, int):
+            return None
+        self._glow_expiry = max(self._glow_expiry, remaining)
+        return float(self._glow_expiry - remaining)
 
     def _shut_down(self, timeout: float) -> None:
         with self._lock:

@@ -65,9 +65,14 @@ class CredentialsRejected:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GlowArrived:
-    """A glow for this lamp, shown for the first time (redeliveries are dropped by touch id)."""
+    """A glow for this lamp, shown for the first time (redeliveries are dropped by touch id).
+
+    ``waited_seconds``: how long the broker kept it, from its message expiry (no clock
+    involved); ``None`` when it came without one.
+    """
 
     glow: Glow
+    waited_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,9 +13,14 @@ What to know before changing it:
   relay restarts, the broker queues the touches for its client id. paho keeps the session in
   memory only, which is fine here: everything that matters is in the broker and the store.
 - **Shared subscriptions** ``$share/<name>/…/lamp/+/touch`` and ``…/pair`` so several relays split
-  the work. Availability is a *plain* subscription: MQTT 5 never sends retained messages to a
-  shared subscription, and the retained ``online``/``offline`` of every lamp is exactly what a
+  the work. Availability is a *plain* subscription: MQTT 5 says a shared subscription gets no
+  retained messages, and the retained ``online``/``offline`` of every lamp is exactly what a
   starting relay needs (each relay records it; the store reports a change only once).
+  Measured on Mosquitto 2.0.11 (tests/faults, RELIABILITY.md): it *does* replay retained
+  messages to a new shared subscription, so a retained touch is refused (``_handle``); it does
+  not keep shared subscriptions over its own restart, so the relay subscribes on every connect
+  and lamps retry a touch nobody was subscribed to; and it keeps queueing a share of the
+  touches for a relay that is gone, until that relay's session comes back or expires.
 - **Acknowledge after the work.** ``manual_ack=True``: a touch is PUBACKed only after its record is
   committed and its glows are handed to paho, so a relay that dies mid-way gets it redelivered
   (and the de-duplication record makes the redelivery harmless; a redelivery flagged DUP is
@@ -108,6 +113,7 @@ class _Inbound:
     mid: int
     generation: int  # which connection it came on (acks are only valid on that one)
     redelivered: bool  # the broker's DUP flag: a relay took it before and did not ack it
+    retained: bool  # the retain flag as published (retain-as-published subscriptions)
     received: float  # monotonic, for the latency histogram
     response_topic: str | None
     correlation: bytes | None
@@ -297,10 +303,18 @@ class Relay:
         with self._ack_lock:
             self._generation += 1
         topics, share = self._topics, self._settings.mqtt.share_name
+        # Retain-as-published: a retained touch or request is then flagged even when it is
+        # delivered live, so it can be refused alike (see _handle).
         client.subscribe(
             [
-                (topics.shared(share, Kind.TOUCH), SubscribeOptions(qos=1)),
-                (topics.shared(share, Kind.PAIR), SubscribeOptions(qos=1)),
+                (
+                    topics.shared(share, Kind.TOUCH),
+                    SubscribeOptions(qos=1, retainAsPublished=True),
+                ),
+                (
+                    topics.shared(share, Kind.PAIR),
+                    SubscribeOptions(qos=1, retainAsPublished=True),
+                ),
                 (topics.every(Kind.AVAILABILITY), SubscribeOptions(qos=1)),
             ]
         )
@@ -380,6 +394,7 @@ class Relay:
             mid=msg.mid,
             generation=generation,
             redelivered=bool(msg.dup),
+            retained=bool(msg.retain),
             received=self._monotonic(),
             response_topic=response_topic if isinstance(response_topic, str) else None,
             correlation=bytes(correlation) if isinstance(correlation, bytes | bytearray) else None,
@@ -456,7 +471,12 @@ class Relay:
             self._reject("unroutable", item, "not a lamp topic")
             self._ack(item)
             return
-        if match.kind is Kind.TOUCH:
+        if item.retained and match.kind in (Kind.TOUCH, Kind.PAIR):
+            # Never retained by a lamp (PROTOCOL.md); one left by a misconfigured client would
+            # come back at every (re)subscription — Mosquitto 2.0.11 replays retained messages
+            # even to shared subscriptions — and light the group again, or repeat a request.
+            self._reject("retained", item, "a retained touch or pairing request is ignored")
+        elif match.kind is Kind.TOUCH:
             self._handle_touch(match.lamp_id, item)
         elif match.kind is Kind.PAIR:
             self._handle_pair(match.lamp_id, item)

@@ -176,6 +176,7 @@ class FaultLamp:
         self.inbox = CoreInbox()
         self.clock: Clock = plan.clock or SystemClock()
         self.receipts: list[Touch] = []
+        self.sent_at: dict[str, float] = {}  # touch id → monotonic time it was made
         self._receipts_lock = threading.Lock()
         self.light: RecordingLight | None = None
         self.agent: LampAgent | None = None
@@ -269,10 +270,13 @@ class FaultLamp:
 
     def touch(self) -> str:
         """Send a touch as a tap would; returns its id (``lamp:stream:seq``)."""
+        made = time.monotonic()
         receipt = self.link.send_touch(self.color)
+        made_id = touch_id(self.lamp_id, receipt.touch.stream, receipt.touch.seq)
         with self._receipts_lock:
             self.receipts.append(receipt.touch)
-        return touch_id(self.lamp_id, receipt.touch.stream, receipt.touch.seq)
+            self.sent_at[made_id] = made
+        return made_id
 
     def touch_ids(self) -> list[str]:
         with self._receipts_lock:
@@ -283,6 +287,11 @@ class FaultLamp:
         with self.inbox._changed:
             glows = [event.glow for _at, event in self.inbox.glows]
         return [g.touch for g in glows if sender is None or g.sender == sender]
+
+    def arrivals(self) -> dict[str, float]:
+        """Touch id → monotonic time its glow reached the core (the first time)."""
+        with self.inbox._changed:
+            return {event.glow.touch: at for at, event in reversed(self.inbox.glows)}
 
     def wait_received(self, count: int, *, sender: str, timeout: float = WAIT) -> None:
         self.inbox.wait(

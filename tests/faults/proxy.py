@@ -13,7 +13,8 @@
 - ``reset()`` — abort every connection with a TCP RST (``SO_LINGER`` 0), as a NAT box or a
   crashed access point does; ``cut()`` closes them with FIN;
 - ``refuse()`` — reset new connections at once (the broker unreachable) until ``restore()``;
-- ``discard_held()`` — throw away what ``pause()`` held (the sender died before it got out).
+- ``discard_held()`` — throw away what ``pause()`` held, and whatever those connections send
+  after it (the sender died before its bytes got out).
 
 ``watch`` hooks see every MQTT packet that passes (parsed by ``MqttSplitter``) *before* it is
 forwarded, so a test can act at an exact point of the protocol — e.g. kill the broker the moment
@@ -185,10 +186,14 @@ class FaultProxy:
             self._flush(link)
 
     def discard_held(self) -> None:
+        """Throw away what ``pause`` held — and everything those connections send after it:
+        TCP never delivers bytes past a hole, so their streams end here for the other side."""
         with self._lock:
             for link in self._links:
-                for held in link.held.values():
-                    held.clear()
+                if any(link.held.values()):
+                    for held in link.held.values():
+                        held.clear()
+                    link.blackholed = True
 
     def blackhole(self) -> None:
         with self._lock:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import pytest
 
 from tests.faults.lamps import FaultLamp, assert_delivered, wait_until
-from tests.faults.proxy import Direction, Packet, PacketType
+from tests.faults.proxy import Direction, FaultProxy, Packet, PacketType
 from tests.faults.world import FaultWorld
 
 AMBER, BLUE = "#ff8c1a", "#3c78ff"
@@ -81,20 +81,23 @@ def test_touches_sent_before_the_relay_resubscribes_after_a_broker_restart_wait_
         assert_delivered(a, [b])
 
 
-def _kill_on_touch_puback(world: FaultWorld, armed: threading.Event) -> None:
-    """Arm a watcher on the proxy that SIGKILLs the broker the moment its PUBACK for a touch
-    leaves it — before the lamp has read it (the lamp then gets it, as it would have)."""
-    touch_packets: set[int] = set()
+def _kill_on_puback(
+    world: FaultWorld, proxy: FaultProxy, armed: threading.Event, *, kind: str
+) -> None:
+    """Arm a watcher on ``proxy`` that SIGKILLs the broker the moment its PUBACK for a message
+    on a ``…/{kind}`` topic leaves it — before the client has read it (the client then gets it,
+    as it would have)."""
+    ours: set[int] = set()
 
     def watch(direction: Direction, packet: Packet) -> None:
         topic = packet.topic
-        if direction is Direction.UP and topic is not None and topic.endswith("/touch"):
+        if direction is Direction.UP and topic is not None and topic.endswith(f"/{kind}"):
             assert packet.packet_id is not None
-            touch_packets.add(packet.packet_id)
+            ours.add(packet.packet_id)
         elif (
             direction is Direction.DOWN
             and packet.kind == PacketType.PUBACK
-            and packet.packet_id in touch_packets
+            and packet.packet_id in ours
             and armed.is_set()
         ):
             armed.clear()
@@ -102,10 +105,14 @@ def _kill_on_touch_puback(world: FaultWorld, armed: threading.Event) -> None:
             assert pid is not None
             os.kill(pid, signal.SIGKILL)
 
-    world.proxies[-1].watch(watch)
+    proxy.watch(watch)
 
 
-@pytest.mark.parametrize("relay_running", [True, False], ids=["relay-up", "relay-down"])
+@pytest.mark.parametrize(
+    "relay_running",
+    [True, pytest.param(False, marks=pytest.mark.slow)],
+    ids=["relay-up", "relay-down"],
+)
 def test_kill_9_right_after_the_broker_acknowledged_a_touch_loses_nothing(
     world: FaultWorld, relay_running: bool
 ) -> None:
@@ -116,7 +123,7 @@ def test_kill_9_right_after_the_broker_acknowledged_a_touch_loses_nothing(
     b = world.lamp("lamp-b", color=BLUE)
     world.pair(a, b)
     armed = threading.Event()
-    _kill_on_touch_puback(world, armed)
+    _kill_on_puback(world, proxy, armed, kind="touch")
     rounds = 3
     relay = world.relay_process()
     world.start(a, b)
@@ -135,6 +142,34 @@ def test_kill_9_right_after_the_broker_acknowledged_a_touch_loses_nothing(
     assert_delivered(a, [b])
 
 
+@pytest.mark.slow
+def test_kill_9_right_after_the_broker_acknowledged_a_glow_loses_nothing(
+    world: FaultWorld,
+) -> None:
+    """The same millisecond on the relay's side: lamp B is off, the relay's glow for it is
+    acknowledged and the broker dies before saving it (and the relay's PUBACK of the touch).
+    The restarted broker redelivers the touch (DUP) and the relay must forward it again."""
+    proxy = world.proxy()
+    a = world.lamp("lamp-a", color=AMBER)
+    b = world.lamp("lamp-b", color=BLUE)
+    world.pair(a, b)
+    armed = threading.Event()
+    _kill_on_puback(world, proxy, armed, kind="glow")
+    with world.relay(via=proxy):
+        world.start(a, b)
+        b.stop()
+        for round_ in range(3):
+            armed.set()
+            a.touch()
+            wait_until(lambda: not world.broker.managed.running, "the broker killed at the PUBACK")
+            world.broker.kill9()
+            world.broker.managed.start()
+            a.wait_connected(round_ + 2)
+        b.restart()
+        assert_delivered(a, [b])
+
+
+@pytest.mark.slow
 def test_a_broker_frozen_longer_than_the_keepalive_loses_nothing(world: FaultWorld) -> None:
     """SIGSTOP: the broker's sockets stay open (the kernel even accepts new connections) but
     nothing answers. Lamps (keepalive 2 s) and the relay (5 s) give up on it; touches made

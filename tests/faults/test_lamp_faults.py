@@ -52,7 +52,13 @@ def _reset(proxy: FaultProxy) -> Callable[[], None]:
 FAULTS = {"stall": (_stall, 1.0), "blackhole": (_blackhole, 6.0), "reset": (_reset, 3.0)}
 
 
-@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(name, marks=[pytest.mark.slow] if name == "blackhole" else [])
+        for name in FAULTS
+    ],
+)
 def test_a_lamp_cut_off_for_a_while_loses_nothing_either_way(world: FaultWorld, fault: str) -> None:
     proxy = world.proxy()
     a = world.lamp(
