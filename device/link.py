@@ -212,8 +212,11 @@ class LampLink:
         self._reconnect_at: float | None = None
         self._reroute_at: float | None = None
         self._glow_expiry = 0  # the relay's glow expiry interval, as learnt (see _waited)
-        # (when, connection generation, seq): acknowledged touches waiting to be confirmed.
-        self._confirming: collections.deque[tuple[float, int, int]] = collections.deque()
+        # (when, connection generation, seq): acknowledged touches waiting to be confirmed. As
+        # many as the outbox holds; one forgotten stays there, acknowledged, until pushed out.
+        self._confirming: collections.deque[tuple[float, int, int]] = collections.deque(
+            maxlen=outbox_max_entries
+        )
         self._thread: threading.Thread | None = None
         self._stop_timeout = 5.0
 
@@ -367,7 +370,8 @@ class LampLink:
             wake_at = min((at for at in due if at is not None), default=None)
             timeout = None if wake_at is None else max(0.0, wake_at - time.monotonic())
             try:
-                job = self._jobs.get(timeout=timeout)
+                # Timers that are due go first: a busy link must not starve them.
+                job = self._timers if timeout == 0.0 else self._jobs.get(timeout=timeout)
             except queue.Empty:
                 job = self._timers
             if job is None:

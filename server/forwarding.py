@@ -15,11 +15,12 @@ MQTT username), never from the payload. ``ForwardingRule.decide`` answers with a
 5. **Duplicate** — (X, stream, seq) was recorded before: QoS 1 redelivered it, or the lamp's
    outbox sent it twice. Dropped. The record is in the store, so it survives relay restarts,
    and it is keyed by ``stream`` too, so a lamp whose counter was reset (factory reset: new
-   random stream) is not mistaken for one repeating itself. **Except a redelivery** (the
-   broker's DUP flag: a relay took this touch and never acknowledged it): the relay that took
-   it may have died after recording it but before its glows left (found by tests/faults), and
-   the record cannot say which, so the glows go out again. Lamps drop a glow whose touch id they
-   have shown, so a lamp that did get them sees nothing twice.
+   random stream) is not mistaken for one repeating itself. **Except when the glows may have
+   been lost** (found by tests/faults): the broker's redelivery (DUP flag: a relay took this
+   touch and never acknowledged it, so it may have died after recording it but before its
+   glows left), or a repeat of a touch whose glows went out on a connection that ended before
+   the broker can be trusted to have saved them (server/confirmations.py). Then the glows go
+   out again; lamps drop a glow whose touch id they have shown, so nobody sees it twice.
 6. **Forward** — one ``Glow`` to every *other* member of X's group: the touch's colour, the
    touch id ``X:stream:seq`` (lamps drop a glow id they have already shown), and ``at`` = the
    relay's clock (the lamp's ``ts`` may be wrong, so it is never used for timing).
@@ -48,6 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from touchlamp.protocol import Glow, ProtocolError, Touch, decode_touch, touch_id
+from touchlamp.server.confirmations import UnconfirmedGlows
 from touchlamp.server.ratelimit import RateLimiter
 from touchlamp.server.store.base import Lamp, Store, UnknownLampError
 
@@ -106,11 +108,13 @@ class ForwardingRule:
         limiter: RateLimiter,
         clock: Callable[[], float],
         mutual_window_seconds: float,
+        unconfirmed: UnconfirmedGlows | None = None,
     ) -> None:
         self._store = store
         self._limiter = limiter
         self._clock = clock
         self._mutual_window_ms = round(mutual_window_seconds * 1000)
+        self._unconfirmed = unconfirmed
 
     def decide(
         self, sender: str, payload: bytes, *, topic: str, redelivered: bool = False
@@ -137,13 +141,13 @@ class ForwardingRule:
         except UnknownLampError:
             # Removed by the operator between the two reads above.
             return Drop(DropReason.UNKNOWN_LAMP, notify_sender=True)
-        if not new and not redelivered:
+        this_touch = touch_id(sender, touch.stream, touch.seq)
+        if not new:
             return Drop(DropReason.DUPLICATE)
         # ``others`` was read before record_touch, so it holds each member's touch *before*
         # this one — which is what "crossed within the window" compares against.
         partners = [member for member in others if self._crossed(member, now_ms)]
         partner_ids = {member.id for member in partners}
-        this_touch = touch_id(sender, touch.stream, touch.seq)
         glows = [
             Addressed(
                 to=member.id,
@@ -163,12 +167,17 @@ class ForwardingRule:
                 touch=this_touch, sender=latest.id, color=latest.color, mutual=True, at=now_ms
             )
             glows.append(Addressed(to=sender, glow=answer))
+        if self._unconfirmed is not None:
+            self._unconfirmed.forwarded(this_touch)
         return Forward(
             touch=touch,
             glows=tuple(glows),
             mutual_with=tuple(member.id for member in partners),
             repeat=not new,
         )
+
+    def _maybe_lost(self, touch: str) -> bool:
+        return self._unconfirmed is not None and self._unconfirmed.maybe_lost(touch)
 
     def _crossed(self, member: Lamp, now_ms: int) -> bool:
         if member.last_touch_ms is None or self._mutual_window_ms <= 0:

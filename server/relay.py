@@ -23,9 +23,9 @@ What to know before changing it:
   touches for a relay that is gone, until that relay's session comes back or expires.
 - **Acknowledge after the work.** ``manual_ack=True``: a touch is PUBACKed only after its record is
   committed and its glows are handed to paho, so a relay that dies mid-way gets it redelivered
-  (and the de-duplication record makes the redelivery harmless; a redelivery flagged DUP is
-  forwarded again, server/forwarding.py rule 5, because the record is written before the glows
-  leave). An ack belongs to the
+  (and the de-duplication record makes the redelivery harmless; a redelivery flagged DUP, or a
+  repeat of a touch whose glows the broker may not have saved, is forwarded again:
+  server/forwarding.py rule 5, server/confirmations.py). An ack belongs to the
   connection the message came on; after a reconnect the broker redelivers anything unacked, so
   an ack for a message of an earlier connection is skipped, never sent on the new one (its
   packet id may by then name another message).
@@ -79,6 +79,7 @@ from touchlamp.protocol import (
     encode,
 )
 from touchlamp.server.badmessages import LogThrottle, safe_excerpt
+from touchlamp.server.confirmations import UnconfirmedGlows
 from touchlamp.server.forwarding import Drop, DropReason, Forward, ForwardingRule
 from touchlamp.server.groupstate import NOT_PAIRED, states_for
 from touchlamp.server.metrics import RelayMetrics
@@ -97,6 +98,7 @@ _AUTH_FAILURES = frozenset({0x86, 0x87, 0x8A, 0x8C})
 _HOUSEKEEPING_SECONDS = 60.0
 _STORE_RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 _KEEP_EXPIRED_CODES_MS = 24 * 3600 * 1000
+_CONFIRM_KEEPALIVES = 2.0  # a dead broker is noticed within two keepalives (no PINGRESP)
 
 
 class RelayAuthError(RuntimeError):
@@ -149,11 +151,18 @@ class Relay:
         self._monotonic = monotonic
         self._topics = Topics(settings.mqtt.topic_root)
         limits = settings.rate_limit
+        # Glows count as saved by the broker once their connection outlived two keepalives.
+        self._unconfirmed = UnconfirmedGlows(
+            window_seconds=_CONFIRM_KEEPALIVES * settings.mqtt.keepalive_seconds,
+            clock=monotonic,
+            connection=lambda: self._generation,
+        )
         self._rule = ForwardingRule(
             store=store,
             limiter=RateLimiter(per_second=limits.per_second, burst=limits.burst, clock=monotonic),
             clock=clock,
             mutual_window_seconds=settings.forwarding.mutual_window_seconds,
+            unconfirmed=self._unconfirmed,
         )
         self._pairing = Pairing(store=store, settings=settings.pairing, clock=clock)
         self._presence = Presence(store=store)
@@ -435,6 +444,7 @@ class Relay:
             except queue.Empty:
                 if self._stopping.is_set():
                     break
+                self._unconfirmed.tick()
                 self._housekeeping()
                 continue
             try:
@@ -444,6 +454,7 @@ class Relay:
                 _log.exception("failed to handle a message on %s; dropped", where)
                 if isinstance(item, _Inbound):
                     self._ack(item)
+            self._unconfirmed.tick()
             self._housekeeping()
 
     def _handle_with_retries(self, item: _Inbound | _Resync) -> None:

@@ -6,6 +6,7 @@ Rule: each touch a lamp sent reaches each peer's lamp core exactly once, in orde
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -17,6 +18,7 @@ import pytest
 from tests.faults.lamps import FaultLamp, assert_delivered, wait_until
 from tests.faults.proxy import Direction, FaultProxy, Packet, PacketType
 from tests.faults.world import FaultWorld
+from touchlamp.protocol import touch_id
 
 AMBER, BLUE = "#ff8c1a", "#3c78ff"
 
@@ -81,31 +83,44 @@ def test_touches_sent_before_the_relay_resubscribes_after_a_broker_restart_wait_
         assert_delivered(a, [b])
 
 
-def _kill_on_puback(
-    world: FaultWorld, proxy: FaultProxy, armed: threading.Event, *, kind: str
-) -> None:
-    """Arm a watcher on ``proxy`` that SIGKILLs the broker the moment its PUBACK for a message
-    on a ``…/{kind}`` topic leaves it — before the client has read it (the client then gets it,
-    as it would have)."""
-    ours: set[int] = set()
+class KillOnPuback:
+    """A watcher on a proxy that SIGKILLs the broker the moment its PUBACK for the message it
+    was armed for leaves it — before the client has read it (the client then gets it, as it
+    would have). Armed for the next message on a ``…/{kind}`` topic whose payload contains
+    ``marker``; fires once per arming."""
 
-    def watch(direction: Direction, packet: Packet) -> None:
-        topic = packet.topic
-        if direction is Direction.UP and topic is not None and topic.endswith(f"/{kind}"):
-            assert packet.packet_id is not None
-            ours.add(packet.packet_id)
-        elif (
-            direction is Direction.DOWN
-            and packet.kind == PacketType.PUBACK
-            and packet.packet_id in ours
-            and armed.is_set()
-        ):
-            armed.clear()
-            pid = world.broker.managed.pid
-            assert pid is not None
-            os.kill(pid, signal.SIGKILL)
+    def __init__(self, world: FaultWorld, proxy: FaultProxy, *, kind: str) -> None:
+        self._world = world
+        self._kind = kind
+        self._lock = threading.Lock()
+        self._marker: bytes | None = None
+        self._packet: int | None = None
+        proxy.watch(self._watch)
 
-    proxy.watch(watch)
+    def arm(self, marker: str = "") -> None:
+        with self._lock:
+            self._marker, self._packet = marker.encode(), None
+
+    def _watch(self, direction: Direction, packet: Packet) -> None:
+        with self._lock:
+            topic = packet.topic
+            if direction is Direction.UP and topic is not None and topic.endswith(f"/{self._kind}"):
+                if (
+                    self._marker is not None
+                    and self._packet is None
+                    and self._marker in packet.body
+                ):
+                    self._packet = packet.packet_id
+            elif (
+                direction is Direction.DOWN
+                and packet.kind == PacketType.PUBACK
+                and self._packet is not None
+                and packet.packet_id == self._packet
+            ):
+                self._marker = self._packet = None
+                pid = self._world.broker.managed.pid
+                assert pid is not None
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize(
@@ -122,15 +137,14 @@ def test_kill_9_right_after_the_broker_acknowledged_a_touch_loses_nothing(
     a = world.lamp("lamp-a", color=AMBER, via=proxy)
     b = world.lamp("lamp-b", color=BLUE)
     world.pair(a, b)
-    armed = threading.Event()
-    _kill_on_puback(world, proxy, armed, kind="touch")
+    killer = KillOnPuback(world, proxy, kind="touch")
     rounds = 3
     relay = world.relay_process()
     world.start(a, b)
     if not relay_running:
         relay.stop()
     for round_ in range(rounds):
-        armed.set()
+        killer.arm()
         a.touch()
         wait_until(lambda: not world.broker.managed.running, "the broker killed at the PUBACK")
         world.broker.kill9()  # reaps it
@@ -153,13 +167,13 @@ def test_kill_9_right_after_the_broker_acknowledged_a_glow_loses_nothing(
     a = world.lamp("lamp-a", color=AMBER)
     b = world.lamp("lamp-b", color=BLUE)
     world.pair(a, b)
-    armed = threading.Event()
-    _kill_on_puback(world, proxy, armed, kind="glow")
+    killer = KillOnPuback(world, proxy, kind="glow")
     with world.relay(via=proxy):
         world.start(a, b)
         b.stop()
         for round_ in range(3):
-            armed.set()
+            stats = a.link.outbox_stats()
+            killer.arm(touch_id("lamp-a", stats.stream, stats.next_seq))  # this touch's glow
             a.touch()
             wait_until(lambda: not world.broker.managed.running, "the broker killed at the PUBACK")
             world.broker.kill9()
@@ -170,13 +184,17 @@ def test_kill_9_right_after_the_broker_acknowledged_a_glow_loses_nothing(
 
 
 @pytest.mark.slow
-def test_a_broker_frozen_longer_than_the_keepalive_loses_nothing(world: FaultWorld) -> None:
-    """SIGSTOP: the broker's sockets stay open (the kernel even accepts new connections) but
-    nothing answers. Lamps (keepalive 2 s) and the relay (5 s) give up on it; touches made
-    meanwhile wait in the outbox. Then SIGCONT."""
+def test_a_broker_frozen_longer_than_the_keepalive_loses_nothing(
+    world: FaultWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGSTOP: the broker's sockets stay open (the kernel even completes new TCP connections)
+    but nothing answers. paho notices after up to two keepalives (a PINGREQ, then no PINGRESP):
+    lamps (keepalive 2 s) and the relay (5 s) give up on it; touches made meanwhile wait in the
+    outbox. Then SIGCONT."""
     a = world.lamp("lamp-a", color=AMBER, keepalive_seconds=2, connect_timeout_seconds=2.0)
     b = world.lamp("lamp-b", color=BLUE, keepalive_seconds=2, connect_timeout_seconds=2.0)
     world.pair(a, b)
+    caplog.set_level(logging.WARNING, logger="touchlamp")
     with world.relay(mqtt={"keepalive_seconds": 5}):
         world.start(a, b)
         a.touch()
@@ -188,8 +206,8 @@ def test_a_broker_frozen_longer_than_the_keepalive_loses_nothing(world: FaultWor
             for _ in range(3):
                 a.touch()
                 b.touch()
-            # Longer than 1.5 keepalives of the relay: every client has given up by now.
-            threading.Event().wait(9.0)
+            # Longer than two keepalives of the relay: every client has given up by now.
+            threading.Event().wait(11.0)
         finally:
             os.kill(pid, signal.SIGCONT)
         a.wait_connected(2)
@@ -202,3 +220,5 @@ def test_a_broker_frozen_longer_than_the_keepalive_loses_nothing(world: FaultWor
             lambda: all(lamp.online for lamp in world.store.list_lamps()),
             "the relay to see both lamps online again",
         )
+    noticed = {r.name for r in caplog.records if "lost the broker" in r.getMessage()}
+    assert noticed >= {"touchlamp.device.link", "touchlamp.server.relay"}, noticed

@@ -21,7 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from tests.broker.harness import BrokerFixture
 from tests.e2e.world import same_hue
-from tests.faults.lamps import Frame, assert_delivered, wait_until
+from tests.faults.lamps import WAIT, Frame, assert_delivered, wait_until
 from tests.faults.world import FaultWorld
 from touchlamp.config.broker import LimitsSettings
 from touchlamp.config.device import LookSettings
@@ -176,12 +176,16 @@ def _flood(
     client.loop_start()
     topic, sent, batch = broker.topics.touch("lamp-f"), 0, per_second // 10
     started = time.monotonic()
+    infos: list[mqtt.MQTTMessageInfo] = []
     try:
         while not stop.is_set() and time.monotonic() - started < seconds:
             for _ in range(batch):
-                client.publish(topic, encode(Touch(seq=sent, stream=7, color=AMBER, ts=0)), qos=1)
+                payload = encode(Touch(seq=sent, stream=7, color=AMBER, ts=0))
+                infos.append(client.publish(topic, payload, qos=1))
                 sent += 1
             stop.wait(max(0.0, started + sent / per_second - time.monotonic()))
+        for info in infos:  # all acknowledged, so the count below is what the broker took
+            info.wait_for_publish(WAIT)
     finally:
         client.disconnect()
         client.loop_stop()
@@ -252,7 +256,7 @@ def test_a_flooding_lamp_neither_delays_the_others_for_good_nor_grows_the_relay(
         f"{latencies[-1] * 1000:.0f} ms (slowest) to reach the peer's core"
     )
     assert flooded[0] >= 5000, "the flood did not happen"
-    assert limited >= flooded[0] - 20 - 10 * 12
+    assert limited >= 0.9 * flooded[0], "the rate limit did not hold the flood back"
     third = len(samples) // 3
     assert peak - baseline < 64 * 1024, "the relay grew by 64 MiB or more"
     assert max(samples[-third:]) <= max(samples[:-third]) + 8 * 1024, "the relay keeps growing"

@@ -18,6 +18,7 @@ from tests.faults.test_broker_faults import touching
 from tests.faults.world import FaultWorld
 from touchlamp.device.agent import LampAgent
 from touchlamp.protocol import PairAction, PairRequest
+from touchlamp.server.confirmations import UnconfirmedGlows
 
 AMBER, BLUE = "#ff8c1a", "#3c78ff"
 
@@ -148,3 +149,28 @@ def test_two_relays_one_killed_lose_nothing_once_it_is_back(world: FaultWorld) -
     first.start()
     assert_delivered(a, [b], ordered=False)
     assert held_back > 0, "expected relay-1's session to hold its share while it was down"
+
+
+def test_a_repeat_is_forwarded_again_only_while_its_glows_may_be_lost() -> None:
+    """``UnconfirmedGlows`` on its own, with a hand-moved clock: the rule the relay applies to
+    a repeated touch (server/confirmations.py)."""
+    now, connection = [0.0], [1]
+    glows = UnconfirmedGlows(
+        window_seconds=60.0, clock=lambda: now[0], connection=lambda: connection[0], capacity=3
+    )
+    glows.forwarded("lamp-a:1:1")
+    assert not glows.maybe_lost("lamp-a:1:1")  # same connection: a plain duplicate
+    connection[0] = 3  # the connection ended and a new one began before the window passed
+    assert glows.maybe_lost("lamp-a:1:1")
+    now[0] = 61.0
+    glows.tick()
+    assert glows.maybe_lost("lamp-a:1:1")  # suspect until its repeat is forwarded
+    glows.forwarded("lamp-a:1:1")  # forwarded again, on connection 3
+    assert not glows.maybe_lost("lamp-a:1:1")
+    now[0] = 122.0
+    glows.tick()  # connection 3 outlived the window: confirmed, forgotten
+    assert not glows.maybe_lost("lamp-a:1:1")
+    assert len(glows) == 0
+    for seq in range(5):  # bounded: the oldest are forgotten first
+        glows.forwarded(f"lamp-a:1:{seq}")
+    assert len(glows) == 3
