@@ -142,7 +142,7 @@ class ForwardingRule:
             # Removed by the operator between the two reads above.
             return Drop(DropReason.UNKNOWN_LAMP, notify_sender=True)
         this_touch = touch_id(sender, touch.stream, touch.seq)
-        if not new:
+        if not new and not (redelivered or self._maybe_lost(this_touch)):
             return Drop(DropReason.DUPLICATE)
         # ``others`` was read before record_touch, so it holds each member's touch *before*
         # this one — which is what "crossed within the window" compares against.
