@@ -149,7 +149,8 @@ class BenchSite:
                     # False only for the --no-save-on-change diagnostic: periodic saves, to
                     # show what touchlamp's save after every change costs.
                     limits=LimitsSettings(save_every_change=self._save_on_change),
-                )
+                ),
+                stop_with_parent=True,
             )
             try:
                 broker.start()

@@ -169,7 +169,7 @@ def _settings(args: argparse.Namespace) -> BrokerSettings:
 
 def _run(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    broker = ManagedBroker(settings)
+    broker = ManagedBroker(settings, stop_with_parent=True)
     stop = threading.Event()
 
     def request_stop(_signum: int, _frame: FrameType | None) -> None:

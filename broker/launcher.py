@@ -4,16 +4,28 @@ It prepares the state dir (``touchlamp.broker.state``), starts ``mosquitto -c �
 process in its own session (so a Ctrl-C meant for us does not kill it half-way), waits until it
 listens, and stops it with SIGTERM — SIGKILL only if it does not exit in time. ``kill9()`` and
 ``restart()`` exist for crash tests.
+
+Its own session also means a parent killed with SIGKILL (a test run's timeout, the demo killed
+from another terminal) would leave Mosquitto running, holding its port. ``stop_with_parent``
+asks Linux to send it SIGTERM when the parent goes (``PR_SET_PDEATHSIG``) — used by the demo,
+the benchmarks and the tests, which start it from their main thread (the signal follows the
+*thread* that started the process, so a broker started from a short-lived thread would be
+stopped when that thread ends). Linux clears that request when a process changes its user, so
+it does not survive Mosquitto started as root switching to ``run_as_user`` (unless that is root).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import IO, Self
 
@@ -45,6 +57,21 @@ def connect_host(address: str) -> str:
     return address
 
 
+def _stop_when_parent_dies(parent: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` making the child get SIGTERM when ``parent`` ends (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+
+    def set_parent_death_signal() -> None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl: nobody will signal us
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_parent_death_signal
+
+
 class ManagedBroker:
     """One Mosquitto process serving ``settings`` from ``settings.state_dir``."""
 
@@ -54,8 +81,10 @@ class ManagedBroker:
         *,
         start_timeout: float = 10.0,
         stop_timeout: float = 10.0,
+        stop_with_parent: bool = False,
     ) -> None:
         self.settings = settings
+        self._stop_with_parent = stop_with_parent
         self.layout = StateLayout(settings.state_dir)
         self.topics = Topics(settings.topic_root)
         self._start_timeout = start_timeout
@@ -110,6 +139,7 @@ class ManagedBroker:
         self._log = os.fdopen(descriptor, "ab")
         log_start = self._log.tell()
         command = [str(self.settings.mosquitto_path), "-c", str(self.layout.config_file.resolve())]
+        preexec = _stop_when_parent_dies(os.getpid()) if self._stop_with_parent else None
         self._process = subprocess.Popen(  # noqa: S603  our own binary path and rendered config
             command,
             cwd=self.layout.data_dir,
@@ -117,6 +147,7 @@ class ManagedBroker:
             stdout=self._log,
             stderr=self._log,
             start_new_session=True,
+            preexec_fn=preexec,  # noqa: PLW1509  prctl + getppid only: nothing that locks
         )
         try:
             self._wait_until_serving(log_start)

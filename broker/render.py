@@ -30,25 +30,27 @@ __all__ = [
     "render_mosquitto_conf",
 ]
 
-# Measured with Mosquitto 2.0.11 (QoS 1 message queued for an offline MQTT 5 session, broker
-# killed with SIGKILL after the PUBACK, then restarted): the default periodic save lost it 10 of
-# 10 times. With these two lines Mosquitto rewrites its database after every change, in the same
-# loop iteration that sent the PUBACK: a kill 20 ms after the PUBACK lost 0 of 30, but the PUBACK
-# still goes out ~1 ms *before* the write and fsync, so a kill within that millisecond can lose
-# the message (25/30 lost at once, 4/30 at 1 ms). Mosquitto 2.0 has no setting that saves first.
+# Used when limits.save_every_change is chosen (the default is a save about every 2 s, see
+# config/broker.py). Measured with Mosquitto 2.0.11 (QoS 1 message queued for an offline MQTT 5
+# session, broker killed with SIGKILL after the PUBACK, then restarted): Mosquitto's own default
+# (a save every 30 minutes) lost it 10 of 10 times. With these two lines Mosquitto rewrites its
+# database after every change, in the same loop iteration that sent the PUBACK: a kill 20 ms after
+# the PUBACK lost 0 of 30, but the PUBACK still goes out ~1 ms *before* the write and fsync, so a
+# kill within that millisecond can lose the message (25/30 lost at once, 4/30 at 1 ms). Mosquitto
+# 2.0 has no setting that saves first.
 AUTOSAVE_SETTINGS = ("autosave_on_changes true", "autosave_interval 1")
 
 
 def _autosave_comment(every_change: bool) -> list[str]:
     if every_change:
         return [
-            "# Do not lose acknowledged QoS 1 messages when the broker is killed (see",
-            "# touchlamp.broker.render.AUTOSAVE_SETTINGS for what was measured). Each save",
-            "# rewrites the whole database, so a large backlog slows the broker down.",
+            "# Save after every change (limits.save_every_change): an acknowledged QoS 1 message",
+            "# survives a kill (see touchlamp.broker.render.AUTOSAVE_SETTINGS for what was",
+            "# measured), but each save rewrites the whole database, which caps the message rate.",
         ]
     return [
-        "# Periodic saves (limits.save_every_change=false): faster under large backlogs, but",
-        "# a broker killed between saves loses the QoS 1 messages acknowledged since the last.",
+        "# Periodic saves: a broker killed between saves forgets what it acknowledged since the",
+        "# last; touchlamp's lamps and relay send such touches and glows again (RELIABILITY.md).",
     ]
 
 

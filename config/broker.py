@@ -160,12 +160,21 @@ class LimitsSettings(BaseModel):
     # can hold for all lamps together; beyond it Mosquitto drops new ones).
     max_queued_messages: int = Field(default=10_000, ge=1)
     max_queued_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
-    # True: save the database after every change, so a `kill -9` does not lose acknowledged
-    # QoS 1 messages (measured; see broker/render.py) — right for a household broker. False:
-    # save every autosave_interval_seconds, for brokers carrying large backlogs, where a full
-    # rewrite per message costs more than the durability is worth.
-    save_every_change: bool = True
-    autosave_interval_seconds: int = Field(default=60, ge=1, le=86_400)
+    # How Mosquitto saves its database (queued messages, sessions, retained states).
+    # False (the default): every autosave_interval_seconds — Mosquitto saves once the interval
+    # has *passed*, so 1 means about every 2 s, whatever the load. A broker killed between two
+    # saves forgets what it acknowledged since the last; touchlamp's lamps and relay cover that
+    # end to end: the lamp's outbox keeps a touch, and the relay tracks its glows, until their
+    # connection has outlived two keepalives (RELIABILITY.md), then the touch is sent again and
+    # forwarded again. Hence the upper bound: a save must come well inside the relay's window
+    # (two keepalives, 60 s by default). True: save after every change (each pass of the main
+    # loop that changed anything) — a kill 20 ms after a PUBACK loses nothing even without the
+    # lamps' help (broker/render.py), but every save rewrites and fsyncs the whole database:
+    # measured (BENCHMARKS.md), a relay then carries ~600 touches/s instead of ~2,000, and a
+    # broker with 1,000 lamps cannot carry 200 touches/s at all. For brokers whose clients
+    # are not touchlamp lamps (no outbox), or that carry a few touches a day.
+    save_every_change: bool = False
+    autosave_interval_seconds: int = Field(default=1, ge=1, le=30)
     # A session nobody resumes for this long is dropped (Mosquitto's form: 12h, 30d, 1w, 1m, 1y).
     persistent_client_expiration: str = Field(default="30d", pattern=r"^[1-9][0-9]*[hdwmy]$")
 

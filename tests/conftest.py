@@ -12,7 +12,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,7 +51,8 @@ def start_managed_broker(state_dir: Path, **settings: object) -> ManagedBroker:
                 state_dir=state_dir,
                 listeners=[ListenerSettings(address="127.0.0.1", port=free_port())],
                 **settings,  # type: ignore[arg-type]
-            )
+            ),
+            stop_with_parent=True,
         )
         try:
             managed.start()
@@ -72,12 +76,33 @@ def broker(tmp_path: Path) -> Iterator[BrokerFixture]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _no_stray_brokers() -> Iterator[None]:
+def _no_stray_brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     yield
     stray = [managed for managed in _STARTED if managed.running]
     for managed in stray:
         managed.stop()
     assert not stray, f"brokers left running by a test (now stopped): {stray}"
+    # Brokers started by child processes (the demo, relays, benchmarks): none may outlive them.
+    orphans = _mosquittos_under(tmp_path_factory.getbasetemp())
+    for pid in orphans:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not orphans, f"Mosquitto processes left behind by child processes (killed): {orphans}"
+
+
+def _mosquittos_under(directory: Path) -> dict[int, str]:
+    """Running ``mosquitto -c FILE`` processes whose FILE is under ``directory``: pid → FILE."""
+    found: dict[int, str] = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue  # ended meanwhile
+        if Path(argv[0]).name == "mosquitto" and "-c" in argv[:-1]:
+            config = argv[argv.index("-c") + 1]
+            if Path(config).is_relative_to(directory.resolve()):
+                found[int(proc.name)] = config
+    return found
 
 
 class _ErrorCollector(logging.Handler):

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import socket
 import stat
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -159,6 +162,66 @@ def test_stop_ends_the_process(broker: BrokerFixture) -> None:
     broker.managed.stop()
     assert not broker.managed.running
     assert not Path(f"/proc/{pid}").exists()
+
+
+_PARENT_SCRIPT = """
+import sys, time
+from pathlib import Path
+from touchlamp.broker.launcher import ManagedBroker
+from touchlamp.config.broker import BrokerSettings, ListenerSettings
+broker = ManagedBroker(
+    BrokerSettings(
+        state_dir=Path(sys.argv[1]),
+        listeners=[ListenerSettings(port=int(sys.argv[2]))],
+        # As root, Mosquitto switching to its own user would clear the parent-death signal.
+        run_as_user="root",
+    ),
+    stop_with_parent=sys.argv[3] == "yes",
+)
+broker.start()
+print(broker.pid, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("stop_with_parent", [True, False], ids=["stop-with-parent", "default"])
+def test_a_parent_killed_with_sigkill_takes_its_broker_along_only_if_asked(
+    tmp_path: Path, stop_with_parent: bool
+) -> None:
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _PARENT_SCRIPT,
+            str(tmp_path / "state"),
+            str(free_port()),
+            "yes" if stop_with_parent else "no",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    with parent.stdout:
+        mosquitto = int(parent.stdout.readline())
+    try:
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + (10 if stop_with_parent else 1)
+        while _alive(mosquitto) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _alive(mosquitto) is not stop_with_parent
+    finally:
+        if _alive(mosquitto):
+            os.kill(mosquitto, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (our grandchild: once it exits, init reaps it and the pid is gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state not in {"Z", "X"}
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from touchlamp.broker.acl import (
     ADMIN_ROLE,
@@ -82,11 +83,11 @@ def test_the_dynamic_security_plugin_is_loaded_with_its_store() -> None:
     assert "plugin_opt_config_file /var/lib/x/dynsec.json" in lines
 
 
-def test_persistence_saves_on_every_change_and_limits_are_bounded() -> None:
+def test_persistence_saves_every_second_by_default_and_limits_are_bounded() -> None:
     lines = _conf()
+    assert "autosave_on_changes true" not in lines
     for expected in (
         "persistence true",
-        "autosave_on_changes true",
         "autosave_interval 1",
         "persistent_client_expiration 30d",
         "max_packet_size 65536",
@@ -241,10 +242,14 @@ def test_the_admin_role_is_only_the_control_topic() -> None:
     }
 
 
-def test_periodic_saves_can_be_chosen_for_large_backlogs() -> None:
-    periodic = _conf(
-        _settings(limits=LimitsSettings(save_every_change=False, autosave_interval_seconds=30))
-    )
-    assert "autosave_interval 30" in periodic
-    assert not set(AUTOSAVE_SETTINGS) & set(periodic)
-    assert set(AUTOSAVE_SETTINGS) <= set(_conf())
+def test_saving_after_every_change_can_be_chosen() -> None:
+    every_change = _conf(_settings(limits=LimitsSettings(save_every_change=True)))
+    assert set(AUTOSAVE_SETTINGS) <= set(every_change)
+    assert not set(AUTOSAVE_SETTINGS) <= set(_conf())
+    slower = _conf(_settings(limits=LimitsSettings(autosave_interval_seconds=30)))
+    assert "autosave_interval 30" in slower
+
+
+def test_a_save_interval_beyond_the_relays_confirmation_window_is_refused() -> None:
+    with pytest.raises(ValidationError, match="autosave_interval_seconds"):
+        LimitsSettings(autosave_interval_seconds=31)
