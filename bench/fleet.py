@@ -99,8 +99,8 @@ def run(context: BenchContext) -> list[Result]:
         # Batched first, then the last few one at a time: the plugin rewrites its whole JSON
         # after every change, so a lamp costs more the more lamps there are; measured this way
         # round, the one-at-a-time figure is what adding a lamp to a full broker costs.
-        batch_seconds = site.add_lamps(ids[:-one_by_one], batch=100)
-        admin_seconds = site.add_lamps(ids[-one_by_one:], batch=None)
+        batch_seconds = site.add_lamps(ids[:-one_by_one])
+        admin_seconds = site.add_lamps(ids[-one_by_one:], together=False)
         pairs = [ids[index : index + 2] for index in range(0, lamp_count, 2)]
         site.pair(pairs)
         provisioning = {

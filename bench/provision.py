@@ -1,11 +1,6 @@
-"""Creating many lamps on the broker at once: dynamic-security commands in batches.
+"""A benchmark's own broker login: an observer that may watch both touches and glows.
 
-``BrokerAdmin.add_lamp`` makes three round trips per lamp (does it exist? drop a stale role;
-create role and client), which is right for an operator adding one lamp and slow for a
-benchmark adding a thousand. Here each control message carries ``createRole`` + ``createClient``
-for ``batch`` lamps, with the very role and client text that ``BrokerAdmin`` uses
-(``touchlamp.broker.acl``), so the lamps are indistinguishable from ones added by
-``touchlamp broker lamp add``. The broker's state must be fresh: nothing is checked or replaced.
+Lamps are created with ``BrokerAdmin.add_lamps`` (bench/site.py), as an operator would.
 """
 
 from __future__ import annotations
@@ -17,72 +12,24 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from touchlamp.broker.acl import (
     CONTROL_TOPIC,
-    LAMP_CLIENT_TEXT,
     RESPONSE_TOPIC,
     Acl,
     Role,
-    lamp_role,
 )
 from touchlamp.broker.launcher import ManagedBroker
 from touchlamp.broker.passwords import generate_password
 
-__all__ = ["ProvisionError", "Provisioned", "add_lamps", "add_observer"]
-
-# The broker closes the connection of a client that sends a packet over its max_packet_size
-# (touchlamp renders 64 KiB): a message of 100 lamps' roles is bigger than that.
-_MAX_MESSAGE_BYTES = 48_000
+__all__ = ["ProvisionError", "add_observer"]
 
 
 class ProvisionError(RuntimeError):
     """The broker refused or did not answer a batch of lamp creations."""
-
-
-@dataclass(frozen=True, slots=True)
-class Provisioned:
-    """Lamp id → password, and how long the broker took (seconds) to create them."""
-
-    passwords: dict[str, str]
-    seconds: float
-
-
-def add_lamps(
-    broker: ManagedBroker, lamp_ids: list[str], *, batch: int = 100, timeout: float = 120.0
-) -> Provisioned:
-    """Create ``lamp_ids`` on ``broker`` through its admin login, ``batch`` lamps per message."""
-    with _admin_client(broker, timeout=timeout) as (client, answers):
-        passwords: dict[str, str] = {}
-        started = time.monotonic()
-        commands: list[dict[str, object]] = []
-        lamps_in_message = 0
-        for lamp_id in lamp_ids:
-            password = generate_password()
-            passwords[lamp_id] = password
-            role = lamp_role(broker.topics, lamp_id)
-            commands += [
-                {"command": "createRole", **role.to_json()},
-                {
-                    "command": "createClient",
-                    "username": lamp_id,
-                    "password": password,
-                    "clientid": lamp_id,
-                    "textname": LAMP_CLIENT_TEXT,
-                    "roles": [{"rolename": role.name}],
-                },
-            ]
-            lamps_in_message += 1
-            if lamps_in_message >= batch or len(json.dumps(commands)) > _MAX_MESSAGE_BYTES:
-                _send(client, answers, commands, timeout=timeout)
-                commands, lamps_in_message = [], 0
-        if commands:
-            _send(client, answers, commands, timeout=timeout)
-        return Provisioned(passwords=passwords, seconds=time.monotonic() - started)
 
 
 def add_observer(

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import IO
 
 from bench.procfs import ProcessSample, sample
-from bench.provision import add_lamps
 from touchlamp.broker.errors import BrokerStartError
 from touchlamp.broker.launcher import ManagedBroker
 from touchlamp.config.broker import BrokerSettings, LimitsSettings, ListenerSettings
@@ -170,20 +169,19 @@ class BenchSite:
             self._broker.stop()
             self._broker = None
 
-    def add_lamps(self, lamp_ids: list[str], *, batch: int | None = 100) -> float:
+    def add_lamps(self, lamp_ids: list[str], *, together: bool = True) -> float:
         """Create the lamps on the broker and in the relay's store; the broker's seconds.
 
-        ``batch`` lamps go in one dynamic-security message (bench/provision.py); ``None`` adds
-        them one at a time with ``BrokerAdmin.add_lamp``, as ``touchlamp broker lamp add`` does.
+        ``together``: ``BrokerAdmin.add_lamps`` (a few messages, as ``touchlamp broker lamp add
+        ID ID…`` does); otherwise one ``BrokerAdmin.add_lamp`` per lamp.
         """
-        if batch is None:
-            started = time.monotonic()
-            with self.broker.admin(timeout=60.0) as admin:
+        started = time.monotonic()
+        with self.broker.admin(timeout=120.0) as admin:
+            if together:
+                made = admin.add_lamps(lamp_ids)
+            else:
                 made = {lamp_id: admin.add_lamp(lamp_id) for lamp_id in lamp_ids}
-            seconds = time.monotonic() - started
-        else:
-            provisioned = add_lamps(self.broker, lamp_ids, batch=batch)
-            made, seconds = provisioned.passwords, provisioned.seconds
+        seconds = time.monotonic() - started
         self.passwords.update(made)
         store = open_store(self.store_path)
         try:

@@ -107,8 +107,15 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="Manage lamp credentials on a running broker (no restart needed).",
     )
     lamp_commands = lamp.add_subparsers(title="lamp commands", metavar="COMMAND", required=True)
-    add = lamp_commands.add_parser("add", help="add a lamp and print its password (once)")
-    add.add_argument("lamp_id", metavar="ID", help="lamp id, e.g. kitchen-lamp")
+    add = lamp_commands.add_parser(
+        "add",
+        help="add lamps and print their passwords (once)",
+        description=(
+            "Add one or more lamps (all or none). One lamp: its password on standard output. "
+            "Several: one line per lamp, its id and its password separated by a tab."
+        ),
+    )
+    add.add_argument("lamp_ids", metavar="ID", nargs="+", help="lamp id, e.g. kitchen-lamp")
     _connection_options(add)
     add.set_defaults(func=_lamp_add)
     remove = lamp_commands.add_parser("remove", help="remove a lamp (disconnects it now)")
@@ -293,13 +300,25 @@ def _admin(args: argparse.Namespace) -> BrokerAdmin:
 
 def _lamp_add(args: argparse.Namespace) -> int:
     def add(admin: BrokerAdmin) -> None:
-        password = admin.add_lamp(args.lamp_id)
+        lamp_ids: list[str] = args.lamp_ids
+        passwords = admin.add_lamps(lamp_ids)
+        if len(lamp_ids) == 1:
+            (lamp_id,) = lamp_ids
+            print(
+                f"touchlamp: lamp {lamp_id!r} added (username and client id {lamp_id!r}). "
+                "Its password follows on standard output; it is not shown again:",
+                file=sys.stderr,
+            )
+            print(passwords[lamp_id])
+            return
         print(
-            f"touchlamp: lamp {args.lamp_id!r} added (username and client id {args.lamp_id!r}). "
-            "Its password follows on standard output; it is not shown again:",
+            f"touchlamp: {len(lamp_ids)} lamps added (username = client id = lamp id). Their "
+            "passwords follow on standard output, one 'ID<tab>PASSWORD' line each; they are "
+            "not shown again:",
             file=sys.stderr,
         )
-        print(password)
+        for lamp_id in lamp_ids:
+            print(f"{lamp_id}\t{passwords[lamp_id]}")
 
     return _with_admin(args, add)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import pytest
 
@@ -36,6 +38,58 @@ def test_adding_a_lamp_twice_is_refused_and_keeps_the_first_password(
     with pytest.raises(BrokerAdminError, match="'lamp-a' already exists"):
         broker.add_lamp("lamp-a")
     broker.connect_lamp("lamp-a", password=password)
+
+
+def test_many_lamps_are_added_in_a_few_messages_and_each_can_log_in(
+    broker: BrokerFixture,
+) -> None:
+    lamp_ids = [f"lamp-{number:03d}" for number in range(250)]  # several 40 KB messages
+    passwords = broker.admin.add_lamps(lamp_ids)
+
+    assert sorted(passwords) == lamp_ids
+    assert len(set(passwords.values())) == len(lamp_ids)
+    assert broker.admin.list_lamps() == lamp_ids
+    for lamp_id in (lamp_ids[0], lamp_ids[-1]):
+        broker.connect_lamp(lamp_id, password=passwords[lamp_id])
+
+
+def test_adding_many_lamps_is_all_or_none(broker: BrokerFixture) -> None:
+    broker.add_lamp("lamp-b")
+    with pytest.raises(BrokerAdminError, match="'lamp-b' already exists on the broker"):
+        broker.admin.add_lamps(["lamp-a", "lamp-b", "lamp-c"])
+    with pytest.raises(BrokerAdminError, match="more than once: lamp-a"):
+        broker.admin.add_lamps(["lamp-a", "lamp-c", "lamp-a"])
+    with pytest.raises(ProtocolError, match="not a lamp id"):
+        broker.admin.add_lamps(["lamp-a", "Lamp C"])
+    assert broker.admin.list_lamps() == ["lamp-b"]
+
+
+def test_a_batch_the_broker_refuses_half_way_is_undone(
+    broker: BrokerFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second message fails (a role the first did not delete appears meanwhile): the lamps
+    of the first message are removed again, so no lamp exists whose password was never shown."""
+    lamp_ids = [f"lamp-{number:03d}" for number in range(150)]
+    admin = broker.admin
+    original_run = admin._run  # the plugin itself, with a refusal injected in front
+    sent: list[int] = []
+
+    def refuse_second_creation(
+        commands: Sequence[Mapping[str, object]], *, tolerate: Iterable[str] = ()
+    ) -> list[Mapping[str, Any]]:
+        if commands and commands[0]["command"] == "createRole":
+            sent.append(len(commands))
+            if len(sent) == 2:
+                raise BrokerAdminError("the broker refused createRole: injected")
+        return original_run(commands, tolerate=tolerate)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(admin, "_run", refuse_second_creation)
+        with pytest.raises(BrokerAdminError, match="injected"):
+            admin.add_lamps(lamp_ids)
+    assert len(sent) == 2
+    assert admin.list_lamps() == []
+    assert admin.add_lamps(lamp_ids[:2]).keys() == {"lamp-000", "lamp-001"}
 
 
 def test_a_lamp_cannot_take_the_name_of_the_relay_or_admin(broker: BrokerFixture) -> None:

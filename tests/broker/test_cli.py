@@ -187,6 +187,17 @@ def test_lamp_add_prints_the_password_once_and_it_works(
     assert password not in capsys.readouterr().out
 
 
+def test_lamp_add_with_several_ids_prints_one_line_per_lamp(
+    broker: BrokerFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_lamp_cli(broker, "add", "lamp-a", "lamp-b")) == 0
+    out, err = capsys.readouterr()
+    assert "2 lamps added" in err
+    lines = dict(line.split("\t") for line in out.splitlines())
+    assert sorted(lines) == ["lamp-a", "lamp-b"]
+    broker.connect_lamp("lamp-b", password=lines["lamp-b"])
+
+
 def test_lamp_remove_revokes_and_disconnects(
     broker: BrokerFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
