@@ -129,7 +129,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
-    # The demo and the simulator live in demo.py; imported lazily, they pull in the relay.
+    # The demo (demo.py) pulls in the relay and the broker launcher, and the simulator
+    # (simulate.py) the page: both are imported only by the command that runs them.
     web = argparse.ArgumentParser(add_help=False)
     web.add_argument(
         "--web-port",
@@ -211,8 +212,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _sim(args: argparse.Namespace) -> int:
-    from touchlamp.device import demo  # noqa: PLC0415  pulls in the relay and the broker launcher
-
     web_port = 0 if args.web_port is None else args.web_port
     if args.env_file:
         if args.lamps is not None or args.state_dir is not None:
@@ -222,8 +221,12 @@ def _sim(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_USAGE
+        from touchlamp.device import simulate  # noqa: PLC0415  the page, only for this command
+
         lamps = [load_settings(DeviceSettings, env_file=path) for path in args.env_file]
-        return demo.run_simulator(lamps=lamps, web_port=web_port)
+        return simulate.run_simulator(lamps=lamps, web_port=web_port)
+    from touchlamp.device import demo  # noqa: PLC0415  pulls in the relay and the broker launcher
+
     count = 2 if args.lamps is None else args.lamps
     if not 1 <= count <= demo.MAX_LAMPS:
         print(f"touchlamp: --lamps must be 1 to {demo.MAX_LAMPS}", file=sys.stderr)
@@ -240,9 +243,10 @@ def _sim(args: argparse.Namespace) -> int:
 def _device_run(args: argparse.Namespace) -> int:
     settings = load_settings(DeviceSettings, env_file=args.env_file)
     if args.simulate:
-        from touchlamp.device import demo  # noqa: PLC0415  aiohttp only for the page
+        # Not demo.py, which would bring the relay and the broker launcher into a lamp.
+        from touchlamp.device import simulate  # noqa: PLC0415  the page, only with --simulate
 
-        return demo.run_simulator(lamps=[settings], web_port=args.web_port)
+        return simulate.run_simulator(lamps=[settings], web_port=args.web_port)
     if args.web_port:
         print("touchlamp: --web-port serves the simulator's page: add --simulate", file=sys.stderr)
         return EXIT_USAGE

@@ -1,4 +1,5 @@
-"""``touchlamp demo`` and ``touchlamp sim``: simulated lamps you can touch in a browser.
+"""``touchlamp demo`` and ``touchlamp sim --lamps N``: lamps you can touch in a browser, with
+a broker and a relay of their own.
 
 The demo starts everything a household would run, on this machine and in one process tree:
 
@@ -19,19 +20,17 @@ SIGINT (Ctrl-C) or SIGTERM stops it all in reverse order, including Mosquitto; a
 start-up unwinds what has started. Run it again on the same state directory and it picks up the
 same lamps (their passwords, colours and pairing); the broker gets a fresh port each time.
 
-``run_simulator`` serves the page for lamps that are already enrolled with some relay
-(``touchlamp sim --env-file …``, ``touchlamp device run --simulate``).
+The page and the signal handling are simulate.py's (shared with ``device run --simulate`` and
+``sim --env-file``, which must not import this module: it pulls in the relay and the broker).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -40,7 +39,6 @@ import webbrowser
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 from touchlamp.broker.errors import BrokerError
 from touchlamp.broker.launcher import ManagedBroker
@@ -52,7 +50,7 @@ from touchlamp.config.relay import RelaySettings
 from touchlamp.device.enroll import write_enrollment
 from touchlamp.device.link_events import LinkError
 from touchlamp.device.sim import SimulatedLamp, Simulator
-from touchlamp.device.web import WebServer
+from touchlamp.device.simulate import ServeError, Shutdown, serve_page
 from touchlamp.protocol import (
     Enrollment,
     PairAction,
@@ -64,13 +62,12 @@ from touchlamp.protocol import (
 from touchlamp.server.relay import Relay
 from touchlamp.server.store import LampExistsError, Store, StoreError, open_store
 
-__all__ = ["DEFAULT_STATE_DIR", "MAX_LAMPS", "DemoError", "run_demo", "run_simulator"]
+__all__ = ["DEFAULT_STATE_DIR", "MAX_LAMPS", "DemoError", "run_demo"]
 
 _log = logging.getLogger(__name__)
 
 DEFAULT_STATE_DIR = default_state_dir() / "demo"
 MAX_LAMPS = 26
-_PREFERRED_WEB_PORT = 8080
 _WAIT = 30.0
 _PALETTE = (
     "#ff8c1a",  # amber
@@ -100,37 +97,17 @@ def run_demo(*, lamps: int, web_port: int, state_dir: Path, open_browser: bool) 
     if not 1 <= lamps <= MAX_LAMPS:
         raise DemoError(f"the demo runs 1 to {MAX_LAMPS} lamps, not {lamps}")
     state_dir = state_dir.resolve()
-    with _Shutdown() as shutdown:
+    with Shutdown() as shutdown:
         try:
             return _demo(lamps, web_port, state_dir, open_browser, shutdown)
-        except DemoError as error:
+        except (DemoError, ServeError) as error:
             print(f"touchlamp: {error}", file=sys.stderr)
             return EXIT_FAILURE
-
-
-def run_simulator(*, lamps: list[DeviceSettings], web_port: int) -> int:
-    """Serve the page for ``lamps`` (enrolled elsewhere) until SIGINT or SIGTERM."""
-
-    def ready(url: str) -> None:
-        names = ", ".join(lamp.lamp_id for lamp in lamps)
-        print(f"touchlamp: simulating {names}; touch them at {url}", flush=True)
-
-    with _Shutdown() as shutdown:
-        simulator = Simulator(lamps=lamps)
-        try:
-            simulator.start()
-            asyncio.run(_serve(simulator, web_port, shutdown, ready))
-        except DemoError as error:
-            print(f"touchlamp: {error}", file=sys.stderr)
-            return EXIT_FAILURE
-        finally:
-            simulator.stop()
-    return EXIT_OK
 
 
 # -- the demo --------------------------------------------------------------------------------------
 def _demo(
-    lamps: int, web_port: int, state_dir: Path, open_browser: bool, shutdown: _Shutdown
+    lamps: int, web_port: int, state_dir: Path, open_browser: bool, shutdown: Shutdown
 ) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     print(f"touchlamp demo: starting in {state_dir}", flush=True)
@@ -157,7 +134,7 @@ def _demo(
                     if open_browser and _has_display():
                         webbrowser.open(url)
 
-                asyncio.run(_serve(simulator, web_port, shutdown, ready))
+                asyncio.run(serve_page(simulator, web_port, shutdown, ready))
             finally:
                 simulator.stop()
     print("touchlamp demo: stopped", flush=True)
@@ -409,70 +386,3 @@ def _write_demo_json(path: Path, url: str, broker: ManagedBroker, logins: list[_
         json.dump(document, file, indent=2)
         file.write("\n")
     temporary.replace(path)
-
-
-# -- serving the page until a signal ---------------------------------------------------------------
-async def _serve(
-    simulator: Simulator, web_port: int, shutdown: _Shutdown, ready: Callable[[str], None]
-) -> None:
-    server = WebServer(board=simulator, port=web_port)
-    try:
-        url = await server.start()
-    except OSError as error:
-        if web_port != _PREFERRED_WEB_PORT or error.errno != errno.EADDRINUSE:
-            raise DemoError(str(error)) from None
-        server = WebServer(board=simulator, port=0)  # 8080 is taken: any free port will do
-        url = await server.start()
-    try:
-        stop = asyncio.Event()
-        shutdown.serving(asyncio.get_running_loop(), stop)
-        ready(url)
-        await stop.wait()
-    finally:
-        shutdown.stopping()
-        await server.stop()
-
-
-class _Shutdown:
-    """SIGINT and SIGTERM, handled so that everything started is stopped again.
-
-    Before the page is served, a signal raises ``KeyboardInterrupt`` so set-up unwinds through
-    its ``finally`` blocks (stopping Mosquitto among them); while serving, it wakes the event
-    loop; once stopping, further signals are ignored so clean-up is not cut short.
-    """
-
-    def __init__(self) -> None:
-        self._wake: Callable[[], None] | None = None
-        self._stopping = False
-        self._previous: dict[int, object] = {}
-
-    def __enter__(self) -> _Shutdown:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]  # what signal.signal returned
-
-    def serving(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-        def wake() -> None:
-            loop.call_soon_threadsafe(stop.set)
-
-        self._wake = wake
-
-    def stopping(self) -> None:
-        self._wake = None
-        self._stopping = True
-
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        if self._stopping:
-            print("touchlamp: already stopping…", file=sys.stderr, flush=True)
-            return
-        if self._wake is not None:
-            name = signal.Signals(signum).name
-            print(f"touchlamp: {name}, stopping", file=sys.stderr, flush=True)
-            self._wake()
-            return
-        self._stopping = True
-        raise KeyboardInterrupt

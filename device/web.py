@@ -1,4 +1,4 @@
-"""The simulator's web page and JSON API (aiohttp), drawn from what the lamps' pins show.
+"""The simulator's web page and JSON API, drawn from what the lamps' pins show.
 
 Routes::
 
@@ -16,28 +16,40 @@ Live updates are pushed, not polled: a ``Board`` calls its watchers from the lam
 only set an ``asyncio.Event`` (thread-safely); each event stream then sends one fresh snapshot.
 Bursts (a fade redrawn at 30 frames a second) coalesce into as many snapshots as the client
 reads, and nothing runs while the lamps are still.
+
+Why asyncio's own streams and not a web framework: ``touchlamp device run --simulate`` is
+measured as a lamp (bench/footprint.py, RSS ≤ 45 MB), and aiohttp alone added 10.4 MB to it — a
+quarter of the budget — for six routes on a loopback page. asyncio is loaded anyway (by
+pydantic-settings), and the parts of HTTP that are easy to get wrong are the standard
+library's: header parsing (``http.client.parse_headers``, with its line and count limits),
+status phrases (``http.HTTPStatus``), percent-decoding (``urllib.parse``). What is left here is
+deliberately small: one request per connection (every response says ``Connection: close``, so
+there is no keep-alive or pipelining to get right), no request bodies beyond a bounded,
+discarded ``Content-Length`` (the API's POSTs carry none), and a deadline for the request head
+so a silent connection cannot stay open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import importlib.resources
+import io
 import json
 import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Protocol
-
-from aiohttp import web
+from urllib.parse import unquote, urlsplit
 
 __all__ = [
     "Board",
     "LampView",
     "UnknownLampError",
     "WebServer",
-    "create_app",
 ]
 
 _log = logging.getLogger(__name__)
@@ -47,6 +59,11 @@ _STATIC_FILES = {
     "app.js": "text/javascript",
     "style.css": "text/css",
 }
+_HEAD_LIMIT = 16 * 1024  # request line and headers; a browser sends well under 2 KiB
+_BODY_LIMIT = 64 * 1024  # read and dropped: the API's requests carry no body
+_HEAD_TIMEOUT = 30.0  # seconds a connection may take to send its request
+_STOP_GRACE = 2.0  # seconds requests in flight get to finish when the server stops
+_JSON = "application/json"
 
 
 class UnknownLampError(KeyError):
@@ -95,6 +112,147 @@ class Board(Protocol):
         ...
 
 
+# -- requests and responses ------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Request:
+    method: str
+    segments: tuple[str, ...]  # the path's segments, each percent-decoded: "/" is ("",)
+
+
+@dataclass(frozen=True, slots=True)
+class _Response:
+    status: HTTPStatus
+    body: bytes = b""
+    content_type: str = "text/plain"
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def encode(self, *, with_body: bool = True) -> bytes:
+        lines = [
+            f"HTTP/1.1 {self.status.value} {self.status.phrase}",
+            f"Content-Type: {self.content_type}; charset=utf-8",
+            f"Content-Length: {len(self.body)}",
+            *(f"{name}: {value}" for name, value in self.headers),
+            "Connection: close",
+            "",
+            "",
+        ]
+        return "\r\n".join(lines).encode("latin-1") + (self.body if with_body else b"")
+
+
+class _EventStream:
+    """The route's answer for ``/api/events``: the connection becomes a stream of snapshots."""
+
+
+_STREAM = _EventStream()
+
+
+class _BadRequestError(Exception):
+    def __init__(self, status: HTTPStatus, text: str) -> None:
+        super().__init__(text)
+        self.response = _text(status, text)
+
+
+def _text(status: HTTPStatus, text: str) -> _Response:
+    return _Response(status, text.encode())
+
+
+def _json(document: object, status: HTTPStatus = HTTPStatus.OK) -> _Response:
+    return _Response(status, json.dumps(document).encode(), _JSON)
+
+
+async def _read_request(reader: asyncio.StreamReader) -> _Request:
+    """The next request's method and path; its body (if any) read and dropped."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.LimitOverrunError:
+        raise _BadRequestError(
+            HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large"
+        ) from None
+    request_line, _, header_block = head.partition(b"\r\n")
+    words = request_line.decode("latin-1").split(" ")
+    if len(words) != 3 or words[2] not in ("HTTP/1.0", "HTTP/1.1"):
+        raise _BadRequestError(HTTPStatus.BAD_REQUEST, "not an HTTP/1.x request line")
+    method, target, _version = words
+    try:
+        headers = http.client.parse_headers(io.BytesIO(header_block))
+    except http.client.HTTPException as error:
+        raise _BadRequestError(HTTPStatus.BAD_REQUEST, f"bad headers: {error}") from None
+    if headers.get("Transfer-Encoding") is not None:
+        raise _BadRequestError(HTTPStatus.LENGTH_REQUIRED, "send a Content-Length, not chunks")
+    length_text = headers.get("Content-Length", "0").strip()
+    if not length_text.isdigit():
+        raise _BadRequestError(HTTPStatus.BAD_REQUEST, f"bad Content-Length {length_text!r}")
+    if int(length_text) > _BODY_LIMIT:
+        raise _BadRequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
+    # Dropped, but read: closing a socket with unread input resets the connection, and the
+    # client could lose the response.
+    await reader.readexactly(int(length_text))
+    path = urlsplit(target).path
+    if not path.startswith("/"):
+        raise _BadRequestError(HTTPStatus.BAD_REQUEST, f"not a path: {target!r}")
+    segments = tuple(unquote(segment) for segment in path[1:].split("/"))
+    return _Request(method=method, segments=segments)
+
+
+# -- routes ----------------------------------------------------------------------------------------
+_Handler = Callable[[Board], _Response | _EventStream]
+_READ = ("GET", "HEAD")
+
+
+def _route(board: Board, request: _Request) -> _Response | _EventStream:
+    found = _find(request.segments)
+    if found is None:
+        return _text(HTTPStatus.NOT_FOUND, "no such page; the simulator's page is at /")
+    methods, handler = found
+    if request.method not in methods:
+        return _Response(
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            f"{request.method} is not allowed here".encode(),
+            headers=(("Allow", ", ".join(methods)),),
+        )
+    return handler(board)
+
+
+def _find(segments: tuple[str, ...]) -> tuple[tuple[str, ...], _Handler] | None:
+    match segments:
+        case ("",):
+            return _READ, lambda _board: _static_file("index.html")
+        case ("static", name):
+            return _READ, lambda _board: _static_file(name)
+        case ("api", "lamps"):
+            return _READ, lambda board: _json(_snapshot(board))
+        case ("api", "lamps", lamp_id, "press"):
+            return ("POST",), lambda board: _act(board.press, lamp_id)
+        case ("api", "lamps", lamp_id, "release"):
+            return ("POST",), lambda board: _act(board.release, lamp_id)
+        case ("api", "events"):
+            return ("GET",), lambda _board: _STREAM
+        case _:
+            return None
+
+
+def _static_file(name: str) -> _Response:
+    content_type = _STATIC_FILES.get(name)
+    if content_type is None:
+        return _text(HTTPStatus.NOT_FOUND, f"no static file {name!r}")
+    body = (importlib.resources.files("touchlamp.device") / "static" / name).read_bytes()
+    return _Response(HTTPStatus.OK, body, content_type)
+
+
+def _snapshot(board: Board) -> list[dict[str, object]]:
+    return [view.to_json() for view in board.views()]
+
+
+def _act(action: Callable[[str], None], lamp_id: str) -> _Response:
+    try:
+        action(lamp_id)
+    except UnknownLampError:
+        error = f"no lamp {lamp_id!r}; GET /api/lamps lists them"
+        return _json({"error": error}, HTTPStatus.NOT_FOUND)
+    return _json({"ok": True})
+
+
+# -- the server ------------------------------------------------------------------------------------
 @dataclass(slots=True)
 class _Streams:
     """The open event streams' wake-up events, and whether the server is shutting down."""
@@ -102,121 +260,26 @@ class _Streams:
     waiting: set[asyncio.Event] = field(default_factory=set)
     closing: bool = False
 
-
-_BOARD = web.AppKey("board", Board)
-_STREAMS = web.AppKey("streams", _Streams)
-
-
-def create_app(*, board: Board) -> web.Application:
-    """The page, the JSON API and the event stream for ``board``."""
-    app = web.Application()
-    app[_BOARD] = board
-    app[_STREAMS] = _Streams()
-    app.router.add_get("/", _index)
-    app.router.add_get("/static/{name}", _static)
-    app.router.add_get("/api/lamps", _lamps)
-    app.router.add_post("/api/lamps/{lamp_id}/press", _press)
-    app.router.add_post("/api/lamps/{lamp_id}/release", _release)
-    app.router.add_get("/api/events", _events)
-    app.on_shutdown.append(_end_streams)
-    return app
-
-
-def _read_static(name: str) -> bytes:
-    return (importlib.resources.files("touchlamp.device") / "static" / name).read_bytes()
-
-
-async def _index(_request: web.Request) -> web.Response:
-    return web.Response(body=_read_static("index.html"), content_type="text/html", charset="utf-8")
-
-
-async def _static(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    content_type = _STATIC_FILES.get(name)
-    if content_type is None:
-        raise web.HTTPNotFound(text=f"no static file {name!r}")
-    return web.Response(body=_read_static(name), content_type=content_type, charset="utf-8")
-
-
-def _snapshot(board: Board) -> list[dict[str, object]]:
-    return [view.to_json() for view in board.views()]
-
-
-async def _lamps(request: web.Request) -> web.Response:
-    return web.json_response(_snapshot(request.app[_BOARD]))
-
-
-async def _press(request: web.Request) -> web.Response:
-    return _act(request, request.app[_BOARD].press)
-
-
-async def _release(request: web.Request) -> web.Response:
-    return _act(request, request.app[_BOARD].release)
-
-
-def _act(request: web.Request, action: Callable[[str], None]) -> web.Response:
-    lamp_id = request.match_info["lamp_id"]
-    try:
-        action(lamp_id)
-    except UnknownLampError:
-        raise web.HTTPNotFound(
-            text=json.dumps({"error": f"no lamp {lamp_id!r}; GET /api/lamps lists them"}),
-            content_type="application/json",
-        ) from None
-    return web.json_response({"ok": True})
-
-
-async def _events(request: web.Request) -> web.StreamResponse:
-    app = request.app
-    board = app[_BOARD]
-    loop = asyncio.get_running_loop()
-    changed = asyncio.Event()
-
-    def wake() -> None:  # called from any thread
-        with contextlib.suppress(RuntimeError):  # the loop is closing; nobody listens any more
-            loop.call_soon_threadsafe(changed.set)
-
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-    )
-    await response.prepare(request)
-    streams = app[_STREAMS]
-    streams.waiting.add(changed)
-    unwatch = board.watch(wake)
-    try:
-        while not streams.closing:
-            changed.clear()
-            payload = json.dumps(_snapshot(board), separators=(",", ":"))
-            await response.write(f"data: {payload}\n\n".encode())
-            await changed.wait()
-    except ConnectionResetError:
-        # Noticed at the first write after the page went away (or at shutdown).
-        _log.debug("event stream closed by the page")
-    finally:
-        unwatch()
-        streams.waiting.discard(changed)
-    return response
-
-
-async def _end_streams(app: web.Application) -> None:
-    # Open event streams would hold the server's shutdown for its whole timeout.
-    streams = app[_STREAMS]
-    streams.closing = True
-    for changed in streams.waiting:
-        changed.set()
+    def close(self) -> None:
+        # Open event streams would otherwise hold the server's shutdown until the page closes.
+        self.closing = True
+        for changed in self.waiting:
+            changed.set()
 
 
 class WebServer:
-    """Serves ``create_app(board=…)`` on ``host:port`` (port 0: a free one) from the running loop.
+    """Serves the page for ``board`` on ``host:port`` (port 0: a free one) from the running loop.
 
     ``url`` is known after ``start``; ``stop`` ends open event streams and closes the socket.
     """
 
     def __init__(self, *, board: Board, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._app = create_app(board=board)
+        self._board = board
         self._host = host
         self._port = port
-        self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self._streams = _Streams()
         self._url: str | None = None
 
     @property
@@ -228,19 +291,95 @@ class WebServer:
     async def start(self) -> str:
         # Binding the socket ourselves tells us the port when port 0 asked for a free one.
         sock = _bound_socket(self._host, self._port)
-        runner = web.AppRunner(self._app, handle_signals=False, access_log=None)
-        await runner.setup()
-        self._runner = runner
-        await web.SockSite(runner, sock).start()
+        self._server = await asyncio.start_server(self._serve, sock=sock, limit=_HEAD_LIMIT)
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         self._url = f"http://{shown}:{port}/"
         return self._url
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        self._streams.close()
+        await server.wait_closed()
+        # Before 3.12, wait_closed does not wait for the connections: give requests in flight
+        # a moment, then cancel what is left (a client that never sent its request).
+        if self._connections:
+            await asyncio.wait(self._connections, timeout=_STOP_GRACE)
+        for task in self._connections:
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None  # start_server runs each connection as a task
+        self._connections.add(task)
+        try:
+            await self._answer(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+            # The client went away, or never finished asking.
+            _log.debug("page connection ended early", exc_info=True)
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(_read_request(reader), _HEAD_TIMEOUT)
+        except _BadRequestError as bad:
+            writer.write(bad.response.encode())
+            await writer.drain()
+            return
+        answer = _route(self._board, request)
+        if isinstance(answer, _EventStream):
+            await self._stream(reader, writer)
+            return
+        writer.write(answer.encode(with_body=request.method != "HEAD"))
+        await writer.drain()
+
+    async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A snapshot now, then one after each change, until the page goes or the server stops."""
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+
+        def wake() -> None:  # called from any thread
+            with contextlib.suppress(RuntimeError):  # the loop is closing; nobody listens any more
+                loop.call_soon_threadsafe(changed.set)
+
+        # The page going away ends the stream at once, not at the next change of a lamp.
+        gone = loop.create_task(_until_closed(reader))
+        gone.add_done_callback(lambda _task: changed.set())
+        writer.write(
+            b"HTTP/1.1 200 OK\r\n"
+            b"Content-Type: text/event-stream\r\n"
+            b"Cache-Control: no-cache\r\n"
+            b"Connection: close\r\n"
+            b"\r\n"
+        )
+        self._streams.waiting.add(changed)
+        unwatch = self._board.watch(wake)
+        try:
+            while not (self._streams.closing or gone.done()):
+                changed.clear()
+                payload = json.dumps(_snapshot(self._board), separators=(",", ":"))
+                writer.write(f"data: {payload}\n\n".encode())
+                await writer.drain()
+                await changed.wait()
+        finally:
+            unwatch()
+            self._streams.waiting.discard(changed)
+            gone.cancel()
+
+
+async def _until_closed(reader: asyncio.StreamReader) -> None:
+    """Return when the client closes its side (anything it sends meanwhile is dropped)."""
+    with contextlib.suppress(ConnectionError):
+        while await reader.read(4096):
+            pass
 
 
 def _bound_socket(host: str, port: int) -> socket.socket:

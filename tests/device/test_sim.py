@@ -50,6 +50,25 @@ def test_lamps_need_their_own_ids_and_state(tmp_path: Path) -> None:
         Simulator(lamps=[one, one.model_copy(update={"lamp_id": "lamp-b"})])
 
 
+def test_a_simulated_lamp_loads_no_relay_broker_or_web_framework() -> None:
+    """What ``device run --simulate`` imports (the command's parser, then simulate.py) leaves
+    out the demo's relay, store and broker launcher: a simulated lamp is measured as a lamp
+    (bench/footprint.py), and those cost it 3 MB of RSS; a web framework cost it 10 MB."""
+    program = (
+        "import sys\n"
+        "from touchlamp.cli import build_parser\n"
+        "build_parser('device')\n"
+        "import touchlamp.device.simulate\n"
+        "print('\\n'.join(sys.modules))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=WAIT
+    ).stdout.split()
+    assert "touchlamp.device.web" in loaded
+    unwanted = ("touchlamp.server", "touchlamp.broker", "touchlamp.device.demo", "aiohttp")
+    assert [name for name in loaded if name.startswith(unwanted)] == []
+
+
 def test_a_lamp_the_simulator_cannot_press_is_refused(tmp_path: Path) -> None:
     lamp = DeviceSettings(
         lamp_id="lamp-a", state_dir=tmp_path, hardware=HardwareSettings(touch_kind="mpr121")

@@ -1,24 +1,27 @@
-"""The simulator's JSON API and event stream, served by aiohttp's test server, over real lamps.
+"""The simulator's page, JSON API and event stream, over HTTP from a real client, over real lamps.
 
 The lamps are the real agent on gpiozero's mock pins, each with its own MQTT connection to the
-broker fixture; ``led`` in the API is read back from their PWM pins.
+broker fixture; ``led`` in the API is read back from their PWM pins. The server runs on its own
+event loop in a thread (``served_page``); these tests talk to it with the standard library's
+HTTP client and, for what a well-behaved client never sends, a raw socket.
 """
 
 from __future__ import annotations
 
-import asyncio
+import http.client
 import json
-from collections.abc import Awaitable, Callable, Iterator
+import socket
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, NamedTuple
+from urllib.parse import urlsplit
 
 import pytest
-from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient, TestServer
 
-from tests.e2e.world import WAIT, BrokerLike, World, same_hue
+from tests.e2e.world import WAIT, BrokerLike, World, same_hue, served_page
+from touchlamp.device.looks import Rgb
 from touchlamp.device.sim import Simulator
-from touchlamp.device.web import create_app
 
 AMBER = "#ff8c1a"
 BLUE = "#3c78ff"
@@ -43,28 +46,73 @@ def simulator(world: World) -> Iterator[Simulator]:
         yield running
 
 
-def _serve(board: Simulator, scenario: Callable[[TestClient[Any, Any]], Awaitable[None]]) -> None:
-    async def main() -> None:
-        async with TestClient(TestServer(create_app(board=board))) as client:
-            await asyncio.wait_for(scenario(client), WAIT)
-
-    asyncio.run(main())
+@pytest.fixture
+def page(simulator: Simulator) -> Iterator[str]:
+    with served_page(simulator) as url:
+        yield url
 
 
-async def _events(response: ClientResponse) -> Lamps:
+class _Answer(NamedTuple):
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+
+def _request(
+    url: str,
+    method: str = "GET",
+    *,
+    body: bytes | Iterator[bytes] | None = None,
+    headers: dict[str, str] | None = None,
+) -> _Answer:
+    """One request on a connection of its own (errors are answers too, not exceptions)."""
+    parts = urlsplit(url)
+    assert parts.hostname is not None
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=WAIT)
+    try:
+        connection.request(
+            method,
+            parts.path,
+            body=body,
+            headers=headers or {},
+            encode_chunked=headers is not None and "Transfer-Encoding" in headers,
+        )
+        response = connection.getresponse()
+        return _Answer(response.status, response.headers, response.read())
+    finally:
+        connection.close()
+
+
+def _json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=WAIT) as response:  # noqa: S310  loopback
+        return json.loads(response.read())
+
+
+def _raw(url: str, data: bytes) -> bytes:
+    """Send ``data`` as it is and return everything the server answers until it closes."""
+    parts = urlsplit(url)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    with socket.create_connection((parts.hostname, parts.port), timeout=WAIT) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(4096):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _next_snapshot(stream: IO[bytes]) -> Lamps:
     """The next snapshot from an event stream (``data: [...]`` followed by a blank line)."""
-    while True:
-        line = await response.content.readline()
-        if not line:
-            raise AssertionError("the event stream ended")
+    for line in stream:
         if line.startswith(b"data: "):
             snapshot: Lamps = json.loads(line[len(b"data: ") :])
             return snapshot
+    raise AssertionError("the event stream ended")
 
 
-async def _until(response: ClientResponse, check: Callable[[Lamps], bool]) -> Lamps:
+def _until(stream: IO[bytes], check: Callable[[Lamps], bool]) -> Lamps:
     while True:
-        snapshot = await _events(response)
+        snapshot = _next_snapshot(stream)
         if check(snapshot):
             return snapshot
 
@@ -73,66 +121,100 @@ def _lamp(snapshot: Lamps, lamp_id: str) -> dict[str, Any]:
     return next(lamp for lamp in snapshot if lamp["id"] == lamp_id)
 
 
-def test_the_api_lists_each_lamp_with_its_pins(simulator: Simulator) -> None:
-    async def scenario(client: TestClient[Any, Any]) -> None:
-        response = await client.get("/api/lamps")
-        assert response.status == 200
-        lamps = await response.json()
-        assert [(lamp["id"], lamp["name"], lamp["color"]) for lamp in lamps] == [
-            ("lamp-a", "Kitchen", AMBER),
-            ("lamp-b", "Grandma", BLUE),
-        ]
-        for lamp in lamps:
-            assert set(lamp) == {"id", "name", "online", "led", "color", "gamma"}
-            assert len(lamp["led"]) == 3
-            assert all(0.0 <= value <= 1.0 for value in lamp["led"])
-
-    _serve(simulator, scenario)
+def test_the_api_lists_each_lamp_with_its_pins(page: str) -> None:
+    lamps = _json(page + "api/lamps")
+    assert [(lamp["id"], lamp["name"], lamp["color"]) for lamp in lamps] == [
+        ("lamp-a", "Kitchen", AMBER),
+        ("lamp-b", "Grandma", BLUE),
+    ]
+    for lamp in lamps:
+        assert set(lamp) == {"id", "name", "online", "led", "color", "gamma"}
+        assert len(lamp["led"]) == 3
+        assert all(0.0 <= value <= 1.0 for value in lamp["led"])
 
 
-def test_the_event_stream_pushes_presence_and_a_press(simulator: Simulator) -> None:
+def test_the_event_stream_pushes_presence_and_a_press(page: str) -> None:
     """Both lamps come online; pressing lamp A lights A's own pins in its colour (the tap's
     feedback), pushed to the stream as it happens."""
-
-    async def scenario(client: TestClient[Any, Any]) -> None:
-        stream = await client.get("/api/events")
+    with urllib.request.urlopen(page + "api/events", timeout=WAIT) as stream:  # noqa: S310
         assert stream.headers["Content-Type"].startswith("text/event-stream")
-        await _until(stream, lambda lamps: all(lamp["online"] for lamp in lamps))
+        _until(stream, lambda lamps: all(lamp["online"] for lamp in lamps))
 
-        assert (await client.post("/api/lamps/lamp-a/press")).status == 200
-        assert (await client.post("/api/lamps/lamp-a/release")).status == 200
-        lit = await _until(
+        assert _request(page + "api/lamps/lamp-a/press", "POST").status == 200
+        assert _request(page + "api/lamps/lamp-a/release", "POST").status == 200
+        lit = _until(
             stream,
-            lambda lamps: same_hue(_lamp(lamps, "lamp-a")["led"], AMBER, gamma=2.2),
+            lambda lamps: same_hue(Rgb(*_lamp(lamps, "lamp-a")["led"]), AMBER, gamma=2.2),
         )
         assert _lamp(lit, "lamp-a")["online"]
-        stream.close()
-
-    _serve(simulator, scenario)
 
 
-def test_pressing_an_unknown_lamp_says_which_lamps_exist(simulator: Simulator) -> None:
-    async def scenario(client: TestClient[Any, Any]) -> None:
-        response = await client.post("/api/lamps/lamp-z/press")
-        assert response.status == 404
-        body = await response.json()
-        assert "lamp-z" in body["error"]
-        assert "/api/lamps" in body["error"]
-
-    _serve(simulator, scenario)
+def test_pressing_an_unknown_lamp_says_which_lamps_exist(page: str) -> None:
+    answer = _request(page + "api/lamps/lamp-z/press", "POST")
+    assert answer.status == 404
+    assert answer.headers["Content-Type"].startswith("application/json")
+    error = json.loads(answer.body)["error"]
+    assert "lamp-z" in error
+    assert "/api/lamps" in error
 
 
-def test_the_page_and_its_files_are_served(simulator: Simulator) -> None:
-    async def scenario(client: TestClient[Any, Any]) -> None:
-        page = await client.get("/")
-        assert page.status == 200
-        text = await page.text()
-        assert "static/app.js" in text
-        assert "static/style.css" in text
-        script = await client.get("/static/app.js")
-        assert script.status == 200
+def test_the_page_and_its_files_are_served(page: str) -> None:
+    with urllib.request.urlopen(page, timeout=WAIT) as index:  # noqa: S310  loopback
+        assert index.headers["Content-Type"].startswith("text/html")
+        text = index.read().decode()
+    assert "static/app.js" in text
+    assert "static/style.css" in text
+    with urllib.request.urlopen(page + "static/app.js", timeout=WAIT) as script:  # noqa: S310
         assert script.headers["Content-Type"].startswith("text/javascript")
-        assert "api/events" in await script.text()
-        assert (await client.get("/static/secret.txt")).status == 404
+        assert "api/events" in script.read().decode()
+    assert _request(page + "static/secret.txt").status == 404
+    assert _request(page + "static/../../pyproject.toml").status == 404
 
-    _serve(simulator, scenario)
+
+def test_head_answers_the_headers_of_get_without_the_body(page: str) -> None:
+    whole = _request(page + "static/style.css")
+    head = _raw(page, b"HEAD /static/style.css HTTP/1.1\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert f"\r\nContent-Length: {len(whole.body)}\r\n".encode() in head
+    assert head.endswith(b"\r\n\r\n")
+    assert len(whole.body) > 0
+
+
+def test_a_wrong_method_or_path_is_refused_with_what_is_allowed(page: str) -> None:
+    wrong_method = _request(page + "api/lamps/lamp-a/press")
+    assert wrong_method.status == 405
+    assert wrong_method.headers["Allow"] == "POST"
+    assert _request(page + "api/lamps", "POST").headers["Allow"] == "GET, HEAD"
+    assert _request(page + "api/nothing").status == 404
+
+
+def test_a_request_body_is_read_and_a_chunked_one_refused(page: str) -> None:
+    with_body = _request(page + "api/lamps/lamp-a/release", "POST", body=b'{"ignored": true}')
+    assert with_body.status == 200
+    chunked = _request(
+        page + "api/lamps/lamp-a/release",
+        "POST",
+        body=iter([b"x"]),
+        headers={"Transfer-Encoding": "chunked"},
+    )
+    assert chunked.status == 411
+
+
+def test_a_malformed_request_gets_400_and_the_server_keeps_serving(page: str) -> None:
+    assert _raw(page, b"HELLO\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert _raw(page, b"GET / HTTP/2.0\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert _raw(page, b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    too_large = _raw(page, b"GET / HTTP/1.1\r\nX-Pad: " + b"x" * 20_000 + b"\r\n\r\n")
+    assert too_large.startswith(b"HTTP/1.1 431 ")
+    answer = _raw(page, b"GET /api/lamps HTTP/1.0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"\r\nConnection: close\r\n" in answer
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])[0]["id"] == "lamp-a"
+
+
+def test_stopping_the_server_ends_an_open_event_stream(simulator: Simulator) -> None:
+    with served_page(simulator) as url:
+        stream = urllib.request.urlopen(url + "api/events", timeout=WAIT)  # noqa: S310
+    with stream:
+        # The first snapshot was sent before the stop; after it, the stream ends (no hang).
+        assert stream.read().startswith(b"data: [")
