@@ -38,12 +38,14 @@ import subprocess
 import sys
 import sysconfig
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
-from typing import Any, Literal, Protocol, TextIO
+from typing import Any, Protocol, TextIO
 from urllib.parse import unquote, urlparse
+
+from touchlamp.install_commands import Role, register_install, unit_name
 
 __all__ = [
     "COMPONENTS",
@@ -67,7 +69,6 @@ __all__ = [
     "unit_text",
 ]
 
-Role = Literal["device", "relay"]
 
 OPT_DIR = "/opt/touchlamp"
 VENV_DIR = "/opt/touchlamp/venv"
@@ -118,7 +119,7 @@ class Component:
 COMPONENTS: dict[Role, Component] = {
     "device": Component(
         role="device",
-        unit="touchlamp-device.service",
+        unit=unit_name("device"),
         settings_file="device.env",
         state_directory="touchlamp",
         system_site_packages=True,
@@ -132,7 +133,7 @@ COMPONENTS: dict[Role, Component] = {
     ),
     "relay": Component(
         role="relay",
-        unit="touchlamp-relay.service",
+        unit=unit_name("relay"),
         settings_file="relay.env",
         state_directory="touchlamp-relay",
         system_site_packages=False,
@@ -537,7 +538,8 @@ def settings_template(component: Component) -> str:
     return (
         f"{text.rstrip()}\n\n"
         f"# ---- written by `touchlamp {component.role} install` "
-        + "-" * (60 - len(component.role))
+        + "-"
+        * (60 - len(component.role))
         + f"\n# The service keeps its state in {state} (systemd's StateDirectory=). Naming it\n"
         "# here makes the commands you run by hand with sudo use the same state as the service.\n"
         f"{variable}={state}\n"
@@ -628,121 +630,6 @@ def uninstall(options: UninstallOptions, *, dry_run: bool, out: TextIO) -> int:
         kept = "would keep" if dry_run else "kept"
         print(f"{kept} {settings} (it holds the password); --purge removes it", file=out)
     return EXIT_OK
-
-
-# ---- command line ----
-
-
-def register_install(subparsers: argparse._SubParsersAction[Any], *, role: Role) -> None:
-    """Add ``install`` and ``uninstall`` to a component's subcommands (``touchlamp ROLE …``)."""
-    unit = COMPONENTS[role].unit
-    parser = subparsers.add_parser(
-        "install",
-        help=f"install {unit}: a venv under /opt, settings under /etc/touchlamp, enabled",
-        description=(
-            f"Install {unit} (idempotent: a second run changes nothing). "
-            "Run as root; --dry-run prints the steps without changing anything."
-        ),
-    )
-    _add_common(parser)
-    parser.add_argument(
-        "--from",
-        dest="source",
-        type=Path,
-        help="a touchlamp wheel or source folder (default: where this touchlamp came from)",
-    )
-    parser.add_argument(
-        "--no-venv",
-        dest="venv",
-        action="store_false",
-        help="no virtual environment: the unit runs this environment's touchlamp command",
-    )
-    parser.add_argument(
-        "--system-site-packages",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="let the venv see the system's Python packages (default: yes for a lamp, which "
-        "needs python3-lgpio; no for a relay)",
-    )
-    parser.add_argument(
-        "--python",
-        type=Path,
-        default=Path(sys.executable),
-        help="the Python to create the venv with",
-    )
-    parser.add_argument(
-        "--pip-option",
-        dest="pip_options",
-        action="append",
-        default=[],
-        metavar="OPTION",
-        help="pass OPTION to pip install (repeatable), e.g. --pip-option=--no-index",
-    )
-    parser.add_argument(
-        "--reinstall", action="store_true", help="pip-install touchlamp even if the version matches"
-    )
-    if role == "relay":
-        parser.add_argument(
-            "--with-broker",
-            action="store_true",
-            help="Mosquitto runs here too: add touchlamp's drop-in to mosquitto.service",
-        )
-    parser.set_defaults(func=_install_command, role=role, with_broker=False)
-
-    remove = subparsers.add_parser(
-        "uninstall",
-        help=f"remove {unit} (keeps the settings unless --purge)",
-        description=f"Stop, disable and remove {unit}; the venv goes with the last touchlamp unit.",
-    )
-    _add_common(remove)
-    remove.add_argument(
-        "--purge", action="store_true", help="also remove the settings and the service's state"
-    )
-    remove.set_defaults(func=_uninstall_command, role=role)
-
-
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--root", type=Path, default=Path("/"), help="install under this folder (default: /)"
-    )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="print what would be done, change nothing"
-    )
-
-
-def _install_command(args: argparse.Namespace) -> int:
-    options = InstallOptions(
-        role=args.role,
-        root=args.root,
-        source=args.source,
-        venv=args.venv,
-        system_site_packages=args.system_site_packages,
-        python=args.python,
-        pip_options=tuple(args.pip_options),
-        reinstall=args.reinstall,
-        with_broker=args.with_broker,
-    )
-    return _guarded(lambda: install(options, dry_run=args.dry_run, out=sys.stdout))
-
-
-def _uninstall_command(args: argparse.Namespace) -> int:
-    options = UninstallOptions(role=args.role, root=args.root, purge=args.purge)
-    return _guarded(lambda: uninstall(options, dry_run=args.dry_run, out=sys.stdout))
-
-
-def _guarded(action: Callable[[], int]) -> int:
-    try:
-        result = action()
-    except InstallError as error:
-        print(f"touchlamp: {error}", file=sys.stderr)
-        return EXIT_FAILURE
-    except PermissionError as error:
-        print(
-            f"touchlamp: {error.filename}: permission denied; run it as root (sudo)",
-            file=sys.stderr,
-        )
-        return EXIT_FAILURE
-    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -53,7 +53,7 @@ from touchlamp.device.hardware import (
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import LinkError, LinkSink
 from touchlamp.device.selftest import run_selftest
-from touchlamp.install import register_install
+from touchlamp.install_commands import register_install
 from touchlamp.protocol import PairAction, PairRequest, PairResponse, ProtocolError, decode_token
 
 __all__ = ["register"]

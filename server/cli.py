@@ -35,7 +35,7 @@ from touchlamp.broker.errors import BrokerAdminError
 from touchlamp.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from touchlamp.config.common import load_settings
 from touchlamp.config.relay import RelaySettings
-from touchlamp.install import register_install
+from touchlamp.install_commands import register_install
 from touchlamp.protocol import (
     Enrollment,
     GroupState,

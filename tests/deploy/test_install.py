@@ -325,3 +325,18 @@ def test_a_real_venv_is_created_once_and_shared_by_lamp_and_relay(root: Path, wh
     assert (root / "opt").is_dir()
     assert not (root / "usr/local/bin/touchlamp").exists()
     assert (root / "usr/local/bin/other-tool").exists()
+
+
+def test_a_lamps_commands_do_not_load_the_installer_until_it_runs() -> None:
+    """Every ``touchlamp device …`` builds the parser with ``install``; a running lamp must not
+    carry the installer's imports (its memory is measured: BENCHMARKS.md)."""
+    probe = (
+        "import argparse, sys\n"
+        "from touchlamp.device.cli import register\n"
+        "register(argparse.ArgumentParser().add_subparsers())\n"
+        "print('touchlamp.install' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
