@@ -22,7 +22,7 @@ paho quirks worked around, deliberately:
 - paho's reconnect backoff has no jitter: the link thread reconnects itself (``Backoff``), and
   stops for good when the broker refuses the credentials instead of hammering it.
 
-Two delivery rules found by the fault scenarios (tests/faults, RELIABILITY.md):
+Delivery rules, the first two found by the fault scenarios (tests/faults, RELIABILITY.md):
 
 - **Confirmed, not just acknowledged.** Mosquitto 2.0 sends its PUBACK about a millisecond
   *before* it writes the message to disk, so a broker killed in that millisecond forgets a touch
@@ -34,6 +34,12 @@ Two delivery rules found by the fault scenarios (tests/faults, RELIABILITY.md):
   subscriptions over a restart: until the relay reconnects and subscribes again, a touch is
   acknowledged with reason 0x10 and goes nowhere. The link keeps such a touch and sends it again
   with backoff until a relay takes it (or it expires in the outbox, counted).
+- **Published, then written.** A touch gets its seq from the outbox in memory, goes to paho,
+  and is written to disk (``synchronous=FULL``: an fsync, 5-30 ms on an SD card) right after, so
+  the fsync is not in front of the publish. A crash in between loses a touch not yet published
+  (made a millisecond earlier) and does not resend one that was; the seq is used up either way
+  (device/outbox.py), so the next touch is never mistaken for a repeat. A PUBACK may come
+  before the write: the outbox counts the touch as queued from the start.
 """
 
 from __future__ import annotations
@@ -104,6 +110,10 @@ _PUMP_BATCH = 100
 _CONFIRM_KEEPALIVES = 2.0  # a dead broker is noticed within two keepalives (no PINGRESP)
 _NO_MATCHING_SUBSCRIBERS = 0x10  # an MQTT 5 PUBACK reason code (a success)
 _EXCERPT_BYTES = 80
+# The seen-glow ids are checkpointed (device/dedup.py) once glows pause this long, so not in
+# front of the next glow of a run of them; or after this many, as SQLite would (~1000 pages).
+_SEEN_CHECKPOINT_QUIET_SECONDS = 1.0
+_SEEN_CHECKPOINT_IDS = 300
 
 _Job = Callable[[], None]
 
@@ -211,6 +221,7 @@ class LampLink:
         self._waiters: dict[bytes, _Waiter] = {}
         self._reconnect_at: float | None = None
         self._reroute_at: float | None = None
+        self._checkpoint_at: float | None = None
         self._glow_expiry = 0  # the relay's glow expiry interval, as learnt (see _waited)
         # (when, connection generation, seq): acknowledged touches waiting to be confirmed. As
         # many as the outbox holds; one forgotten stays there, acknowledged, until pushed out.
@@ -298,20 +309,31 @@ class LampLink:
         return self._outbox.stats()
 
     def send_touch(self, color: str) -> TouchReceipt:
-        """Queue a touch in ``color`` on disk (assigning its seq), then publish it if connected.
+        """Queue a touch in ``color`` (assigning its seq), publish it if connected, then write
+        it to disk; returns once it is on disk.
+
+        The disk write comes after the publish: on an SD card its fsync takes 5-30 ms, which
+        would otherwise be the slowest part of a touch's way. The price, a crash in the
+        millisecond between: a touch not yet published is lost, and one published is not sent
+        again after the restart (see device/outbox.py). A PUBACK that arrives before the write
+        finds the touch all the same (the outbox keeps it in memory until then).
 
         Raises ``StateFileError`` when the outbox cannot be written (the touch is then lost,
-        loudly), ``pydantic.ValidationError`` for a colour that is not ``#rrggbb``.
+        loudly, unless it went out already), ``pydantic.ValidationError`` for a colour that is
+        not ``#rrggbb``.
         """
         if self._stopping:
             raise LinkError(f"the link of {self.lamp_id} is stopped; the touch was not queued")
-        touch = self._outbox.add(color=color, ts_ms=epoch_ms(self._clock.local_now()))
+        touch = self._outbox.reserve(color=color, ts_ms=epoch_ms(self._clock.local_now()))
         sent = False
-        with self._lock:
-            connection = self._connection
-            if connection is not None and connection.ready:
-                self._pump(connection)
-                sent = touch.seq <= connection.handed_up_to
+        try:
+            with self._lock:
+                connection = self._connection
+                if connection is not None and connection.ready:
+                    self._pump(connection)
+                    sent = touch.seq <= connection.handed_up_to
+        finally:
+            self._outbox.persist(touch.seq)
         return TouchReceipt(
             touch=touch, delivery=TouchDelivery.SENT if sent else TouchDelivery.QUEUED
         )
@@ -364,7 +386,7 @@ class LampLink:
 
     def _run(self) -> None:
         while True:
-            due = [self._reconnect_at, self._reroute_at]
+            due = [self._reconnect_at, self._reroute_at, self._checkpoint_at]
             if self._confirming:
                 due.append(self._confirming[0][0])
             wake_at = min((at for at in due if at is not None), default=None)
@@ -380,7 +402,8 @@ class LampLink:
             self._run_job(job)
 
     def _timers(self) -> None:
-        """Whatever has come due: confirmations, re-sending unrouted touches, reconnecting."""
+        """Whatever has come due: confirmations, re-sending unrouted touches, reconnecting,
+        checkpointing the seen glows."""
         now = time.monotonic()
         self._confirm_due(now)
         if self._reroute_at is not None and now >= self._reroute_at:
@@ -389,6 +412,9 @@ class LampLink:
         if self._reconnect_at is not None and now >= self._reconnect_at:
             self._reconnect_at = None
             self._connect()
+        if self._checkpoint_at is not None and now >= self._checkpoint_at:
+            self._checkpoint_at = None
+            self._seen.checkpoint()
 
     def _run_job(self, job: _Job) -> None:
         try:
@@ -721,6 +747,9 @@ class LampLink:
             glow = decode_glow(topic, payload)
             if self._seen.first_time(glow.touch):
                 self._emit(GlowArrived(glow=glow, waited_seconds=self._waited(expiry)))
+                if self._seen.unchecked >= _SEEN_CHECKPOINT_IDS:
+                    self._seen.checkpoint()  # the glow is on its way to the LED already
+                self._checkpoint_at = time.monotonic() + _SEEN_CHECKPOINT_QUIET_SECONDS
             else:
                 logger.debug("lamp %s: dropped repeated glow %s", self.lamp_id, glow.touch)
         elif match.kind is Kind.GROUP:

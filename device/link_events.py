@@ -113,7 +113,7 @@ LinkSink = Callable[[LinkEvent], None]
 
 
 class TouchDelivery(enum.Enum):
-    SENT = "sent"  # handed to a live connection; leaves the outbox on the broker's PUBACK
+    SENT = "sent"  # handed to a live connection; leaves the outbox once confirmed (link.py)
     QUEUED = "queued"  # not connected: waits in the outbox for the next connection
 
 

@@ -1,13 +1,24 @@
 """The lamp's outbox: touches on disk until the broker has acknowledged them.
 
-A touch is written here *before* it is published, so one made while offline, or just before a
-power cut, is sent later. The store is SQLite in the lamp's state directory (WAL, and
-``synchronous=FULL``: on a lamp, pulling the plug is the usual way to switch it off).
+A touch is queued in two steps. ``reserve`` gives it its ``seq`` in memory, at once; the link
+publishes it, and ``persist`` then writes it to disk. The store is SQLite in the lamp's state
+directory (WAL, and ``synchronous=FULL``: on a lamp, pulling the plug is the usual way to switch
+it off), and on a Raspberry Pi's SD card that commit's fsync takes 5-30 ms — so it comes after
+the publish, not in front of it (see BENCHMARKS.md, touch → light). What that costs: a crash
+between ``reserve`` and ``persist`` loses a touch that was not yet published (one made a
+millisecond earlier), and one that was is not sent again after the restart, so it relies on the
+broker alone. A touch made while offline is persisted at once, as before.
 
-The same transaction that queues a touch also hands out its ``seq`` and reads the lamp's
-``stream`` (a random 32-bit number chosen when the counter is created, so a fresh state
-directory — a factory reset — starts a new stream and the relay does not mistake the new seq 0
-for a repeat). Bounds, both counted and logged, never silent:
+Seqs are handed out of a block reserved on disk ahead of use (``counter.next_seq`` is the first
+seq not reserved; ``persist`` extends the block, so the commit stays behind the publish): a touch
+published and then lost to a crash before ``persist`` still used up its seq, and the next start
+never hands it out again — the relay would take a new touch with that seq for a repeat and drop
+it. After a crash the seqs left in the block are skipped (the relay does not mind gaps); a clean
+``close`` gives them back. ``counter.stream`` is a random 32-bit number chosen when the counter
+is created, so a fresh state directory — a factory reset — starts a new stream and the relay does
+not mistake the new seq 0 for a repeat.
+
+Bounds, both counted and logged, never silent:
 
 - at most ``max_entries`` queued touches: queuing one more drops the oldest ("dropped");
 - a touch older than ``max_age_seconds`` is no longer worth showing: ``expire()`` removes it
@@ -22,6 +33,10 @@ device/link.py, "confirmed"): until then the touch is ``acknowledge``d — count
 gets it again. Acknowledgements live in memory: after a restart every entry is sent again (the
 relay drops repeats). An acknowledged touch the bounds push out was delivered: it is not counted
 as dropped or expired.
+
+Every operation takes a touch that is reserved but not yet persisted as queued: ``pending`` lists
+it, and a PUBACK can ``acknowledge`` or ``remove`` it before its commit (on loopback it usually
+does). A touch removed before ``persist`` is never written.
 Thread-safe: one connection behind a lock, every operation one short transaction.
 """
 
@@ -43,6 +58,9 @@ logger = logging.getLogger(__name__)
 
 OUTBOX_FILE = "outbox.sqlite3"
 """The outbox's file name inside the lamp's state directory."""
+
+_SEQ_BLOCK = 64
+"""Seqs reserved on disk at a time; ``persist`` reserves the next block when half is used."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS counter (
@@ -79,6 +97,15 @@ class OutboxStats:
     unconfirmed: int = 0
 
 
+@dataclass(slots=True)
+class _Unsaved:
+    """A touch ``reserve``d and not yet ``persist``ed."""
+
+    touch: Touch
+    queued_at: float
+    removed: bool = False  # confirmed (or refused) before its commit: it is never written
+
+
 class Outbox:
     """Touches waiting for the broker's acknowledgement, on disk. See the module docstring."""
 
@@ -99,6 +126,8 @@ class Outbox:
         self._now = now
         self._lock = threading.Lock()
         self._acknowledged: set[int] = set()
+        self._unsaved: dict[int, _Unsaved] = {}
+        self._closed = False
         self.path = state_dir / OUTBOX_FILE
         try:
             state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -115,13 +144,16 @@ class Outbox:
             self._db.execute("PRAGMA synchronous = FULL")
             self._db.executescript(_SCHEMA)
             with self._transaction():
-                row = self._db.execute("SELECT stream FROM counter").fetchone()
+                row = self._db.execute("SELECT stream, next_seq FROM counter").fetchone()
                 if row is None:
+                    row = (secrets.randbits(32), 0)
                     self._db.execute(
-                        "INSERT INTO counter (only_row, stream, next_seq) VALUES (1, ?, 0)",
-                        (secrets.randbits(32),),
+                        "INSERT INTO counter (only_row, stream, next_seq) VALUES (1, ?, ?)", row
                     )
-            self._stream: int = self._db.execute("SELECT stream FROM counter").fetchone()[0]
+                self._stream: int = row[0]
+                self._next_seq: int = row[1]
+                self._reserved = self._next_seq + _SEQ_BLOCK
+                self._db.execute("UPDATE counter SET next_seq = ?", (self._reserved,))
         except sqlite3.DatabaseError as error:
             self._db.close()
             raise StateFileError(
@@ -135,52 +167,98 @@ class Outbox:
         return self._stream
 
     def add(self, *, color: str, ts_ms: int) -> Touch:
-        """Queue a touch in ``color`` made at ``ts_ms``; returns it with its new ``seq``.
+        """Queue a touch in ``color`` made at ``ts_ms`` and write it to disk at once
+        (``reserve``, then ``persist``); returns it with its new ``seq``."""
+        touch = self.reserve(color=color, ts_ms=ts_ms)
+        self.persist(touch.seq)
+        return touch
 
-        Expired touches go first (counted as expired); if the outbox is still full, the oldest
-        queued touch is dropped (counted as dropped). Both are logged.
+    def reserve(self, *, color: str, ts_ms: int) -> Touch:
+        """Queue a touch in ``color`` made at ``ts_ms``, in memory; returns it with its ``seq``.
+
+        Call ``persist(seq)`` next, once, whatever became of it. This writes to disk only when
+        touches come faster than ``persist`` reserves seqs ahead; ``StateFileError`` if that
+        write fails (the touch is then lost, loudly), ``pydantic.ValidationError`` for a colour
+        that is not ``#rrggbb``.
         """
         with self._lock:
-            self._expire()
-            queued_at = self._now()
-            with self._transaction():
-                (seq,) = self._db.execute("SELECT next_seq FROM counter").fetchone()
-                touch = Touch(seq=seq, stream=self._stream, color=color, ts=ts_ms)
-                self._db.execute(
-                    "INSERT INTO touch (seq, color, ts_ms, queued_at) VALUES (?, ?, ?, ?)",
-                    (seq, touch.color, touch.ts, queued_at),
-                )
-                pushed_out = self._db.execute(
-                    "DELETE FROM touch WHERE seq <= ? RETURNING seq", (seq - self._max_entries,)
-                ).fetchall()
-                dropped = self._unacknowledged(pushed_out)
-                self._db.execute(
-                    "UPDATE counter SET next_seq = ?, dropped = dropped + ?",
-                    (seq + 1, len(dropped)),
-                )
+            touch = Touch(seq=self._next_seq, stream=self._stream, color=color, ts=ts_ms)
+            if touch.seq >= self._reserved:
+                reserved = touch.seq + _SEQ_BLOCK
+                with self._transaction():
+                    self._db.execute("UPDATE counter SET next_seq = ?", (reserved,))
+                self._reserved = reserved
+            self._next_seq += 1
+            self._unsaved[touch.seq] = _Unsaved(touch=touch, queued_at=self._now())
+        return touch
+
+    def persist(self, seq: int) -> None:
+        """Write the reserved touch ``seq`` to disk, unless it was removed meanwhile.
+
+        Expired touches go first (counted as expired); if the outbox is then over
+        ``max_entries``, the oldest queued touches are dropped (counted as dropped). Both are
+        logged. ``StateFileError`` when the disk refuses: the touch is forgotten — lost, loudly,
+        unless it was published already and the broker keeps it.
+        """
+        with self._lock:
+            entry = self._unsaved.get(seq)
+            if entry is None:
+                raise ValueError(f"touch seq {seq} is not waiting to be written to {self.path}")
+            reserved = self._reserved
+            if reserved - self._next_seq < _SEQ_BLOCK // 2:
+                reserved = self._next_seq + _SEQ_BLOCK
+            dropped: list[tuple[int]] = []
+            try:
+                with self._transaction():
+                    expired = self._expire_rows()
+                    if not entry.removed:
+                        self._db.execute(
+                            "INSERT INTO touch (seq, color, ts_ms, queued_at) VALUES (?, ?, ?, ?)",
+                            (seq, entry.touch.color, entry.touch.ts, entry.queued_at),
+                        )
+                        dropped = self._unacknowledged(
+                            self._db.execute(
+                                "DELETE FROM touch WHERE seq <= ? RETURNING seq",
+                                (seq - self._max_entries,),
+                            ).fetchall()
+                        )
+                    if dropped or reserved != self._reserved:
+                        self._db.execute(
+                            "UPDATE counter SET next_seq = ?, dropped = dropped + ?",
+                            (reserved, len(dropped)),
+                        )
+            finally:
+                del self._unsaved[seq]
+            self._reserved = reserved
+        self._log_expired(expired)
         if dropped:
             logger.warning(
                 "outbox full (%d touches): dropped the oldest queued touch(es) seq %s",
                 self._max_entries,
                 ", ".join(str(row[0]) for row in sorted(dropped)),
             )
-        return touch
 
     def expire(self) -> int:
         """Remove touches older than ``max_age_seconds``; returns how many (also logged)."""
-        with self._lock:
-            return self._expire()
+        with self._lock, self._transaction():
+            expired = self._expire_rows()
+        self._log_expired(expired)
+        return len(expired)
 
-    def _expire(self) -> int:
-        with self._transaction():
-            expired = self._unacknowledged(
-                self._db.execute(
-                    "DELETE FROM touch WHERE queued_at < ? RETURNING seq",
-                    (self._now() - self._max_age,),
-                ).fetchall()
-            )
-            if expired:
-                self._db.execute("UPDATE counter SET expired = expired + ?", (len(expired),))
+    def _expire_rows(self) -> list[tuple[int]]:
+        """Delete the touches too old to show (called locked, in a transaction); returns those
+        the broker had not acknowledged, counted as expired."""
+        expired = self._unacknowledged(
+            self._db.execute(
+                "DELETE FROM touch WHERE queued_at < ? RETURNING seq",
+                (self._now() - self._max_age,),
+            ).fetchall()
+        )
+        if expired:
+            self._db.execute("UPDATE counter SET expired = expired + ?", (len(expired),))
+        return expired
+
+    def _log_expired(self, expired: list[tuple[int]]) -> None:
         if expired:
             logger.warning(
                 "outbox: %d queued touch(es) older than %.1f hours expired unsent (seq %s)",
@@ -188,7 +266,6 @@ class Outbox:
                 self._max_age / 3600,
                 ", ".join(str(row[0]) for row in sorted(expired)),
             )
-        return len(expired)
 
     def pending(self, *, after_seq: int = -1, limit: int = 100) -> list[Touch]:
         """Queued touches with ``seq`` above ``after_seq``, oldest first, at most ``limit``."""
@@ -197,18 +274,35 @@ class Outbox:
                 "SELECT seq, color, ts_ms FROM touch WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             ).fetchall()
-        return [Touch(seq=seq, stream=self._stream, color=color, ts=ts) for seq, color, ts in rows]
+            unsaved = [e.touch for e in self._unsaved.values() if not e.removed]
+        touches = [
+            Touch(seq=seq, stream=self._stream, color=color, ts=ts) for seq, color, ts in rows
+        ]
+        touches += [touch for touch in unsaved if touch.seq > after_seq]
+        touches.sort(key=lambda touch: touch.seq)
+        return touches[:limit]
 
     def remove(self, seq: int) -> bool:
         """Forget the touch ``seq`` (delivered, or refused for good); False if it was not queued."""
-        with self._lock, self._transaction():
+        with self._lock:
             self._acknowledged.discard(seq)
-            return self._db.execute("DELETE FROM touch WHERE seq = ?", (seq,)).rowcount > 0
+            entry = self._unsaved.get(seq)
+            if entry is not None:  # its PUBACK came before its commit
+                was_queued, entry.removed = not entry.removed, True
+                return was_queued
+            with self._transaction():
+                return self._db.execute("DELETE FROM touch WHERE seq = ?", (seq,)).rowcount > 0
 
     def acknowledge(self, seq: int) -> None:
         """The broker acknowledged ``seq``; it stays here, ``unconfirmed``, until ``remove``."""
         with self._lock:
-            if self._db.execute("SELECT 1 FROM touch WHERE seq = ?", (seq,)).fetchone():
+            entry = self._unsaved.get(seq)
+            if entry is None:
+                row = self._db.execute("SELECT 1 FROM touch WHERE seq = ?", (seq,)).fetchone()
+                queued = row is not None
+            else:
+                queued = not entry.removed  # its PUBACK came before its commit
+            if queued:
                 self._acknowledged.add(seq)
 
     def forget_acknowledgements(self) -> None:
@@ -224,13 +318,13 @@ class Outbox:
 
     def stats(self) -> OutboxStats:
         with self._lock:
-            queued = self._db.execute("SELECT count(*) FROM touch").fetchone()[0]
-            next_seq, dropped, expired = self._db.execute(
-                "SELECT next_seq, dropped, expired FROM counter"
-            ).fetchone()
+            stored = self._db.execute("SELECT count(*) FROM touch").fetchone()[0]
+            dropped, expired = self._db.execute("SELECT dropped, expired FROM counter").fetchone()
+            unsaved = sum(1 for entry in self._unsaved.values() if not entry.removed)
             unconfirmed = len(self._acknowledged)
+            next_seq = self._next_seq
         return OutboxStats(
-            queued=queued - unconfirmed,
+            queued=stored + unsaved - unconfirmed,
             unconfirmed=unconfirmed,
             dropped=dropped,
             expired=expired,
@@ -239,8 +333,28 @@ class Outbox:
         )
 
     def close(self) -> None:
+        """Give back the reserved seqs not handed out (the next start goes on from the last
+        one), and close the file. A second call does nothing."""
         with self._lock:
-            self._db.close()
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                with self._transaction():
+                    # Only if no other Outbox on this file has reserved seqs since.
+                    self._db.execute(
+                        "UPDATE counter SET next_seq = ? WHERE next_seq = ?",
+                        (self._next_seq, self._reserved),
+                    )
+            except (StateFileError, sqlite3.Error) as error:
+                logger.warning(
+                    "outbox %s: could not give back the unused seqs (%s); the next start skips "
+                    "them, which the relay does not mind",
+                    self.path,
+                    error,
+                )
+            finally:
+                self._db.close()
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db, self.path)

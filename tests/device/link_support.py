@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import shutil
 import socket
+import sqlite3
 import subprocess
 import threading
 from collections.abc import Callable
@@ -21,6 +23,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from touchlamp.device.dedup import SEEN_FILE
 from touchlamp.device.link_events import LinkEvent
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "Received",
     "RelayClient",
     "eventually",
+    "ids_in_seen_file",
 ]
 
 WAIT = 30.0
@@ -71,6 +75,19 @@ class EventLog:
                     f"no {count} {kind.__name__} event(s) within {WAIT} s; got {self._events}"
                 )
             return found[count - 1]
+
+
+def ids_in_seen_file(state_dir: Path) -> list[str]:
+    """The glow ids in a lamp's seen-glows database file itself, its write-ahead log left aside
+    (what a checkpoint has copied there); read from a copy, as the lamp may be writing it."""
+    copy = state_dir / "seen-copy"
+    copy.mkdir(exist_ok=True)
+    shutil.copyfile(state_dir / SEEN_FILE, copy / SEEN_FILE)
+    with contextlib.closing(sqlite3.connect(copy / SEEN_FILE)) as db:
+        try:
+            return [touch for (touch,) in db.execute("SELECT touch FROM seen ORDER BY n")]
+        except sqlite3.OperationalError:  # no table yet: created in the log, not copied
+            return []
 
 
 def eventually(check: Callable[[], bool], what: str) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import logging
+import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from tests.device.link_support import (
     Received,
     RelayClient,
     eventually,
+    ids_in_seen_file,
 )
 from touchlamp.config.broker import TlsSettings
 from touchlamp.config.device import DeviceSettings
@@ -36,6 +40,7 @@ from touchlamp.device.link_events import (
     PairResponseArrived,
     TouchDelivery,
 )
+from touchlamp.device.outbox import OUTBOX_FILE, OutboxStats
 from touchlamp.protocol import (
     Glow,
     GroupMember,
@@ -74,12 +79,10 @@ class Setup:
     ) -> tuple[LampLink, EventLog]:
         """A link for ``lamp_id`` (created on the broker once); a second one for the same id
         is the same lamp after a restart: same state dir, same credentials."""
-        if lamp_id not in self._passwords:
-            self._passwords[lamp_id] = self.broker.add_lamp(lamp_id)
         events = EventLog()
         link = LampLink(
             lamp_id=lamp_id,
-            password=password or self._passwords[lamp_id],
+            password=password or self.password(lamp_id),
             sink=events,
             state_dir=self.tmp_path / lamp_id,
             host=self.broker.host,
@@ -93,6 +96,12 @@ class Setup:
         if start:
             link.start()
         return link, events
+
+    def password(self, lamp_id: str) -> str:
+        """``lamp_id``'s password on the test broker (created on first use)."""
+        if lamp_id not in self._passwords:
+            self._passwords[lamp_id] = self.broker.add_lamp(lamp_id)
+        return self._passwords[lamp_id]
 
     def relay(self, *filters: str, persistent: bool = False) -> RelayClient:
         client = RelayClient(
@@ -206,6 +215,101 @@ def test_outbox_bound_and_expiry_are_counted(setup: Setup) -> None:
     eventually(lambda: link.outbox_stats().queued == 0, "the PUBACK empties the outbox")
 
 
+def test_touches_acknowledged_before_their_disk_write_all_leave_the_outbox(setup: Setup) -> None:
+    """The disk write comes after the publish, so a PUBACK may be handled first; with
+    ``confirm_seconds=0`` it removes the touch at once. Either order, none is left behind."""
+    relay = setup.relay(setup.topics.every(Kind.TOUCH))
+    link, events = setup.lamp(confirm_seconds=0.0)
+    events.wait_for(LinkConnected)
+
+    made = [link.send_touch(f"#0000{n:02x}").touch for n in range(40)]
+
+    assert [decode_touch(m.topic, m.payload) for m in (relay.next() for _ in made)] == made
+    emptied = OutboxStats(
+        queued=0, unconfirmed=0, dropped=0, expired=0, stream=link.stream, next_seq=len(made)
+    )
+    eventually(lambda: link.outbox_stats() == emptied, "every PUBACK handled, nothing queued")
+    link.stop()
+    assert _stored_touches(setup.tmp_path / "lamp-a") == []
+
+
+# The lamp of the next test, in a process of its own: it sends a touch, then a second one and
+# dies once the broker has acknowledged it but before its outbox wrote it to disk.
+_CRASHING_LAMP = """
+import os, sys, threading
+from pathlib import Path
+from touchlamp.device.link import LampLink
+from touchlamp.device.link_events import LinkConnected
+from touchlamp.device.outbox import Outbox
+
+host, port, root, password, state_dir = sys.argv[1:]
+acknowledged = threading.Condition()
+seqs = set()
+acknowledge, persist = Outbox.acknowledge, Outbox.persist
+
+def acknowledge_and_tell(outbox, seq):
+    acknowledge(outbox, seq)
+    with acknowledged:
+        seqs.add(seq)
+        acknowledged.notify_all()
+
+def persist_unless_it_is_the_second(outbox, seq):
+    if seq == 1:
+        with acknowledged:
+            acknowledged.wait_for(lambda: 1 in seqs, timeout=30)
+        os._exit(3)  # the power goes: nothing more reaches the disk
+    persist(outbox, seq)
+
+Outbox.acknowledge = acknowledge_and_tell
+Outbox.persist = persist_unless_it_is_the_second
+connected = threading.Event()
+link = LampLink(
+    lamp_id="lamp-a", password=password, host=host, port=int(port), topic_root=root,
+    state_dir=Path(state_dir), sink=lambda e: isinstance(e, LinkConnected) and connected.set(),
+)
+link.start()
+connected.wait(30)
+link.send_touch("#000001")
+link.send_touch("#000002")
+os._exit(4)  # not reached
+"""
+
+
+def test_a_crash_between_the_publish_and_the_disk_write_repeats_nothing_but_sent_touches(
+    setup: Setup,
+) -> None:
+    """The broker has touch 1, the lamp's disk does not: after the restart touch 0 (written,
+    unconfirmed) goes again — a repeat the relay drops — touch 1 does not, and the next touch
+    gets a seq of its own, so the relay does not take it for a repeat either."""
+    relay = setup.relay(setup.topics.every(Kind.TOUCH))
+    lamp_dir = setup.tmp_path / "lamp-a"
+    crashed = subprocess.run(
+        [sys.executable, "-c", _CRASHING_LAMP, setup.broker.host, str(setup.broker.port),
+         setup.topics.root, setup.password("lamp-a"), str(lamp_dir)],
+        capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert crashed.returncode == 3, crashed.stderr.decode()
+    topic = setup.topics.touch("lamp-a")
+    before = [decode_touch(topic, relay.next().payload) for _ in range(2)]
+    assert [touch.seq for touch in before] == [0, 1]
+    assert _stored_touches(lamp_dir) == [0]
+
+    link, events = setup.lamp()
+    events.wait_for(LinkConnected)
+    after = link.send_touch("#000003").touch
+
+    assert decode_touch(topic, relay.next().payload) == before[0]  # the repeat
+    assert decode_touch(topic, relay.next().payload) == after  # not touch 1 again
+    assert after.seq > 1
+    assert after.stream == before[1].stream
+
+
+def _stored_touches(state_dir: Path) -> list[int]:
+    """The seqs in a lamp's outbox file, read from outside the lamp."""
+    with sqlite3.connect(state_dir / OUTBOX_FILE) as db:
+        return [seq for (seq,) in db.execute("SELECT seq FROM touch ORDER BY seq")]
+
+
 # ---- glows, group, bad messages ---------------------------------------------------------------
 
 
@@ -229,6 +333,21 @@ def test_a_redelivered_glow_is_shown_once_even_after_a_restart(setup: Setup) -> 
     relay.publish(glow_topic, glow("lamp-b:7:3"))
     again.wait_for(GlowArrived, lambda e: e.glow.touch == "lamp-b:7:3")
     assert [e.glow.touch for e in again.of(GlowArrived)] == ["lamp-b:7:3"]
+
+
+def test_shown_glows_reach_the_seen_file_at_a_checkpoint_soon_after(setup: Setup) -> None:
+    """The link checkpoints the seen glows itself (not SQLite, in front of a glow)."""
+    relay = setup.relay()
+    _, events = setup.lamp()
+    events.wait_for(LinkConnected)
+
+    relay.publish(setup.topics.glow("lamp-a"), glow("lamp-b:5:1"))
+    events.wait_for(GlowArrived)
+
+    eventually(
+        lambda: ids_in_seen_file(setup.tmp_path / "lamp-a") == ["lamp-b:5:1"],
+        "the glow's id in the database file",
+    )
 
 
 def test_a_malformed_glow_is_reported_and_the_link_carries_on(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.device.link_support import ids_in_seen_file
 from touchlamp.device.backoff import Backoff
 from touchlamp.device.dedup import SeenTouches
 from touchlamp.device.outbox import OUTBOX_FILE, Outbox, StateFileError
@@ -88,6 +90,105 @@ def test_seq_stream_and_queue_survive_a_restart(tmp_path: Path, clock: FakeWallC
     assert again.add(color="#112233", ts_ms=7).seq == 2
 
 
+def test_a_reserved_touch_is_queued_before_it_is_written(
+    tmp_path: Path, clock: FakeWallClock
+) -> None:
+    """The link publishes between ``reserve`` and ``persist``: the touch is queued all along."""
+    outbox = open_outbox(tmp_path, clock)
+    touch = outbox.reserve(color="#FF0000", ts_ms=1)
+
+    assert outbox.pending() == [touch]
+    assert outbox.stats().queued == 1
+    assert _stored_seqs(tmp_path) == []  # not on disk yet
+
+    outbox.persist(touch.seq)
+    assert outbox.pending() == [touch]
+    assert _stored_seqs(tmp_path) == [0]
+    with pytest.raises(ValueError, match="seq 0 is not waiting"):
+        outbox.persist(touch.seq)
+
+
+def test_a_puback_before_the_commit_keeps_the_touch_until_it_is_confirmed(
+    tmp_path: Path, clock: FakeWallClock
+) -> None:
+    outbox = open_outbox(tmp_path, clock)
+    touch = outbox.reserve(color="#00ff00", ts_ms=1)
+    outbox.acknowledge(touch.seq)  # the PUBACK, on the link's thread
+    outbox.persist(touch.seq)
+
+    stats = outbox.stats()
+    assert (stats.queued, stats.unconfirmed) == (0, 1)
+    assert _stored_seqs(tmp_path) == [0]  # still kept for a broker that dies unsaved
+    assert outbox.remove(touch.seq)  # confirmed
+    assert outbox.pending() == []
+    assert _stored_seqs(tmp_path) == []
+
+
+def test_a_touch_confirmed_before_its_commit_is_never_written(
+    tmp_path: Path, clock: FakeWallClock
+) -> None:
+    outbox = open_outbox(tmp_path, clock)
+    first, second = (outbox.reserve(color="#0000ff", ts_ms=ts) for ts in (1, 2))
+    outbox.acknowledge(first.seq)
+    assert outbox.remove(first.seq)  # confirm_seconds=0, or a refusal: gone at the PUBACK
+    assert not outbox.remove(first.seq)
+    outbox.acknowledge(first.seq)  # a late repeat of its PUBACK does not bring it back
+
+    assert outbox.pending() == [second]
+    outbox.persist(second.seq)  # they need not be written in order
+    outbox.persist(first.seq)
+
+    assert outbox.pending() == [second]
+    stats = outbox.stats()
+    assert (stats.queued, stats.unconfirmed, stats.next_seq) == (1, 0, 2)
+    assert _stored_seqs(tmp_path) == [1]
+
+
+def test_a_crash_before_the_commit_loses_that_touch_but_never_reuses_its_seq(
+    tmp_path: Path, clock: FakeWallClock
+) -> None:
+    """Published, then the power went before ``persist``: after the restart the touch is not
+    sent again (it relies on the broker), and no new touch gets its seq — the relay would drop
+    it as a repeat."""
+    before = open_outbox(tmp_path, clock)
+    kept = before.add(color="#000001", ts_ms=1)
+    published = [before.reserve(color="#000002", ts_ms=ts) for ts in range(100)]  # > a block
+    stream = before.stream
+    # The crash: the process is gone, nothing more is written; ``before`` is left as it is.
+
+    after = open_outbox(tmp_path, clock)
+    assert after.stream == stream
+    assert after.pending() == [kept]
+    new = after.add(color="#000003", ts_ms=2)
+    assert new.seq > max(touch.seq for touch in published)
+
+
+def test_seqs_stay_unique_however_reserve_persist_and_crashes_interleave(
+    tmp_path: Path, clock: FakeWallClock
+) -> None:
+    rng = random.Random(7)
+    outbox = open_outbox(tmp_path, clock)
+    handed_out: list[int] = []
+    waiting: list[int] = []
+    for _ in range(400):
+        step = rng.random()
+        if step < 0.6:
+            waiting.append(outbox.reserve(color="#123456", ts_ms=0).seq)
+            handed_out.append(waiting[-1])
+        elif step < 0.95 and waiting:
+            outbox.persist(waiting.pop(rng.randrange(len(waiting))))
+        elif step < 0.98:
+            outbox = open_outbox(tmp_path, clock)  # a crash: the old one is abandoned
+            waiting = []
+        else:
+            outbox.close()  # a clean stop
+            outbox = open_outbox(tmp_path, clock)
+            waiting = []
+
+    assert len(handed_out) == len(set(handed_out))
+    assert handed_out == sorted(handed_out)
+
+
 def test_a_fresh_state_dir_is_a_new_stream(tmp_path: Path, clock: FakeWallClock) -> None:
     streams = {open_outbox(tmp_path / str(i), clock).stream for i in range(3)}
     # Three random 32-bit numbers; a collision would be a one-in-a-billion event.
@@ -156,6 +257,12 @@ def test_bad_limits_are_refused(tmp_path: Path, clock: FakeWallClock) -> None:
         open_outbox(tmp_path, clock, max_age_seconds=0)
 
 
+def _stored_seqs(state_dir: Path) -> list[int]:
+    """The seqs on disk, read through a connection of its own (what a restart would find)."""
+    with sqlite3.connect(state_dir / OUTBOX_FILE) as db:
+        return [seq for (seq,) in db.execute("SELECT seq FROM touch ORDER BY seq")]
+
+
 def test_seen_touches_are_bounded_and_persisted(tmp_path: Path) -> None:
     seen = SeenTouches(state_dir=tmp_path, capacity=3)
     assert seen.first_time("lamp-a:1:1")
@@ -168,6 +275,21 @@ def test_seen_touches_are_bounded_and_persisted(tmp_path: Path) -> None:
     assert not after_reboot.first_time("lamp-a:1:4")  # still remembered
     assert after_reboot.first_time("lamp-a:1:1")  # the oldest was forgotten to stay bounded
     after_reboot.close()
+
+
+def test_seen_touches_reach_the_database_file_at_the_checkpoint_not_before(
+    tmp_path: Path,
+) -> None:
+    """SQLite's own checkpoint would run inside ``first_time``, in front of showing a glow."""
+    seen = SeenTouches(state_dir=tmp_path, capacity=5000)
+    for seq in range(2000):  # well past SQLite's automatic checkpoint (1000 pages)
+        assert seen.first_time(f"lamp-a:1:{seq}")
+
+    assert ids_in_seen_file(tmp_path) == []
+    seen.checkpoint()
+    assert len(ids_in_seen_file(tmp_path)) == 2000
+    assert not seen.first_time("lamp-a:1:0")
+    seen.close()
 
 
 def test_backoff_grows_with_jitter_and_resets() -> None:
