@@ -5,7 +5,8 @@ subscribed to the lamp's availability topic (interpreter start-up, imports, sett
 connect — everything a lamp does after a reboot). Then it idles (connected, nothing to show)
 for the idle window: CPU% is the CPU time it used in that window ÷ the window, from
 ``/proc/<pid>/stat``; memory is ``VmRSS`` at the end and ``VmHWM`` (its peak since start).
-``--simulate`` adds the simulator's web page (aiohttp) and mock pins to what runs on a Pi.
+``--simulate`` adds the simulator's web page (the standard library's http.server) and mock pins
+to what runs on a Pi.
 
 Baseline: the least a lamp can be (bench/peer.py ``lamp``: a plain paho client that publishes a
 retained ``online`` and subscribes to its glow and group topics), measured the same way, in the

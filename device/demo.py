@@ -26,7 +26,6 @@ The page and the signal handling are simulate.py's (shared with ``device run --s
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -134,7 +133,7 @@ def _demo(
                     if open_browser and _has_display():
                         webbrowser.open(url)
 
-                asyncio.run(serve_page(simulator, web_port, shutdown, ready))
+                serve_page(simulator, web_port, shutdown, ready)
             finally:
                 simulator.stop()
     print("touchlamp demo: stopped", flush=True)
@@ -148,7 +147,7 @@ def _broker(state_dir: Path) -> Iterator[ManagedBroker]:
         state_dir=state_dir / "broker",
         listeners=[ListenerSettings(address="127.0.0.1", port=_free_port())],
     )
-    broker = ManagedBroker(settings)
+    broker = ManagedBroker(settings, stop_with_parent=True)
     try:
         broker.start()
     except BrokerError as error:

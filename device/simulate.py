@@ -11,9 +11,9 @@ client and the broker launcher into a lamp's process (3.1 MB of its RSS) for not
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from types import FrameType
@@ -44,7 +44,7 @@ def run_simulator(*, lamps: list[DeviceSettings], web_port: int) -> int:
         simulator = Simulator(lamps=lamps)
         try:
             simulator.start()
-            asyncio.run(serve_page(simulator, web_port, shutdown, ready))
+            serve_page(simulator, web_port, shutdown, ready)
         except ServeError as error:
             print(f"touchlamp: {error}", file=sys.stderr)
             return EXIT_FAILURE
@@ -53,40 +53,43 @@ def run_simulator(*, lamps: list[DeviceSettings], web_port: int) -> int:
     return EXIT_OK
 
 
-async def serve_page(
+def serve_page(
     simulator: Simulator, web_port: int, shutdown: Shutdown, ready: Callable[[str], None]
 ) -> None:
     """Serve ``simulator``'s page, call ``ready(url)``, and return once ``shutdown`` fires."""
     server = WebServer(board=simulator, port=web_port)
     try:
-        url = await server.start()
+        url = server.start()
     except OSError as error:
         if web_port != PREFERRED_WEB_PORT or error.errno != errno.EADDRINUSE:
             raise ServeError(str(error)) from None
         server = WebServer(board=simulator, port=0)  # 8080 is taken: any free port will do
-        url = await server.start()
+        url = server.start()
     try:
-        stop = asyncio.Event()
-        shutdown.serving(asyncio.get_running_loop(), stop)
+        shutdown.serving()
         ready(url)
-        await stop.wait()
+        shutdown.wait()
     finally:
         shutdown.stopping()
-        await server.stop()
+        server.stop()
 
 
 class Shutdown:
     """SIGINT and SIGTERM, handled so that everything started is stopped again.
 
     Before the page is served, a signal raises ``KeyboardInterrupt`` so set-up unwinds through
-    its ``finally`` blocks (stopping Mosquitto among them); while serving, it wakes the event
-    loop; once stopping, further signals are ignored so clean-up is not cut short.
+    its ``finally`` blocks (stopping Mosquitto among them); while serving, it ends ``wait``;
+    once stopping, further signals are ignored so clean-up is not cut short.
     """
 
     def __init__(self) -> None:
-        self._wake: Callable[[], None] | None = None
+        self._serving = False
         self._stopping = False
         self._previous: dict[int, object] = {}
+        # The handler wakes ``wait`` through a socket, not a threading.Event: a handler runs in
+        # the main thread between two bytecodes, possibly while that thread holds the Event's
+        # lock inside Event.wait, and setting it there would deadlock.
+        self._alarm, self._ring = socket.socketpair()
 
     def __enter__(self) -> Shutdown:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -96,25 +99,29 @@ class Shutdown:
     def __exit__(self, *_exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]  # what signal.signal returned
+        self._alarm.close()
+        self._ring.close()
 
-    def serving(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-        def wake() -> None:
-            loop.call_soon_threadsafe(stop.set)
+    def serving(self) -> None:
+        """From now on a signal ends ``wait`` instead of raising ``KeyboardInterrupt``."""
+        self._serving = True
 
-        self._wake = wake
+    def wait(self) -> None:
+        """Block until SIGINT or SIGTERM (after ``serving``). Main thread only."""
+        self._alarm.recv(1)
 
     def stopping(self) -> None:
-        self._wake = None
+        self._serving = False
         self._stopping = True
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if self._stopping:
             print("touchlamp: already stopping…", file=sys.stderr, flush=True)
             return
-        if self._wake is not None:
+        if self._serving:
             name = signal.Signals(signum).name
             print(f"touchlamp: {name}, stopping", file=sys.stderr, flush=True)
-            self._wake()
+            self._ring.send(b"!")
             return
         self._stopping = True
         raise KeyboardInterrupt

@@ -13,35 +13,41 @@ the lamp's own colour and ``gamma`` the curve its core applied, so the page can 
 values back into what an eye would see (``looks.to_perceived``).
 
 Live updates are pushed, not polled: a ``Board`` calls its watchers from the lamp threads, which
-only set an ``asyncio.Event`` (thread-safely); each event stream then sends one fresh snapshot.
-Bursts (a fade redrawn at 30 frames a second) coalesce into as many snapshots as the client
-reads, and nothing runs while the lamps are still.
+only set a ``threading.Event``; each event stream then sends one fresh snapshot. Bursts (a fade
+redrawn at 30 frames a second) coalesce into as many snapshots as the client reads, and nothing
+runs while the lamps are still.
 
-Why asyncio's own streams and not a web framework: ``touchlamp device run --simulate`` is
-measured as a lamp (bench/footprint.py, RSS ≤ 45 MB), and aiohttp alone added 10.4 MB to it — a
-quarter of the budget — for six routes on a loopback page. asyncio is loaded anyway (by
-pydantic-settings), and the parts of HTTP that are easy to get wrong are the standard
-library's: header parsing (``http.client.parse_headers``, with its line and count limits),
-status phrases (``http.HTTPStatus``), percent-decoding (``urllib.parse``). What is left here is
-deliberately small: one request per connection (every response says ``Connection: close``, so
-there is no keep-alive or pipelining to get right), no request bodies beyond a bounded,
-discarded ``Content-Length`` (the API's POSTs carry none), and a deadline for the request head
-so a silent connection cannot stay open.
+Why the standard library's ``http.server`` and not a web framework: ``touchlamp device run
+--simulate`` is measured as a lamp (bench/footprint.py, RSS ≤ 45 MB), and aiohttp alone added
+10.4 MB to it — a quarter of the budget — for six routes on a loopback page; ``http.server``
+costs a lamp next to nothing (it brings ``socketserver``, ``html`` and ``mimetypes``, and no
+event loop). It parses the request line and headers, answers what it cannot parse (400, 414,
+431, 501 for a method it has no handler for, 505 for HTTP/2) and frames the responses; what is
+left here is the routes, the event streams and a stop that does not wait for the page to close.
+
+Its limits, which suit a page on 127.0.0.1 and would not suit a public server: a thread per
+connection (two for an event stream: one writes, one notices the page hanging up), one request
+per connection (every response says ``Connection: close``), no request bodies beyond a
+bounded, discarded ``Content-Length`` (the API's POSTs carry none), and a request head bounded
+by ``http.server``'s own limits (a request line of 64 KiB, 99 header lines of 64 KiB each)
+with each read of it waiting at most ``_HEAD_TIMEOUT`` seconds, not a deadline for the whole.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import http.client
 import importlib.resources
-import io
 import json
 import logging
 import socket
+import sys
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from email.message import Message
 from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import BufferedIOBase
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -59,10 +65,9 @@ _STATIC_FILES = {
     "app.js": "text/javascript",
     "style.css": "text/css",
 }
-_HEAD_LIMIT = 16 * 1024  # request line and headers; a browser sends well under 2 KiB
 _BODY_LIMIT = 64 * 1024  # read and dropped: the API's requests carry no body
-_HEAD_TIMEOUT = 30.0  # seconds a connection may take to send its request
-_STOP_GRACE = 2.0  # seconds requests in flight get to finish when the server stops
+_HEAD_TIMEOUT = 30.0  # seconds each read of a request may wait, so a silent client goes away
+_STOP_GRACE = 2.0  # seconds responses being written get to finish when the server stops
 _JSON = "application/json"
 
 
@@ -112,31 +117,13 @@ class Board(Protocol):
         ...
 
 
-# -- requests and responses ------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class _Request:
-    method: str
-    segments: tuple[str, ...]  # the path's segments, each percent-decoded: "/" is ("",)
-
-
+# -- responses -------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class _Response:
     status: HTTPStatus
     body: bytes = b""
     content_type: str = "text/plain"
     headers: tuple[tuple[str, str], ...] = ()
-
-    def encode(self, *, with_body: bool = True) -> bytes:
-        lines = [
-            f"HTTP/1.1 {self.status.value} {self.status.phrase}",
-            f"Content-Type: {self.content_type}; charset=utf-8",
-            f"Content-Length: {len(self.body)}",
-            *(f"{name}: {value}" for name, value in self.headers),
-            "Connection: close",
-            "",
-            "",
-        ]
-        return "\r\n".join(lines).encode("latin-1") + (self.body if with_body else b"")
 
 
 class _EventStream:
@@ -160,38 +147,26 @@ def _json(document: object, status: HTTPStatus = HTTPStatus.OK) -> _Response:
     return _Response(status, json.dumps(document).encode(), _JSON)
 
 
-async def _read_request(reader: asyncio.StreamReader) -> _Request:
-    """The next request's method and path; its body (if any) read and dropped."""
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.LimitOverrunError:
-        raise _BadRequestError(
-            HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large"
-        ) from None
-    request_line, _, header_block = head.partition(b"\r\n")
-    words = request_line.decode("latin-1").split(" ")
-    if len(words) != 3 or words[2] not in ("HTTP/1.0", "HTTP/1.1"):
-        raise _BadRequestError(HTTPStatus.BAD_REQUEST, "not an HTTP/1.x request line")
-    method, target, _version = words
-    try:
-        headers = http.client.parse_headers(io.BytesIO(header_block))
-    except http.client.HTTPException as error:
-        raise _BadRequestError(HTTPStatus.BAD_REQUEST, f"bad headers: {error}") from None
+def _segments(target: str) -> tuple[str, ...]:
+    """The request target's path segments, each percent-decoded: "/" is ("",)."""
+    path = urlsplit(target).path
+    if not path.startswith("/"):
+        raise _BadRequestError(HTTPStatus.BAD_REQUEST, f"not a path: {target!r}")
+    return tuple(unquote(segment) for segment in path[1:].split("/"))
+
+
+def _discard_body(headers: Message, body: BufferedIOBase) -> None:
+    """Read the request's body (if any) and drop it; refuse one that is chunked or too large."""
     if headers.get("Transfer-Encoding") is not None:
         raise _BadRequestError(HTTPStatus.LENGTH_REQUIRED, "send a Content-Length, not chunks")
     length_text = headers.get("Content-Length", "0").strip()
-    if not length_text.isdigit():
+    if not (length_text.isascii() and length_text.isdigit()):
         raise _BadRequestError(HTTPStatus.BAD_REQUEST, f"bad Content-Length {length_text!r}")
     if int(length_text) > _BODY_LIMIT:
         raise _BadRequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
     # Dropped, but read: closing a socket with unread input resets the connection, and the
     # client could lose the response.
-    await reader.readexactly(int(length_text))
-    path = urlsplit(target).path
-    if not path.startswith("/"):
-        raise _BadRequestError(HTTPStatus.BAD_REQUEST, f"not a path: {target!r}")
-    segments = tuple(unquote(segment) for segment in path[1:].split("/"))
-    return _Request(method=method, segments=segments)
+    body.read(int(length_text))
 
 
 # -- routes ----------------------------------------------------------------------------------------
@@ -199,15 +174,15 @@ _Handler = Callable[[Board], _Response | _EventStream]
 _READ = ("GET", "HEAD")
 
 
-def _route(board: Board, request: _Request) -> _Response | _EventStream:
-    found = _find(request.segments)
+def _route(board: Board, method: str, segments: tuple[str, ...]) -> _Response | _EventStream:
+    found = _find(segments)
     if found is None:
         return _text(HTTPStatus.NOT_FOUND, "no such page; the simulator's page is at /")
     methods, handler = found
-    if request.method not in methods:
+    if method not in methods:
         return _Response(
             HTTPStatus.METHOD_NOT_ALLOWED,
-            f"{request.method} is not allowed here".encode(),
+            f"{method} is not allowed here".encode(),
             headers=(("Allow", ", ".join(methods)),),
         )
     return handler(board)
@@ -253,146 +228,242 @@ def _act(action: Callable[[str], None], lamp_id: str) -> _Response:
 
 
 # -- the server ------------------------------------------------------------------------------------
-@dataclass(slots=True)
-class _Streams:
-    """The open event streams' wake-up events, and whether the server is shutting down."""
+class _PageServer(ThreadingHTTPServer):
+    """``http.server`` with the board, and a record of open connections so a stop can end them.
 
-    waiting: set[asyncio.Event] = field(default_factory=set)
-    closing: bool = False
+    Without that record, a stop would wait for every open event stream (until the page closes)
+    and for every silent client (until its read times out).
+    """
 
-    def close(self) -> None:
-        # Open event streams would otherwise hold the server's shutdown until the page closes.
-        self.closing = True
-        for changed in self.waiting:
-            changed.set()
+    def __init__(self, board: Board, host: str, port: int) -> None:
+        self.board = board
+        self.stopping = threading.Event()
+        self._open: set[socket.socket] = set()
+        self._closed = threading.Condition()
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        super().__init__((host, port), _PageHandler)
+
+    def verify_request(self, _request: object, _client_address: object) -> bool:
+        # Once stopping, a new connection (the stop's own wake-up among them) is just closed.
+        return not self.stopping.is_set()
+
+    def opened(self, connection: socket.socket) -> None:
+        """Called from the connection's thread as it starts."""
+        with self._closed:
+            self._open.add(connection)
+            if self.stopping.is_set():  # it slipped past the stop's hang_up
+                _shut(connection, socket.SHUT_RD)
+
+    def closed(self, connection: socket.socket) -> None:
+        """Called from the connection's thread as it ends."""
+        with self._closed:
+            self._open.discard(connection)
+            self._closed.notify_all()
+
+    def hang_up(self, how: int) -> None:
+        """Shut every open connection (``SHUT_RD``: stop reading; ``SHUT_RDWR``: writing too)."""
+        with self._closed:
+            for connection in self._open:
+                _shut(connection, how)
+
+    def wait_closed(self, timeout: float) -> None:
+        with self._closed:
+            self._closed.wait_for(lambda: not self._open, timeout)
+
+    def handle_error(self, _request: object, client_address: object) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            _log.debug("page connection from %s ended early: %s", client_address, error)
+            return
+        _log.exception("the page's request from %s failed", client_address)
+
+
+class _PageHandler(BaseHTTPRequestHandler):
+    """One connection, one request: routes it, or turns the connection into an event stream."""
+
+    server: _PageServer
+    # HTTP/1.1 on the status line, but every response says ``Connection: close``.
+    protocol_version = "HTTP/1.1"
+    # A request line too broken to name a version is answered with a status line and headers,
+    # not as HTTP/0.9 (http.server's default: the error's text alone).
+    default_request_version = "HTTP/1.0"
+    server_version = "touchlamp"
+    timeout = _HEAD_TIMEOUT
+    error_content_type = "text/plain; charset=utf-8"
+    error_message_format = "%(code)d %(message)s: %(explain)s\n"
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.opened(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.closed(self.connection)
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_HEAD(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        self._answer()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002  the base's name
+        # http.server writes every request to stderr; a lamp's log is not the place for them.
+        _log.debug("page %s: " + format, self.address_string(), *args)
+
+    def _answer(self) -> None:
+        try:
+            segments = _segments(self.path)
+            _discard_body(self.headers, self.rfile)
+        except _BadRequestError as bad:
+            self._send(bad.response)
+            return
+        answer = _route(self.server.board, self.command, segments)
+        if isinstance(answer, _EventStream):
+            self._stream()
+        else:
+            self._send(answer)
+
+    def _send(self, response: _Response) -> None:
+        self.send_response(response.status)
+        self.send_header("Content-Type", f"{response.content_type}; charset=utf-8")
+        self.send_header("Content-Length", str(len(response.body)))
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    def _stream(self) -> None:
+        """A snapshot now, then one after each change, until the page goes or the server stops."""
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        # From here on the page only listens: no read deadline, or the stream would end after
+        # _HEAD_TIMEOUT seconds of still lamps. What ends it is the page hanging up, or the
+        # server's stop shutting the socket.
+        self.connection.settimeout(None)
+        changed = threading.Event()
+        hung_up = threading.Event()
+        listener = threading.Thread(
+            target=_until_hung_up,
+            args=(self.connection, hung_up, changed),
+            name="page-events-hangup",
+            daemon=True,
+        )
+        unwatch = self.server.board.watch(changed.set)
+        listener.start()
+        try:
+            while not hung_up.is_set():
+                changed.clear()
+                payload = json.dumps(_snapshot(self.server.board), separators=(",", ":"))
+                self.wfile.write(f"data: {payload}\n\n".encode())
+                changed.wait()
+        except OSError as error:  # the page went away while a snapshot was on its way
+            _log.debug("page event stream ended: %s", error)
+        finally:
+            unwatch()
+            _shut(self.connection, socket.SHUT_RD)  # ends the listener if the write failed first
+            listener.join()
+
+
+def _until_hung_up(
+    connection: socket.socket, hung_up: threading.Event, changed: threading.Event
+) -> None:
+    """Return when the client closes its side (anything it sends meanwhile is dropped)."""
+    try:
+        while connection.recv(4096):
+            pass
+    except OSError as error:
+        _log.debug("page event stream's connection failed: %s", error)
+    finally:
+        hung_up.set()
+        changed.set()
+
+
+def _shut(connection: socket.socket, how: int) -> None:
+    with contextlib.suppress(OSError):  # already shut, or the client has gone
+        connection.shutdown(how)
 
 
 class WebServer:
-    """Serves the page for ``board`` on ``host:port`` (port 0: a free one) from the running loop.
+    """Serves the page for ``board`` on ``host:port`` (port 0: a free one) from its own threads.
 
-    ``url`` is known after ``start``; ``stop`` ends open event streams and closes the socket.
+    ``url`` is known after ``start``; ``stop`` ends open event streams at once, gives responses
+    being written a moment to finish, and closes the socket. Both are called from one thread.
     """
 
     def __init__(self, *, board: Board, host: str = "127.0.0.1", port: int = 0) -> None:
         self._board = board
         self._host = host
         self._port = port
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
-        self._streams = _Streams()
+        self._server: _PageServer | None = None
+        self._thread: threading.Thread | None = None
         self._url: str | None = None
 
     @property
     def url(self) -> str:
         if self._url is None:
-            raise RuntimeError("the web server has not started: await start() first")
+            raise RuntimeError("the web server has not started: call start() first")
         return self._url
 
-    async def start(self) -> str:
-        # Binding the socket ourselves tells us the port when port 0 asked for a free one.
-        sock = _bound_socket(self._host, self._port)
-        self._server = await asyncio.start_server(self._serve, sock=sock, limit=_HEAD_LIMIT)
-        host, port = sock.getsockname()[:2]
+    def start(self) -> str:
+        """Bind the socket, serve from a thread of its own, and return the page's URL."""
+        try:
+            server = _PageServer(self._board, self._host, self._port)
+        except OSError as error:
+            raise OSError(
+                error.errno,
+                f"cannot serve the page on {self._host}:{self._port} ({error.strerror}); "
+                "choose another port with --web-port (0 picks a free one)",
+            ) from None
+        self._server = server
+        self._thread = threading.Thread(target=_accept, args=(server,), name="page", daemon=True)
+        self._thread.start()
+        host, port = server.socket.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         self._url = f"http://{shown}:{port}/"
         return self._url
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
         server, self._server = self._server, None
-        if server is None:
+        if server is None or self._thread is None:
             return
-        server.close()
-        self._streams.close()
-        await server.wait_closed()
-        # Before 3.12, wait_closed does not wait for the connections: give requests in flight
-        # a moment, then cancel what is left (a client that never sent its request).
-        if self._connections:
-            await asyncio.wait(self._connections, timeout=_STOP_GRACE)
-        for task in self._connections:
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None  # start_server runs each connection as a task
-        self._connections.add(task)
-        try:
-            await self._answer(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
-            # The client went away, or never finished asking.
-            _log.debug("page connection ended early", exc_info=True)
-        finally:
-            self._connections.discard(task)
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(_read_request(reader), _HEAD_TIMEOUT)
-        except _BadRequestError as bad:
-            writer.write(bad.response.encode())
-            await writer.drain()
-            return
-        answer = _route(self._board, request)
-        if isinstance(answer, _EventStream):
-            await self._stream(reader, writer)
-            return
-        writer.write(answer.encode(with_body=request.method != "HEAD"))
-        await writer.drain()
-
-    async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """A snapshot now, then one after each change, until the page goes or the server stops."""
-        loop = asyncio.get_running_loop()
-        changed = asyncio.Event()
-
-        def wake() -> None:  # called from any thread
-            with contextlib.suppress(RuntimeError):  # the loop is closing; nobody listens any more
-                loop.call_soon_threadsafe(changed.set)
-
-        # The page going away ends the stream at once, not at the next change of a lamp.
-        gone = loop.create_task(_until_closed(reader))
-        gone.add_done_callback(lambda _task: changed.set())
-        writer.write(
-            b"HTTP/1.1 200 OK\r\n"
-            b"Content-Type: text/event-stream\r\n"
-            b"Cache-Control: no-cache\r\n"
-            b"Connection: close\r\n"
-            b"\r\n"
-        )
-        self._streams.waiting.add(changed)
-        unwatch = self._board.watch(wake)
-        try:
-            while not (self._streams.closing or gone.done()):
-                changed.clear()
-                payload = json.dumps(_snapshot(self._board), separators=(",", ":"))
-                writer.write(f"data: {payload}\n\n".encode())
-                await writer.drain()
-                await changed.wait()
-        finally:
-            unwatch()
-            self._streams.waiting.discard(changed)
-            gone.cancel()
+        server.stopping.set()
+        # Reading ends at once: event streams (their listener sees the end of input) and clients
+        # that have not sent their request yet.
+        server.hang_up(socket.SHUT_RD)
+        _wake(server)
+        self._thread.join(_STOP_GRACE)
+        if self._thread.is_alive():
+            _log.warning("the page's server thread did not stop; leaving it (a daemon thread)")
+        server.wait_closed(_STOP_GRACE)
+        server.hang_up(socket.SHUT_RDWR)  # what is left is writing to a client that does not read
+        server.server_close()  # closes the listening socket and joins the connections' threads
 
 
-async def _until_closed(reader: asyncio.StreamReader) -> None:
-    """Return when the client closes its side (anything it sends meanwhile is dropped)."""
-    with contextlib.suppress(ConnectionError):
-        while await reader.read(4096):
-            pass
+def _accept(server: _PageServer) -> None:
+    """Accept connections until the server stops (the server's thread)."""
+    # Not serve_forever(): it wakes up every poll_interval to look for a stop, and a lamp that
+    # is still must cost no CPU. handle_request() blocks until a connection comes, and the
+    # stop connects once (_wake) so the loop sees it.
+    while not server.stopping.is_set():
+        server.handle_request()
 
 
-def _bound_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+def _wake(server: _PageServer) -> None:
+    host, port = server.socket.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):  # noqa: S104  not binding: the wildcard is not an address to call
+        host = "::1" if ":" in host else "127.0.0.1"
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
+        with socket.create_connection((host, port), timeout=_STOP_GRACE):
+            pass
     except OSError as error:
-        sock.close()
-        raise OSError(
-            error.errno,
-            f"cannot serve the page on {host}:{port} ({error.strerror}); "
-            "choose another port with --web-port (0 picks a free one)",
-        ) from None
-    return sock
+        _log.warning("could not wake the page's server thread to stop it: %s", error)

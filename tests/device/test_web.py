@@ -1,9 +1,9 @@
 """The simulator's page, JSON API and event stream, over HTTP from a real client, over real lamps.
 
 The lamps are the real agent on gpiozero's mock pins, each with its own MQTT connection to the
-broker fixture; ``led`` in the API is read back from their PWM pins. The server runs on its own
-event loop in a thread (``served_page``); these tests talk to it with the standard library's
-HTTP client and, for what a well-behaved client never sends, a raw socket.
+broker fixture; ``led`` in the API is read back from their PWM pins. The server runs in threads of
+its own (``served_page``); these tests talk to it with the standard library's HTTP client and,
+for what a well-behaved client never sends, a raw socket.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pytest
 from tests.e2e.world import WAIT, BrokerLike, World, same_hue, served_page
 from touchlamp.device.looks import Rgb
 from touchlamp.device.sim import Simulator
+from touchlamp.device.web import WebServer
 
 AMBER = "#ff8c1a"
 BLUE = "#3c78ff"
@@ -58,25 +59,13 @@ class _Answer(NamedTuple):
     body: bytes
 
 
-def _request(
-    url: str,
-    method: str = "GET",
-    *,
-    body: bytes | Iterator[bytes] | None = None,
-    headers: dict[str, str] | None = None,
-) -> _Answer:
+def _request(url: str, method: str = "GET", *, body: bytes | None = None) -> _Answer:
     """One request on a connection of its own (errors are answers too, not exceptions)."""
     parts = urlsplit(url)
     assert parts.hostname is not None
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=WAIT)
     try:
-        connection.request(
-            method,
-            parts.path,
-            body=body,
-            headers=headers or {},
-            encode_chunked=headers is not None and "Transfer-Encoding" in headers,
-        )
+        connection.request(method, parts.path, body=body)
         response = connection.getresponse()
         return _Answer(response.status, response.headers, response.read())
     finally:
@@ -186,35 +175,86 @@ def test_a_wrong_method_or_path_is_refused_with_what_is_allowed(page: str) -> No
     assert wrong_method.headers["Allow"] == "POST"
     assert _request(page + "api/lamps", "POST").headers["Allow"] == "GET, HEAD"
     assert _request(page + "api/nothing").status == 404
+    # A method the server has no handler for at all is http.server's "not implemented".
+    assert _request(page + "api/lamps", "DELETE").status == 501
 
 
-def test_a_request_body_is_read_and_a_chunked_one_refused(page: str) -> None:
+def test_a_request_body_is_read_and_a_chunked_or_large_one_refused(page: str) -> None:
     with_body = _request(page + "api/lamps/lamp-a/release", "POST", body=b'{"ignored": true}')
     assert with_body.status == 200
-    chunked = _request(
-        page + "api/lamps/lamp-a/release",
-        "POST",
-        body=iter([b"x"]),
-        headers={"Transfer-Encoding": "chunked"},
+    # Sent whole: a client still sending its body when the refusal comes gets a broken pipe.
+    chunked = _raw(
+        page,
+        b"POST /api/lamps/lamp-a/release HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"1\r\nx\r\n0\r\n\r\n",
     )
-    assert chunked.status == 411
+    assert chunked.startswith(b"HTTP/1.1 411 ")
+    too_large = _raw(
+        page, b"POST /api/lamps/lamp-a/release HTTP/1.1\r\nContent-Length: 65537\r\n\r\n"
+    )
+    assert too_large.startswith(b"HTTP/1.1 413 ")
 
 
-def test_a_malformed_request_gets_400_and_the_server_keeps_serving(page: str) -> None:
+def test_a_malformed_request_gets_an_error_and_the_server_keeps_serving(page: str) -> None:
     assert _raw(page, b"HELLO\r\n\r\n").startswith(b"HTTP/1.1 400 ")
-    assert _raw(page, b"GET / HTTP/2.0\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert _raw(page, b"GET / HTTP/1.x\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert _raw(page, b"GET / HTTP/2.0\r\n\r\n").startswith(b"HTTP/1.1 505 ")
     assert _raw(page, b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n").startswith(b"HTTP/1.1 400 ")
-    too_large = _raw(page, b"GET / HTTP/1.1\r\nX-Pad: " + b"x" * 20_000 + b"\r\n\r\n")
-    assert too_large.startswith(b"HTTP/1.1 431 ")
+    assert _raw(page, b"GET / HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n").startswith(
+        b"HTTP/1.1 400 "
+    )
     answer = _raw(page, b"GET /api/lamps HTTP/1.0\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"\r\nConnection: close\r\n" in answer
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])[0]["id"] == "lamp-a"
 
 
+def test_the_request_head_is_bounded(page: str) -> None:
+    """http.server's own limits: a request line or a header line of 64 KiB, 99 header lines
+    (it counts the blank line that ends them as the hundredth)."""
+    long_target = b"GET /" + b"x" * 70_000 + b" HTTP/1.1\r\n\r\n"
+    assert _raw(page, long_target).startswith(b"HTTP/1.1 414 ")
+    long_line = b"GET / HTTP/1.1\r\nX-Pad: " + b"x" * 70_000 + b"\r\n\r\n"
+    assert _raw(page, long_line).startswith(b"HTTP/1.1 431 ")
+    many_lines = b"".join(b"X-Pad-%d: x\r\n" % number for number in range(100))
+    assert _raw(page, b"GET / HTTP/1.1\r\n" + many_lines + b"\r\n").startswith(b"HTTP/1.1 431 ")
+    within = b"".join(b"X-Pad-%d: x\r\n" % number for number in range(99))
+    assert _raw(page, b"GET /api/lamps HTTP/1.1\r\n" + within + b"\r\n").startswith(
+        b"HTTP/1.1 200 OK\r\n"
+    )
+
+
 def test_stopping_the_server_ends_an_open_event_stream(simulator: Simulator) -> None:
     with served_page(simulator) as url:
         stream = urllib.request.urlopen(url + "api/events", timeout=WAIT)  # noqa: S310
+        assert stream.readline().startswith(b"data: [")
     with stream:
-        # The first snapshot was sent before the stop; after it, the stream ends (no hang).
-        assert stream.read().startswith(b"data: [")
+        # The stop ended the stream: what is left of it is read to its end (no hang).
+        stream.read()
+
+
+def test_stopping_the_server_ends_a_connection_that_never_sent_its_request(
+    simulator: Simulator,
+) -> None:
+    with served_page(simulator) as url:
+        parts = urlsplit(url)
+        assert parts.hostname is not None
+        # Well within the 30 s the server waits for a request: it is the stop that ends it.
+        silent = socket.create_connection((parts.hostname, parts.port or 80), timeout=10)
+        # One thread accepts, in order: once a later request is answered, this one is open.
+        assert _request(url + "api/lamps").status == 200
+    with silent:
+        assert silent.recv(4096) == b""
+
+
+def test_the_server_can_be_stopped_before_and_after_serving(simulator: Simulator) -> None:
+    server = WebServer(board=simulator)
+    server.stop()  # never started: nothing to do
+    with pytest.raises(RuntimeError, match="start"):
+        _ = server.url
+    url = server.start()
+    assert server.url == url
+    server.stop()
+    server.stop()
+    with pytest.raises(ConnectionRefusedError):
+        _request(url + "api/lamps")

@@ -3,7 +3,6 @@ lamps (the real agent on gpiozero's mock pins), each test under a topic root of 
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -172,40 +171,10 @@ class World:
 
 @contextmanager
 def served_page(board: Simulator) -> Iterator[str]:
-    """Serve ``board``'s page from a thread with its own event loop; yields the page's URL.
-
-    The test's own thread stays free for Playwright's synchronous API (which refuses to run
-    inside an event loop).
-    """
-    started = threading.Event()
-    urls: list[str] = []
-    errors: list[BaseException] = []
-    holder: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
-
-    async def serve() -> None:
-        server = WebServer(board=board)
-        try:
-            urls.append(await server.start())
-            stop = asyncio.Event()
-            holder.append((asyncio.get_running_loop(), stop))
-        except BaseException as error:
-            errors.append(error)
-            raise
-        finally:
-            started.set()
-        try:
-            await stop.wait()
-        finally:
-            await server.stop()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), name="page", daemon=True)
-    thread.start()
-    assert started.wait(WAIT), "the page did not start"
-    if errors:
-        raise errors[0]
+    """Serve ``board``'s page (from the server's own threads); yields the page's URL."""
+    server = WebServer(board=board)
+    url = server.start()
     try:
-        yield urls[0]
+        yield url
     finally:
-        loop, stop = holder[0]
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(WAIT)
+        server.stop()
