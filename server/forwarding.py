@@ -40,20 +40,48 @@ Exactly what each one receives for X's touch:
 relay restarts and several relays. It uses the relay's clock when a touch is *handled*: touches
 that queued up while no relay ran are handled within moments of each other and may show as
 mutual. Rate-limited, duplicate and dropped touches never count. A window of 0 turns mutual off.
+
+**Many at once.** The relay hands over every touch waiting in its queue (``screen`` then
+``decide_all``); the answers are exactly those of deciding them one by one, in order, with one
+clock reading — but one store transaction records them all, and the groups come from memory
+(server/membership.py), checked against the store's membership revision in that same
+transaction. Each touch sees the touches before it in the batch (de-duplication, and "last
+accepted touch" for mutual).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from touchlamp.protocol import Glow, ProtocolError, Touch, decode_touch, touch_id
 from touchlamp.server.confirmations import UnconfirmedGlows
+from touchlamp.server.membership import Member, MembershipCache
 from touchlamp.server.ratelimit import RateLimiter
-from touchlamp.server.store.base import Lamp, Store, UnknownLampError
+from touchlamp.server.store.base import (
+    RecordedTouches,
+    Store,
+    StoreUnavailableError,
+    TouchKey,
+    UnknownLampError,
+)
 
-__all__ = ["Addressed", "Decision", "Drop", "DropReason", "Forward", "ForwardingRule"]
+__all__ = [
+    "Addressed",
+    "Decision",
+    "Drop",
+    "DropReason",
+    "Forward",
+    "ForwardingRule",
+    "Received",
+    "Screened",
+]
+
+# Recording a batch is refused while the groups it was decided with are out of date; each refusal
+# reloads them. Several in a row means pairings keep changing under the relay: give up for now
+# (the relay retries later, the touches stay with the broker).
+_ATTEMPTS = 5
 
 
 class DropReason(enum.Enum):
@@ -97,9 +125,40 @@ class Forward:
 Decision = Drop | Forward
 
 
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A touch message as it arrived: ``sender`` is the lamp id from ``topic``, ``payload`` the
+    raw bytes, ``redelivered`` whether the broker flagged it DUP (see rule 5)."""
+
+    sender: str
+    payload: bytes
+    topic: str
+    redelivered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Screened:
+    """Touches after rules 1 and 2 (no store needed): for each, its ``Touch`` or its ``Drop``."""
+
+    received: tuple[Received, ...]
+    outcomes: tuple[Touch | Drop, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A touch that passed rules 1 to 4 and waits for the store (rule 5)."""
+
+    index: int
+    sender: str
+    touch: Touch
+    others: tuple[Member, ...]
+    redelivered: bool
+
+
 class ForwardingRule:
-    """Decides the fate of each touch. Uses the store (lookups, the de-duplication record) and
-    the injected clock (seconds since the epoch); not thread-safe (one worker thread)."""
+    """Decides the fate of each touch. Uses the store (the de-duplication record, last touches),
+    the groups cached from it, and the injected clock (seconds since the epoch); not thread-safe
+    (one worker thread)."""
 
     def __init__(
         self,
@@ -109,44 +168,122 @@ class ForwardingRule:
         clock: Callable[[], float],
         mutual_window_seconds: float,
         unconfirmed: UnconfirmedGlows | None = None,
+        memberships: MembershipCache | None = None,
     ) -> None:
         self._store = store
         self._limiter = limiter
         self._clock = clock
         self._mutual_window_ms = round(mutual_window_seconds * 1000)
         self._unconfirmed = unconfirmed
+        self.memberships = memberships if memberships is not None else MembershipCache(store)
 
     def decide(
         self, sender: str, payload: bytes, *, topic: str, redelivered: bool = False
     ) -> Decision:
-        """``sender`` is the lamp id from ``topic``; ``payload`` the raw bytes received;
-        ``redelivered`` whether the broker flagged it DUP (see rule 5)."""
-        try:
-            touch = decode_touch(topic, payload)
-        except ProtocolError as error:
-            return Drop(DropReason.BAD_PAYLOAD, error=error)
-        if not self._limiter.allow(sender):
-            return Drop(DropReason.RATE_LIMITED)
-        group = self._store.group_of(sender)
-        if group is None:
-            known = self._store.get_lamp(sender) is not None
-            reason = DropReason.UNPAIRED if known else DropReason.UNKNOWN_LAMP
-            return Drop(reason, notify_sender=True)
-        others = [member for member in group.members if member.id != sender]
-        if not others:
-            return Drop(DropReason.ALONE)
+        """One touch: ``decide_all`` of a batch of one."""
+        received = Received(sender=sender, payload=payload, topic=topic, redelivered=redelivered)
+        return self.decide_all(self.screen([received]))[0]
+
+    def screen(self, touches: Sequence[Received]) -> Screened:
+        """Rules 1 and 2. Separate from ``decide_all`` so that retrying the store (the relay does,
+        when it is unavailable) does not take a second token from the rate limiter."""
+        outcomes: list[Touch | Drop] = []
+        for received in touches:
+            try:
+                touch = decode_touch(received.topic, received.payload)
+            except ProtocolError as error:
+                outcomes.append(Drop(DropReason.BAD_PAYLOAD, error=error))
+                continue
+            if self._limiter.allow(received.sender):
+                outcomes.append(touch)
+            else:
+                outcomes.append(Drop(DropReason.RATE_LIMITED))
+        return Screened(received=tuple(touches), outcomes=tuple(outcomes))
+
+    def decide_all(self, screened: Screened) -> list[Decision]:
+        """Rules 3 to 6 for the screened touches, in order, recording them in one transaction.
+        ``StoreUnavailableError`` (nothing recorded) if the store failed, or if the groups kept
+        changing while this was decided."""
         now_ms = round(self._clock() * 1000)
+        for _attempt in range(_ATTEMPTS):
+            decisions, pending = self._by_membership(screened)
+            if not pending:
+                return [decision for decision in decisions if decision is not None]
+            recorded = self._record(pending, now_ms=now_ms)
+            if recorded is not None:
+                return self._finish(decisions, pending, recorded, now_ms=now_ms)
+            self.memberships.refresh()
+        raise StoreUnavailableError(
+            f"the lamps' groups changed {_ATTEMPTS} times while {len(screened.received)} touches "
+            "were being decided; they stay with the broker and are tried again"
+        )
+
+    def _by_membership(self, screened: Screened) -> tuple[list[Decision | None], list[_Pending]]:
+        """Rules 3 and 4 from the cached groups; the rest wait for the store."""
+        decisions: list[Decision | None] = []
+        pending: list[_Pending] = []
+        for index, (received, outcome) in enumerate(
+            zip(screened.received, screened.outcomes, strict=True)
+        ):
+            if isinstance(outcome, Drop):
+                decisions.append(outcome)
+                continue
+            sender = received.sender
+            membership = self.memberships.get(sender)
+            if membership.members is None:
+                reason = DropReason.UNPAIRED if membership.known else DropReason.UNKNOWN_LAMP
+                decisions.append(Drop(reason, notify_sender=True))
+                continue
+            others = tuple(member for member in membership.members if member.id != sender)
+            if not others:
+                decisions.append(Drop(DropReason.ALONE))
+                continue
+            decisions.append(None)
+            pending.append(_Pending(index, sender, outcome, others, received.redelivered))
+        return decisions, pending
+
+    def _record(self, pending: list[_Pending], *, now_ms: int) -> RecordedTouches | None:
+        watch = {member.id for item in pending for member in item.others}
+        watch.update(item.sender for item in pending)
         try:
-            new = self._store.record_touch(sender, touch.stream, touch.seq, now_ms=now_ms)
+            return self._store.record_touches(
+                [TouchKey(item.sender, item.touch.stream, item.touch.seq) for item in pending],
+                now_ms=now_ms,
+                watch=watch,
+                revision=self.memberships.revision,
+            )
         except UnknownLampError:
-            # Removed by the operator between the two reads above.
-            return Drop(DropReason.UNKNOWN_LAMP, notify_sender=True)
+            # Removed without the revision moving (by hand, in SQL): reload and decide again.
+            return None
+
+    def _finish(
+        self,
+        decisions: list[Decision | None],
+        pending: list[_Pending],
+        recorded: RecordedTouches,
+        *,
+        now_ms: int,
+    ) -> list[Decision]:
+        """Rules 5 and 6, in order: each touch sees the last touches as the ones before it in
+        the batch left them (the store moves ``last_touch_ms`` only forward, so does this)."""
+        last = dict(recorded.last_touch_ms)
+        for item, new in zip(pending, recorded.new, strict=True):
+            decisions[item.index] = self._forward_or_drop(item, new=new, last=last, now_ms=now_ms)
+            if new:
+                previous = last.get(item.sender)
+                last[item.sender] = now_ms if previous is None else max(previous, now_ms)
+        return [decision for decision in decisions if decision is not None]
+
+    def _forward_or_drop(
+        self, item: _Pending, *, new: bool, last: dict[str, int | None], now_ms: int
+    ) -> Decision:
+        touch, sender = item.touch, item.sender
         this_touch = touch_id(sender, touch.stream, touch.seq)
-        if not new and not (redelivered or self._maybe_lost(this_touch)):
+        if not new and not (item.redelivered or self._maybe_lost(this_touch)):
             return Drop(DropReason.DUPLICATE)
-        # ``others`` was read before record_touch, so it holds each member's touch *before*
-        # this one — which is what "crossed within the window" compares against.
-        partners = [member for member in others if self._crossed(member, now_ms)]
+        # ``last`` holds each member's touch *before* this one — which is what "crossed within
+        # the window" compares against.
+        partners = [member for member in item.others if self._crossed(last.get(member.id), now_ms)]
         partner_ids = {member.id for member in partners}
         glows = [
             Addressed(
@@ -159,10 +296,10 @@ class ForwardingRule:
                     at=now_ms,
                 ),
             )
-            for member in others
+            for member in item.others
         ]
         if partners:
-            latest = max(partners, key=lambda member: member.last_touch_ms or 0)
+            latest = max(partners, key=lambda member: last.get(member.id) or 0)
             answer = Glow(
                 touch=this_touch, sender=latest.id, color=latest.color, mutual=True, at=now_ms
             )
@@ -179,8 +316,8 @@ class ForwardingRule:
     def _maybe_lost(self, touch: str) -> bool:
         return self._unconfirmed is not None and self._unconfirmed.maybe_lost(touch)
 
-    def _crossed(self, member: Lamp, now_ms: int) -> bool:
-        if member.last_touch_ms is None or self._mutual_window_ms <= 0:
+    def _crossed(self, last_touch_ms: int | None, now_ms: int) -> bool:
+        if last_touch_ms is None or self._mutual_window_ms <= 0:
             return False
         # abs(): another relay with a slightly faster clock may have written a later time.
-        return abs(now_ms - member.last_touch_ms) <= self._mutual_window_ms
+        return abs(now_ms - last_touch_ms) <= self._mutual_window_ms

@@ -11,6 +11,7 @@ single worker thread (see server/relay.py), and the CLI opens its own.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,10 +23,12 @@ __all__ = [
     "Lamp",
     "LampExistsError",
     "PairingCode",
+    "RecordedTouches",
     "SchemaTooNewError",
     "Store",
     "StoreError",
     "StoreUnavailableError",
+    "TouchKey",
     "UnknownGroupError",
     "UnknownLampError",
 ]
@@ -88,6 +91,24 @@ class Group:
     id: str  # short, random, e.g. "g-7f3k2q"
     name: str
     members: tuple[Lamp, ...]  # ordered by when they joined
+
+
+@dataclass(frozen=True, slots=True)
+class TouchKey:
+    """What identifies a touch for de-duplication: (lamp, stream, seq)."""
+
+    lamp_id: str
+    stream: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedTouches:
+    """What ``record_touches`` did and saw."""
+
+    new: tuple[bool, ...]  # one per touch given, in order: recorded now (not before)
+    # Each watched lamp's ``last_touch_ms`` as it was before these touches (absent: unknown lamp).
+    last_touch_ms: dict[str, int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +178,27 @@ class Store(Protocol):
         """Remember (lamp, stream, seq); True if it is new, False if already recorded. A new
         touch also moves the lamp's ``last_touch_ms`` forward to ``now_ms``. Atomic, so two
         relays cannot both see it as new. ``UnknownLampError`` if the lamp is not registered."""
+
+    def record_touches(
+        self,
+        touches: Sequence[TouchKey],
+        *,
+        now_ms: int,
+        watch: Collection[str],
+        revision: int,
+    ) -> RecordedTouches | None:
+        """``record_touch`` for many touches in one transaction — if the membership revision is
+        still ``revision``; otherwise ``None`` and nothing is recorded (the caller decided with
+        out-of-date groups: it reloads them and tries again). A touch repeated within
+        ``touches`` is new at most once, the first time. Also reads the ``last_touch_ms`` of the
+        ``watch`` lamps as it was before these touches, in the same transaction.
+        ``UnknownLampError`` if a touch's lamp is not registered (then nothing is recorded)."""
+
+    def membership_revision(self) -> int:
+        """A number that grows with every change to which lamps exist, which group each is in,
+        and their colours (``add_lamp``, ``remove_lamp``, ``set_profile`` and the group
+        methods) — not with touches, presence or codes. A copy of memberships read after this
+        number was read is current for as long as the number stays the same."""
 
     def prune_touches(self, *, older_than_ms: int) -> int:
         """Forget touch records received before ``older_than_ms``; return how many."""

@@ -13,17 +13,23 @@ a commit whose answer was lost may or may not have happened.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from touchlamp.server.store.base import StoreError, StoreUnavailableError
+from touchlamp.server.store.base import (
+    RecordedTouches,
+    StoreError,
+    StoreUnavailableError,
+    TouchKey,
+)
 from touchlamp.server.store.sql import (
     DuplicateRowError,
     MissingReferenceError,
     Param,
     Rows,
     SqlStore,
+    unknown_lamp,
 )
 
 try:
@@ -110,6 +116,52 @@ class PostgresStore(SqlStore):
             counted = row.fetchone()
         return counted is not None and counted[0] == 1
 
+    def record_touches(
+        self,
+        touches: Sequence[TouchKey],
+        *,
+        now_ms: int,
+        watch: Collection[str],
+        revision: int,
+    ) -> RecordedTouches | None:
+        # One statement, one round trip for the whole batch: its snapshot reads the revision
+        # and the watched lamps as they were before its own inserts and update. Sorted by key,
+        # so two relays recording the same touches lock them in the same order.
+        ordered = sorted({(t.lamp_id, t.stream, t.seq) for t in touches})
+        try:
+            with self._statement():
+                rows = self._conn.execute(
+                    _RECORD_TOUCHES,
+                    {
+                        "lamps": [key[0] for key in ordered],
+                        "streams": [key[1] for key in ordered],
+                        "seqs": [key[2] for key in ordered],
+                        "revision": revision,
+                        "now": now_ms,
+                        "watch": sorted(watch),
+                    },
+                ).fetchall()
+        except pg_errors.ForeignKeyViolation:
+            missing = sorted({t.lamp_id for t in touches} - set(self._existing(touches)))
+            raise unknown_lamp(missing[0] if missing else touches[0].lamp_id) from None
+        if [row[2] for row in rows if row[0] == 0] != [revision]:
+            return None
+        recorded = {(row[1], row[2], row[3]) for row in rows if row[0] == 1}
+        before = {row[1]: row[2] for row in rows if row[0] == 2}
+        new: list[bool] = []
+        for touch in touches:
+            key = (touch.lamp_id, touch.stream, touch.seq)
+            new.append(key in recorded)
+            recorded.discard(key)  # a repeat within the batch is not new
+        return RecordedTouches(new=tuple(new), last_touch_ms=before)
+
+    def _existing(self, touches: Sequence[TouchKey]) -> list[str]:
+        with self._statement():
+            rows = self._conn.execute(
+                "SELECT id FROM lamps WHERE id = ANY(%s)", ([t.lamp_id for t in touches],)
+            ).fetchall()
+        return [row[0] for row in rows]
+
     def _execute(self, sql: str, params: Sequence[Param] = ()) -> Rows:
         try:
             return self._conn.execute(_pyformat(sql), params)
@@ -127,6 +179,31 @@ _RECORD_TOUCH = """WITH new AS (
         WHERE id IN (SELECT lamp_id FROM new) AND (last_touch_ms IS NULL OR last_touch_ms < ?)
     )
     SELECT count(*) FROM new"""
+
+
+# Rows: (0, -, revision, -); (1, lamp, stream, seq) for each touch recorded now; (2, lamp,
+# last_touch_ms, -) for each watched lamp, as before this statement (the CTEs and the final
+# SELECT all read one snapshot). Nothing is inserted unless the revision is still the caller's.
+_RECORD_TOUCHES = """WITH current AS (
+        SELECT revision FROM membership_revision WHERE id = 1
+    ), input AS (
+        SELECT t.lamp_id, t.stream, t.seq
+        FROM unnest(%(lamps)s::text[], %(streams)s::bigint[], %(seqs)s::bigint[])
+            AS t(lamp_id, stream, seq)
+        WHERE (SELECT revision FROM current) = %(revision)s
+        ORDER BY t.lamp_id, t.stream, t.seq
+    ), new AS (
+        INSERT INTO touches (lamp_id, stream, seq, received_ms)
+        SELECT lamp_id, stream, seq, %(now)s FROM input
+        ON CONFLICT DO NOTHING RETURNING lamp_id, stream, seq
+    ), moved AS (
+        UPDATE lamps SET last_touch_ms = %(now)s
+        WHERE id IN (SELECT lamp_id FROM new)
+            AND (last_touch_ms IS NULL OR last_touch_ms < %(now)s)
+    )
+    SELECT 0, NULL, revision, NULL::bigint FROM current
+    UNION ALL SELECT 1, lamp_id, stream, seq FROM new
+    UNION ALL SELECT 2, id, last_touch_ms, NULL FROM lamps WHERE id = ANY(%(watch)s::text[])"""
 
 
 @functools.cache

@@ -3,7 +3,7 @@
 A migration is applied in one transaction together with the row that records it in
 ``schema_version``, so a crash leaves the database at the old version or the new one. Never edit
 a released migration: append a new one. Where the dialects disagree, a migration gives its
-PostgreSQL statements separately; the first one needs no such split (both take ``TEXT``,
+PostgreSQL statements separately; none needs that split yet (both take ``TEXT``,
 ``BIGINT``, ``BOOLEAN``, foreign keys with ``ON DELETE`` actions).
 """
 
@@ -71,6 +71,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX pairing_codes_by_expiry ON pairing_codes (expires_ms)",
             "CREATE INDEX pairing_codes_by_group ON pairing_codes (group_id)",
             "CREATE INDEX pairing_codes_by_creator ON pairing_codes (created_by)",
+        ),
+    ),
+    Migration(
+        version=2,
+        summary="membership revision: lets a relay cache groups and still see others' changes",
+        statements=(
+            # One row; its number grows with every change to which lamps exist, their groups or
+            # colours (SqlStore._bump_revision), so a relay's cached copy can tell it is current.
+            """CREATE TABLE membership_revision (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                revision BIGINT NOT NULL
+            )""",
+            "INSERT INTO membership_revision (id, revision) VALUES (1, 0)",
         ),
     ),
 )

@@ -2,21 +2,27 @@
 
 One body of SQL for both backends means one set of semantics: the shared test suite checks the
 drivers, not two copies of the rules. Statements use ``?`` placeholders (the PostgreSQL backend
-turns them into ``%s``). The one exception is the relay's hot path, ``record_touch``, which
-PostgreSQL does in one statement (``_record_touch``).
+turns them into ``%s``). The one exception is the relay's hot path, ``record_touch`` and
+``record_touches``, which PostgreSQL does in one statement each (``postgres.py``).
 
 Each public method is one transaction (``_write``) or one statement (``_statement``: a single
 statement is atomic in both databases, which saves PostgreSQL the BEGIN/COMMIT round trips).
 Membership changes lock the lamp's row, then its groups' rows in id order: on PostgreSQL two
 relays changing the same pairing serialise instead of losing an update or overfilling a group;
 on SQLite the locks are plain reads, because ``BEGIN IMMEDIATE`` already admits one writer.
+
+Every change to which lamps exist, their groups or colours also adds one to the membership
+revision (``_bump_revision``, last in its transaction: whoever holds that row's lock waits for no
+other lock, so it adds no deadlock). The relay caches groups and records touches only while the
+revision is the one its cache was read at (``record_touches``), so a pairing made by another relay
+or by the CLI is seen by the very next batch of touches.
 """
 
 from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol
 
@@ -28,14 +34,23 @@ from touchlamp.server.store.base import (
     Lamp,
     LampExistsError,
     PairingCode,
+    RecordedTouches,
     SchemaTooNewError,
     StoreError,
+    TouchKey,
     UnknownGroupError,
     UnknownLampError,
 )
 from touchlamp.server.store.schema import MIGRATIONS, SCHEMA_VERSION, VERSION_TABLE_DDL, Dialect
 
-__all__ = ["DuplicateRowError", "MissingReferenceError", "Param", "Rows", "SqlStore"]
+__all__ = [
+    "DuplicateRowError",
+    "MissingReferenceError",
+    "Param",
+    "Rows",
+    "SqlStore",
+    "unknown_lamp",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -77,6 +92,17 @@ _GROUPS = """SELECT g.id, g.name,
     FROM lamp_groups g LEFT JOIN lamps m ON m.group_id = g.id
     ORDER BY g.id, m.join_order, m.id"""
 _CODE = "SELECT code, group_id, created_by, expires_ms FROM pairing_codes WHERE code = ?"
+_REVISION = "SELECT revision FROM membership_revision WHERE id = 1"
+_INSERT_TOUCH = (
+    "INSERT INTO touches (lamp_id, stream, seq, received_ms) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT DO NOTHING"
+)
+# Only forward: relays whose clocks differ a little must not move it back.
+_MOVE_LAST_TOUCH = (
+    "UPDATE lamps SET last_touch_ms = ? "
+    "WHERE id = ? AND (last_touch_ms IS NULL OR last_touch_ms < ?)"
+)
+_IN_CHUNK = 500  # ids per "IN (…)" list: far below SQLite's limit on parameters
 
 
 class SqlStore(ABC):
@@ -144,6 +170,7 @@ class SqlStore(ABC):
                     f"lamp {lamp_id!r} is already registered; choose another id, or remove it "
                     f"first with `touchlamp relay lamp remove {lamp_id}`"
                 ) from None
+            self._bump_revision()
         return Lamp(
             id=lamp_id,
             name=name,
@@ -160,6 +187,7 @@ class SqlStore(ABC):
             kept = old is not None and self._detach(lamp_id, old)
             # Its touch records and the codes it created go with it (ON DELETE CASCADE).
             self._execute("DELETE FROM lamps WHERE id = ?", (lamp_id,))
+            self._bump_revision()
             return self._group(old) if kept and old is not None else None
 
     def get_lamp(self, lamp_id: str) -> Lamp | None:
@@ -181,8 +209,10 @@ class SqlStore(ABC):
                 "RETURNING id, name, color, group_id, online, last_touch_ms, added_ms",
                 (color, name, lamp_id),
             ).fetchall()  # to the end: SQLite finishes a RETURNING statement only then
+            if rows:
+                self._bump_revision()
         if not rows:
-            raise _unknown_lamp(lamp_id)
+            raise unknown_lamp(lamp_id)
         return _lamp(rows[0])
 
     def set_online(self, lamp_id: str, *, online: bool) -> bool:
@@ -226,6 +256,7 @@ class SqlStore(ABC):
                     self._lock_groups([old])
                     self._detach(lamp_id, old)
                 self._attach(lamp_id, group_id)
+            self._bump_revision()
             return self._existing_group(group_id)
 
     def join_group(self, lamp_id: str, group_id: str, *, max_size: int) -> Group:
@@ -243,6 +274,7 @@ class SqlStore(ABC):
             if old is not None:
                 self._detach(lamp_id, old)
             self._attach(lamp_id, group_id)
+            self._bump_revision()
             return self._existing_group(group_id)
 
     def leave_group(self, lamp_id: str) -> Group | None:
@@ -251,33 +283,57 @@ class SqlStore(ABC):
             if old is None:
                 return None
             self._lock_groups([old])
-            return self._group(old) if self._detach(lamp_id, old) else None
+            kept = self._detach(lamp_id, old)
+            self._bump_revision()
+            return self._group(old) if kept else None
 
     # -- touches --------------------------------------------------------------------------------
     def record_touch(self, lamp_id: str, stream: int, seq: int, *, now_ms: int) -> bool:
         try:
             return self._record_touch(lamp_id, stream, seq, now_ms=now_ms)
         except MissingReferenceError:
-            raise _unknown_lamp(lamp_id) from None
+            raise unknown_lamp(lamp_id) from None
 
     def _record_touch(self, lamp_id: str, stream: int, seq: int, *, now_ms: int) -> bool:
         with self._write():
-            new = (
-                self._execute(
-                    "INSERT INTO touches (lamp_id, stream, seq, received_ms) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (lamp_id, stream, seq, now_ms),
-                ).rowcount
-                == 1
-            )
+            new = self._execute(_INSERT_TOUCH, (lamp_id, stream, seq, now_ms)).rowcount == 1
             if new:
-                # Only forward: relays whose clocks differ a little must not move it back.
-                self._execute(
-                    "UPDATE lamps SET last_touch_ms = ? "
-                    "WHERE id = ? AND (last_touch_ms IS NULL OR last_touch_ms < ?)",
-                    (now_ms, lamp_id, now_ms),
-                )
+                self._execute(_MOVE_LAST_TOUCH, (now_ms, lamp_id, now_ms))
         return new
+
+    def record_touches(
+        self,
+        touches: Sequence[TouchKey],
+        *,
+        now_ms: int,
+        watch: Collection[str],
+        revision: int,
+    ) -> RecordedTouches | None:
+        # One transaction of many small statements: on SQLite a statement is a function call,
+        # and what costs is the transaction (the write lock, the commit), paid once here.
+        with self._write():
+            if self._scalar(_REVISION) != revision:
+                return None
+            before = self._last_touches(watch)
+            new: list[bool] = []
+            moved: set[str] = set()
+            for touch in touches:
+                try:
+                    rows = self._execute(
+                        _INSERT_TOUCH, (touch.lamp_id, touch.stream, touch.seq, now_ms)
+                    )
+                except MissingReferenceError:
+                    raise unknown_lamp(touch.lamp_id) from None
+                new.append(rows.rowcount == 1)
+                if new[-1]:
+                    moved.add(touch.lamp_id)
+            for lamp_id in sorted(moved):
+                self._execute(_MOVE_LAST_TOUCH, (now_ms, lamp_id, now_ms))
+        return RecordedTouches(new=tuple(new), last_touch_ms=before)
+
+    def membership_revision(self) -> int:
+        with self._statement():
+            return self._scalar(_REVISION)
 
     def prune_touches(self, *, older_than_ms: int) -> int:
         with self._write():
@@ -336,11 +392,28 @@ class SqlStore(ABC):
             raise StoreError(f"{self._where}: no result for {sql!r}")
         return int(row[0])
 
+    def _last_touches(self, lamp_ids: Collection[str]) -> dict[str, int | None]:
+        ordered = sorted(lamp_ids)
+        found: dict[str, int | None] = {}
+        for start in range(0, len(ordered), _IN_CHUNK):
+            chunk = ordered[start : start + _IN_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._execute(
+                f"SELECT id, last_touch_ms FROM lamps WHERE id IN ({marks})",  # noqa: S608  only "?"s
+                chunk,
+            ).fetchall()
+            found.update((row[0], row[1]) for row in rows)
+        return found
+
+    def _bump_revision(self) -> None:
+        """Last in a transaction that changes lamps, groups or colours (see the module's doc)."""
+        self._execute("UPDATE membership_revision SET revision = revision + 1 WHERE id = 1")
+
     def _lock_lamp(self, lamp_id: str) -> str | None:
         """Lock the lamp's row; return its group id. ``UnknownLampError`` if there is none."""
         row = self._execute(self._LOCK_LAMP_SQL, (lamp_id,)).fetchone()
         if row is None:
-            raise _unknown_lamp(lamp_id)
+            raise unknown_lamp(lamp_id)
         group_id: str | None = row[0]
         return group_id
 
@@ -382,7 +455,8 @@ class SqlStore(ABC):
         return group
 
 
-def _unknown_lamp(lamp_id: str) -> UnknownLampError:
+def unknown_lamp(lamp_id: str) -> UnknownLampError:
+    """The error for an unregistered lamp, with the fix (shared with the backends)."""
     return UnknownLampError(
         f"lamp {lamp_id!r} is not registered; add it with `touchlamp relay lamp add {lamp_id}`"
     )

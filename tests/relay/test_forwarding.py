@@ -1,14 +1,24 @@
-"""The forwarding rule, one touch at a time, on a real SQLite store and a clock moved by hand."""
+"""The forwarding rule on a real SQLite store and a clock moved by hand: one touch at a time, a
+batch at a time (the same answers), and with groups changed by another store user meanwhile."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.relay.helpers import START, StepClock, add_lamps
 from touchlamp.protocol import Glow, Topics, Touch, encode
-from touchlamp.server.forwarding import Addressed, Drop, DropReason, Forward, ForwardingRule
+from touchlamp.server.forwarding import (
+    Addressed,
+    Drop,
+    DropReason,
+    Forward,
+    ForwardingRule,
+    Received,
+)
 from touchlamp.server.ratelimit import RateLimiter
 from touchlamp.server.store import Store, open_store
 
@@ -223,3 +233,99 @@ def test_every_glow_is_addressed_to_a_member(store: Store) -> None:
     assert isinstance(decision, Forward)
     assert [a.to for a in decision.glows] == ["lamp-b"]
     assert all(isinstance(a, Addressed) for a in decision.glows)
+
+
+# -- batches ---------------------------------------------------------------------------------------
+_SENDERS = ("lamp-a", "lamp-b", "lamp-c", "lamp-d", "lamp-s", "lamp-x")  # d: unpaired; x: unknown
+_one_touch = st.tuples(
+    st.sampled_from(_SENDERS),
+    st.integers(min_value=0, max_value=4),  # seq: small, so repeats come up
+    st.sampled_from([STREAM, 7]),
+    st.booleans(),  # flagged DUP by the broker
+    st.booleans(),  # a bad payload instead
+)
+_batches = st.lists(
+    st.tuples(
+        st.lists(_one_touch, min_size=1, max_size=8), st.sampled_from([0.0, 1.0, 30.0, 61.0])
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+def _comparable(decision: Forward | Drop) -> object:
+    """Errors compare by identity; their messages are what counts."""
+    if isinstance(decision, Drop) and decision.error is not None:
+        return (decision.reason, decision.notify_sender, str(decision.error))
+    return decision
+
+
+def _world(clock: StepClock) -> tuple[Store, ForwardingRule]:
+    store = open_store(":memory:")
+    add_lamps(store, "lamp-a", "lamp-b", "lamp-c", group="home")
+    add_lamps(store, "lamp-d")
+    add_lamps(store, "lamp-s", group="solo")
+    return store, make_rule(store, clock, window=60.0, burst=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches=_batches)
+def test_a_batch_is_decided_exactly_as_its_touches_one_by_one(
+    batches: list[tuple[list[tuple[str, int, int, bool, bool]], float]],
+) -> None:
+    one_clock, batch_clock = StepClock(), StepClock()
+    one_store, one_by_one = _world(one_clock)
+    batch_store, batched = _world(batch_clock)
+    try:
+        for touches, pause in batches:
+            received = [
+                Received(
+                    sender=sender,
+                    payload=b"{" if bad else touch(seq, stream=stream),
+                    topic=TOPICS.touch(sender),
+                    redelivered=dup,
+                )
+                for sender, seq, stream, dup, bad in touches
+            ]
+            expected = [
+                one_by_one.decide(r.sender, r.payload, topic=r.topic, redelivered=r.redelivered)
+                for r in received
+            ]
+            got = batched.decide_all(batched.screen(received))
+            assert [_comparable(d) for d in got] == [_comparable(d) for d in expected]
+            one_clock.advance(pause)
+            batch_clock.advance(pause)
+        for lamp_id in _SENDERS[:5]:
+            assert batch_store.get_lamp(lamp_id) == one_store.get_lamp(lamp_id)
+    finally:
+        one_store.close()
+        batch_store.close()
+
+
+# -- groups changed by someone else (another relay, `touchlamp relay pair`) ----------------------
+def test_a_group_changed_elsewhere_is_used_by_the_very_next_touch(tmp_path: Path) -> None:
+    clock = StepClock()
+    store = open_store(tmp_path / "relay.sqlite3")
+    elsewhere = open_store(tmp_path / "relay.sqlite3")
+    try:
+        add_lamps(store, "lamp-a", "lamp-b", "lamp-c", group="home")
+        add_lamps(store, "lamp-d")
+        rule = make_rule(store, clock, window=60.0)
+        assert set(forwarded(decide(rule, "lamp-a", touch(1)))) == {"lamp-b", "lamp-c"}
+
+        elsewhere.join_group("lamp-d", "g-home", max_size=8)
+        assert set(forwarded(decide(rule, "lamp-a", touch(2)))) == {"lamp-b", "lamp-c", "lamp-d"}
+
+        elsewhere.leave_group("lamp-c")
+        assert decide(rule, "lamp-c", touch(1)) == Drop(DropReason.UNPAIRED, notify_sender=True)
+        elsewhere.remove_lamp("lamp-b")
+        assert decide(rule, "lamp-b", touch(1)) == Drop(DropReason.UNKNOWN_LAMP, notify_sender=True)
+
+        # A new colour shows in the next mutual answer: lamp-d answers lamp-a's touch.
+        elsewhere.set_profile("lamp-d", color="#123456")
+        assert "lamp-a" in forwarded(decide(rule, "lamp-d", touch(1)))
+        answer = forwarded(decide(rule, "lamp-a", touch(3)))["lamp-a"]
+        assert (answer.sender, answer.color, answer.mutual) == ("lamp-d", "#123456", True)
+    finally:
+        store.close()
+        elsewhere.close()

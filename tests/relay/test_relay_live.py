@@ -6,7 +6,10 @@ colour — never the relay's internals.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import threading
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -16,6 +19,8 @@ from paho.mqtt.packettypes import PacketTypes
 from tests.relay.lamps import WAIT, properties, wait_until
 from tests.relay.live import Site, running_relay
 from touchlamp.protocol import Availability, GroupState, PairAction, Topics
+from touchlamp.server.relay import Relay
+from touchlamp.server.store import SqliteStore
 
 
 def test_a_touch_on_a_lights_b(site_on_each_backend: Site) -> None:
@@ -295,3 +300,37 @@ def test_a_full_outgoing_queue_slows_the_relay_but_loses_nothing(site: Site) -> 
             lamp.wait_glows(20)
     for lamp in lamps[1:]:
         assert lamp.glow_ids() == [f"lamp-a:{a.stream}:{seq}" for seq in range(20)]
+
+
+@pytest.mark.slow
+def test_a_store_locked_for_a_while_delays_a_touch_and_keeps_the_broker_connection(
+    site: Site, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store is busy (another process holds its write lock) for longer than the broker
+    waits for a sign of life (1.5 keep-alives; Mosquitto 2.0.11 drops a silent client after
+    8-9.5 s at 5 s): the relay retries the touch meanwhile, keeps its connection alive, and
+    forwards the touch once the lock is released."""
+    a, b = site.lamp("lamp-a"), site.lamp("lamp-b")
+    site.pair(a, b)
+    path = tmp_path / "relay.sqlite3"  # the site's store (the `store` fixture)
+    # Each attempt waits 1.5 s for the lock: the relay's retries then span ~17 s.
+    impatient = SqliteStore(path, busy_timeout_s=1.5)
+    relay = Relay(settings=site.settings(mqtt={"keepalive_seconds": 5}), store=impatient)
+    relay.start()
+    try:
+        assert relay.wait_connected(WAIT)
+        caplog.set_level(logging.INFO, logger="touchlamp.server")
+        with sqlite3.connect(path, isolation_level=None) as other_process:
+            other_process.execute("BEGIN IMMEDIATE")  # holds the write lock
+            a.touch(1)
+            wait_until(
+                lambda: "store unavailable" in caplog.text, "the relay to find the store busy"
+            )
+            threading.Event().wait(13.0)  # without pings meanwhile, the broker drops the relay
+            other_process.execute("ROLLBACK")
+        assert [glow.touch for glow in b.wait_glows(1)] == [f"lamp-a:{a.stream}:1"]
+        assert relay.connected
+        assert "lost the broker connection" not in caplog.text
+    finally:
+        relay.stop()
+        impatient.close()

@@ -31,6 +31,13 @@ def get(url: str) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
+def metrics_once_it_has(metrics_port: int, line: str) -> str | None:
+    """The /metrics text once it has ``line``; None before (asserting a 200 every time)."""
+    status, text = get(f"http://127.0.0.1:{metrics_port}/metrics")
+    assert status == 200, text
+    return text if line in text.splitlines() else None
+
+
 def test_relay_run_forwards_until_sigterm_then_exits_cleanly(site: Site, tmp_path: Path) -> None:
     a, b = site.lamp("lamp-a"), site.lamp("lamp-b")
     site.pair(a, b)
@@ -71,9 +78,11 @@ def test_relay_run_forwards_until_sigterm_then_exits_cleanly(site: Site, tmp_pat
         assert status == 200, text
         a.touch(1)
         assert [glow.sender for glow in b.wait_glows(1)] == ["lamp-a"]
-        status, text = get(f"http://127.0.0.1:{metrics_port}/metrics")
-        assert status == 200
-        assert "touchlamp_relay_touches_forwarded_total 1.0" in text
+        # The glow can reach lamp-b before the relay has counted it: wait for the count.
+        counted = "touchlamp_relay_touches_forwarded_total 1.0"
+        text = wait_until(
+            lambda: metrics_once_it_has(metrics_port, counted), "the relay to count the touch"
+        )
         assert 'touchlamp_relay_touches_dropped_total{reason="duplicate"} 0.0' in text
         process.send_signal(signal.SIGTERM)
         assert process.wait(WAIT) == 0

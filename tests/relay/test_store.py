@@ -27,6 +27,7 @@ from touchlamp.server.store import (
     Store,
     StoreError,
     StoreUnavailableError,
+    TouchKey,
     UnknownGroupError,
     UnknownLampError,
     open_store,
@@ -360,6 +361,133 @@ def test_two_relays_racing_for_the_last_seat_fill_it_once(
         assert len(member_ids(store, "g-1")) == 2
         winner = next(lamp for lamp, outcome in outcomes.items() if outcome == "joined")
         store.leave_group(winner)
+
+
+def test_record_touches_records_a_batch_in_one_go(store: Store) -> None:
+    add(store, "lamp-a", "lamp-b", "lamp-c")
+    store.record_touch("lamp-b", 7, 1, now_ms=4_000)
+    revision = store.membership_revision()
+    recorded = store.record_touches(
+        [
+            TouchKey("lamp-a", 7, 1),
+            TouchKey("lamp-b", 7, 1),  # recorded before
+            TouchKey("lamp-a", 7, 1),  # repeated within the batch: new only the first time
+            TouchKey("lamp-a", 7, 2),
+        ],
+        now_ms=5_000,
+        watch=["lamp-a", "lamp-b", "lamp-c", "ghost"],
+        revision=revision,
+    )
+    assert recorded is not None
+    assert recorded.new == (True, False, False, True)
+    # As before the batch; an unknown lamp is absent.
+    assert recorded.last_touch_ms == {"lamp-a": None, "lamp-b": 4_000, "lamp-c": None}
+    assert lamp(store, "lamp-a").last_touch_ms == 5_000
+    assert lamp(store, "lamp-b").last_touch_ms == 4_000  # only new touches move it
+    assert store.record_touch("lamp-a", 7, 2, now_ms=6_000) is False
+    # A relay whose clock is behind does not move last_touch_ms back.
+    later = store.record_touches(
+        [TouchKey("lamp-a", 7, 3)], now_ms=4_500, watch=["lamp-a"], revision=revision
+    )
+    assert later is not None
+    assert later.new == (True,)
+    assert later.last_touch_ms == {"lamp-a": 5_000}
+    assert lamp(store, "lamp-a").last_touch_ms == 5_000
+
+
+def test_record_touches_refuses_a_batch_decided_on_old_groups(store: Store) -> None:
+    add(store, "lamp-a", "lamp-b")
+    revision = store.membership_revision()
+    store.create_group(["lamp-a", "lamp-b"], name="G", group_id="g-1")
+    assert (
+        store.record_touches(
+            [TouchKey("lamp-a", 7, 1)], now_ms=5_000, watch=["lamp-a"], revision=revision
+        )
+        is None
+    )
+    assert lamp(store, "lamp-a").last_touch_ms is None  # nothing recorded
+    assert store.record_touch("lamp-a", 7, 1, now_ms=5_000) is True
+
+
+def test_record_touches_with_an_unknown_lamp_records_nothing(store: Store) -> None:
+    add(store, "lamp-a")
+    with pytest.raises(UnknownLampError, match="ghost"):
+        store.record_touches(
+            [TouchKey("lamp-a", 7, 1), TouchKey("ghost", 7, 1)],
+            now_ms=5_000,
+            watch=["lamp-a"],
+            revision=store.membership_revision(),
+        )
+    assert store.record_touch("lamp-a", 7, 1, now_ms=5_000) is True
+
+
+def test_the_membership_revision_moves_with_groups_and_colours_only(
+    store: Store, open_another: Callable[[], Store]
+) -> None:
+    other = open_another()  # another relay, or the CLI
+    seen = [store.membership_revision()]
+
+    def moved() -> bool:
+        seen.append(store.membership_revision())
+        return seen[-1] > seen[-2]
+
+    add(other, "lamp-a", "lamp-b", "lamp-c")
+    assert moved()
+    other.create_group(["lamp-a", "lamp-b"], name="G", group_id="g-1")
+    assert moved()
+    other.join_group("lamp-c", "g-1", max_size=8)
+    assert moved()
+    other.set_profile("lamp-a", color="#00ff00")
+    assert moved()
+    other.leave_group("lamp-c")
+    assert moved()
+    other.remove_lamp("lamp-b")
+    assert moved()
+    # What the relay reads fresh anyway does not invalidate its copy of the groups.
+    other.record_touch("lamp-a", 7, 1, now_ms=5_000)
+    other.set_online("lamp-a", online=True)
+    other.save_code(code("ABCDEFGH", group_id="g-1", created_by="lamp-a", expires_ms=9_000))
+    other.prune_touches(older_than_ms=10_000)
+    assert not moved()
+    # Refused changes leave it too.
+    with pytest.raises(GroupFullError):
+        other.join_group("lamp-c", "g-1", max_size=1)
+    assert other.join_group("lamp-a", "g-1", max_size=8).id == "g-1"  # already a member
+    assert not moved()
+
+
+def test_two_relays_racing_on_one_batch_record_each_touch_once(
+    store: Store, open_another: Callable[[], Store]
+) -> None:
+    add(store, "lamp-a", "lamp-b")
+    relays = [open_another(), open_another()]
+    revision = store.membership_revision()
+    rounds = 20
+    start = threading.Barrier(len(relays))
+
+    def relay_loop(relay: Store, order: int) -> list[tuple[bool, ...]]:
+        results = []
+        for seq in range(rounds):
+            keys = [TouchKey("lamp-a", 7, seq), TouchKey("lamp-b", 7, seq)][::order]
+            start.wait(timeout=30)
+            for _attempt in range(10):  # PostgreSQL may pick one as a deadlock victim
+                try:
+                    recorded = relay.record_touches(
+                        keys, now_ms=1_000 + seq, watch=[], revision=revision
+                    )
+                except StoreUnavailableError:
+                    continue
+                assert recorded is not None
+                results.append(recorded.new[::order])
+                break
+        return results
+
+    with ThreadPoolExecutor(len(relays)) as pool:
+        first, second = pool.map(relay_loop, relays, [1, -1])
+
+    assert len(first) == len(second) == rounds
+    for one, other in zip(first, second, strict=True):
+        assert [a + b for a, b in zip(one, other, strict=True)] == [1, 1]
 
 
 # -- pairing codes ---------------------------------------------------------------------------------

@@ -1,0 +1,169 @@
+"""One paho client driven from the caller's thread: its network I/O, connecting and reconnecting.
+
+paho's ``loop_start()`` runs a client in a thread of its own. Every ``publish()`` and ``ack()``
+made from another thread then writes a byte to a socket pair to wake that thread, and the two
+threads pass the GIL back and forth for each message; messages also cross between them through a
+queue. For the relay that was about a sixth of its CPU per touch (issue 7). With this
+driver the relay's worker owns the client: ``poll()`` waits for the socket, reads (paho's
+callbacks run there, on the caller's thread), keeps the connection alive and writes; whatever
+the caller publishes in between is queued by paho and leaves with the next ``flush()``. This is
+paho's documented external-event-loop use (``loop_read``, ``loop_write``, ``loop_misc`` and
+``on_socket_register_write``), as bench/swarm.py uses it for many clients.
+
+``loop_forever`` would also connect and reconnect, so ``poll`` does: the first attempt at once,
+then, after a failed attempt or a lost connection, a delay that doubles from ``min_delay`` up to
+``max_delay``, back to ``min_delay`` once connected (paho's own policy). Connecting blocks for
+at most paho's connect timeout. ``close()`` disconnects for good.
+
+Not thread-safe: one thread calls everything, and the client's callbacks run on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import ssl
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+
+if TYPE_CHECKING:
+    from paho.mqtt.client import SocketLike
+
+__all__ = ["MqttDriver"]
+
+_log = logging.getLogger(__name__)
+
+_CLOSE_SECONDS = 2.0  # for the DISCONNECT to leave a socket whose buffer is full
+
+
+class MqttDriver:
+    """Runs ``client``'s network side on the caller's thread; see the module's doc.
+
+    ``idle(seconds)`` is how the driver waits while there is no connection (an interruptible
+    wait, e.g. ``threading.Event().wait``); ``clock`` is monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        client: mqtt.Client,
+        *,
+        min_delay: float,
+        max_delay: float,
+        idle: Callable[[float], object] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._min_delay = min_delay
+        self._max_delay = max_delay
+        self._idle = idle
+        self._clock = clock
+        self._delay: float | None = None  # the last wait before reconnecting; None: connected
+        self._due: float | None = None  # when to try connecting next
+        self._closed = False
+        # Set, paho queues what ``publish()`` and ``ack()`` produce instead of writing it at
+        # once: it leaves in ``flush()``, a whole batch of the caller's work at a time.
+        client.on_socket_register_write = _no_op
+
+    def connect_async(
+        self,
+        host: str,
+        port: int,
+        *,
+        keepalive: int,
+        clean_start: bool,
+        properties: Properties | None = None,
+    ) -> None:
+        """Remember where to connect (as ``Client.connect_async``); ``poll`` connects."""
+        self._client.connect_async(
+            host, port, keepalive=keepalive, clean_start=clean_start, properties=properties
+        )
+        self._due = self._clock()
+
+    def poll(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the broker, then read what came (the client's
+        callbacks run here), keep the connection alive and write what is queued. Without a
+        connection: connect if it is time, else wait (at most ``timeout``)."""
+        client = self._client
+        sock = client.socket()
+        if sock is None:
+            self._connect_when_due(timeout)
+            return
+        # TLS: bytes already decrypted and buffered are not seen by select.
+        buffered = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
+        writing = [sock] if client.want_write() else []
+        try:
+            readable, _, _ = select.select([sock], writing, [], 0.0 if buffered else timeout)
+        except (OSError, ValueError):  # closed under us: paho notices on the next read
+            readable = [sock]
+        if readable or buffered:
+            client.loop_read()
+        if client.socket() is not None and client.want_write():
+            client.loop_write()
+        if client.socket() is not None:
+            client.loop_misc()
+        self._note_state()
+
+    def flush(self) -> None:
+        """Write what paho has queued, as much as the socket takes now (the rest: ``poll``)."""
+        if self._client.socket() is not None and self._client.want_write():
+            self._client.loop_write()
+
+    def close(self) -> None:
+        """Disconnect (a DISCONNECT packet, so the broker keeps no will) and stop reconnecting."""
+        self._closed = True
+        client = self._client
+        client.disconnect()
+        deadline = self._clock() + _CLOSE_SECONDS
+        while (sock := client.socket()) is not None and client.want_write():
+            client.loop_write()  # paho closes the socket once the DISCONNECT is out
+            remaining = deadline - self._clock()
+            if client.socket() is None or remaining <= 0:
+                break
+            _wait_writable(sock, remaining)
+
+    # -- connecting -------------------------------------------------------------------------------
+    def _connect_when_due(self, timeout: float) -> None:
+        if self._closed:
+            self._idle(timeout)
+            return
+        now = self._clock()
+        if self._due is None:  # the connection was just lost
+            self._due = now + self._next_delay()
+        if now < self._due:
+            self._idle(min(timeout, self._due - now))
+            return
+        self._due = None
+        try:
+            self._client.reconnect()
+        except OSError as error:
+            delay = self._next_delay()
+            self._due = self._clock() + delay
+            _log.info("cannot reach the broker (%s); trying again in %.0f s", error, delay)
+            return
+        self.flush()  # the CONNECT
+
+    def _next_delay(self) -> float:
+        delay = self._min_delay if self._delay is None else min(self._delay * 2, self._max_delay)
+        self._delay = delay
+        return delay
+
+    def _note_state(self) -> None:
+        if self._client.is_connected():
+            self._delay = None  # the next loss waits min_delay again
+        elif self._client.socket() is None and self._due is None:
+            self._due = self._clock() + self._next_delay()
+
+
+def _no_op(_client: mqtt.Client, _userdata: object, _sock: SocketLike) -> None:
+    """paho's write-registration callback: nothing to register, ``flush`` writes."""
+
+
+def _wait_writable(sock: SocketLike, seconds: float) -> None:
+    try:
+        select.select([], [sock], [], seconds)
+    except (OSError, ValueError):
+        return
