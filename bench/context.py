@@ -18,8 +18,8 @@ class BenchContext:
     directory: Path
     say: Callable[[str], None]
     tiny: bool = False
-    # False only for the --no-save-on-change diagnostic (see bench/site.py).
-    save_on_change: bool = True
+    # The broker's persistence setting (config/broker.py): True only for --save-every-change.
+    save_every_change: bool = False
 
     def pick(self, *, full: int, quick: int, tiny: int | None = None) -> int:
         if self.tiny and tiny is not None:

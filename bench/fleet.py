@@ -95,7 +95,7 @@ def run(context: BenchContext) -> list[Result]:
     seconds = context.pick_seconds(full=60.0, quick=10.0, tiny=2.0)
     one_by_one = context.pick(full=50, quick=10, tiny=2)
     ids = [f"fleet-{index:04d}" for index in range(lamp_count)]
-    with BenchSite(context.directory, save_on_change=context.save_on_change) as site:
+    with BenchSite(context.directory, save_every_change=context.save_every_change) as site:
         # Batched first, then the last few one at a time: the plugin rewrites its whole JSON
         # after every change, so a lamp costs more the more lamps there are; measured this way
         # round, the one-at-a-time figure is what adding a lamp to a full broker costs.

@@ -58,7 +58,7 @@ class Footprint:
 def run(context: BenchContext) -> list[Result]:
     idle = context.pick_seconds(full=60.0, quick=15.0, tiny=2.0)
     with (
-        BenchSite(context.directory, save_on_change=context.save_on_change) as site,
+        BenchSite(context.directory, save_every_change=context.save_every_change) as site,
         _Watcher(site) as watcher,
     ):
         site.add_lamps(["lamp-idle", "lamp-min"])

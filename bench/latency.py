@@ -67,7 +67,7 @@ def shows_color(shown: Rgb, color: str, *, gamma: float, tolerance: float = 0.03
 
 def run(context: BenchContext) -> list[Result]:
     touches = context.pick(full=500, quick=60, tiny=5)
-    with BenchSite(context.directory, save_on_change=context.save_on_change) as site:
+    with BenchSite(context.directory, save_every_change=context.save_every_change) as site:
         site.add_lamps(["lamp-a", "lamp-b", "hop-a"])
         site.pair([["lamp-a", "lamp-b"]])
         with site.relays("relay-1", rate_limited=False) as (relay,), _OneHop(site) as one_hop:

@@ -25,7 +25,7 @@ __all__ = ["run"]
 def run(context: BenchContext) -> list[Result]:
     pairs = context.pick(full=50, quick=20, tiny=4)
     touches = context.pick(full=20_000, quick=1_500, tiny=200)
-    with BenchSite(context.directory, save_on_change=context.save_on_change) as site:
+    with BenchSite(context.directory, save_every_change=context.save_every_change) as site:
         swarm = Swarm(host=site.broker.host, port=site.broker.port, name="scaleout-lamps")
         swarm.start()
         try:

@@ -119,9 +119,9 @@ class RelayProcess:
 class BenchSite:
     """Mosquitto, lamps and a relay store under ``directory``; a context manager."""
 
-    def __init__(self, directory: Path, *, save_on_change: bool = True) -> None:
+    def __init__(self, directory: Path, *, save_every_change: bool = False) -> None:
         self.directory = directory
-        self._save_on_change = save_on_change
+        self._save_every_change = save_every_change
         self.store_path = directory / "relay.sqlite3"
         self.passwords: dict[str, str] = {}
         self.colors: dict[str, str] = {}
@@ -145,9 +145,9 @@ class BenchSite:
                 BrokerSettings(
                     state_dir=self.directory / "broker",
                     listeners=[ListenerSettings(address="127.0.0.1", port=free_port())],
-                    # False only for the --no-save-on-change diagnostic: periodic saves, to
-                    # show what touchlamp's save after every change costs.
-                    limits=LimitsSettings(save_every_change=self._save_on_change),
+                    # The shipped default (periodic saves) unless --save-every-change asks
+                    # for the other setting, to show what it costs.
+                    limits=LimitsSettings(save_every_change=self._save_every_change),
                 ),
                 stop_with_parent=True,
             )

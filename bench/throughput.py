@@ -92,7 +92,7 @@ def run(context: BenchContext) -> list[Result]:
     big = context.pick(full=100_000, quick=2_000, tiny=200)
     small = big // 5
     hop_touches = min(big, _ONE_HOP_MAX)
-    with BenchSite(context.directory, save_on_change=context.save_on_change) as site:
+    with BenchSite(context.directory, save_every_change=context.save_every_change) as site:
         swarm = Swarm(host=site.broker.host, port=site.broker.port, name="burst-lamps")
         swarm.start()
         try:
