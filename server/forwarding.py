@@ -19,8 +19,11 @@ MQTT username), never from the payload. ``ForwardingRule.decide`` answers with a
    been lost** (found by tests/faults): the broker's redelivery (DUP flag: a relay took this
    touch and never acknowledged it, so it may have died after recording it but before its
    glows left), or a repeat of a touch whose glows went out on a connection that ended before
-   the broker can be trusted to have saved them (server/confirmations.py). Then the glows go
-   out again; lamps drop a glow whose touch id they have shown, so nobody sees it twice.
+   the broker can be trusted to have saved them: one of this relay's broker connections ended
+   (or the relay started) within two keepalives after the store recorded the touch
+   (server/confirmations.py; the store tells when, for repeats only). Then the glows go out
+   again; lamps drop a glow whose touch id they have shown, so nobody sees it twice — a
+   re-forward that was not needed is harmless.
 6. **Forward** — one ``Glow`` to every *other* member of X's group: the touch's colour, the
    touch id ``X:stream:seq`` (lamps drop a glow id they have already shown), and ``at`` = the
    relay's clock (the lamp's ``ts`` may be wrong, so it is never used for timing).
@@ -56,7 +59,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from touchlamp.protocol import Glow, ProtocolError, Touch, decode_touch, touch_id
-from touchlamp.server.confirmations import UnconfirmedGlows
+from touchlamp.server.confirmations import ConnectionEnds
 from touchlamp.server.membership import Member, MembershipCache
 from touchlamp.server.ratelimit import RateLimiter
 from touchlamp.server.store.base import (
@@ -118,7 +121,7 @@ class Forward:
     glows: tuple[Addressed, ...]
     # Members whose touch this one crossed (empty unless mutual).
     mutual_with: tuple[str, ...] = ()
-    # A redelivered duplicate forwarded again (rule 5): its glows may have gone out before.
+    # A repeat forwarded again (rule 5): its glows may have gone out before.
     repeat: bool = False
 
 
@@ -157,8 +160,9 @@ class _Pending:
 
 class ForwardingRule:
     """Decides the fate of each touch. Uses the store (the de-duplication record, last touches),
-    the groups cached from it, and the injected clock (seconds since the epoch); not thread-safe
-    (one worker thread)."""
+    the groups cached from it, the injected clock (seconds since the epoch) and, for repeats,
+    ``connection_ends`` (without it, only a DUP redelivery is forwarded again); not
+    thread-safe (one worker thread)."""
 
     def __init__(
         self,
@@ -167,14 +171,14 @@ class ForwardingRule:
         limiter: RateLimiter,
         clock: Callable[[], float],
         mutual_window_seconds: float,
-        unconfirmed: UnconfirmedGlows | None = None,
+        connection_ends: ConnectionEnds | None = None,
         memberships: MembershipCache | None = None,
     ) -> None:
         self._store = store
         self._limiter = limiter
         self._clock = clock
         self._mutual_window_ms = round(mutual_window_seconds * 1000)
-        self._unconfirmed = unconfirmed
+        self._connection_ends = connection_ends
         self.memberships = memberships if memberships is not None else MembershipCache(store)
 
     def decide(
@@ -267,20 +271,23 @@ class ForwardingRule:
         """Rules 5 and 6, in order: each touch sees the last touches as the ones before it in
         the batch left them (the store moves ``last_touch_ms`` only forward, so does this)."""
         last = dict(recorded.last_touch_ms)
-        for item, new in zip(pending, recorded.new, strict=True):
-            decisions[item.index] = self._forward_or_drop(item, new=new, last=last, now_ms=now_ms)
+        for item, new, received_ms in zip(pending, recorded.new, recorded.received_ms, strict=True):
+            lost = not new and (item.redelivered or self._may_have_lost(received_ms))
+            decisions[item.index] = (
+                self._forward(item, repeat=not new, last=last, now_ms=now_ms)
+                if new or lost
+                else Drop(DropReason.DUPLICATE)
+            )
             if new:
                 previous = last.get(item.sender)
                 last[item.sender] = now_ms if previous is None else max(previous, now_ms)
         return [decision for decision in decisions if decision is not None]
 
-    def _forward_or_drop(
-        self, item: _Pending, *, new: bool, last: dict[str, int | None], now_ms: int
-    ) -> Decision:
+    def _forward(
+        self, item: _Pending, *, repeat: bool, last: dict[str, int | None], now_ms: int
+    ) -> Forward:
         touch, sender = item.touch, item.sender
         this_touch = touch_id(sender, touch.stream, touch.seq)
-        if not new and not (item.redelivered or self._maybe_lost(this_touch)):
-            return Drop(DropReason.DUPLICATE)
         # ``last`` holds each member's touch *before* this one — which is what "crossed within
         # the window" compares against.
         partners = [member for member in item.others if self._crossed(last.get(member.id), now_ms)]
@@ -304,17 +311,16 @@ class ForwardingRule:
                 touch=this_touch, sender=latest.id, color=latest.color, mutual=True, at=now_ms
             )
             glows.append(Addressed(to=sender, glow=answer))
-        if self._unconfirmed is not None:
-            self._unconfirmed.forwarded(this_touch)
         return Forward(
             touch=touch,
             glows=tuple(glows),
             mutual_with=tuple(member.id for member in partners),
-            repeat=not new,
+            repeat=repeat,
         )
 
-    def _maybe_lost(self, touch: str) -> bool:
-        return self._unconfirmed is not None and self._unconfirmed.maybe_lost(touch)
+    def _may_have_lost(self, received_ms: int) -> bool:
+        ends = self._connection_ends
+        return ends is not None and ends.may_have_lost(received_ms)
 
     def _crossed(self, last_touch_ms: int | None, now_ms: int) -> bool:
         if last_touch_ms is None or self._mutual_window_ms <= 0:

@@ -36,7 +36,8 @@ What to know before changing it:
   committed and its glows are handed to paho, so a relay that dies mid-way gets it redelivered
   (and the de-duplication record makes the redelivery harmless; a redelivery flagged DUP, or a
   repeat of a touch whose glows the broker may not have saved, is forwarded again:
-  server/forwarding.py rule 5, server/confirmations.py). An ack belongs to the
+  server/forwarding.py rule 5, server/confirmations.py — for which the relay notes when each
+  broker connection ends, and its own start). An ack belongs to the
   connection the message came on; after a reconnect the broker redelivers anything unacked, so
   an ack for a message of an earlier connection is skipped, never sent on the new one (its
   packet id may by then name another message).
@@ -90,7 +91,7 @@ from touchlamp.protocol import (
     encode,
 )
 from touchlamp.server.badmessages import LogThrottle, safe_excerpt
-from touchlamp.server.confirmations import UnconfirmedGlows
+from touchlamp.server.confirmations import ConnectionEnds
 from touchlamp.server.forwarding import (
     Decision,
     Drop,
@@ -177,18 +178,17 @@ class Relay:
         self._monotonic = monotonic
         self._topics = Topics(settings.mqtt.topic_root)
         limits = settings.rate_limit
-        # Glows count as saved by the broker once their connection outlived two keepalives.
-        self._unconfirmed = UnconfirmedGlows(
-            window_seconds=_CONFIRM_KEEPALIVES * settings.mqtt.keepalive_seconds,
-            clock=monotonic,
-            connection=lambda: self._generation,
+        # Glows count as saved by the broker once their connection outlived two keepalives; the
+        # same clock as the store's received_ms.
+        self._connection_ends = ConnectionEnds(
+            window_seconds=_CONFIRM_KEEPALIVES * settings.mqtt.keepalive_seconds, clock=clock
         )
         self._rule = ForwardingRule(
             store=store,
             limiter=RateLimiter(per_second=limits.per_second, burst=limits.burst, clock=monotonic),
             clock=clock,
             mutual_window_seconds=settings.forwarding.mutual_window_seconds,
-            unconfirmed=self._unconfirmed,
+            connection_ends=self._connection_ends,
         )
         self._pairing = Pairing(store=store, settings=settings.pairing, clock=clock)
         self._presence = Presence(store=store)
@@ -227,6 +227,7 @@ class Relay:
 
     # -- lifecycle (called from the owner's thread) ---------------------------------------------
     def start(self) -> None:
+        self._note_previous_connection_end()
         mqtt_settings = self._settings.mqtt
         connect = _properties(PacketTypes.CONNECT)
         connect.SessionExpiryInterval = mqtt_settings.session_expiry_seconds
@@ -239,6 +240,24 @@ class Relay:
             properties=connect,
         )
         self._worker.start()
+
+    def _note_previous_connection_end(self) -> None:
+        """Whatever broker connection the previous relay process had is gone: it ended by now,
+        and no earlier than the last touch recorded (server/confirmations.py). Read here, before
+        the worker owns the store."""
+        self._connection_ends.ended()
+        try:
+            last = self._store.last_received_ms()
+        except StoreUnavailableError as error:
+            # The start itself still counts; only a restart long after a power cut misses this.
+            _log.warning(
+                "cannot read the newest touch record at start (%s): after a long outage, a "
+                "repeat of a touch whose glows the broker lost may be dropped as a duplicate",
+                error,
+            )
+            return
+        if last is not None:
+            self._connection_ends.ended_at(last)
 
     def stop(self, *, timeout: float = 15.0) -> None:
         """Stop taking work, finish what was taken, wait for the broker's acks, disconnect
@@ -391,6 +410,8 @@ class Relay:
         _properties: Properties | None,
     ) -> None:
         self._generation += 1
+        # The broker may have died with glows it acknowledged but had not saved yet.
+        self._connection_ends.ended()
         self._connected.clear()
         self.metrics.connected.set(0)
         if not (self._stopping.is_set() or self._finished.is_set()):
@@ -447,7 +468,6 @@ class Relay:
                     count = min(len(self._inbox), _BATCH)
                     self._handle_batch([self._inbox.popleft() for _ in range(count)])
                     self._net.flush()  # this batch's glows and acks leave before the next one
-                self._unconfirmed.tick()
                 self._housekeeping()
         finally:
             self._net.close()

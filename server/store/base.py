@@ -107,6 +107,10 @@ class RecordedTouches:
     """What ``record_touches`` did and saw."""
 
     new: tuple[bool, ...]  # one per touch given, in order: recorded now (not before)
+    # One per touch given, in order: when it was recorded (``received_ms``): ``now_ms`` if new,
+    # else when it was first recorded (server/confirmations.py needs it for repeats). A touch
+    # that another relay's transaction recorded while this one ran counts as recorded now.
+    received_ms: tuple[int, ...]
     # Each watched lamp's ``last_touch_ms`` as it was before these touches (absent: unknown lamp).
     last_touch_ms: dict[str, int | None]
 
@@ -191,8 +195,12 @@ class Store(Protocol):
         still ``revision``; otherwise ``None`` and nothing is recorded (the caller decided with
         out-of-date groups: it reloads them and tries again). A touch repeated within
         ``touches`` is new at most once, the first time. Also reads the ``last_touch_ms`` of the
-        ``watch`` lamps as it was before these touches, in the same transaction.
+        ``watch`` lamps as it was before these touches, in the same transaction, and when each
+        touch that is not new was first recorded (only those are looked up: they are rare).
         ``UnknownLampError`` if a touch's lamp is not registered (then nothing is recorded)."""
+
+    def last_received_ms(self) -> int | None:
+        """The newest ``received_ms`` of any recorded touch; ``None`` if there is none."""
 
     def membership_revision(self) -> int:
         """A number that grows with every change to which lamps exist, which group each is in,

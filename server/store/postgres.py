@@ -148,12 +148,19 @@ class PostgresStore(SqlStore):
             return None
         recorded = {(row[1], row[2], row[3]) for row in rows if row[0] == 1}
         before = {row[1]: row[2] for row in rows if row[0] == 2}
+        # Recorded before this statement; a touch a concurrent relay recorded meanwhile is not
+        # in this statement's snapshot and counts as recorded now (it was, give or take).
+        earlier = {
+            (row[1], row[2], row[3]): row[4] for row in rows if row[0] == 3 and row[4] is not None
+        }
         new: list[bool] = []
+        received: list[int] = []
         for touch in touches:
             key = (touch.lamp_id, touch.stream, touch.seq)
             new.append(key in recorded)
             recorded.discard(key)  # a repeat within the batch is not new
-        return RecordedTouches(new=tuple(new), last_touch_ms=before)
+            received.append(earlier.get(key, now_ms))
+        return RecordedTouches(new=tuple(new), received_ms=tuple(received), last_touch_ms=before)
 
     def _existing(self, touches: Sequence[TouchKey]) -> list[str]:
         with self._statement():
@@ -181,9 +188,11 @@ _RECORD_TOUCH = """WITH new AS (
     SELECT count(*) FROM new"""
 
 
-# Rows: (0, -, revision, -); (1, lamp, stream, seq) for each touch recorded now; (2, lamp,
-# last_touch_ms, -) for each watched lamp, as before this statement (the CTEs and the final
-# SELECT all read one snapshot). Nothing is inserted unless the revision is still the caller's.
+# Rows: (0, -, revision, -, -); (1, lamp, stream, seq, -) for each touch recorded now; (2, lamp,
+# last_touch_ms, -, -) for each watched lamp, as before this statement (the CTEs and the final
+# SELECT all read one snapshot); (3, lamp, stream, seq, received_ms) for each touch that was
+# recorded before (only those not recorded now are looked up, each by its primary key).
+# Nothing is inserted unless the revision is still the caller's.
 _RECORD_TOUCHES = """WITH current AS (
         SELECT revision FROM membership_revision WHERE id = 1
     ), input AS (
@@ -200,10 +209,17 @@ _RECORD_TOUCHES = """WITH current AS (
         UPDATE lamps SET last_touch_ms = %(now)s
         WHERE id IN (SELECT lamp_id FROM new)
             AND (last_touch_ms IS NULL OR last_touch_ms < %(now)s)
+    ), repeated AS (
+        SELECT lamp_id, stream, seq FROM input
+        EXCEPT SELECT lamp_id, stream, seq FROM new
     )
-    SELECT 0, NULL, revision, NULL::bigint FROM current
-    UNION ALL SELECT 1, lamp_id, stream, seq FROM new
-    UNION ALL SELECT 2, id, last_touch_ms, NULL FROM lamps WHERE id = ANY(%(watch)s::text[])"""
+    SELECT 0, NULL, revision, NULL::bigint, NULL::bigint FROM current
+    UNION ALL SELECT 1, lamp_id, stream, seq, NULL FROM new
+    UNION ALL SELECT 2, id, last_touch_ms, NULL, NULL FROM lamps WHERE id = ANY(%(watch)s::text[])
+    UNION ALL SELECT 3, r.lamp_id, r.stream, r.seq, (
+        SELECT t.received_ms FROM touches t
+        WHERE t.lamp_id = r.lamp_id AND t.stream = r.stream AND t.seq = r.seq
+    ) FROM repeated r"""
 
 
 @functools.cache

@@ -97,6 +97,8 @@ _INSERT_TOUCH = (
     "INSERT INTO touches (lamp_id, stream, seq, received_ms) VALUES (?, ?, ?, ?) "
     "ON CONFLICT DO NOTHING"
 )
+_RECEIVED = "SELECT received_ms FROM touches WHERE lamp_id = ? AND stream = ? AND seq = ?"
+_LAST_RECEIVED = "SELECT MAX(received_ms) FROM touches"  # the index on received_ms answers it
 # Only forward: relays whose clocks differ a little must not move it back.
 _MOVE_LAST_TOUCH = (
     "UPDATE lamps SET last_touch_ms = ? "
@@ -316,20 +318,28 @@ class SqlStore(ABC):
                 return None
             before = self._last_touches(watch)
             new: list[bool] = []
+            received: list[int] = []
             moved: set[str] = set()
             for touch in touches:
+                key = (touch.lamp_id, touch.stream, touch.seq)
                 try:
-                    rows = self._execute(
-                        _INSERT_TOUCH, (touch.lamp_id, touch.stream, touch.seq, now_ms)
-                    )
+                    rows = self._execute(_INSERT_TOUCH, (*key, now_ms))
                 except MissingReferenceError:
                     raise unknown_lamp(touch.lamp_id) from None
                 new.append(rows.rowcount == 1)
                 if new[-1]:
                     moved.add(touch.lamp_id)
+                    received.append(now_ms)
+                else:  # a repeat: rare, so looked up only then
+                    received.append(self._scalar(_RECEIVED, key))
             for lamp_id in sorted(moved):
                 self._execute(_MOVE_LAST_TOUCH, (now_ms, lamp_id, now_ms))
-        return RecordedTouches(new=tuple(new), last_touch_ms=before)
+        return RecordedTouches(new=tuple(new), received_ms=tuple(received), last_touch_ms=before)
+
+    def last_received_ms(self) -> int | None:
+        with self._statement():
+            row = self._execute(_LAST_RECEIVED).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     def membership_revision(self) -> int:
         with self._statement():

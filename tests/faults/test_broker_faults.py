@@ -1,5 +1,6 @@
 """Scenario 1: the broker restarted cleanly, killed with ``kill -9`` right after acknowledging a
-touch, and frozen with SIGSTOP for longer than the keepalive — with touches in flight.
+touch or a glow (alone, or with the relay: a power cut of the host running both), and frozen with
+SIGSTOP for longer than the keepalive — with touches in flight.
 
 Rule: each touch a lamp sent reaches each peer's lamp core exactly once, in order per sender.
 """
@@ -17,7 +18,7 @@ import pytest
 
 from tests.faults.lamps import FaultLamp, assert_delivered, wait_until
 from tests.faults.proxy import Direction, FaultProxy, Packet, PacketType
-from tests.faults.world import FaultWorld
+from tests.faults.world import FaultWorld, RelayProcess
 from touchlamp.protocol import touch_id
 
 AMBER, BLUE = "#ff8c1a", "#3c78ff"
@@ -83,15 +84,38 @@ def test_touches_sent_before_the_relay_resubscribes_after_a_broker_restart_wait_
         assert_delivered(a, [b])
 
 
+def wait_for_a_save(world: FaultWorld) -> None:
+    """Until the broker next saves its database (about every 2 s): what it holds now is on disk
+    then — e.g. an offline lamp's session, as it would be long before a crash."""
+    log = world.broker.managed.layout.log_file
+    start = log.stat().st_size
+
+    def saved() -> bool:
+        with log.open("rb") as text:
+            text.seek(start)
+            return b"Saving in-memory database" in text.read()
+
+    wait_until(saved, "the broker to save its database")
+
+
 class KillOnPuback:
     """A watcher on a proxy that SIGKILLs the broker the moment its PUBACK for the message it
     was armed for leaves it — before the client has read it (the client then gets it, as it
     would have). Armed for the next message on a ``…/{kind}`` topic whose payload contains
-    ``marker``; fires once per arming."""
+    ``marker``; fires once per arming. With ``relay``, that process is SIGKILLed right after
+    the broker (a power cut of the host running both), before it can read anything more."""
 
-    def __init__(self, world: FaultWorld, proxy: FaultProxy, *, kind: str) -> None:
+    def __init__(
+        self,
+        world: FaultWorld,
+        proxy: FaultProxy,
+        *,
+        kind: str,
+        relay: RelayProcess | None = None,
+    ) -> None:
         self._world = world
         self._kind = kind
+        self._relay = relay
         self._lock = threading.Lock()
         self._marker: bytes | None = None
         self._packet: int | None = None
@@ -121,6 +145,8 @@ class KillOnPuback:
                 pid = self._world.broker.managed.pid
                 assert pid is not None
                 os.kill(pid, signal.SIGKILL)
+                if self._relay is not None:
+                    os.kill(self._relay.pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize(
@@ -171,6 +197,7 @@ def test_kill_9_right_after_the_broker_acknowledged_a_glow_loses_nothing(
     with world.relay(via=proxy):
         world.start(a, b)
         b.stop()
+        wait_for_a_save(world)  # lamp B's offline session, where its glows are to wait
         for round_ in range(3):
             stats = a.link.outbox_stats()
             killer.arm(touch_id("lamp-a", stats.stream, stats.next_seq))  # this touch's glow
@@ -181,6 +208,41 @@ def test_kill_9_right_after_the_broker_acknowledged_a_glow_loses_nothing(
             a.wait_connected(round_ + 2)
         b.restart()
         assert_delivered(a, [b])
+
+
+@pytest.mark.slow
+def test_a_power_cut_of_broker_and_relay_right_after_a_glow_was_acknowledged_loses_nothing(
+    world: FaultWorld,
+) -> None:
+    """As above, but the relay runs on the broker's host and the power cut takes it too: both
+    die by SIGKILL the moment the broker's PUBACK for the relay's glow leaves it, and both are
+    restarted. The broker never saved the touch, so nothing comes back with DUP; the lamp sends
+    it again, and the relay (a new process) must forward that repeat although its store says
+    the touch was forwarded."""
+    proxy = world.proxy()
+    a = world.lamp("lamp-a", color=AMBER)
+    b = world.lamp("lamp-b", color=BLUE)
+    world.pair(a, b)
+    relay = world.relay_process(via=proxy)
+    killer = KillOnPuback(world, proxy, kind="glow", relay=relay)
+    world.start(a, b)
+    b.stop()
+    wait_for_a_save(world)  # lamp B's offline session, where its glows are to wait
+    for round_ in range(2):
+        stats = a.link.outbox_stats()
+        killer.arm(touch_id("lamp-a", stats.stream, stats.next_seq))  # this touch's glow
+        a.touch()
+        wait_until(
+            lambda: not (world.broker.managed.running or relay.running),
+            "the broker and the relay killed at the PUBACK",
+        )
+        world.broker.kill9()
+        relay.kill9()  # reaps it
+        world.broker.managed.start()
+        relay.start()
+        a.wait_connected(round_ + 2)
+    b.restart()
+    assert_delivered(a, [b])
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from tests.faults.test_broker_faults import touching
 from tests.faults.world import FaultWorld
 from touchlamp.device.agent import LampAgent
 from touchlamp.protocol import PairAction, PairRequest
-from touchlamp.server.confirmations import UnconfirmedGlows
+from touchlamp.server.confirmations import ConnectionEnds
 
 AMBER, BLUE = "#ff8c1a", "#3c78ff"
 
@@ -152,25 +152,24 @@ def test_two_relays_one_killed_lose_nothing_once_it_is_back(world: FaultWorld) -
 
 
 def test_a_repeat_is_forwarded_again_only_while_its_glows_may_be_lost() -> None:
-    """``UnconfirmedGlows`` on its own, with a hand-moved clock: the rule the relay applies to
-    a repeated touch (server/confirmations.py)."""
-    now, connection = [0.0], [1]
-    glows = UnconfirmedGlows(
-        window_seconds=60.0, clock=lambda: now[0], connection=lambda: connection[0], capacity=3
-    )
-    glows.forwarded("lamp-a:1:1")
-    assert not glows.maybe_lost("lamp-a:1:1")  # same connection: a plain duplicate
-    connection[0] = 3  # the connection ended and a new one began before the window passed
-    assert glows.maybe_lost("lamp-a:1:1")
-    now[0] = 61.0
-    glows.tick()
-    assert glows.maybe_lost("lamp-a:1:1")  # suspect until its repeat is forwarded
-    glows.forwarded("lamp-a:1:1")  # forwarded again, on connection 3
-    assert not glows.maybe_lost("lamp-a:1:1")
-    now[0] = 122.0
-    glows.tick()  # connection 3 outlived the window: confirmed, forgotten
-    assert not glows.maybe_lost("lamp-a:1:1")
-    assert len(glows) == 0
-    for seq in range(5):  # bounded: the oldest are forgotten first
-        glows.forwarded(f"lamp-a:1:{seq}")
-    assert len(glows) == 3
+    """``ConnectionEnds`` on its own, with a hand-moved clock: the rule the relay applies to a
+    repeated touch, given when the store recorded it (server/confirmations.py)."""
+    now = [1_000.0]  # seconds, like time.time
+    ends = ConnectionEnds(window_seconds=60.0, clock=lambda: now[0], capacity=3)
+    assert not ends.may_have_lost(999_000)  # no connection has ended: a plain duplicate
+    ends.ended()  # e.g. the relay's start: at 1,000,000 ms
+    assert ends.may_have_lost(1_000_000)  # recorded as it ended
+    assert ends.may_have_lost(940_001)  # recorded just under the window before
+    assert not ends.may_have_lost(940_000)  # a whole window before: saved or noticed by then
+    assert not ends.may_have_lost(1_000_001)  # recorded after: went out on a later connection
+    now[0] = 1_500.0
+    ends.ended()
+    assert ends.may_have_lost(1_499_000)
+    assert not ends.may_have_lost(1_200_000)  # between the two ends, a window from both
+    ends.ended_at(1_200_030)  # the previous process was alive then (its last recorded touch)
+    assert ends.may_have_lost(1_200_000)
+    now[0] = 2_000.0
+    ends.ended()  # bounded: the oldest end is forgotten first
+    assert len(ends) == 3
+    assert not ends.may_have_lost(1_000_000)
+    assert ends.may_have_lost(1_200_000)

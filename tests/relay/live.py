@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -94,8 +95,11 @@ class Site:
 
 
 @contextmanager
-def running_relay(site: Site, **overrides: Any) -> Iterator[Relay]:
-    relay = Relay(settings=site.settings(**overrides), store=site.store)
+def running_relay(
+    site: Site, *, clock: Callable[[], float] = time.time, **overrides: Any
+) -> Iterator[Relay]:
+    """A relay with ``site.settings(**overrides)`` and a wall ``clock`` (``time.time``)."""
+    relay = Relay(settings=site.settings(**overrides), store=site.store, clock=clock)
     relay.start()
     try:
         assert relay.wait_connected(WAIT), "the relay did not connect and subscribe"

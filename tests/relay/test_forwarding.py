@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from tests.relay.helpers import START, StepClock, add_lamps
 from touchlamp.protocol import Glow, Topics, Touch, encode
+from touchlamp.server.confirmations import ConnectionEnds
 from touchlamp.server.forwarding import (
     Addressed,
     Drop,
@@ -31,13 +32,19 @@ def touch(seq: int, *, stream: int = STREAM, color: str = "#ff8800") -> bytes:
 
 
 def make_rule(
-    store: Store, clock: StepClock, *, window: float = 60.0, burst: int = 100
+    store: Store,
+    clock: StepClock,
+    *,
+    window: float = 60.0,
+    burst: int = 100,
+    ends: ConnectionEnds | None = None,
 ) -> ForwardingRule:
     return ForwardingRule(
         store=store,
         limiter=RateLimiter(per_second=1.0, burst=burst, clock=clock),
         clock=clock,
         mutual_window_seconds=window,
+        connection_ends=ends,
     )
 
 
@@ -125,6 +132,32 @@ def test_the_duplicate_record_survives_a_relay_restart(tmp_path: Path) -> None:
         )
     finally:
         second.close()
+
+
+def test_a_repeat_is_forwarded_again_if_a_connection_ended_soon_after_its_record(
+    store: Store,
+) -> None:
+    """The broker may have died with the glows unsaved (server/confirmations.py): then the
+    lamp's repeat goes out again, same touch id, so the peer still shows it once."""
+    clock = StepClock()
+    ends = ConnectionEnds(window_seconds=60.0, clock=clock)
+    add_lamps(store, "lamp-a", "lamp-b", group="home")
+    rule = make_rule(store, clock, ends=ends)
+    first = decide(rule, "lamp-a", touch(5))
+    assert isinstance(first, Forward)
+    assert decide(rule, "lamp-a", touch(5)) == Drop(DropReason.DUPLICATE)
+    clock.advance(59.0)
+    ends.ended()  # the broker connection ended before the window passed
+    clock.advance(600.0)  # the lamp's repeat may come much later (its outbox keeps it)
+    again = decide(rule, "lamp-a", touch(5))
+    assert isinstance(again, Forward)
+    assert again.repeat
+    assert forwarded(again)["lamp-b"].touch == forwarded(first)["lamp-b"].touch
+    # A touch recorded after that end, with no end within a window of it: a plain duplicate.
+    assert isinstance(decide(rule, "lamp-a", touch(6)), Forward)
+    clock.advance(60.0)
+    ends.ended()
+    assert decide(rule, "lamp-a", touch(6)) == Drop(DropReason.DUPLICATE)
 
 
 def test_a_lamp_whose_counter_was_reset_is_forwarded_again(store: Store) -> None:
@@ -265,7 +298,11 @@ def _world(clock: StepClock) -> tuple[Store, ForwardingRule]:
     add_lamps(store, "lamp-a", "lamp-b", "lamp-c", group="home")
     add_lamps(store, "lamp-d")
     add_lamps(store, "lamp-s", group="solo")
-    return store, make_rule(store, clock, window=60.0, burst=6)
+    # A connection ended 40 s in: repeats of touches recorded in the 60 s before are forwarded
+    # again, others dropped (the pauses put touches on both sides).
+    ends = ConnectionEnds(window_seconds=60.0, clock=clock)
+    ends.ended_at(int((START + 40.0) * 1000))
+    return store, make_rule(store, clock, window=60.0, burst=6, ends=ends)
 
 
 @settings(max_examples=60, deadline=None)

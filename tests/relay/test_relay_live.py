@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -171,6 +172,40 @@ def test_a_touch_the_broker_redelivers_with_dup_lights_b_once(site: Site) -> Non
     first, second = f"lamp-a:{a.stream}:1", f"lamp-a:{a.stream}:2"
     assert b.glow_ids() == [first, first, second]
     assert dup_seen == [False]
+
+
+def test_a_relay_started_long_after_its_last_touch_forwards_a_repeat_of_it(
+    site_on_each_backend: Site,
+) -> None:
+    """A host running broker and relay lost power just after the relay's last touch and came
+    back an hour later: the broker may have died with that touch's glows unsaved, so its repeat
+    goes out again (server/confirmations.py: the newest touch in the store counts as the end
+    of the previous relay's connection). A repeat of a touch recorded a window before it is a
+    plain duplicate. Wall clock moved by hand; same touch id, so a lamp shows it once."""
+    site = site_on_each_backend
+    a, b = site.lamp("lamp-a"), site.lamp("lamp-b")
+    site.pair(a, b)
+    offset = [-7_200.0]
+
+    def clock() -> float:
+        return time.time() + offset[0]
+
+    with running_relay(site, clock=clock):
+        a.touch(1)
+        b.wait_glows(1)
+        offset[0] = -3_600.0  # the relay's last touch, an hour after the first
+        a.touch(2)
+        b.wait_glows(2)
+    offset[0] = 0.0  # an hour later still: the restart alone is far outside the window
+    with running_relay(site, clock=clock) as relay:
+        a.touch(1)
+        a.touch(2)
+        a.touch(3)
+        b.wait_glows(4)
+        wait_until(lambda: relay.metrics.duplicates._value.get() == 1, "the duplicate count")
+        assert relay.metrics.touches_resent._value.get() == 1
+    first, second, third = (f"lamp-a:{a.stream}:{seq}" for seq in (1, 2, 3))
+    assert b.glow_ids() == [first, second, second, third]
 
 
 def test_a_relay_restarted_mid_stream_loses_nothing(site_on_each_backend: Site) -> None:

@@ -380,6 +380,7 @@ def test_record_touches_records_a_batch_in_one_go(store: Store) -> None:
     )
     assert recorded is not None
     assert recorded.new == (True, False, False, True)
+    assert recorded.received_ms == (5_000, 4_000, 5_000, 5_000)
     # As before the batch; an unknown lamp is absent.
     assert recorded.last_touch_ms == {"lamp-a": None, "lamp-b": 4_000, "lamp-c": None}
     assert lamp(store, "lamp-a").last_touch_ms == 5_000
@@ -393,6 +394,44 @@ def test_record_touches_records_a_batch_in_one_go(store: Store) -> None:
     assert later.new == (True,)
     assert later.last_touch_ms == {"lamp-a": 5_000}
     assert lamp(store, "lamp-a").last_touch_ms == 5_000
+
+
+def test_record_touches_tells_when_a_repeat_was_first_recorded(
+    store: Store, open_another: Callable[[], Store]
+) -> None:
+    """The relay forwards a repeat again if its broker connection ended soon after the touch was
+    recorded (server/confirmations.py), whichever relay recorded it."""
+    add(store, "lamp-a", "lamp-b")
+    other = open_another()  # another relay, or this one before a restart
+    revision = store.membership_revision()
+    other.record_touch("lamp-a", 7, 1, now_ms=4_000)
+    earlier = other.record_touches(
+        [TouchKey("lamp-b", 7, 1)], now_ms=4_500, watch=[], revision=revision
+    )
+    assert earlier is not None
+    assert earlier.received_ms == (4_500,)
+    keys = [TouchKey("lamp-a", 7, 1), TouchKey("lamp-b", 7, 1), TouchKey("lamp-a", 7, 2)]
+    recorded = store.record_touches([*keys, keys[2]], now_ms=5_000, watch=[], revision=revision)
+    assert recorded is not None
+    assert recorded.new == (False, False, True, False)
+    assert recorded.received_ms == (4_000, 4_500, 5_000, 5_000)
+    again = other.record_touches(keys, now_ms=9_000, watch=[], revision=revision)
+    assert again is not None
+    assert again.new == (False, False, False)
+    assert again.received_ms == (4_000, 4_500, 5_000)  # a repeat does not move it
+
+
+def test_the_last_received_touch_is_the_newest_recorded(store: Store) -> None:
+    """Read by a starting relay: its predecessor was alive then (server/confirmations.py)."""
+    assert store.last_received_ms() is None
+    add(store, "lamp-a", "lamp-b")
+    store.record_touch("lamp-a", 7, 1, now_ms=5_000)
+    store.record_touches(
+        [TouchKey("lamp-b", 7, 1)], now_ms=4_000, watch=[], revision=store.membership_revision()
+    )  # a relay whose clock is behind
+    assert store.last_received_ms() == 5_000
+    store.prune_touches(older_than_ms=6_000)
+    assert store.last_received_ms() is None
 
 
 def test_record_touches_refuses_a_batch_decided_on_old_groups(store: Store) -> None:
@@ -469,16 +508,21 @@ def test_two_relays_racing_on_one_batch_record_each_touch_once(
         results = []
         for seq in range(rounds):
             keys = [TouchKey("lamp-a", 7, seq), TouchKey("lamp-b", 7, seq)][::order]
+            now_ms = order * 1_000 + seq  # each relay's own clock
             start.wait(timeout=30)
             for _attempt in range(10):  # PostgreSQL may pick one as a deadlock victim
                 try:
                     recorded = relay.record_touches(
-                        keys, now_ms=1_000 + seq, watch=[], revision=revision
+                        keys, now_ms=now_ms, watch=[], revision=revision
                     )
                 except StoreUnavailableError:
                     continue
                 assert recorded is not None
                 results.append(recorded.new[::order])
+                other_ms = -order * 1_000 + seq
+                for new, received_ms in zip(recorded.new, recorded.received_ms, strict=True):
+                    # Not new: the other relay's time, or (recorded while this ran) its own.
+                    assert received_ms == now_ms or (not new and received_ms == other_ms)
                 break
         return results
 
