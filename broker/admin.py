@@ -53,8 +53,10 @@ log = logging.getLogger(__name__)
 _ROLE_NOT_FOUND = "Role not found"
 # One control message's JSON stays under this, with room for the correlation data added to
 # every command (broker max_packet_size: 64 KiB).
-_MAX_MESSAGE_BYTES = 40_000
+_MAX_MESSAGE_BYTES = 48_000
 _ENVELOPE_BYTES = 100
+# What _run adds to every command: , "correlationData": "<32 hex digits>"
+_TAG_BYTES = len(json.dumps({"correlationData": uuid.uuid4().hex}))
 _Item = TypeVar("_Item")
 _CLIENT_NOT_FOUND = "Client not found"
 
@@ -276,7 +278,8 @@ class BrokerAdmin:
         created: list[str] = []
         try:
             for lamps in _batches(
-                lamp_ids, size=lambda lamp_id: len(json.dumps(commands[lamp_id]))
+                lamp_ids,
+                size=lambda lamp_id: len(json.dumps(commands[lamp_id])) + 2 * _TAG_BYTES,
             ):
                 self._run([command for lamp_id in lamps for command in commands[lamp_id]])
                 created += lamps
@@ -432,7 +435,7 @@ class BrokerAdmin:
             raise BrokerAdminError("the admin client is not connected: call connect() first")
         tolerated = set(tolerate)
         with self._lock:
-            tagged = [{**command, "correlationData": uuid.uuid4().hex} for command in commands]
+            tagged = _tagged(commands)
             self._client.publish(CONTROL_TOPIC, json.dumps({"commands": tagged}), qos=1)
             by_tag = self._collect({str(command["correlationData"]) for command in tagged})
         responses = [by_tag[str(command["correlationData"])] for command in tagged]
@@ -523,10 +526,18 @@ class BrokerAdmin:
         self._events.put(_Disconnected(reason_code))
 
 
+def _tagged(commands: Sequence[Mapping[str, object]]) -> list[dict[str, object]]:
+    """``commands``, each with a fresh ``correlationData`` to match its answer by."""
+    return [{**command, "correlationData": uuid.uuid4().hex} for command in commands]
+
+
 def _batches(
-    items: Sequence[_Item], *, size: Callable[[_Item], int] = lambda item: len(json.dumps(item))
+    items: Sequence[_Item],
+    *,
+    size: Callable[[_Item], int] = lambda item: len(json.dumps(item)) + _TAG_BYTES,
 ) -> list[list[_Item]]:
-    """``items`` cut into runs whose JSON (``size``) stays under ``_MAX_MESSAGE_BYTES``.
+    """``items`` cut into runs whose JSON as sent (``size``: with the correlation data ``_run``
+    adds) stays under ``_MAX_MESSAGE_BYTES``.
 
     The broker closes the connection of a client whose packet exceeds its ``max_packet_size``
     (touchlamp renders 64 KiB); 100 lamps' roles and clients are more than that.

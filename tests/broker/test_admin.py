@@ -10,7 +10,7 @@ import pytest
 
 from tests.broker.harness import BrokerFixture, free_port
 from touchlamp.broker.acl import CONTROL_TOPIC, RESPONSE_TOPIC
-from touchlamp.broker.admin import BrokerAdmin
+from touchlamp.broker.admin import BrokerAdmin, _tagged
 from touchlamp.broker.errors import BrokerAdminError
 from touchlamp.broker.passwords import PASSWORD_BITS
 from touchlamp.config.relay import RelaySettings
@@ -51,6 +51,30 @@ def test_many_lamps_are_added_in_a_few_messages_and_each_can_log_in(
     assert broker.admin.list_lamps() == lamp_ids
     for lamp_id in (lamp_ids[0], lamp_ids[-1]):
         broker.connect_lamp(lamp_id, password=passwords[lamp_id])
+
+
+def test_every_message_of_a_large_add_fits_the_brokers_packet_limit(
+    broker: BrokerFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2,000 lamps: the role deletions alone are ~200 KB once tagged; each message must stay
+    under Mosquitto's max_packet_size (64 KiB rendered), or the broker drops the connection."""
+    admin = broker.admin
+    sizes: list[int] = []
+
+    def measure(
+        commands: Sequence[Mapping[str, object]], *, tolerate: Iterable[str] = ()
+    ) -> list[Mapping[str, Any]]:
+        del tolerate  # this stand-in for the plugin refuses nothing
+        sizes.append(len(json.dumps({"commands": _tagged(commands)})))
+        if commands[0]["command"] == "listClients":
+            return [{"command": "listClients", "data": {"clients": []}}]
+        return [{"command": command["command"]} for command in commands]
+
+    monkeypatch.setattr(admin, "_run", measure)
+    with admin:
+        admin.add_lamps([f"lamp-{number:04d}" for number in range(2000)])
+    assert len(sizes) > 10
+    assert max(sizes) < broker.managed.settings.limits.max_packet_size - 1024
 
 
 def test_adding_many_lamps_is_all_or_none(broker: BrokerFixture) -> None:
