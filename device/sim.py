@@ -95,10 +95,15 @@ class SimulatedLamp:
 
         touch = open_touch_input(self.settings.hardware, pin_factory=self._pins)
         light = open_light_output(self.settings.hardware, pin_factory=self._pins)
+
+        def frame_shown() -> None:
+            self._forget_pin_history()
+            changed()
+
         self.agent = LampAgent(
             settings=self.settings,
             touch=touch,
-            light=NotifyingLight(light, changed=changed),
+            light=NotifyingLight(light, changed=frame_shown),
             link=make_link,
             clock=clock,
         )
@@ -151,6 +156,23 @@ class SimulatedLamp:
             self._duty(hardware.green_pin, active_high=active_high),
             self._duty(hardware.blue_pin, active_high=active_high),
         )
+
+    def pin_history_length(self) -> int:
+        """How many past states the lamp's mock pins hold (see ``_forget_pin_history``)."""
+        return sum(len(self._pins.pin(number).states) for number in self._pin_numbers())
+
+    def _forget_pin_history(self) -> None:
+        """gpiozero's mock pins keep every state they went through (``MockPin.states``, for a
+        test's ``assert_states``). A lamp shows ~30 frames a second while it glows, so in a
+        simulator left running that list would grow by about a thousand entries per glow."""
+        for number in self._pin_numbers():
+            self._pins.pin(number).clear_states()
+
+    def _pin_numbers(self) -> tuple[int, ...]:
+        hardware = self.settings.hardware
+        if hardware.led_kind == "mono":
+            return (hardware.touch_pin, hardware.led_pin)
+        return (hardware.touch_pin, hardware.red_pin, hardware.green_pin, hardware.blue_pin)
 
     def _duty(self, pin: int, *, active_high: bool) -> float:
         state = float(self._pins.pin(pin).state)

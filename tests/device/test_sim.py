@@ -92,6 +92,30 @@ def test_a_common_anode_led_is_read_as_light_not_pin_levels(world: World) -> Non
         wait_until(lambda: same_hue(lamp.led(), AMBER, gamma=2.2), "the tap's amber feedback")
 
 
+def test_a_simulated_lamp_does_not_keep_its_pins_history(world: World) -> None:
+    """gpiozero's mock pins record every state change; a simulator runs for days."""
+    settings = world.lamp("lamp-a", color=AMBER)
+    with world.simulator(settings) as simulator:
+        lamp = simulator.lamp("lamp-a")
+        frames = 0
+
+        def count_frames() -> None:
+            nonlocal frames
+            frames += 1
+
+        unwatch = simulator.watch(count_frames)
+        try:
+            for _ in range(3):
+                lamp.press()
+                lamp.release()
+                wait_until(lambda: same_hue(lamp.led(), AMBER, gamma=2.2), "the tap's feedback")
+                wait_until(lambda: max(lamp.led()) < 0.001, "the feedback to fade")
+        finally:
+            unwatch()
+        assert frames > 30  # what would have piled up
+        assert lamp.pin_history_length() <= 8  # the current state of 4 pins, a press at most
+
+
 def _wait_online(lamp: SimulatedLamp) -> None:
     wait_until(lambda: lamp.agent.online, f"{lamp.lamp_id} online")
 
