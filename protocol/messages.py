@@ -54,6 +54,8 @@ LampId = Annotated[str, StringConstraints(pattern=f"^{LAMP_ID_PATTERN.pattern}$"
 # "{lamp}:{stream}:{seq}", see ``touch_id``.
 TouchId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9:-]{2,80}$")]
 EpochMs = Annotated[int, Field(ge=0, le=_MAX_JSON_INT)]
+
+
 def _printable(value: str) -> str:
     # Names are shown in terminals (`relay lamp list`), logs and other owners' lamps: no control
     # or formatting characters (terminal escapes, bidi overrides, line breaks).
