@@ -50,6 +50,7 @@ from touchlamp.device.hardware import (
     open_light_output,
     open_touch_input,
 )
+from touchlamp.device.homeassistant import home_assistant_for
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import LinkError, LinkSink
 from touchlamp.device.selftest import run_selftest
@@ -278,10 +279,13 @@ def _run_on_pins(settings: DeviceSettings) -> int:
         heartbeat_seconds=watchdog_every,
     )
     control = ControlServer(state_dir=settings.state_dir, link=links[0])
+    home = home_assistant_for(settings, agent)
     with _stop_on_signals() as stop:
         try:
             control.start()
             agent.start()
+            if home is not None:
+                home.start()
             where = f"{settings.mqtt.host}:{settings.mqtt.effective_port}"
             sdnotify.ready(f"lamp {settings.lamp_id}, broker {where}")
             print(f"touchlamp: lamp {settings.lamp_id} running (broker {where})", file=sys.stderr)
@@ -289,6 +293,8 @@ def _run_on_pins(settings: DeviceSettings) -> int:
             sdnotify.stopping()
         finally:
             control.stop()
+            if home is not None:
+                home.stop()
             agent.stop()
     return EXIT_OK
 
