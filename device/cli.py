@@ -2,9 +2,10 @@
 
 ::
 
-    touchlamp demo [--web-port P] [--state-dir DIR] [--no-browser]
+    touchlamp demo [--web-port P] [--state-dir DIR] [--no-browser] [--homeassistant URL]
     touchlamp sim --env-file F [--env-file F …] [--web-port P]   lamps enrolled with a relay
     touchlamp sim --lamps N [--state-dir DIR] [--web-port P]      N lamps, own broker and relay
+      (sim also takes --homeassistant mqtt://[USER:PASSWORD@]HOST:PORT)
     touchlamp device run [--env-file F] [--simulate [--web-port P]]
     touchlamp device enroll TOKEN [--env-file F]
     touchlamp device selftest [--env-file F] [--touch-timeout S]
@@ -30,7 +31,7 @@ from typing import Any
 from touchlamp import sdnotify
 from touchlamp.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from touchlamp.config.common import SettingsError, load_settings
-from touchlamp.config.device import DeviceSettings
+from touchlamp.config.device import DeviceSettings, HomeAssistantSettings
 from touchlamp.device.agent import AgentLink, LampAgent
 from touchlamp.device.clock import SystemClock
 from touchlamp.device.control import (
@@ -50,7 +51,11 @@ from touchlamp.device.hardware import (
     open_light_output,
     open_touch_input,
 )
-from touchlamp.device.homeassistant import home_assistant_for
+from touchlamp.device.homeassistant import (
+    home_assistant_for,
+    settings_from_url,
+    with_home_assistant,
+)
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import LinkError, LinkSink
 from touchlamp.device.selftest import run_selftest
@@ -147,6 +152,14 @@ def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="where the broker, relay and lamps keep their files "
         "(default $XDG_STATE_HOME/touchlamp/demo, i.e. ~/.local/state/touchlamp/demo)",
     )
+    web.add_argument(
+        "--homeassistant",
+        type=_home_broker,
+        default=None,
+        metavar="URL",
+        help="make the lamps appear in the Home Assistant on this MQTT broker: "
+        "mqtt://[USER:PASSWORD@]HOST:PORT (mqtts:// for TLS)",
+    )
     demo = subparsers.add_parser(
         "demo",
         parents=[web],
@@ -190,6 +203,13 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     return handler
 
 
+def _home_broker(text: str) -> HomeAssistantSettings:
+    try:
+        return settings_from_url(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -209,6 +229,7 @@ def _demo(args: argparse.Namespace) -> int:
         web_port=8080 if args.web_port is None else args.web_port,
         state_dir=args.state_dir or demo.DEFAULT_STATE_DIR,
         open_browser=not args.no_browser,
+        homeassistant=args.homeassistant,
     )
 
 
@@ -225,6 +246,8 @@ def _sim(args: argparse.Namespace) -> int:
         from touchlamp.device import simulate  # noqa: PLC0415  the page, only for this command
 
         lamps = [load_settings(DeviceSettings, env_file=path) for path in args.env_file]
+        if args.homeassistant is not None:
+            lamps = [with_home_assistant(lamp, args.homeassistant, web_port) for lamp in lamps]
         return simulate.run_simulator(lamps=lamps, web_port=web_port)
     from touchlamp.device import demo  # noqa: PLC0415  pulls in the relay and the broker launcher
 
@@ -237,6 +260,7 @@ def _sim(args: argparse.Namespace) -> int:
         web_port=web_port,
         state_dir=args.state_dir or demo.DEFAULT_STATE_DIR,
         open_browser=False,
+        homeassistant=args.homeassistant,
     )
 
 

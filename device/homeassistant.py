@@ -79,6 +79,7 @@ __all__ = [
     "prepare_uninstall",
     "remove_from_home_assistant",
     "settings_from_url",
+    "with_home_assistant",
 ]
 
 logger = logging.getLogger(__name__)
@@ -723,6 +724,16 @@ def _remove_quietly(home: HomeAssistantSettings, lamp_id: str, state_dir: Path) 
             lamp_id,
             cleared,
         )
+
+
+def with_home_assistant(
+    settings: DeviceSettings, home: HomeAssistantSettings, page_port: int
+) -> DeviceSettings:
+    """``settings`` with ``home`` as its home broker (``--homeassistant`` of demo and sim);
+    ``page_port`` is the simulator page's port for the device page's link (0: unknown yet)."""
+    if page_port and home.configuration_url is None:
+        home = home.model_copy(update={"page_port": page_port})
+    return settings.model_copy(update={"homeassistant": home})
 
 
 def settings_from_url(url: str) -> HomeAssistantSettings:

@@ -16,6 +16,7 @@ from tests.broker.harness import MqttProbe, Received
 from tests.e2e.world import BrokerLike, World, same_hue, wait_until
 from tests.faults.proxy import FaultProxy
 from tests.ha.home_broker import HomeBroker
+from touchlamp.cli import main
 from touchlamp.config.device import DeviceSettings, HomeAssistantSettings
 from touchlamp.device.homeassistant import RECORD_FILE, remove_from_home_assistant
 from touchlamp.device.homeassistant_discovery import HomeTopics
@@ -282,3 +283,49 @@ def test_removal_says_what_to_do_when_the_home_broker_is_away(tmp_path: Path) ->
         assert "still there" in str(caught.value)
     finally:
         proxy.close()
+
+
+def test_device_uninstall_removes_the_entities(
+    world: World,
+    home: HomeBroker,
+    ha: HomeAssistantStandIn,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = tmp_path / "root"
+    config = home_settings(home.host, home.port)
+    a = with_home(world.lamp("lamp-a", color=AMBER), config)
+    b = world.lamp("lamp-b", color=BLUE)
+    world.pair("lamp-a", "lamp-b")
+    topics = HomeTopics("lamp-a")
+    with world.relay(), world.simulator(a, b) as simulator:
+        running(simulator, "lamp-a")
+        ha.latest(topics.member_online("lamp-b"), b"ON")
+    # The installed lamp's settings file, as `device enroll` and the owner would leave it.
+    settings_file = root / "etc/touchlamp/device.env"
+    settings_file.parent.mkdir(parents=True)
+    settings_file.write_text(
+        "TOUCHLAMP_DEVICE_LAMP_ID=lamp-a\n"
+        f"TOUCHLAMP_DEVICE_STATE_DIR={a.state_dir}\n"
+        f"TOUCHLAMP_DEVICE_HOMEASSISTANT__HOST={home.host}\n"
+        f"TOUCHLAMP_DEVICE_HOMEASSISTANT__PORT={home.port}\n"
+        f"TOUCHLAMP_DEVICE_HOMEASSISTANT__USERNAME={HA_USER}\n"
+        f"TOUCHLAMP_DEVICE_HOMEASSISTANT__PASSWORD={HA_PASSWORD}\n"
+    )
+
+    assert main(["device", "uninstall", "--root", str(root)]) == 0
+
+    assert "removed the lamp's Home Assistant entities" in capsys.readouterr().out
+    presence = "homeassistant/binary_sensor/touchlamp_lamp-a/member_lamp-b_online/config"
+    for topic in (presence, topics.config("button", "send_touch"), topics.availability):
+        assert ha.latest(topic, b"").payload == b""  # the empty retained message deletes it
+    assert not (a.state_dir / RECORD_FILE).exists()
+
+
+def test_a_bad_homeassistant_address_on_the_command_line_exits_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--no-browser", "--homeassistant", "http://ha.local:1883"])
+    assert exited.value.code == 2
+    assert "mqtt://[USER:PASSWORD@]HOST:PORT" in capsys.readouterr().err
