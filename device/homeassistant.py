@@ -207,12 +207,15 @@ class HomeAssistantBridge:
         self._published: dict[str, bytes] = {}  # retained topic -> payload on this connection
         self._last_touch_at: float | None = None
         self._warned_login = False
+        self._warned_unreachable = False
         self._bad_logged = False
         # Read from other threads (ints and bools: a torn read is impossible).
         self.bad_commands = 0
         """Commands refused: not exactly PRESS / ON / OFF, retained, or pressed too often."""
         self.connections = 0
         """Connections the home broker accepted so far."""
+        self.attempts = 0
+        """Connections tried so far."""
 
     @property
     def topics(self) -> HomeTopics:
@@ -297,6 +300,7 @@ class HomeAssistantBridge:
 
     def _connect(self) -> None:
         settings = self._settings
+        self.attempts += 1
         self._generation += 1
         generation = self._generation
         client = self._new_client(generation)
@@ -371,6 +375,7 @@ class HomeAssistantBridge:
         self._connack_deadline = None
         self._connected = True
         self._warned_login = False
+        self._warned_unreachable = False
         self._backoff.reset()
         self.connections += 1
         logger.info(
@@ -409,8 +414,13 @@ class HomeAssistantBridge:
         if client is not None:
             _close(client)
         if not quiet:
-            logger.warning(
-                "lamp %s: %s the home broker %s:%d for Home Assistant (%s)",
+            # Once per outage: a home broker away for hours must not fill the lamp's log.
+            level = logging.DEBUG if self._warned_unreachable else logging.WARNING
+            self._warned_unreachable = True
+            logger.log(
+                level,
+                "lamp %s: %s the home broker %s:%d for Home Assistant (%s); retrying with "
+                "backoff, the lamp works as ever",
                 self._lamp.lamp_id,
                 "lost" if was_connected else "cannot reach",
                 self._host,
