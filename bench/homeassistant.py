@@ -51,7 +51,11 @@ _WAIT = 10.0
 _WARM_UP = 3
 # A 200 ms fade, not the latency benchmark's 50 ms: six lamps share this process, and a pause
 # of the receiver's thread longer than the whole glow would let it end undrawn (FINDINGS).
-_LOOK = LookSettings(glow=GlowLook(attack_seconds=0.001, breaths=0, fade_seconds=0.2))
+# No coalescing: each touch is a glow of its own (a touch within 2 s of a glow still fading would
+# otherwise only rename the dying glow, and show nothing: FINDINGS, "stalls at touch 343").
+_LOOK = LookSettings(
+    glow=GlowLook(attack_seconds=0.001, breaths=0, fade_seconds=0.2), coalesce_seconds=0.0
+)
 _CASES = ("plain", "home", "black-holed")
 _COLORS = {"plain": "#ff3300", "home": "#33ff00", "black-holed": "#0033ff"}
 
@@ -138,6 +142,7 @@ class _Receiver:
         self.lamp: SimulatedLamp | None = None
         self.lit = threading.Event()
         self.dark = threading.Event()
+        self.dark.set()  # before the first touch
         self.lit_at = 0.0
 
     def changed(self) -> None:
@@ -147,7 +152,8 @@ class _Receiver:
             if not self.lit.is_set():
                 self.lit_at = time.monotonic()
                 self.lit.set()
-        elif max(shown) < 0.001:
+        elif max(shown) < 0.001 and self.lit.is_set():
+            # Dark *after* the glow: the dark frames before it rises do not count.
             self.dark.set()
 
 
