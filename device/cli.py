@@ -52,6 +52,7 @@ from touchlamp.device.hardware import (
     open_touch_input,
 )
 from touchlamp.device.homeassistant import (
+    HomeAssistantError,
     home_assistant_for,
     settings_from_url,
     with_home_assistant,
@@ -196,7 +197,14 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     def handler(args: argparse.Namespace) -> int:
         try:
             return command(args)
-        except (_RefusedError, HardwareError, LinkError, ControlError, EnrollError) as refusal:
+        except (
+            _RefusedError,
+            HardwareError,
+            LinkError,
+            ControlError,
+            EnrollError,
+            HomeAssistantError,
+        ) as refusal:
             print(f"touchlamp: {refusal}", file=sys.stderr)
             return EXIT_FAILURE
 

@@ -334,3 +334,24 @@ def test_a_bad_homeassistant_address_on_the_command_line_exits_2(
         main(["demo", "--no-browser", "--homeassistant", "http://ha.local:1883"])
     assert exited.value.code == 2
     assert "mqtt://[USER:PASSWORD@]HOST:PORT" in capsys.readouterr().err
+
+
+def test_an_unreadable_home_broker_ca_stops_the_lamp_naming_the_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    not_a_certificate = tmp_path / "home-ca.crt"
+    not_a_certificate.write_text("not a certificate\n")
+    env_file = tmp_path / "device.env"
+    env_file.write_text(
+        "TOUCHLAMP_DEVICE_LAMP_ID=lamp-a\n"
+        f"TOUCHLAMP_DEVICE_STATE_DIR={tmp_path / 'state'}\n"
+        "TOUCHLAMP_DEVICE_MQTT__PASSWORD=secret\n"
+        "TOUCHLAMP_DEVICE_HOMEASSISTANT__HOST=127.0.0.1\n"
+        "TOUCHLAMP_DEVICE_HOMEASSISTANT__TLS=true\n"
+        f"TOUCHLAMP_DEVICE_HOMEASSISTANT__CA_FILE={not_a_certificate}\n"
+    )
+    code = main(["device", "run", "--simulate", "--env-file", str(env_file)])
+    assert code == 1
+    error = capsys.readouterr().err
+    assert "TOUCHLAMP_DEVICE_HOMEASSISTANT__CA_FILE" in error
+    assert str(not_a_certificate) in error
