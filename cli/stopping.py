@@ -47,12 +47,20 @@ class StopSignals:
     ``KeyboardInterrupt`` in the main thread instead, so a start-up that blocks (connecting,
     pairing) unwinds through its ``finally`` blocks at once. Once the first signal has been
     taken, later ones are only reported: clean-up is never cut short. The previous handlers
-    are back after the block.
+    are back after the block. Each signal is reported on stderr as ``PROGRAM: SIGHUP, stopping``
+    unless ``quiet`` (helpers that a parent process stops as a matter of course).
     """
 
-    def __init__(self, *, interrupt_until_ready: bool = False, program: str = "touchlamp") -> None:
+    def __init__(
+        self,
+        *,
+        interrupt_until_ready: bool = False,
+        program: str = "touchlamp",
+        quiet: bool = False,
+    ) -> None:
         self._interrupting = interrupt_until_ready
         self._program = program
+        self._quiet = quiet
         self._received: signal.Signals | None = None
         self._previous: dict[signal.Signals, _Handler] = {}
         self._alarm, self._ring = socket.socketpair()
@@ -114,5 +122,7 @@ class StopSignals:
             raise KeyboardInterrupt
 
     def _say(self, message: str) -> None:
+        if self._quiet:
+            return
         with contextlib.suppress(OSError, ValueError, AttributeError):  # no stderr: say nothing
             os.write(sys.stderr.fileno(), f"{self._program}: {message}\n".encode())

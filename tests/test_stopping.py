@@ -70,3 +70,11 @@ def test_after_ready_a_signal_only_requests_a_stop() -> None:
         stop.ready()
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.wait(timeout=10)
+
+
+def test_quiet_says_nothing(capfd: pytest.CaptureFixture[str]) -> None:
+    with StopSignals(quiet=True) as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(timeout=10)
+    assert capfd.readouterr().err == ""
