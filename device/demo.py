@@ -151,11 +151,11 @@ def _broker(state_dir: Path) -> Iterator[ManagedBroker]:
         listeners=[ListenerSettings(address="127.0.0.1", port=_free_port())],
     )
     broker = ManagedBroker(settings, stop_with_parent=True)
-    try:
-        broker.start()
-    except BrokerError as error:
-        raise DemoError(f"the broker did not start: {error}") from None
-    try:
+    try:  # stop() even when start() is interrupted (a signal during start-up): it may be running
+        try:
+            broker.start()
+        except BrokerError as error:
+            raise DemoError(f"the broker did not start: {error}") from None
         yield broker
     finally:
         broker.stop()
