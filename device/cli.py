@@ -18,13 +18,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from touchlamp import sdnotify
@@ -55,6 +51,7 @@ from touchlamp.device.link_events import LinkError, LinkSink
 from touchlamp.device.selftest import run_selftest
 from touchlamp.install_commands import register_install
 from touchlamp.protocol import PairAction, PairRequest, PairResponse, ProtocolError, decode_token
+from touchlamp.stopping import StopSignals
 
 __all__ = ["register"]
 
@@ -278,7 +275,7 @@ def _run_on_pins(settings: DeviceSettings) -> int:
         heartbeat_seconds=watchdog_every,
     )
     control = ControlServer(state_dir=settings.state_dir, link=links[0])
-    with _stop_on_signals() as stop:
+    with StopSignals() as stop:  # SIGTERM (systemd), SIGINT (Ctrl-C), SIGHUP (a closed terminal)
         try:
             control.start()
             agent.start()
@@ -291,22 +288,6 @@ def _run_on_pins(settings: DeviceSettings) -> int:
             control.stop()
             agent.stop()
     return EXIT_OK
-
-
-@contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by SIGTERM or SIGINT while the block runs (old handlers restored after)."""
-    stop = threading.Event()
-
-    def handle(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 # -- device enroll ---------------------------------------------------------------------------------
