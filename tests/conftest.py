@@ -5,6 +5,8 @@
   never a public one. Function-scoped (a start takes a few tens of milliseconds), so no test sees
   another's lamps, sessions or retained messages. Teardown always stops Mosquitto, and the
   session checks at its end that none of the brokers it started is still running.
+- PostgreSQL: a throwaway cluster started on first use (``tests/postgres_cluster.py``), on a free
+  loopback port, never the machine's server on 5432; the session removes it at its end.
 - An ERROR (or worse) logged by any ``touchlamp`` logger fails the test: that is how an
   exception swallowed in a callback shows up. Opt out with ``@pytest.mark.allow_error_logs``
   in a test that provokes one on purpose.
@@ -22,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.broker.harness import BrokerFixture, free_port
+from tests.postgres_cluster import stop_session_cluster
 from touchlamp.broker.errors import BrokerStartError
 from touchlamp.broker.launcher import ManagedBroker
 from touchlamp.config.broker import BrokerSettings, ListenerSettings
@@ -73,6 +76,12 @@ def broker(tmp_path: Path) -> Iterator[BrokerFixture]:
         yield fixture
     finally:
         fixture.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _throwaway_postgres_removed() -> Iterator[None]:
+    yield
+    stop_session_cluster()
 
 
 @pytest.fixture(scope="session", autouse=True)
