@@ -10,7 +10,8 @@
     touchlamp device selftest [--env-file F] [--touch-timeout S]
     touchlamp pair new | join CODE | leave | status [--env-file F]
 
-Exit codes: 0 done, 1 refused or failed (the message says why and what to do), 2 bad settings.
+Exit codes: 0 done, 1 refused or failed (the message says why and what to do), 2 bad settings
+or hardware that cannot work as set up (restarting will not help: systemd's unit does not).
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ from touchlamp.device.enroll import (
     default_env_file,
     write_enrollment,
 )
+from touchlamp.device.gpio import GpioUnavailableError, open_pin_factory
 from touchlamp.device.hardware import (
     HardwareError,
+    PinFactory,
     open_light_output,
     open_touch_input,
 )
@@ -177,12 +180,17 @@ def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn a refusal (or a hardware, link or control error) into its message and exit 1."""
+    """Turn a refusal (or a link or control error) into its message and exit 1; a hardware
+    error into its message, systemd's status line, and exit 2 (restarting will not fix it)."""
 
     def handler(args: argparse.Namespace) -> int:
         try:
             return command(args)
-        except (_RefusedError, HardwareError, LinkError, ControlError, EnrollError) as refusal:
+        except HardwareError as error:
+            print(f"touchlamp: {error}", file=sys.stderr)
+            sdnotify.status(f"stopped: {error}")
+            return EXIT_USAGE
+        except (_RefusedError, LinkError, ControlError, EnrollError) as refusal:
             print(f"touchlamp: {refusal}", file=sys.stderr)
             return EXIT_FAILURE
 
@@ -250,10 +258,18 @@ def _device_run(args: argparse.Namespace) -> int:
     if args.web_port:
         print("touchlamp: --web-port serves the simulator's page: add --simulate", file=sys.stderr)
         return EXIT_USAGE
-    return _run_on_pins(settings)
+    try:
+        pins = open_pin_factory(settings.hardware)
+    except GpioUnavailableError as error:
+        if not error.off_a_pi:
+            raise
+        raise GpioUnavailableError(
+            f"{error}; to try the lamp without one: touchlamp device run --simulate"
+        ) from error
+    return _run_on_pins(settings, pins)
 
 
-def _run_on_pins(settings: DeviceSettings) -> int:
+def _run_on_pins(settings: DeviceSettings, pins: PinFactory) -> int:
     clock = SystemClock(timezone=settings.quiet_hours.timezone)
     links: list[LampLink] = []
 
@@ -262,9 +278,9 @@ def _run_on_pins(settings: DeviceSettings) -> int:
         return links[-1]
 
     watchdog_every = sdnotify.watchdog_due_every()
-    touch = open_touch_input(settings.hardware)
+    touch = open_touch_input(settings.hardware, pin_factory=pins)
     try:
-        light = open_light_output(settings.hardware)
+        light = open_light_output(settings.hardware, pin_factory=pins)
     except BaseException:
         touch.close()
         raise
@@ -351,6 +367,7 @@ def _device_selftest(args: argparse.Namespace) -> int:
         looks=settings.looks,
         out=sys.stdout,
         touch_timeout=args.touch_timeout,
+        pin_factory=open_pin_factory(settings.hardware),
     )
     return EXIT_OK if works else EXIT_FAILURE
 
