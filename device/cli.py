@@ -56,6 +56,7 @@ from touchlamp.device.hardware import (
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import LinkError, LinkSink
 from touchlamp.device.selftest import run_selftest
+from touchlamp.device.simulated import unmark_simulated
 from touchlamp.install_commands import register_install
 from touchlamp.protocol import PairAction, PairRequest, PairResponse, ProtocolError, decode_token
 
@@ -294,6 +295,7 @@ def _run_on_pins(settings: DeviceSettings, pins: PinFactory) -> int:
         heartbeat_seconds=watchdog_every,
     )
     control = ControlServer(state_dir=settings.state_dir, link=links[0])
+    unmark_simulated(settings.state_dir)  # on real pins now, whatever ran here before
     with _stop_on_signals() as stop:
         try:
             control.start()

@@ -116,8 +116,8 @@ def gpio_problem(facts: GpioFacts, *, dev_dir: Path = Path("/dev")) -> GpioUnava
         case "missing":
             return GpioUnavailableError(
                 f"{_PREFIX}the pin driver lgpio is not installed; install it into the lamp's "
-                "Python: pip install 'touchlamp[pi]' (or on Raspberry Pi OS: sudo apt install "
-                "python3-lgpio, for a venv made with --system-site-packages)"
+                "Python: pip install 'lgpio>=0.2.2' (touchlamp's 'pi' extra), or on Raspberry Pi "
+                "OS sudo apt install python3-lgpio for a venv made with --system-site-packages"
             )
         case "empty":
             return GpioUnavailableError(

@@ -145,7 +145,8 @@ def _import_extra(module: str, *, extra: str, what: str) -> ModuleType:
             ) from error
         raise MissingExtraError(
             f"{what} needs the platform library {missing}, which is not installed: "
-            f"pip install --upgrade 'touchlamp[{extra}]' (it declares what a Raspberry Pi needs)"
+            f"pip install '{missing}' into the lamp's Python (touchlamp's '{extra}' extra "
+            "declares it)"
         ) from error
 
 

@@ -54,8 +54,8 @@ def test_lgpio_not_installed_names_the_extra_and_the_package(
     assert lgpio_state() == ("missing", "")
     assert problem(look_at_gpio(dev), dev) == (
         "cannot use the GPIO pins: the pin driver lgpio is not installed; install it into the "
-        "lamp's Python: pip install 'touchlamp[pi]' (or on Raspberry Pi OS: sudo apt install "
-        "python3-lgpio, for a venv made with --system-site-packages)"
+        "lamp's Python: pip install 'lgpio>=0.2.2' (touchlamp's 'pi' extra), or on Raspberry Pi "
+        "OS sudo apt install python3-lgpio for a venv made with --system-site-packages"
     )
 
 

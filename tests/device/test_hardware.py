@@ -372,19 +372,21 @@ def test_blinkas_missing_platform_library_is_one_line_naming_the_extra(board: st
     traceback, naming what to install."""
     assert on_a_pi(board, "neopixel", "gpiod") == (
         "MissingExtraError: a NeoPixel strip needs the platform library gpiod, which is not "
-        "installed: pip install --upgrade 'touchlamp[neopixel]' (it declares what a Raspberry "
-        "Pi needs)"
+        "installed: pip install 'gpiod' into the lamp's Python (touchlamp's 'neopixel' extra "
+        "declares it)"
     )
     assert on_a_pi(board, "mpr121", "gpiod") == (
         "MissingExtraError: the MPR121 touch sensor needs the platform library gpiod, which is "
-        "not installed: pip install --upgrade 'touchlamp[mpr121]' (it declares what a Raspberry "
-        "Pi needs)"
+        "not installed: pip install 'gpiod' into the lamp's Python (touchlamp's 'mpr121' extra "
+        "declares it)"
     )
 
 
 @pytest.mark.parametrize("board", ["RASPBERRY_PI_4B", "RASPBERRY_PI_5"])
 def test_spi_and_i2c_turned_off_are_named_with_the_command_that_turns_them_on(board: str) -> None:
-    assert not Path("/dev/spidev0.0").exists()  # this test is about a Pi with SPI off
+    # This test is about a Pi with SPI and I2C off.
+    assert not Path("/dev/spidev0.0").exists()
+    assert not Path("/dev/i2c-1").exists()
     assert on_a_pi(board, "neopixel") == (
         "HardwareError: a NeoPixel strip needs SPI, which is off (/dev/spidev0.0 does not "
         "exist): sudo raspi-config nonint do_spi 0, then reboot"
