@@ -147,8 +147,9 @@ def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--state-dir",
         type=Path,
         default=None,
-        help="where the broker, relay and lamps keep their files "
-        "(default $XDG_STATE_HOME/touchlamp/demo, i.e. ~/.local/state/touchlamp/demo)",
+        help="where the broker, relay and lamps keep their files (default "
+        "$XDG_STATE_HOME/touchlamp/demo for the demo, …/touchlamp/sim for sim; "
+        "XDG_STATE_HOME is ~/.local/state by default)",
     )
     demo = subparsers.add_parser(
         "demo",
@@ -243,8 +244,10 @@ def _sim(args: argparse.Namespace) -> int:
     return demo.run_demo(
         lamps=count,
         web_port=web_port,
-        state_dir=args.state_dir or demo.DEFAULT_STATE_DIR,
+        # Not the demo's: a demo and a sim run side by side would take each other's lamps.
+        state_dir=args.state_dir or demo.DEFAULT_STATE_DIR.with_name("sim"),
         open_browser=False,
+        name="sim",
     )
 
 

@@ -91,14 +91,17 @@ class _Login:
 
 
 # -- entry points ----------------------------------------------------------------------------------
-def run_demo(*, lamps: int, web_port: int, state_dir: Path, open_browser: bool) -> int:
-    """Broker, relay and ``lamps`` paired simulated lamps, until SIGINT or SIGTERM."""
+def run_demo(
+    *, lamps: int, web_port: int, state_dir: Path, open_browser: bool, name: str = "demo"
+) -> int:
+    """Broker, relay and ``lamps`` paired simulated lamps, until SIGINT or SIGTERM; ``name`` is
+    the command's, which its messages start with (``touchlamp sim: …``)."""
     if not 1 <= lamps <= MAX_LAMPS:
         raise DemoError(f"the demo runs 1 to {MAX_LAMPS} lamps, not {lamps}")
     state_dir = state_dir.resolve()
     with Shutdown() as shutdown:
         try:
-            return _demo(lamps, web_port, state_dir, open_browser, shutdown)
+            return _demo(lamps, web_port, state_dir, open_browser, shutdown, name=name)
         except (DemoError, ServeError) as error:
             print(f"touchlamp: {error}", file=sys.stderr)
             return EXIT_FAILURE
@@ -106,10 +109,11 @@ def run_demo(*, lamps: int, web_port: int, state_dir: Path, open_browser: bool) 
 
 # -- the demo --------------------------------------------------------------------------------------
 def _demo(
-    lamps: int, web_port: int, state_dir: Path, open_browser: bool, shutdown: Shutdown
+    lamps: int, web_port: int, state_dir: Path, open_browser: bool, shutdown: Shutdown, *, name: str
 ) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
-    print(f"touchlamp demo: starting in {state_dir}", flush=True)
+    print(f"touchlamp {name}: starting in {state_dir}", flush=True)
+    others = "the other" if lamps <= 2 else "the others"
     with _broker(state_dir) as broker:
         relay_settings = _relay_settings(state_dir, broker)
         logins = _register(state_dir, relay_settings, broker, lamps)
@@ -123,8 +127,8 @@ def _demo(
                 def ready(url: str) -> None:
                     _write_demo_json(state_dir / "demo.json", url, broker, logins)
                     print(
-                        f"touchlamp demo: open {url}\n"
-                        "  tap a lamp to send a touch to the other, hold it to choose its colour\n"
+                        f"touchlamp {name}: open {url}\n"
+                        f"  tap a lamp to send a touch to {others}, hold it to choose its colour\n"
                         f"  broker {broker.host}:{broker.port}, logins in "
                         f"{state_dir / 'demo.json'}\n"
                         "  Ctrl-C stops everything",
@@ -136,7 +140,7 @@ def _demo(
                 serve_page(simulator, web_port, shutdown, ready)
             finally:
                 simulator.stop()
-    print("touchlamp demo: stopped", flush=True)
+    print(f"touchlamp {name}: stopped", flush=True)
     return EXIT_OK
 
 
