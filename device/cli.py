@@ -31,7 +31,7 @@ from typing import Any
 from touchlamp import sdnotify
 from touchlamp.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from touchlamp.config.common import SettingsError, load_settings
-from touchlamp.config.device import DeviceSettings
+from touchlamp.config.device import DeviceSettings, default_state_dir
 from touchlamp.device.agent import AgentLink, LampAgent
 from touchlamp.device.clock import SystemClock
 from touchlamp.device.control import (
@@ -339,11 +339,16 @@ def _device_enroll(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     env_file: Path = args.env_file or default_env_file()
     # The service's file (root's default) names the unit's state directory, where `pair` run
-    # by root then finds the running service.
+    # by root then finds the running service. A new file of a lamp run by hand gets a state
+    # directory of its own, so two lamps on one machine keep their outboxes and control sockets
+    # apart; an existing file without one keeps the directory its lamp has used so far.
     service = os.geteuid() == 0 and env_file == default_env_file()
-    enrolled = write_enrollment(
-        enrollment, env_file=env_file, state_dir=SERVICE_STATE_DIR if service else None
-    )
+    state_dir: Path | None = None
+    if service:
+        state_dir = SERVICE_STATE_DIR
+    elif not env_file.exists():
+        state_dir = default_state_dir() / enrollment.lamp
+    enrolled = write_enrollment(enrollment, env_file=env_file, state_dir=state_dir)
     try:
         load_settings(DeviceSettings, env_file=env_file)
     except SettingsError as error:
@@ -356,10 +361,18 @@ def _device_enroll(args: argparse.Namespace) -> int:
     print(f"{verb} {env_file} (mode 0600: it holds the lamp's password).")
     if enrolled.ca_file is not None:
         print(f"The broker's CA certificate is in {enrolled.ca_file}.")
-    print(
-        f"Start the lamp: touchlamp device run --env-file {env_file}\n"
-        "(as a service: systemctl restart touchlamp-device), then pair it: touchlamp pair new"
-    )
+    if state_dir is not None and not service:
+        print(f"The lamp keeps its state (queued touches, colour) in {state_dir}.")
+    if service:
+        print(
+            "Start the lamp: sudo systemctl restart touchlamp-device\n"
+            f"then pair it: sudo touchlamp pair new --env-file {env_file}"
+        )
+    else:
+        print(
+            f"Start the lamp: touchlamp device run --env-file {env_file}\n"
+            f"then pair it: touchlamp pair new --env-file {env_file}"
+        )
     return EXIT_OK
 
 
