@@ -10,7 +10,8 @@
     touchlamp device selftest [--env-file F] [--touch-timeout S]
     touchlamp pair new | join CODE | leave | status [--env-file F]
 
-Exit codes: 0 done, 1 refused or failed (the message says why and what to do), 2 bad settings.
+Exit codes: 0 done, 1 refused or failed (the message says why and what to do), 2 bad settings
+or hardware that cannot work as set up (restarting will not help: systemd's unit does not).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 from touchlamp import sdnotify
 from touchlamp.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from touchlamp.config.common import SettingsError, load_settings
-from touchlamp.config.device import DeviceSettings
+from touchlamp.config.device import DeviceSettings, default_state_dir
 from touchlamp.device.agent import AgentLink, LampAgent
 from touchlamp.device.clock import SystemClock
 from touchlamp.device.control import (
@@ -41,14 +42,17 @@ from touchlamp.device.enroll import (
     default_env_file,
     write_enrollment,
 )
+from touchlamp.device.gpio import GpioUnavailableError, open_pin_factory
 from touchlamp.device.hardware import (
     HardwareError,
+    PinFactory,
     open_light_output,
     open_touch_input,
 )
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import LinkError, LinkSink
 from touchlamp.device.selftest import run_selftest
+from touchlamp.device.simulated import unmark_simulated
 from touchlamp.install_commands import register_install
 from touchlamp.protocol import PairAction, PairRequest, PairResponse, ProtocolError, decode_token
 from touchlamp.stopping import StopSignals
@@ -140,8 +144,9 @@ def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--state-dir",
         type=Path,
         default=None,
-        help="where the broker, relay and lamps keep their files "
-        "(default $XDG_STATE_HOME/touchlamp/demo, i.e. ~/.local/state/touchlamp/demo)",
+        help="where the broker, relay and lamps keep their files (default "
+        "$XDG_STATE_HOME/touchlamp/demo for the demo, …/touchlamp/sim for sim; "
+        "XDG_STATE_HOME is ~/.local/state by default)",
     )
     demo = subparsers.add_parser(
         "demo",
@@ -174,12 +179,17 @@ def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn a refusal (or a hardware, link or control error) into its message and exit 1."""
+    """Turn a refusal (or a link or control error) into its message and exit 1; a hardware
+    error into its message, systemd's status line, and exit 2 (restarting will not fix it)."""
 
     def handler(args: argparse.Namespace) -> int:
         try:
             return command(args)
-        except (_RefusedError, HardwareError, LinkError, ControlError, EnrollError) as refusal:
+        except HardwareError as error:
+            print(f"touchlamp: {error}", file=sys.stderr)
+            sdnotify.status(f"stopped: {error}")
+            return EXIT_USAGE
+        except (_RefusedError, LinkError, ControlError, EnrollError) as refusal:
             print(f"touchlamp: {refusal}", file=sys.stderr)
             return EXIT_FAILURE
 
@@ -231,8 +241,10 @@ def _sim(args: argparse.Namespace) -> int:
     return demo.run_demo(
         lamps=count,
         web_port=web_port,
-        state_dir=args.state_dir or demo.DEFAULT_STATE_DIR,
+        # Not the demo's: a demo and a sim run side by side would take each other's lamps.
+        state_dir=args.state_dir or demo.DEFAULT_STATE_DIR.with_name("sim"),
         open_browser=False,
+        name="sim",
     )
 
 
@@ -247,10 +259,18 @@ def _device_run(args: argparse.Namespace) -> int:
     if args.web_port:
         print("touchlamp: --web-port serves the simulator's page: add --simulate", file=sys.stderr)
         return EXIT_USAGE
-    return _run_on_pins(settings)
+    try:
+        pins = open_pin_factory(settings.hardware)
+    except GpioUnavailableError as error:
+        if not error.off_a_pi:
+            raise
+        raise GpioUnavailableError(
+            f"{error}; to try the lamp without one: touchlamp device run --simulate"
+        ) from error
+    return _run_on_pins(settings, pins)
 
 
-def _run_on_pins(settings: DeviceSettings) -> int:
+def _run_on_pins(settings: DeviceSettings, pins: PinFactory) -> int:
     clock = SystemClock(timezone=settings.quiet_hours.timezone)
     links: list[LampLink] = []
 
@@ -259,9 +279,9 @@ def _run_on_pins(settings: DeviceSettings) -> int:
         return links[-1]
 
     watchdog_every = sdnotify.watchdog_due_every()
-    touch = open_touch_input(settings.hardware)
+    touch = open_touch_input(settings.hardware, pin_factory=pins)
     try:
-        light = open_light_output(settings.hardware)
+        light = open_light_output(settings.hardware, pin_factory=pins)
     except BaseException:
         touch.close()
         raise
@@ -275,6 +295,7 @@ def _run_on_pins(settings: DeviceSettings) -> int:
         heartbeat_seconds=watchdog_every,
     )
     control = ControlServer(state_dir=settings.state_dir, link=links[0])
+    unmark_simulated(settings.state_dir)  # on real pins now, whatever ran here before
     with StopSignals() as stop:  # SIGTERM (systemd), SIGINT (Ctrl-C), SIGHUP (a closed terminal)
         try:
             control.start()
@@ -299,11 +320,16 @@ def _device_enroll(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     env_file: Path = args.env_file or default_env_file()
     # The service's file (root's default) names the unit's state directory, where `pair` run
-    # by root then finds the running service.
+    # by root then finds the running service. A new file of a lamp run by hand gets a state
+    # directory of its own, so two lamps on one machine keep their outboxes and control sockets
+    # apart; an existing file without one keeps the directory its lamp has used so far.
     service = os.geteuid() == 0 and env_file == default_env_file()
-    enrolled = write_enrollment(
-        enrollment, env_file=env_file, state_dir=SERVICE_STATE_DIR if service else None
-    )
+    state_dir: Path | None = None
+    if service:
+        state_dir = SERVICE_STATE_DIR
+    elif not env_file.exists():
+        state_dir = default_state_dir() / enrollment.lamp
+    enrolled = write_enrollment(enrollment, env_file=env_file, state_dir=state_dir)
     try:
         load_settings(DeviceSettings, env_file=env_file)
     except SettingsError as error:
@@ -316,10 +342,18 @@ def _device_enroll(args: argparse.Namespace) -> int:
     print(f"{verb} {env_file} (mode 0600: it holds the lamp's password).")
     if enrolled.ca_file is not None:
         print(f"The broker's CA certificate is in {enrolled.ca_file}.")
-    print(
-        f"Start the lamp: touchlamp device run --env-file {env_file}\n"
-        "(as a service: systemctl restart touchlamp-device), then pair it: touchlamp pair new"
-    )
+    if state_dir is not None and not service:
+        print(f"The lamp keeps its state (queued touches, colour) in {state_dir}.")
+    if service:
+        print(
+            "Start the lamp: sudo systemctl restart touchlamp-device\n"
+            f"then pair it: sudo touchlamp pair new --env-file {env_file}"
+        )
+    else:
+        print(
+            f"Start the lamp: touchlamp device run --env-file {env_file}\n"
+            f"then pair it: touchlamp pair new --env-file {env_file}"
+        )
     return EXIT_OK
 
 
@@ -332,6 +366,7 @@ def _device_selftest(args: argparse.Namespace) -> int:
         looks=settings.looks,
         out=sys.stdout,
         touch_timeout=args.touch_timeout,
+        pin_factory=open_pin_factory(settings.hardware),
     )
     return EXIT_OK if works else EXIT_FAILURE
 

@@ -31,6 +31,7 @@ from touchlamp.device.hardware import (
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import LinkSink
 from touchlamp.device.looks import Rgb
+from touchlamp.device.simulated import mark_simulated
 from touchlamp.device.web import LampView, UnknownLampError
 
 __all__ = ["NotifyingLight", "SimulatedLamp", "Simulator", "SimulatorError"]
@@ -116,6 +117,8 @@ class SimulatedLamp:
         return self.settings.lamp_id
 
     def start(self) -> None:
+        # So that `touchlamp doctor` checks it as a simulated lamp (no GPIO, no service).
+        mark_simulated(self.settings.state_dir)
         self._control.start()
         try:
             self.agent.start()
