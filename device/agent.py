@@ -103,7 +103,21 @@ class _Stop:
     """Ends the loop (put by ``stop``)."""
 
 
-_Item = Event | LinkEvent | _Stop
+@dataclass(frozen=True, slots=True)
+class _Reconfigure:
+    """The owner changed the lamp's settings (put by ``reconfigure``)."""
+
+    settings: DeviceSettings
+
+
+@dataclass(frozen=True, slots=True)
+class _ChooseColor:
+    """The owner chose a colour on the page or with ``device set`` (put by ``choose_color``)."""
+
+    color: str
+
+
+_Item = Event | LinkEvent | _Stop | _Reconfigure | _ChooseColor
 
 
 class EventQueue(Protocol):
@@ -221,9 +235,25 @@ class LampAgent:
         """The other lamps of the group, as the last group state named them."""
         return self._partners
 
+    @property
+    def settings(self) -> DeviceSettings:
+        """The settings the lamp runs with (the owner's latest changes included)."""
+        return self._settings
+
     def post(self, event: Event | LinkEvent) -> None:
         """Hand an event to the loop. Called from any thread (gpiozero's, paho's, the web's)."""
         self._queue.put(event)
+
+    def reconfigure(self, settings: DeviceSettings) -> None:
+        """Run with ``settings``' looks, quiet hours and name from now on (any thread).
+
+        The lamp id, the broker and the pins are the ones it started with.
+        """
+        self._queue.put(_Reconfigure(settings))
+
+    def choose_color(self, color: str) -> None:
+        """Take ``color`` as the lamp's own, kept and announced as a hold's pick (any thread)."""
+        self._queue.put(_ChooseColor(color))
 
     def start(self) -> None:
         """Start the loop's thread, the touch input and the link."""
@@ -287,6 +317,11 @@ class LampAgent:
             now = clock.monotonic()
             if beat_at is not None and now >= beat_at:
                 beat_at = self._beat(now)
+            if isinstance(item, _Reconfigure | _ChooseColor):
+                self._owner_change(item, now)
+                self._show(now)
+                deadline = core.next_change(now)
+                continue
             event = self._to_core(item)
             if event is not None:
                 for effect in core.handle(event, now):
@@ -295,6 +330,20 @@ class LampAgent:
                 self._color = core.color
                 self._show(now)
             deadline = core.next_change(now)
+
+    def _owner_change(self, item: _Reconfigure | _ChooseColor, now: float) -> None:
+        if isinstance(item, _ChooseColor):
+            for effect in self._core.choose_color(item.color, now):
+                self._carry_out(effect, now)
+            self._color = self._core.color
+            return
+        renamed = item.settings.name != self._settings.name
+        self._settings = item.settings
+        self._core.reconfigure(
+            looks=item.settings.looks, quiet_hours=item.settings.quiet_hours, now=now
+        )
+        if renamed:
+            self._announce(self._core.color)
 
     def _beat(self, now: float) -> float | None:
         if self._heartbeat is None or self._heartbeat_seconds is None:
@@ -339,7 +388,9 @@ class LampAgent:
 
     def _announce(self, color: str) -> None:
         try:
-            self._link.send_request(PairRequest(action=PairAction.COLOR, color=color))
+            self._link.send_request(
+                PairRequest(action=PairAction.COLOR, color=color, name=self._settings.name)
+            )
         except LinkError as error:
             # Offline: the next group state after reconnecting shows the old colour, and the
             # colour is announced again then (see _check_announced_color).

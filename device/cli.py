@@ -8,6 +8,8 @@
     touchlamp device run [--env-file F] [--simulate [--web-port P]]
     touchlamp device enroll TOKEN [--env-file F]
     touchlamp device selftest [--env-file F] [--touch-timeout S]
+    touchlamp device show [--env-file F]                  the lamp, its group, the owner's settings
+    touchlamp device set KEY VALUE [KEY VALUE …] [--env-file F]   change them (at once, kept)
     touchlamp pair new | join CODE | leave | status [--env-file F]
 
 Exit codes: 0 done, 1 refused or failed (the message says why and what to do), 2 bad settings.
@@ -31,12 +33,14 @@ from touchlamp import sdnotify
 from touchlamp.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from touchlamp.config.common import SettingsError, load_settings
 from touchlamp.config.device import DeviceSettings
+from touchlamp.device import owner_settings
 from touchlamp.device.agent import AgentLink, LampAgent
 from touchlamp.device.clock import SystemClock
 from touchlamp.device.control import (
     ControlError,
     ControlServer,
     NoLampRunningError,
+    ask_owner,
     ask_running_lamp,
 )
 from touchlamp.device.enroll import (
@@ -110,6 +114,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--touch-timeout", type=float, default=30.0, help="seconds to wait for a touch"
     )
     selftest.set_defaults(func=_guarded(_device_selftest))
+    _register_owner(commands, env_file)
 
     pair = subparsers.add_parser("pair", help="pair this lamp with others by code")
     actions = pair.add_subparsers(title="pair commands", metavar="COMMAND", required=True)
@@ -126,6 +131,26 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     leave.set_defaults(func=_guarded(_pair), action=PairAction.LEAVE)
     status = actions.add_parser("status", parents=[asking], help="show this lamp's group")
     status.set_defaults(func=_guarded(_pair), action=PairAction.STATUS)
+
+
+def _register_owner(
+    commands: argparse._SubParsersAction[Any], env_file: argparse.ArgumentParser
+) -> None:
+    show = commands.add_parser(
+        "show",
+        parents=[env_file],
+        help="the lamp's name and colour, its group and who is online, and the owner's settings",
+    )
+    show.set_defaults(func=_guarded(_device_show))
+    keys = ", ".join(owner_settings.KEYS)
+    change = commands.add_parser(
+        "set",
+        parents=[env_file],
+        help="change the owner's settings (applied at once by a running lamp, and kept)",
+        description=f"KEY is one of: {keys}. Several KEY VALUE pairs are applied together.",
+    )
+    change.add_argument("pairs", nargs="+", metavar="KEY VALUE")
+    change.set_defaults(func=_guarded(_device_set))
 
 
 def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -250,10 +275,10 @@ def _device_run(args: argparse.Namespace) -> int:
     if args.web_port:
         print("touchlamp: --web-port serves the simulator's page: add --simulate", file=sys.stderr)
         return EXIT_USAGE
-    return _run_on_pins(settings)
+    return _run_on_pins(settings, env_file=args.env_file)
 
 
-def _run_on_pins(settings: DeviceSettings) -> int:
+def _run_on_pins(settings: DeviceSettings, *, env_file: Path | None) -> int:
     clock = SystemClock(timezone=settings.quiet_hours.timezone)
     links: list[LampLink] = []
 
@@ -277,7 +302,12 @@ def _run_on_pins(settings: DeviceSettings) -> int:
         heartbeat=sdnotify.watchdog if watchdog_every is not None else None,
         heartbeat_seconds=watchdog_every,
     )
-    control = ControlServer(state_dir=settings.state_dir, link=links[0])
+    control = ControlServer(
+        state_dir=settings.state_dir,
+        link=links[0],
+        owner=owner_settings.OwnerSettings(lamp=agent, env_file=env_file),
+        describe=lambda: owner_settings.describe_running(agent),
+    )
     with _stop_on_signals() as stop:
         try:
             control.start()
@@ -353,6 +383,42 @@ def _device_selftest(args: argparse.Namespace) -> int:
         touch_timeout=args.touch_timeout,
     )
     return EXIT_OK if works else EXIT_FAILURE
+
+
+# -- device show / set -----------------------------------------------------------------------------
+def _device_show(args: argparse.Namespace) -> int:
+    answer = _ask_owner(args.env_file, {"owner": "show"})
+    print(owner_settings.describe_answer(answer))
+    return EXIT_OK
+
+
+def _device_set(args: argparse.Namespace) -> int:
+    pairs: list[str] = args.pairs
+    if len(pairs) % 2:
+        print(
+            f"touchlamp: {pairs[-1]!r} has no value: give KEY VALUE pairs "
+            f"(KEY is one of {', '.join(owner_settings.KEYS)})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    changes = dict(zip(pairs[::2], pairs[1::2], strict=True))
+    try:
+        answer = _ask_owner(args.env_file, {"owner": "set", "changes": changes})
+    except owner_settings.OwnerSettingError as error:
+        print(f"touchlamp: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(owner_settings.describe_answer(answer, only=set(changes)))
+    return EXIT_OK
+
+
+def _ask_owner(env_file: Path | None, request: dict[str, object]) -> dict[str, object]:
+    """Through the running lamp when there is one; else straight to its files."""
+    settings = load_settings(DeviceSettings, env_file=env_file)
+    try:
+        return ask_owner(settings.state_dir, request)
+    except NoLampRunningError:
+        pass
+    return owner_settings.answer_offline(settings, env_file=env_file, request=request)
 
 
 # -- pair ------------------------------------------------------------------------------------------

@@ -419,6 +419,21 @@ class LampCore:
         """Whether quiet hours were in force when the last event was handled."""
         return self._quiet
 
+    # ---- the owner's changes (the lamp's page, ``device set``) ----
+
+    def reconfigure(self, *, looks: LookSettings, quiet_hours: QuietHours, now: float) -> None:
+        """New looks and quiet hours from now on; a glow already showing keeps its own."""
+        self._looks = looks
+        self._quiet_hours = quiet_hours
+        self._refresh_quiet(now)
+
+    def choose_color(self, color: str, now: float) -> list[Effect]:
+        """The owner picked ``color`` (not by holding): as a hold's pick, without the hold."""
+        self._own = Rgb.from_hex(color)
+        self._own_hex = self._own.to_hex()
+        self._feedback = _Pulse.of(self._looks.color_chosen, own=self._own, start=now)
+        return [PersistColor(color=self._own_hex), AnnounceColor(color=self._own_hex)]
+
     # ---- events ----
 
     def handle(self, event: Event, now: float) -> list[Effect]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from touchlamp.config.device import DeviceSettings
 from touchlamp.device.agent import AgentLink, LampAgent
@@ -31,6 +32,7 @@ from touchlamp.device.hardware import (
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import LinkSink
 from touchlamp.device.looks import Rgb
+from touchlamp.device.owner_settings import OwnerSettings, describe_running
 from touchlamp.device.web import LampView, UnknownLampError
 
 __all__ = ["NotifyingLight", "SimulatedLamp", "Simulator", "SimulatorError"]
@@ -67,6 +69,7 @@ class SimulatedLamp:
         settings: DeviceSettings,
         clock: Clock | None = None,
         changed: Callable[[], None] = lambda: None,
+        env_file: Path | None = None,
     ) -> None:
         hardware = settings.hardware
         if hardware.touch_kind not in ("ttp223", "button"):
@@ -109,7 +112,13 @@ class SimulatedLamp:
         )
         self.link = links[0]
         # `touchlamp pair … --env-file` reaches this lamp through its own connection.
-        self._control = ControlServer(state_dir=self.settings.state_dir, link=self.link)
+        self.owner = OwnerSettings(lamp=self.agent, env_file=env_file)
+        self._control = ControlServer(
+            state_dir=self.settings.state_dir,
+            link=self.link,
+            owner=self.owner,
+            describe=lambda: describe_running(self.agent),
+        )
 
     @property
     def lamp_id(self) -> str:
