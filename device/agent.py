@@ -14,6 +14,11 @@ Colour: a long hold picks a colour; the agent stores it in ``state_dir/color`` (
 restart and wins over ``DeviceSettings.color``) and announces it to the group through the
 relay's pairing service. When the group state names this lamp with another colour (a colour
 picked while offline), the agent announces its own again.
+
+Outside the loop (the owner page, the Home Assistant bridge): ``status()`` returns an immutable
+``LampStatus`` the loop replaces after each event; ``add_listener`` gets ``GlowNews`` and
+``StatusChanged`` on the loop's thread (a listener must only hand them to its own queue);
+``touch()`` and ``set_quiet_now()`` post events like the touch sensor does.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from touchlamp.device.core import (
     LampCore,
     PersistColor,
     SendTouch,
+    SetQuietNow,
     Tick,
     TouchDown,
     TouchOutcome,
@@ -62,6 +68,14 @@ from touchlamp.device.link_events import (
     PairResponseArrived,
     TouchDelivery,
     TouchReceipt,
+)
+from touchlamp.device.status import (
+    GlowNews,
+    LampListener,
+    LampNews,
+    LampStatus,
+    MemberStatus,
+    StatusChanged,
 )
 from touchlamp.protocol.messages import Color, PairAction, PairRequest
 
@@ -207,6 +221,10 @@ class LampAgent:
         self._online = False
         self._color = color
         self._partners: tuple[str, ...] = ()
+        self._listeners: tuple[LampListener, ...] = ()
+        self._listeners_lock = threading.Lock()
+        self._led = (0.0, 0.0, 0.0)
+        self._status = self._snapshot(led=self._led)
         self.wakeups = 0
         """Loop iterations so far (events and timer expiries); an idle lamp does not add any."""
 
@@ -239,6 +257,28 @@ class LampAgent:
     def settings(self) -> DeviceSettings:
         """The settings the lamp runs with (the owner's latest changes included)."""
         return self._settings
+
+    def status(self) -> LampStatus:
+        """The lamp as of the last event the loop handled (an immutable snapshot)."""
+        return self._status
+
+    def add_listener(self, listener: LampListener) -> None:
+        """Call ``listener(news)`` on the loop's thread after each change (see ``status``).
+
+        It must not block: hand the news to your own queue or thread. An exception in it is
+        logged and the lamp goes on.
+        """
+        with self._listeners_lock:
+            self._listeners = (*self._listeners, listener)
+
+    def touch(self) -> None:
+        """A touch as if the lamp were tapped (from any thread)."""
+        self._queue.put(TouchDown())
+        self._queue.put(TouchUp())
+
+    def set_quiet_now(self, on: bool) -> None:
+        """Quiet now on or off, on top of quiet hours (from any thread)."""
+        self._queue.put(SetQuietNow(on))
 
     def post(self, event: Event | LinkEvent) -> None:
         """Hand an event to the loop. Called from any thread (gpiozero's, paho's, the web's)."""
@@ -320,15 +360,18 @@ class LampAgent:
             if isinstance(item, _Reconfigure | _ChooseColor):
                 self._owner_change(item, now)
                 self._show(now)
+                self._publish(core.last_glow)
                 deadline = core.next_change(now)
                 continue
             event = self._to_core(item)
             if event is not None:
+                glow_before = core.last_glow
                 for effect in core.handle(event, now):
                     self._carry_out(effect, now)
                 self._online = core.connected
                 self._color = core.color
                 self._show(now)
+                self._publish(glow_before)
             deadline = core.next_change(now)
 
     def _owner_change(self, item: _Reconfigure | _ChooseColor, now: float) -> None:
@@ -352,7 +395,47 @@ class LampAgent:
         return now + self._heartbeat_seconds
 
     def _show(self, now: float) -> None:
-        self._light.show(self._core.frame(now))
+        frame = self._core.frame(now)
+        self._led = (frame.r, frame.g, frame.b)
+        self._light.show(frame)
+
+    def _snapshot(self, *, led: tuple[float, float, float]) -> LampStatus:
+        core = self._core
+        return LampStatus(
+            lamp_id=self.lamp_id,
+            name=self._settings.display_name,
+            color=core.color,
+            online=core.connected,
+            members=tuple(
+                MemberStatus(id=m.id, name=m.name, color=m.color, online=m.online)
+                for m in core.partners
+            ),
+            last_glow=core.last_glow,
+            missed_touches=core.missed_touches,
+            quiet=core.quiet,
+            quiet_now=core.quiet_now,
+            led=led,
+        )
+
+    def _publish(self, glow_before: GlowNews | None) -> None:
+        """Replace the snapshot; tell the listeners about a new glow and a changed status."""
+        previous, self._status = self._status, self._snapshot(led=self._led)
+        news: list[LampNews] = []
+        glow = self._core.last_glow
+        if glow is not None and glow is not glow_before:
+            news.append(glow)
+        if not self._status.same_apart_from_led(previous):
+            news.append(StatusChanged(self._status))
+        for item in news:
+            for listener in self._listeners:
+                try:
+                    listener(item)
+                except Exception:  # noqa: BLE001  a listener's bug must not stop the lamp
+                    _log.exception(
+                        "lamp %s: a status listener (%r) failed; the lamp goes on",
+                        self.lamp_id,
+                        listener,
+                    )
 
     def _to_core(self, item: Event | LinkEvent) -> Event | None:
         """A link event as the core's event (``None``: nothing for the core)."""

@@ -358,11 +358,15 @@ def _shown(value: object) -> str:
 
 def describe_running(agent: LampAgent) -> dict[str, object]:
     """A running lamp for ``device show``: name, colour, connected or not, and its group."""
+    status = agent.status()
     return {
-        "id": agent.lamp_id,
-        "name": agent.settings.display_name,
-        "color": agent.color,
+        "id": status.lamp_id,
+        "name": status.name,
+        "color": status.color,
         "running": True,
-        "online": agent.online,
-        "members": [{"id": partner, "name": partner} for partner in agent.partners],
+        "online": status.online,
+        "members": [
+            {"id": m.id, "name": m.name, "color": m.color, "online": m.online}
+            for m in status.members
+        ],
     }

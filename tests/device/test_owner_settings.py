@@ -206,7 +206,7 @@ def test_set_on_a_running_lamp_applies_at_once_and_show_names_its_group(
         assert "Kitchen" in out
         assert AMBER in out
         assert "Connected." in out
-        assert "lamp-b" in out
+        assert "with Grandma (lamp-b, #3c78ff): online" in out
     restarted = load_settings(DeviceSettings, env_file=env_file)
     assert restarted.looks.glow.fade_seconds == 7
     assert restarted.looks.glow.breaths == 1
