@@ -38,6 +38,7 @@ from touchlamp.config.device import DeviceSettings
 from touchlamp.device.clock import Clock
 from touchlamp.device.core import (
     AnnounceColor,
+    ClaimHeld,
     Connected,
     Disconnected,
     Effect,
@@ -131,7 +132,14 @@ class _ChooseColor:
     color: str
 
 
-_Item = Event | LinkEvent | _Stop | _Reconfigure | _ChooseColor
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """A claim waits (``on_held`` is called with a hold's length) or no longer does (None)."""
+
+    on_held: Callable[[float], object] | None
+
+
+_Item = Event | LinkEvent | _Stop | _Reconfigure | _ChooseColor | _Claim
 
 
 class EventQueue(Protocol):
@@ -217,6 +225,7 @@ class LampAgent:
         )
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._on_held: Callable[[float], object] | None = None
         # Written by the agent's thread only; other threads read a snapshot (a bool, a str).
         self._online = False
         self._color = color
@@ -291,6 +300,11 @@ class LampAgent:
         """
         self._queue.put(_Reconfigure(settings))
 
+    def await_claim(self, on_held: Callable[[float], object] | None) -> None:
+        """While ``on_held`` is set, a hold is not a colour pick: ``on_held(seconds)`` is
+        called on the agent's thread instead (must not block). ``None`` ends it (any thread)."""
+        self._queue.put(_Claim(on_held))
+
     def choose_color(self, color: str) -> None:
         """Take ``color`` as the lamp's own, kept and announced as a hold's pick (any thread)."""
         self._queue.put(_ChooseColor(color))
@@ -357,7 +371,7 @@ class LampAgent:
             now = clock.monotonic()
             if beat_at is not None and now >= beat_at:
                 beat_at = self._beat(now)
-            if isinstance(item, _Reconfigure | _ChooseColor):
+            if isinstance(item, _Reconfigure | _ChooseColor | _Claim):
                 self._owner_change(item, now)
                 self._show(now)
                 self._publish(core.last_glow)
@@ -374,7 +388,11 @@ class LampAgent:
                 self._publish(glow_before)
             deadline = core.next_change(now)
 
-    def _owner_change(self, item: _Reconfigure | _ChooseColor, now: float) -> None:
+    def _owner_change(self, item: _Reconfigure | _ChooseColor | _Claim, now: float) -> None:
+        if isinstance(item, _Claim):
+            self._on_held = item.on_held
+            self._core.set_claim_waiting(item.on_held is not None)
+            return
         if isinstance(item, _ChooseColor):
             for effect in self._core.choose_color(item.color, now):
                 self._carry_out(effect, now)
@@ -492,6 +510,9 @@ class LampAgent:
                     self._carry_out(follow_up, now)
             case AnnounceColor(color=color):
                 self._announce(color)
+            case ClaimHeld(seconds=seconds):
+                if self._on_held is not None:
+                    self._on_held(seconds)
             case PersistColor(color=color):
                 try:
                     save_color(self._settings.state_dir, color)

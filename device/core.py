@@ -88,6 +88,7 @@ from touchlamp.protocol.messages import Glow, GroupState
 
 __all__ = [
     "AnnounceColor",
+    "ClaimHeld",
     "Connected",
     "Disconnected",
     "Effect",
@@ -255,7 +256,15 @@ class PersistColor:
     color: str
 
 
-Effect = SendTouch | AnnounceColor | PersistColor
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimHeld:
+    """While a claim waits (``set_claim_waiting``), the lamp was held for ``seconds``: the
+    owner proves they are at the lamp (device/owner_auth.py). No colour was picked."""
+
+    seconds: float
+
+
+Effect = SendTouch | AnnounceColor | PersistColor | ClaimHeld
 
 
 # ---- animations (perceived values) ------------------------------------------------------------
@@ -396,6 +405,7 @@ class LampCore:
         self._local_time = local_time
 
         self._pressed_at: float | None = None
+        self._claim_waiting = False
         self._press_hue = 0.0
         self._feedback: _Pulse | None = None
         self._last_tap_at: float | None = None
@@ -448,6 +458,11 @@ class LampCore:
         self._looks = looks
         self._quiet_hours = quiet_hours
         self._refresh_quiet(now)
+
+    def set_claim_waiting(self, on: bool) -> None:
+        """While on, a hold confirms the owner's claim (``ClaimHeld``) instead of cycling the
+        colour: the lamp shows its own colour, steady, while held."""
+        self._claim_waiting = on
 
     def choose_color(self, color: str, now: float) -> list[Effect]:
         """The owner picked ``color`` (not by holding): as a hold's pick, without the hold."""
@@ -520,6 +535,8 @@ class LampCore:
             return []  # a release without a press (e.g. the lamp started while touched)
         if now - pressed_at < self._looks.hold_seconds:
             return self._tap(now)
+        if self._claim_waiting:
+            return [ClaimHeld(seconds=now - pressed_at)]
         chosen = from_hue(self._hue_at(now, pressed_at)).to_hex()
         self._own = Rgb.from_hex(chosen)
         self._own_hex = chosen
@@ -692,6 +709,8 @@ class LampCore:
 
     def _perceived(self, now: float) -> Rgb:
         if self._pressed_at is not None and now >= self._pressed_at + self._looks.hold_seconds:
+            if self._claim_waiting:
+                return self._own.scaled(self._looks.pick_level)
             return from_hue(self._hue_at(now, self._pressed_at)).scaled(self._looks.pick_level)
         candidates: list[Rgb] = []
         if self._glow is not None:
