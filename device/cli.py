@@ -5,7 +5,7 @@
     touchlamp demo [--web-port P] [--state-dir DIR] [--no-browser]
     touchlamp sim --env-file F [--env-file F …] [--web-port P]   lamps enrolled with a relay
     touchlamp sim --lamps N [--state-dir DIR] [--web-port P]      N lamps, own broker and relay
-    touchlamp device run [--env-file F] [--simulate [--web-port P]]
+    touchlamp device run [--env-file F] [--simulate] [--web-port P] [--web-host H]
     touchlamp device enroll TOKEN [--env-file F]
     touchlamp device selftest [--env-file F] [--touch-timeout S]
     touchlamp device show [--env-file F]                  the lamp, its group, the owner's settings
@@ -54,13 +54,21 @@ from touchlamp.device.hardware import (
     open_light_output,
     open_touch_input,
 )
+from touchlamp.device.lamp_board import LampBoard
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import LinkError, LinkSink
+from touchlamp.device.owner_auth import OwnerAuth
+from touchlamp.device.owner_page import OwnerLamp
 from touchlamp.device.selftest import run_selftest
+from touchlamp.device.sim import NotifyingLight
+from touchlamp.device.web import WebServer
 from touchlamp.install_commands import register_install
 from touchlamp.protocol import PairAction, PairRequest, PairResponse, ProtocolError, decode_token
 
-__all__ = ["register"]
+__all__ = ["LAMP_WEB_PORT", "register"]
+
+LAMP_WEB_PORT = 8080
+"""A real lamp's page: not 80, which would need a capability the service does not have."""
 
 
 class _RefusedError(Exception):
@@ -88,8 +96,15 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     run.add_argument(
         "--web-port",
         type=_port,
-        default=0,
-        help="with --simulate: the page's port on 127.0.0.1 (default: a free one)",
+        default=None,
+        help=f"the lamp's page's port (default {LAMP_WEB_PORT} on every address; with "
+        "--simulate a free one on 127.0.0.1; 0 picks a free one)",
+    )
+    run.add_argument(
+        "--web-host",
+        default=None,
+        help="the address the lamp's page listens on (default 0.0.0.0: the home network; "
+        "with --simulate 127.0.0.1); 'off' serves no page",
     )
     run.set_defaults(func=_guarded(_device_run))
 
@@ -271,14 +286,23 @@ def _device_run(args: argparse.Namespace) -> int:
         # Not demo.py, which would bring the relay and the broker launcher into a lamp.
         from touchlamp.device import simulate  # noqa: PLC0415  the page, only with --simulate
 
-        return simulate.run_simulator(lamps=[settings], web_port=args.web_port)
-    if args.web_port:
-        print("touchlamp: --web-port serves the simulator's page: add --simulate", file=sys.stderr)
-        return EXIT_USAGE
-    return _run_on_pins(settings, env_file=args.env_file)
+        return simulate.run_simulator(
+            lamps=[settings],
+            web_port=args.web_port or 0,
+            web_host=args.web_host or "127.0.0.1",
+            env_files={settings.lamp_id: args.env_file} if args.env_file else None,
+        )
+    web = None
+    if args.web_host != "off":
+        # Every address by default: the page is for the home network (DEPLOY.md, SECURITY.md).
+        host = args.web_host or "0.0.0.0"  # noqa: S104
+        web = (host, LAMP_WEB_PORT if args.web_port is None else args.web_port)
+    return _run_on_pins(settings, env_file=args.env_file, web=web)
 
 
-def _run_on_pins(settings: DeviceSettings, *, env_file: Path | None) -> int:
+def _run_on_pins(
+    settings: DeviceSettings, *, env_file: Path | None, web: tuple[str, int] | None
+) -> int:
     clock = SystemClock(timezone=settings.quiet_hours.timezone)
     links: list[LampLink] = []
 
@@ -288,8 +312,14 @@ def _run_on_pins(settings: DeviceSettings, *, env_file: Path | None) -> int:
 
     watchdog_every = sdnotify.watchdog_due_every()
     touch = open_touch_input(settings.hardware)
+    frame_shown: list[Callable[[], None]] = []
+
+    def shown() -> None:
+        for callback in frame_shown:
+            callback()
+
     try:
-        light = open_light_output(settings.hardware)
+        light = NotifyingLight(open_light_output(settings.hardware), changed=shown)
     except BaseException:
         touch.close()
         raise
@@ -302,12 +332,14 @@ def _run_on_pins(settings: DeviceSettings, *, env_file: Path | None) -> int:
         heartbeat=sdnotify.watchdog if watchdog_every is not None else None,
         heartbeat_seconds=watchdog_every,
     )
+    owner = owner_settings.OwnerSettings(lamp=agent, env_file=env_file)
     control = ControlServer(
         state_dir=settings.state_dir,
         link=links[0],
-        owner=owner_settings.OwnerSettings(lamp=agent, env_file=env_file),
+        owner=owner,
         describe=lambda: owner_settings.describe_running(agent),
     )
+    page = _lamp_page(agent, owner, links[0], clock, frame_shown=frame_shown, web=web)
     with _stop_on_signals() as stop:
         try:
             control.start()
@@ -315,12 +347,58 @@ def _run_on_pins(settings: DeviceSettings, *, env_file: Path | None) -> int:
             where = f"{settings.mqtt.host}:{settings.mqtt.effective_port}"
             sdnotify.ready(f"lamp {settings.lamp_id}, broker {where}")
             print(f"touchlamp: lamp {settings.lamp_id} running (broker {where})", file=sys.stderr)
+            _start_page(page)
             stop.wait()
             sdnotify.stopping()
         finally:
+            if page is not None:
+                page.stop()
             control.stop()
             agent.stop()
     return EXIT_OK
+
+
+def _lamp_page(
+    agent: LampAgent,
+    owner: owner_settings.OwnerSettings,
+    link: LampLink,
+    clock: SystemClock,
+    *,
+    frame_shown: list[Callable[[], None]],
+    web: tuple[str, int] | None,
+) -> WebServer | None:
+    """The lamp's own page (device/lamp_board.py), not started yet; None when switched off."""
+    if web is None:
+        return None
+    settings = agent.settings
+    board = LampBoard(
+        agent=agent,
+        owner=OwnerLamp(
+            agent=agent,
+            owner=owner,
+            link=link,
+            auth=OwnerAuth(state_dir=settings.state_dir, now=clock.monotonic),
+            broker=(settings.mqtt.host, settings.mqtt.effective_port),
+        ),
+    )
+    frame_shown.append(board.changed)
+    host, port = web
+    return WebServer(board=board, host=host, port=port)
+
+
+def _start_page(page: WebServer | None) -> None:
+    """Serve the page; a lamp whose page cannot be served still lights up (it says why)."""
+    if page is None:
+        return
+    try:
+        url = page.start()
+    except OSError as error:
+        print(f"touchlamp: the lamp's page is not served: {error}", file=sys.stderr)
+        return
+    print(
+        f"touchlamp: the lamp's page is at {url} (from another device: the Pi's name.local)",
+        file=sys.stderr,
+    )
 
 
 @contextmanager

@@ -15,7 +15,8 @@ import errno
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import FrameType
 
 from touchlamp.cli import EXIT_FAILURE, EXIT_OK
@@ -33,7 +34,13 @@ class ServeError(RuntimeError):
     """The page could not be served; the message says why and what to do."""
 
 
-def run_simulator(*, lamps: list[DeviceSettings], web_port: int) -> int:
+def run_simulator(
+    *,
+    lamps: list[DeviceSettings],
+    web_port: int,
+    web_host: str = "127.0.0.1",
+    env_files: Mapping[str, Path] | None = None,
+) -> int:
     """Serve the page for ``lamps`` (enrolled elsewhere) until SIGINT or SIGTERM."""
 
     def ready(url: str) -> None:
@@ -41,10 +48,10 @@ def run_simulator(*, lamps: list[DeviceSettings], web_port: int) -> int:
         print(f"touchlamp: simulating {names}; touch them at {url}", flush=True)
 
     with Shutdown() as shutdown:
-        simulator = Simulator(lamps=lamps)
+        simulator = Simulator(lamps=lamps, env_files=env_files)
         try:
             simulator.start()
-            serve_page(simulator, web_port, shutdown, ready)
+            serve_page(simulator, web_port, shutdown, ready, host=web_host)
         except ServeError as error:
             print(f"touchlamp: {error}", file=sys.stderr)
             return EXIT_FAILURE
@@ -54,16 +61,21 @@ def run_simulator(*, lamps: list[DeviceSettings], web_port: int) -> int:
 
 
 def serve_page(
-    simulator: Simulator, web_port: int, shutdown: Shutdown, ready: Callable[[str], None]
+    simulator: Simulator,
+    web_port: int,
+    shutdown: Shutdown,
+    ready: Callable[[str], None],
+    *,
+    host: str = "127.0.0.1",
 ) -> None:
     """Serve ``simulator``'s page, call ``ready(url)``, and return once ``shutdown`` fires."""
-    server = WebServer(board=simulator, port=web_port)
+    server = WebServer(board=simulator, host=host, port=web_port)
     try:
         url = server.start()
     except OSError as error:
         if web_port != PREFERRED_WEB_PORT or error.errno != errno.EADDRINUSE:
             raise ServeError(str(error)) from None
-        server = WebServer(board=simulator, port=0)  # 8080 is taken: any free port will do
+        server = WebServer(board=simulator, host=host, port=0)  # 8080 is taken: any free one
         url = server.start()
     try:
         shutdown.serving()
