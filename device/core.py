@@ -90,6 +90,7 @@ from touchlamp.protocol.messages import Glow, GroupState
 
 __all__ = [
     "AnnounceColor",
+    "ClaimHeld",
     "Connected",
     "Disconnected",
     "Effect",
@@ -257,7 +258,15 @@ class PersistColor:
     color: str
 
 
-Effect = SendTouch | AnnounceColor | PersistColor
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimHeld:
+    """While a claim waits (``set_claim_waiting``), the lamp was held for ``seconds``: the
+    owner proves they are at the lamp (device/owner_auth.py). No colour was picked."""
+
+    seconds: float
+
+
+Effect = SendTouch | AnnounceColor | PersistColor | ClaimHeld
 
 
 # ---- animations (perceived values) ------------------------------------------------------------
@@ -417,6 +426,7 @@ class LampCore:
         self._local_time = local_time
 
         self._pressed_at: float | None = None
+        self._claim_waiting = False
         self._press_hue = 0.0
         self._feedback: _Pulse | None = None
         self._last_tap_at: float | None = None
@@ -461,6 +471,26 @@ class LampCore:
         """Whether glows stay dark: quiet hours were in force when the last event was handled,
         or the owner asked for quiet now."""
         return self._quiet
+
+    # ---- the owner's changes (the lamp's page, ``device set``) ----
+
+    def reconfigure(self, *, looks: LookSettings, quiet_hours: QuietHours, now: float) -> None:
+        """New looks and quiet hours from now on; a glow already showing keeps its own."""
+        self._looks = looks
+        self._quiet_hours = quiet_hours
+        self._refresh_quiet(now)
+
+    def set_claim_waiting(self, on: bool) -> None:
+        """While on, a hold confirms the owner's claim (``ClaimHeld``) instead of cycling the
+        colour: the lamp shows its own colour, steady, while held."""
+        self._claim_waiting = on
+
+    def choose_color(self, color: str, now: float) -> list[Effect]:
+        """The owner picked ``color`` (not by holding): as a hold's pick, without the hold."""
+        self._own = Rgb.from_hex(color)
+        self._own_hex = self._own.to_hex()
+        self._feedback = _Pulse.of(self._looks.color_chosen, own=self._own, start=now)
+        return [PersistColor(color=self._own_hex), AnnounceColor(color=self._own_hex)]
 
     @property
     def quiet_now(self) -> bool:
@@ -526,6 +556,8 @@ class LampCore:
             return []  # a release without a press (e.g. the lamp started while touched)
         if now - pressed_at < self._looks.hold_seconds:
             return self._tap(now)
+        if self._claim_waiting:
+            return [ClaimHeld(seconds=now - pressed_at)]
         chosen = from_hue(self._hue_at(now, pressed_at)).to_hex()
         self._own = Rgb.from_hex(chosen)
         self._own_hex = chosen
@@ -702,6 +734,8 @@ class LampCore:
 
     def _perceived(self, now: float) -> Rgb:
         if self._pressed_at is not None and now >= self._pressed_at + self._looks.hold_seconds:
+            if self._claim_waiting:
+                return self._own.scaled(self._looks.pick_level)
             return from_hue(self._hue_at(now, self._pressed_at)).scaled(self._looks.pick_level)
         candidates: list[Rgb] = []
         if self._glow is not None:
