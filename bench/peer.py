@@ -14,7 +14,8 @@
 - ``lamp``: the least a lamp can be: connect, publish a retained ``online`` (with ``offline`` as
   last will), subscribe to its glow and group topics, then wait. The floor for a lamp's footprint.
 
-Tuned as DESIGN.md says: paho's inflight window lifted (``max_inflight_messages_set(0)``), its
+Tuned as ARCHITECTURE.md ("Known traps") says: paho's inflight window lifted
+(``max_inflight_messages_set(0)``), its
 outgoing queue unbounded; the sink and echo ask the broker for up to 65,535 unacknowledged
 messages (MQTT 5 Receive Maximum).
 """

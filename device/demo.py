@@ -95,24 +95,30 @@ class _Login:
 
 
 # -- entry points ----------------------------------------------------------------------------------
-def run_demo(*, lamps: int, web_port: int, state_dir: Path, open_browser: bool) -> int:
-    """Broker, relay and ``lamps`` paired simulated lamps, until SIGTERM, SIGINT or SIGHUP."""
+def run_demo(
+    *, lamps: int, web_port: int, state_dir: Path, open_browser: bool, name: str = "demo"
+) -> int:
+    """Broker, relay and ``lamps`` paired simulated lamps, until SIGTERM, SIGINT or SIGHUP;
+    ``name`` is the command's, which its messages start with (``touchlamp sim: …``)."""
     if not 1 <= lamps <= MAX_LAMPS:
         raise DemoError(f"the demo runs 1 to {MAX_LAMPS} lamps, not {lamps}")
     state_dir = state_dir.resolve()
     # A signal during start-up interrupts it, so what has started unwinds at once.
     with StopSignals(interrupt_until_ready=True) as stop:
         try:
-            return _demo(lamps, web_port, state_dir, open_browser, stop)
+            return _demo(lamps, web_port, state_dir, open_browser, stop, name=name)
         except (DemoError, ServeError) as error:
             print(f"touchlamp: {error}", file=sys.stderr)
             return EXIT_FAILURE
 
 
 # -- the demo --------------------------------------------------------------------------------------
-def _demo(lamps: int, web_port: int, state_dir: Path, open_browser: bool, stop: StopSignals) -> int:
+def _demo(
+    lamps: int, web_port: int, state_dir: Path, open_browser: bool, stop: StopSignals, *, name: str
+) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
-    print(f"touchlamp demo: starting in {state_dir}", flush=True)
+    print(f"touchlamp {name}: starting in {state_dir}", flush=True)
+    others = "the other" if lamps <= 2 else "the others"
     with _broker(state_dir) as broker:
         relay_settings = _relay_settings(state_dir, broker)
         logins = _register(state_dir, relay_settings, broker, lamps)
@@ -126,8 +132,8 @@ def _demo(lamps: int, web_port: int, state_dir: Path, open_browser: bool, stop: 
                 def ready(url: str) -> None:
                     _write_demo_json(state_dir / "demo.json", url, broker, logins)
                     print(
-                        f"touchlamp demo: open {url}\n"
-                        "  tap a lamp to send a touch to the other, hold it to choose its colour\n"
+                        f"touchlamp {name}: open {url}\n"
+                        f"  tap a lamp to send a touch to {others}, hold it to choose its colour\n"
                         f"  broker {broker.host}:{broker.port}, logins in "
                         f"{state_dir / 'demo.json'}\n"
                         "  Ctrl-C stops everything",
@@ -139,7 +145,7 @@ def _demo(lamps: int, web_port: int, state_dir: Path, open_browser: bool, stop: 
                 serve_page(simulator, web_port, stop, ready)
             finally:
                 simulator.stop()
-    print("touchlamp demo: stopped", flush=True)
+    print(f"touchlamp {name}: stopped", flush=True)
     return EXIT_OK
 
 

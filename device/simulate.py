@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import errno
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from touchlamp.cli import EXIT_FAILURE, EXIT_OK
 from touchlamp.config.device import DeviceSettings
@@ -31,7 +32,13 @@ class ServeError(RuntimeError):
     """The page could not be served; the message says why and what to do."""
 
 
-def run_simulator(*, lamps: list[DeviceSettings], web_port: int) -> int:
+def run_simulator(
+    *,
+    lamps: list[DeviceSettings],
+    web_port: int,
+    web_host: str = "127.0.0.1",
+    env_files: Mapping[str, Path] | None = None,
+) -> int:
     """Serve the page for ``lamps`` (enrolled elsewhere) until SIGTERM, SIGINT or SIGHUP."""
 
     def ready(url: str) -> None:
@@ -40,10 +47,10 @@ def run_simulator(*, lamps: list[DeviceSettings], web_port: int) -> int:
 
     # A signal while the lamps start interrupts that, so it unwinds at once.
     with StopSignals(interrupt_until_ready=True) as stop:
-        simulator = Simulator(lamps=lamps)
+        simulator = Simulator(lamps=lamps, env_files=env_files)
         try:
             simulator.start()
-            serve_page(simulator, web_port, stop, ready)
+            serve_page(simulator, web_port, stop, ready, host=web_host)
         except ServeError as error:
             print(f"touchlamp: {error}", file=sys.stderr)
             return EXIT_FAILURE
@@ -53,16 +60,21 @@ def run_simulator(*, lamps: list[DeviceSettings], web_port: int) -> int:
 
 
 def serve_page(
-    simulator: Simulator, web_port: int, stop: StopSignals, ready: Callable[[str], None]
+    simulator: Simulator,
+    web_port: int,
+    stop: StopSignals,
+    ready: Callable[[str], None],
+    *,
+    host: str = "127.0.0.1",
 ) -> None:
     """Serve ``simulator``'s page, call ``ready(url)``, and return once ``stop`` is requested."""
-    server = WebServer(board=simulator, port=web_port)
+    server = WebServer(board=simulator, host=host, port=web_port)
     try:
         url = server.start()
     except OSError as error:
         if web_port != PREFERRED_WEB_PORT or error.errno != errno.EADDRINUSE:
             raise ServeError(str(error)) from None
-        server = WebServer(board=simulator, port=0)  # 8080 is taken: any free port will do
+        server = WebServer(board=simulator, host=host, port=0)  # 8080 is taken: any free one
         url = server.start()
     try:
         stop.ready()
