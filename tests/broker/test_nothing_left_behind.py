@@ -162,7 +162,7 @@ def test_a_stopped_command_leaves_no_process_behind(
         _read_until(process.stdout, command.ready_mark)
         family = _children(process.pid)
         assert _real_uid(process.pid) == runner.uid
-        assert _processes_using(state_dir), "Mosquitto should be running from the state dir"
+        assert [command for command in _processes_using(state_dir) if "mosquitto -c" in command]
 
         if how == "sighup":
             process.send_signal(signal.SIGHUP)
