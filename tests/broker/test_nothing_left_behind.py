@@ -57,7 +57,8 @@ def _command(name: str, state_dir: Path) -> Command:
         )
     words = ("demo", "--no-browser") if name == "demo" else ("sim", "--lamps", "2")
     return Command(
-        (*words, "--web-port", "0", "--state-dir", str(state_dir)), "touchlamp demo: open http"
+        (*words, "--web-port", "0", "--state-dir", str(state_dir)),
+        f"touchlamp {words[0]}: open http",  # `sim` speaks as itself
     )
 
 
