@@ -20,7 +20,6 @@ the touch's way, see device/homeassistant.py).
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
 import threading
@@ -35,7 +34,7 @@ from bench.latency import shows_color
 from bench.results import Measure, Result
 from bench.site import BenchSite, free_port
 from bench.stats import summarize
-from touchlamp.broker.launcher import _stop_when_parent_dies
+from touchlamp.broker.parent_watch import ParentWatch
 from touchlamp.config.device import (
     DeviceSettings,
     GlowLook,
@@ -221,14 +220,15 @@ def _home_broker(directory: Path) -> Iterator[int]:
         f"log_dest file {directory / 'mosquitto.log'}\n"
     )
     with (directory / "stdout.log").open("wb") as log:
+        watcher = ParentWatch(log)  # killed with the benchmark, the broker goes too
         process = subprocess.Popen(
             ["/usr/sbin/mosquitto", "-c", str(config)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
             start_new_session=True,
-            preexec_fn=_stop_when_parent_dies(os.getpid()),  # noqa: PLW1509  prctl only
         )
+        watcher.watch(process.pid)
     try:
         deadline = time.monotonic() + 10.0
         while True:
@@ -243,6 +243,7 @@ def _home_broker(directory: Path) -> Iterator[int]:
     finally:
         process.terminate()
         process.wait(10)
+        watcher.dismiss()
 
 
 @contextlib.contextmanager

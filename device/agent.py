@@ -38,6 +38,7 @@ from touchlamp.config.device import DeviceSettings
 from touchlamp.device.clock import Clock
 from touchlamp.device.core import (
     AnnounceColor,
+    ClaimHeld,
     Connected,
     Disconnected,
     Effect,
@@ -117,7 +118,28 @@ class _Stop:
     """Ends the loop (put by ``stop``)."""
 
 
-_Item = Event | LinkEvent | _Stop
+@dataclass(frozen=True, slots=True)
+class _Reconfigure:
+    """The owner changed the lamp's settings (put by ``reconfigure``)."""
+
+    settings: DeviceSettings
+
+
+@dataclass(frozen=True, slots=True)
+class _ChooseColor:
+    """The owner chose a colour on the page or with ``device set`` (put by ``choose_color``)."""
+
+    color: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """A claim waits (``on_held`` is called with a hold's length) or no longer does (None)."""
+
+    on_held: Callable[[float], object] | None
+
+
+_Item = Event | LinkEvent | _Stop | _Reconfigure | _ChooseColor | _Claim
 
 
 class EventQueue(Protocol):
@@ -203,6 +225,7 @@ class LampAgent:
         )
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._on_held: Callable[[float], object] | None = None
         # Written by the agent's thread only; other threads read a snapshot (a bool, a str).
         self._online = False
         self._color = color
@@ -239,6 +262,11 @@ class LampAgent:
         """The other lamps of the group, as the last group state named them."""
         return self._partners
 
+    @property
+    def settings(self) -> DeviceSettings:
+        """The settings the lamp runs with (the owner's latest changes included)."""
+        return self._settings
+
     def status(self) -> LampStatus:
         """The lamp as of the last event the loop handled (an immutable snapshot)."""
         return self._status
@@ -264,6 +292,22 @@ class LampAgent:
     def post(self, event: Event | LinkEvent) -> None:
         """Hand an event to the loop. Called from any thread (gpiozero's, paho's, the web's)."""
         self._queue.put(event)
+
+    def reconfigure(self, settings: DeviceSettings) -> None:
+        """Run with ``settings``' looks, quiet hours and name from now on (any thread).
+
+        The lamp id, the broker and the pins are the ones it started with.
+        """
+        self._queue.put(_Reconfigure(settings))
+
+    def await_claim(self, on_held: Callable[[float], object] | None) -> None:
+        """While ``on_held`` is set, a hold is not a colour pick: ``on_held(seconds)`` is
+        called on the agent's thread instead (must not block). ``None`` ends it (any thread)."""
+        self._queue.put(_Claim(on_held))
+
+    def choose_color(self, color: str) -> None:
+        """Take ``color`` as the lamp's own, kept and announced as a hold's pick (any thread)."""
+        self._queue.put(_ChooseColor(color))
 
     def start(self) -> None:
         """Start the loop's thread, the touch input and the link."""
@@ -327,6 +371,12 @@ class LampAgent:
             now = clock.monotonic()
             if beat_at is not None and now >= beat_at:
                 beat_at = self._beat(now)
+            if isinstance(item, _Reconfigure | _ChooseColor | _Claim):
+                self._owner_change(item, now)
+                self._show(now)
+                self._publish(core.last_glow)
+                deadline = core.next_change(now)
+                continue
             event = self._to_core(item)
             if event is not None:
                 glow_before = core.last_glow
@@ -337,6 +387,24 @@ class LampAgent:
                 self._show(now)
                 self._publish(glow_before)
             deadline = core.next_change(now)
+
+    def _owner_change(self, item: _Reconfigure | _ChooseColor | _Claim, now: float) -> None:
+        if isinstance(item, _Claim):
+            self._on_held = item.on_held
+            self._core.set_claim_waiting(item.on_held is not None)
+            return
+        if isinstance(item, _ChooseColor):
+            for effect in self._core.choose_color(item.color, now):
+                self._carry_out(effect, now)
+            self._color = self._core.color
+            return
+        renamed = item.settings.name != self._settings.name
+        self._settings = item.settings
+        self._core.reconfigure(
+            looks=item.settings.looks, quiet_hours=item.settings.quiet_hours, now=now
+        )
+        if renamed:
+            self._announce(self._core.color)
 
     def _beat(self, now: float) -> float | None:
         if self._heartbeat is None or self._heartbeat_seconds is None:
@@ -421,7 +489,9 @@ class LampAgent:
 
     def _announce(self, color: str) -> None:
         try:
-            self._link.send_request(PairRequest(action=PairAction.COLOR, color=color))
+            self._link.send_request(
+                PairRequest(action=PairAction.COLOR, color=color, name=self._settings.name)
+            )
         except LinkError as error:
             # Offline: the next group state after reconnecting shows the old colour, and the
             # colour is announced again then (see _check_announced_color).
@@ -440,6 +510,9 @@ class LampAgent:
                     self._carry_out(follow_up, now)
             case AnnounceColor(color=color):
                 self._announce(color)
+            case ClaimHeld(seconds=seconds):
+                if self._on_held is not None:
+                    self._on_held(seconds)
             case PersistColor(color=color):
                 try:
                     save_color(self._settings.state_dir, color)

@@ -45,7 +45,9 @@ Gestures and looks (timings and levels in ``LookSettings``):
   how long the broker kept it (``waited_seconds``, from its message expiry) when known: the
   lamp's own clock may be wrong by anything (tests/faults: a year), and comparing it with the
   relay's ``at`` made such a lamp drop every glow. Only a glow without an expiry is aged by
-  the lamp's clock against ``at``.
+  the lamp's clock against ``at``. A glow that ended before the driver handed in anything at or
+  after its peak (its thread paused longer than the whole look) is drawn from its peak when the
+  driver comes back: a touch never passes unseen because a frame came late.
 - **mutual glow**: the sender's colour and yours take turns softly, then the fade.
 - **tap while glowing** answers: a tap like any other, its swell blended over the glow.
 - **long hold**: after ``hold_seconds`` the hue cycles; release picks it: ``PersistColor`` and
@@ -88,6 +90,7 @@ from touchlamp.protocol.messages import Glow, GroupState
 
 __all__ = [
     "AnnounceColor",
+    "ClaimHeld",
     "Connected",
     "Disconnected",
     "Effect",
@@ -255,7 +258,15 @@ class PersistColor:
     color: str
 
 
-Effect = SendTouch | AnnounceColor | PersistColor
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimHeld:
+    """While a claim waits (``set_claim_waiting``), the lamp was held for ``seconds``: the
+    owner proves they are at the lamp (device/owner_auth.py). No colour was picked."""
+
+    seconds: float
+
+
+Effect = SendTouch | AnnounceColor | PersistColor | ClaimHeld
 
 
 # ---- animations (perceived values) ------------------------------------------------------------
@@ -312,6 +323,25 @@ class _Glow:
     start: float
     look: GlowLook
     looks: LookSettings
+    # Whether the lamp was driven at or after the end of the rise (so a frame showed the glow).
+    peak_shown: bool = False
+
+    def as_driven_at(self, now: float) -> _Glow:
+        """This glow once the driver draws a frame at ``now``.
+
+        A glow that ended before any frame at or after its peak was drawn (the driver's thread
+        paused longer than the whole look) restarts with its peak at ``now``, then breathes and
+        fades as usual: a touch never passes unseen because a frame came late. A glow caught
+        mid-way keeps its timeline; it was seen, if late.
+        """
+        if self.peak_shown:
+            return self
+        attack_end, _, fade_end, _ = self._phases()
+        if now < attack_end:
+            return self
+        if now < fade_end:
+            return replace(self, peak_shown=True)
+        return replace(self, start=now - self.look.attack_seconds, peak_shown=True)
 
     def _phases(self) -> tuple[float, float, float, float]:
         """(end of attack, end of middle, end of fade, level the middle ends at)."""
@@ -396,6 +426,7 @@ class LampCore:
         self._local_time = local_time
 
         self._pressed_at: float | None = None
+        self._claim_waiting = False
         self._press_hue = 0.0
         self._feedback: _Pulse | None = None
         self._last_tap_at: float | None = None
@@ -440,6 +471,26 @@ class LampCore:
         """Whether glows stay dark: quiet hours were in force when the last event was handled,
         or the owner asked for quiet now."""
         return self._quiet
+
+    # ---- the owner's changes (the lamp's page, ``device set``) ----
+
+    def reconfigure(self, *, looks: LookSettings, quiet_hours: QuietHours, now: float) -> None:
+        """New looks and quiet hours from now on; a glow already showing keeps its own."""
+        self._looks = looks
+        self._quiet_hours = quiet_hours
+        self._refresh_quiet(now)
+
+    def set_claim_waiting(self, on: bool) -> None:
+        """While on, a hold confirms the owner's claim (``ClaimHeld``) instead of cycling the
+        colour: the lamp shows its own colour, steady, while held."""
+        self._claim_waiting = on
+
+    def choose_color(self, color: str, now: float) -> list[Effect]:
+        """The owner picked ``color`` (not by holding): as a hold's pick, without the hold."""
+        self._own = Rgb.from_hex(color)
+        self._own_hex = self._own.to_hex()
+        self._feedback = _Pulse.of(self._looks.color_chosen, own=self._own, start=now)
+        return [PersistColor(color=self._own_hex), AnnounceColor(color=self._own_hex)]
 
     @property
     def quiet_now(self) -> bool:
@@ -505,6 +556,8 @@ class LampCore:
             return []  # a release without a press (e.g. the lamp started while touched)
         if now - pressed_at < self._looks.hold_seconds:
             return self._tap(now)
+        if self._claim_waiting:
+            return [ClaimHeld(seconds=now - pressed_at)]
         chosen = from_hue(self._hue_at(now, pressed_at)).to_hex()
         self._own = Rgb.from_hex(chosen)
         self._own_hex = chosen
@@ -647,8 +700,12 @@ class LampCore:
     def _drop_finished(self, now: float) -> None:
         if self._feedback is not None and now >= self._feedback.end:
             self._feedback = None
-        if self._glow is not None and self._glow.sample(now, self._own) is None:
-            self._glow = None
+        if self._glow is not None:
+            # The driver draws a frame after every event it hands in (see the module doc), so
+            # this is where the core learns that a glow was drawn — or ended unseen.
+            self._glow = self._glow.as_driven_at(now)
+            if self._glow.sample(now, self._own) is None:
+                self._glow = None
 
     def _hue_at(self, now: float, pressed_at: float) -> float:
         cycling = now - (pressed_at + self._looks.hold_seconds)
@@ -677,6 +734,8 @@ class LampCore:
 
     def _perceived(self, now: float) -> Rgb:
         if self._pressed_at is not None and now >= self._pressed_at + self._looks.hold_seconds:
+            if self._claim_waiting:
+                return self._own.scaled(self._looks.pick_level)
             return from_hue(self._hue_at(now, self._pressed_at)).scaled(self._looks.pick_level)
         candidates: list[Rgb] = []
         if self._glow is not None:

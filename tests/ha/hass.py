@@ -16,7 +16,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import subprocess
 import time
@@ -27,7 +26,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from tests.broker.harness import free_port
-from touchlamp.broker.launcher import _stop_when_parent_dies
+from touchlamp.broker.parent_watch import ParentWatch
 
 __all__ = ["HA_VENV", "HomeAssistantCore"]
 
@@ -68,6 +67,7 @@ class HomeAssistantCore:
             "discovery_prefix": "homeassistant",
         }
         self._process: subprocess.Popen[bytes] | None = None
+        self._watcher: ParentWatch | None = None
         self.refresh_token_id = secrets.token_hex(16)
         self._jwt_key = secrets.token_hex(64)
         self.token = _jwt(
@@ -181,6 +181,9 @@ class HomeAssistantCore:
 
     def start(self) -> None:
         self._write_config()
+        # Killed with the test run, Home Assistant goes too (broker/parent_watch.py).
+        with (self.directory / "watch.log").open("ab") as watch_log:
+            watcher = self._watcher = ParentWatch(watch_log)
         self._process = subprocess.Popen(
             [
                 str(HA_VENV / "bin" / "hass"),
@@ -195,8 +198,8 @@ class HomeAssistantCore:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_stop_when_parent_dies(os.getpid()),  # noqa: PLW1509  prctl only
         )
+        watcher.watch(self._process.pid)
         deadline = time.monotonic() + _START_TIMEOUT
         while True:
             if self._process.poll() is not None:
@@ -251,14 +254,16 @@ class HomeAssistantCore:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        watcher, self._watcher = self._watcher, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        if watcher is not None:
+            watcher.dismiss()
 
     def __enter__(self) -> Self:
         self.start()

@@ -4,12 +4,12 @@ A plain Mosquitto on a free loopback port with a password file and no ACL: every
 use every topic, like the add-on's default. It is *not* touchlamp's broker (no dynamic
 security, no touchlamp topics), which is the point: the lamp's Home Assistant connection must
 work with whatever the home runs. Started from the test's thread with ``PR_SET_PDEATHSIG`` (it
-stays root, so the request holds), stopped by the fixture.
+and a ``ParentWatch`` beside it, as the project's own broker: killed with the test run, it goes
+too), stopped by the fixture.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import time
@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Self
 
 from tests.broker.harness import free_port
-from touchlamp.broker.launcher import _stop_when_parent_dies
+from touchlamp.broker.parent_watch import ParentWatch
 from touchlamp.broker.passwords import hash_password
 
 __all__ = ["HomeBroker"]
@@ -35,6 +35,7 @@ class HomeBroker:
         self.host = "127.0.0.1"
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
+        self._watcher: ParentWatch | None = None
 
     def start(self, *, port: int | None = None) -> None:
         """Start on ``port`` (a restart keeps its port), else on a free one."""
@@ -51,7 +52,7 @@ class HomeBroker:
         config.write_text(
             "\n".join(
                 [
-                    "user root",  # stays root, so PR_SET_PDEATHSIG holds (see the launcher)
+                    "user root",  # no user switch: files and signals stay simple
                     "per_listener_settings false",
                     f"listener {self.port} {self.host}",
                     "allow_anonymous false",
@@ -63,14 +64,16 @@ class HomeBroker:
                 ]
             )
         )
+        with (self.directory / "watch.log").open("ab") as watch_log:
+            watcher = self._watcher = ParentWatch(watch_log)
         self._process = subprocess.Popen(
             ["/usr/sbin/mosquitto", "-c", str(config)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_stop_when_parent_dies(os.getpid()),  # noqa: PLW1509  prctl only
         )
+        watcher.watch(self._process.pid)
         deadline = time.monotonic() + _START_TIMEOUT
         while True:
             if self._process.poll() is not None:
@@ -93,14 +96,16 @@ class HomeBroker:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        watcher, self._watcher = self._watcher, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        if watcher is not None:
+            watcher.dismiss()
 
     def __enter__(self) -> Self:
         self.start()
