@@ -355,3 +355,22 @@ def test_an_unreadable_home_broker_ca_stops_the_lamp_naming_the_setting(
     error = capsys.readouterr().err
     assert "TOUCHLAMP_DEVICE_HOMEASSISTANT__CA_FILE" in error
     assert str(not_a_certificate) in error
+
+
+def test_the_bridge_speaks_mqtt_5_too(
+    world: World, home: HomeBroker, ha: HomeAssistantStandIn
+) -> None:
+    config = home_settings(home.host, home.port, protocol="5")
+    a = with_home(world.lamp("lamp-a", color=AMBER), config)
+    b = world.lamp("lamp-b", color=BLUE)
+    world.pair("lamp-a", "lamp-b")
+    topics = HomeTopics("lamp-a")
+    with world.relay(), world.simulator(a, b) as simulator:
+        lamp_b = running(simulator, "lamp-b")
+        running(simulator, "lamp-a")
+        ha.latest(topics.availability, b"online")
+        ha.latest(topics.config("button", "send_touch"))
+        ha.publish(topics.send_touch, b"PRESS")
+        wait_until(lambda: same_hue(lamp_b.led(), AMBER, gamma=2.2), "B glowing in amber")
+    # Mosquitto logs each client's protocol: p5 is MQTT 5 (p4 would be 3.1.1).
+    assert "as touchlamp-lamp-a (p5," in (home.directory / "mosquitto.log").read_text()
