@@ -349,7 +349,7 @@ class HomeAssistantBridge:
                 jobs.put(_Connected(generation))
 
         def on_connect_fail(_client: mqtt.Client, _userdata: object) -> None:
-            jobs.put(_Lost(generation, "cannot connect"))
+            jobs.put(_Lost(generation, _CANNOT_CONNECT))
 
         def on_disconnect(
             _client: mqtt.Client,
@@ -416,6 +416,8 @@ class HomeAssistantBridge:
         if not quiet:
             # Once per outage: a home broker away for hours must not fill the lamp's log.
             level = logging.DEBUG if self._warned_unreachable else logging.WARNING
+            if level == logging.WARNING and reason == _CANNOT_CONNECT:
+                reason = self._why_unreachable()
             self._warned_unreachable = True
             logger.log(
                 level,
@@ -428,6 +430,28 @@ class HomeAssistantBridge:
                 reason,
             )
         self._retry_later(reason)
+
+    def _why_unreachable(self) -> str:
+        """What paho does not say (its on_connect_fail carries no error): try once ourselves,
+        on this thread, to name the cause and its fix."""
+        port = self._settings.effective_port
+        try:
+            with socket.create_connection(
+                (self._host, port), timeout=self._settings.connect_timeout_seconds
+            ) as raw:
+                if self._tls is not None:
+                    with self._tls.wrap_socket(raw, server_hostname=self._host):
+                        pass
+        except ssl.SSLCertVerificationError as error:
+            trusted = self._settings.ca_file or "the system's CAs"
+            return (
+                f"its TLS certificate was refused: {error.verify_message}; set "
+                "TOUCHLAMP_DEVICE_HOMEASSISTANT__CA_FILE to the CA that signed it (now: "
+                f"{trusted}), and HOMEASSISTANT__HOST to a name the certificate lists"
+            )
+        except (OSError, ValueError) as error:
+            return str(error)
+        return _CANNOT_CONNECT
 
     def _retry_later(self, reason: str) -> None:
         delay = self._backoff.next_delay()
@@ -552,6 +576,7 @@ class HomeAssistantBridge:
             )
 
 
+_CANNOT_CONNECT = "cannot connect"
 _LOGIN_REFUSED = frozenset({4, 5, 0x86, 0x87})  # 3.1.1: bad login / not authorised; 5: the same
 
 
@@ -677,13 +702,27 @@ def _close(client: mqtt.Client) -> None:
 
 def _tls_context(ca_file: Path | None) -> ssl.SSLContext:
     try:
-        return ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
     except (OSError, ssl.SSLError) as error:
         raise HomeAssistantError(
             f"cannot load the CA file {ca_file} ({error}): point "
             "TOUCHLAMP_DEVICE_HOMEASSISTANT__CA_FILE at the PEM certificate of the CA that "
             "signed the home broker's certificate"
         ) from error
+    context.sslsocket_class = _ClosingSSLSocket
+    return context
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when the TLS handshake fails: paho 2.2 leaves the socket of a failed
+    handshake to the garbage collector, one per attempt (as device/link.py's own does)."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except OSError:
+            self.close()
+            raise
 
 
 # ---- wiring: device run, the simulator, the demo, uninstall ---------------------------------
