@@ -257,6 +257,9 @@ class HomeAssistantBridge:
         while True:
             due = [t for t in (self._reconnect_at, self._connack_deadline) if t is not None]
             timeout = None if not due else max(0.0, min(due) - self._monotonic())
+            if timeout == 0.0:
+                self._timers()  # first: a steady stream of news must not starve them
+                continue
             try:
                 job = self._jobs.get(timeout=timeout)
             except queue.Empty:
