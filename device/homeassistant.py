@@ -205,6 +205,7 @@ class HomeAssistantBridge:
         self._connack_deadline: float | None = None
         self._reconnect_at: float | None = None
         self._published: dict[str, bytes] = {}  # retained topic -> payload on this connection
+        self._record: list[str] | None = None  # what STATE_DIR/homeassistant.json lists
         self._last_touch_at: float | None = None
         self._warned_login = False
         self._warned_unreachable = False
@@ -561,7 +562,10 @@ class HomeAssistantBridge:
     # ---- the record of what was published ----
 
     def _read_record(self) -> list[str]:
-        return read_record(self._state_dir)
+        # Read once, then kept here: every glow changes the status, the record rarely.
+        if self._record is None:
+            self._record = read_record(self._state_dir)
+        return self._record
 
     def _write_record(self, topics: Iterable[str]) -> None:
         wanted = sorted(set(topics))
@@ -569,6 +573,7 @@ class HomeAssistantBridge:
             return
         try:
             write_record(self._state_dir, wanted)
+            self._record = wanted
         except OSError as error:
             logger.warning(
                 "lamp %s: cannot record the Home Assistant topics in %s (%s); `device "
