@@ -97,6 +97,7 @@ from touchlamp.protocol import (
     decode_pair_response,
     encode,
     encode_availability,
+    reasons,
     validate_lamp_id,
 )
 
@@ -104,11 +105,8 @@ __all__ = ["LampLink"]
 
 logger = logging.getLogger(__name__)
 
-# CONNACK reasons that retrying cannot fix: the lamp must be re-enrolled or its password fixed.
-_CREDENTIALS_REFUSED = frozenset({"Bad user name or password", "Not authorized", "Banned"})
 _PUMP_BATCH = 100
 _CONFIRM_KEEPALIVES = 2.0  # a dead broker is noticed within two keepalives (no PINGRESP)
-_NO_MATCHING_SUBSCRIBERS = 0x10  # an MQTT 5 PUBACK reason code (a success)
 _EXCERPT_BYTES = 80
 # The seen-glow ids are checkpointed (device/dedup.py) once glows pause this long, so not in
 # front of the next glow of a run of them; or after this many, as SQLite would (~1000 pages).
@@ -136,7 +134,8 @@ class _Connection:
     ready: bool = False  # subscribed, online published, outbox pumped: new touches go out now
     handed: dict[int, int] = field(default_factory=dict)  # paho mid → touch seq
     handed_up_to: int = -1  # highest seq published on this connection
-    unrouted: set[int] = field(default_factory=set)  # acknowledged with "no matching subscribers"
+    # Acknowledged with "no matching subscribers", or refused for now (protocol/reasons.py).
+    unrouted: set[int] = field(default_factory=set)
     probe: int | None = None  # the one unrouted touch sent again, awaiting its PUBACK
 
 
@@ -499,7 +498,7 @@ class LampLink:
             _properties: Properties | None,
         ) -> None:
             if reason.is_failure:
-                self._jobs.put(lambda: self._on_refused(generation, str(reason)))
+                self._jobs.put(lambda: self._on_refused(generation, reasons.connack(reason.value)))
                 return
             # Subscribing on every connect keeps working when the broker lost the session.
             # The link reports itself connected at the SUBACK: from then on nothing sent to
@@ -590,10 +589,10 @@ class LampLink:
         )
         self._emit(LinkConnected(session_present=session_present))
 
-    def _on_refused(self, generation: int, reason: str) -> None:
+    def _on_refused(self, generation: int, reason: reasons.Reason) -> None:
         if generation != self._generation:
             return
-        if reason not in _CREDENTIALS_REFUSED:
+        if reason.verdict is not reasons.Verdict.STOP:
             logger.warning(
                 "lamp %s: the broker at %s:%d refused the connection (%s); retrying",
                 self.lamp_id,
@@ -603,18 +602,19 @@ class LampLink:
             )
             return
         with self._lock:
-            self._rejected = reason
+            self._rejected = str(reason)
             self._changed.notify_all()
         logger.error(
-            "lamp %s: the broker at %s:%d refused user %r (%s); not retrying: re-enroll the "
-            "lamp (`touchlamp device enroll TOKEN`) or fix TOUCHLAMP_DEVICE_MQTT__PASSWORD",
+            "lamp %s: the broker at %s:%d refused user %r (%s); not retrying: %s (for this "
+            "lamp: `touchlamp device enroll TOKEN`, or TOUCHLAMP_DEVICE_MQTT__PASSWORD)",
             self.lamp_id,
             self._host,
             self._port,
             self._username,
             reason,
+            reason.fix,
         )
-        self._emit(CredentialsRejected(reason=reason))
+        self._emit(CredentialsRejected(reason=str(reason)))
 
     def _on_disconnected(self, generation: int, reason: str) -> None:
         with self._lock:
@@ -641,43 +641,52 @@ class LampLink:
         if connection.ready:
             self._emit(LinkDisconnected(reason=reason))
 
-    def _on_published(self, generation: int, mid: int, reason: ReasonCode) -> None:
+    def _on_published(self, generation: int, mid: int, code: ReasonCode) -> None:
+        reason = reasons.puback(code.value)
+        held = reason.verdict in (reasons.Verdict.NO_SUBSCRIBERS, reasons.Verdict.RETRY)
         with self._lock:
             connection = self._connection
             if connection is None or connection.generation != generation:
                 return
             seq = connection.handed.pop(mid, None)
-            if seq is not None and reason.value == _NO_MATCHING_SUBSCRIBERS:
+            if seq is not None and held:
                 connection.unrouted.add(seq)
             if seq is not None and seq == connection.probe:
                 connection.probe = None
-                if reason.value != _NO_MATCHING_SUBSCRIBERS:
+                if not held:
                     self._pump(connection)  # a relay took it: the rest follows, in order
         if seq is None:
             return  # availability or a pairing request, not a touch
-        if reason.is_failure:
+        if reason.verdict is reasons.Verdict.STOP:
             # Resending cannot fix a refusal (an ACL that does not allow this topic); keep
             # the outbox from filling with it, loudly.
             logger.error(
-                "lamp %s: the broker refused touch seq %d (%s); dropped it: check the broker's "
-                "ACL for %s",
+                "lamp %s: the broker refused touch seq %d (%s); dropped it: %s (%s)",
                 self.lamp_id,
                 seq,
                 reason,
+                reason.fix,
                 self._topics.touch(self.lamp_id),
             )
             self._outbox.remove(seq)
-        elif reason.value == _NO_MATCHING_SUBSCRIBERS:
-            # Accepted, but no relay is subscribed (not running, or the broker restarted and
-            # forgot the relay's shared subscription): kept, and sent again until one is.
+        elif held:
+            # NO_SUBSCRIBERS: accepted, but no relay is subscribed (not running, or the broker
+            # restarted and forgot the relay's shared subscription); RETRY: refused for now.
+            # Either way kept, and sent again (alone, newer ones behind it) until one is taken.
             if self._reroute_at is None:
                 delay = self._reroute_backoff.next_delay()
                 self._reroute_at = time.monotonic() + delay
+                why = (
+                    "no relay is subscribed to touches; is the relay running?"
+                    if reason.verdict is reasons.Verdict.NO_SUBSCRIBERS
+                    else f"refused for now ({reason})"
+                )
                 logger.warning(
-                    "lamp %s: touch seq %d reached the broker but no relay is subscribed to "
-                    "touches; keeping it and trying again in %.1f s: is the relay running?",
+                    "lamp %s: touch seq %d reached the broker but %s; keeping it and trying "
+                    "again in %.1f s",
                     self.lamp_id,
                     seq,
+                    why,
                     delay,
                 )
         else:
