@@ -84,6 +84,31 @@ def test_touches_sent_before_the_relay_resubscribes_after_a_broker_restart_wait_
         assert_delivered(a, [b])
 
 
+def test_glows_published_before_the_lamp_subscribes_again_reach_it_once(
+    world: FaultWorld,
+) -> None:
+    """Lamp B's session is gone — a broker killed before its periodic save never knew it, or it
+    expired — so the relay's glows for B are answered "no matching subscribers" (PUBACK 0x10)
+    until B connects on a new session and subscribes again. They must reach B then, once, in
+    order (issue 18; scenario 1d in RELIABILITY.md)."""
+    a = world.lamp("lamp-a", color=AMBER)
+    b = world.lamp("lamp-b", color=BLUE)
+    world.pair(a, b)
+    with world.relay() as relay:
+        world.start(a)  # B has never connected: the broker knows no session of it
+        for _ in range(3):
+            a.touch()
+        wait_until(
+            lambda: relay.metrics.registry.get_sample_value("touchlamp_relay_glows_waiting") == 3,
+            "the relay's three glows for lamp-b answered 'no matching subscribers' (or kept "
+            "behind the first)",
+        )
+        world.start(b)
+        assert_delivered(a, [b])
+        a.touch()  # and what follows goes straight through
+        assert_delivered(a, [b])
+
+
 def wait_for_a_save(world: FaultWorld) -> None:
     """Until the broker next saves its database (about every 2 s): what it holds now is on disk
     then — e.g. an offline lamp's session, as it would be long before a crash."""
