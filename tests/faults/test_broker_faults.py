@@ -45,7 +45,10 @@ def touching(lamp: FaultLamp, *, count: int, every: float) -> Iterator[threading
         thread.join(120)
 
 
-def test_a_clean_broker_restart_with_touches_in_flight_loses_nothing(world: FaultWorld) -> None:
+def test_a_clean_broker_restart_with_touches_in_flight_loses_nothing(
+    world: FaultWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="touchlamp")
     a = world.lamp("lamp-a", color=AMBER)
     b = world.lamp("lamp-b", color=BLUE)
     world.pair(a, b)
@@ -60,6 +63,10 @@ def test_a_clean_broker_restart_with_touches_in_flight_loses_nothing(world: Faul
         assert_delivered(b, [a])
         assert a.link.outbox_stats().queued == 0
         assert b.link.outbox_stats().queued == 0
+    # The relay says it lost the broker, and (as loudly: issue 15) that it got it back.
+    relay_says = [r.getMessage() for r in caplog.records if r.name == "touchlamp.server.relay"]
+    assert any("lost the broker connection" in line for line in relay_says), relay_says
+    assert any("reconnected to the broker at" in line for line in relay_says), relay_says
 
 
 def test_touches_sent_before_the_relay_resubscribes_after_a_broker_restart_wait_for_it(
