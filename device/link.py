@@ -82,7 +82,7 @@ from touchlamp.device.link_events import (
     TouchDelivery,
     TouchReceipt,
 )
-from touchlamp.device.outbox import Outbox, OutboxStats
+from touchlamp.device.outbox import Outbox, OutboxStats, StateFileError
 from touchlamp.protocol import (
     DEFAULT_ROOT,
     Availability,
@@ -222,6 +222,7 @@ class LampLink:
         self._reroute_at: float | None = None
         self._checkpoint_at: float | None = None
         self._glow_expiry = 0  # the relay's glow expiry interval, as learnt (see _waited)
+        self._seen_failing = False  # the seen-glow file refused a write (said once)
         # (when, connection generation, seq): acknowledged touches waiting to be confirmed. As
         # many as the outbox holds; one forgotten stays there, acknowledged, until pushed out.
         self._confirming: collections.deque[tuple[float, int, int]] = collections.deque(
@@ -468,6 +469,7 @@ class LampLink:
             client_id=self.lamp_id,
             protocol=MQTTProtocolVersion.MQTTv5,
             reconnect_on_failure=False,
+            manual_ack=True,  # see on_message: acknowledged once handled, not once read
         )
         client.on_log = _log_paho
         client.connect_timeout = self._connect_timeout
@@ -541,11 +543,20 @@ class LampLink:
         ) -> None:
             self._jobs.put(lambda: self._on_disconnected(generation, str(reason)))
 
-        def on_message(_client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        def on_message(client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
             correlation = getattr(message.properties, "CorrelationData", None)
             expiry = getattr(message.properties, "MessageExpiryInterval", None)
             topic, payload = message.topic, bytes(message.payload)
-            self._jobs.put(lambda: self._on_message(topic, payload, correlation, expiry))
+            mid, qos = message.mid, message.qos
+
+            def handle() -> None:
+                self._on_message(topic, payload, correlation, expiry)
+                # Only now: a glow is recorded as seen and handed to the core. A lamp that dies
+                # before this gets it again from the broker; the seen ids drop a repeat.
+                if qos:
+                    client.ack(mid, qos)
+
+            self._jobs.put(handle)
 
         def on_publish(
             _client: mqtt.Client,
@@ -754,7 +765,7 @@ class LampLink:
             raise ProtocolError(topic, f"not a topic of lamp {self.lamp_id}")
         if match.kind is Kind.GLOW:
             glow = decode_glow(topic, payload)
-            if self._seen.first_time(glow.touch):
+            if self._first_time(glow.touch):
                 self._emit(GlowArrived(glow=glow, waited_seconds=self._waited(expiry)))
                 if self._seen.unchecked >= _SEEN_CHECKPOINT_IDS:
                     self._seen.checkpoint()  # the glow is on its way to the LED already
@@ -773,6 +784,25 @@ class LampLink:
             self._emit(PairResponseArrived(response=response, correlation=correlation))
         else:
             raise ProtocolError(topic, f"lamps do not receive {match.kind.value} messages")
+
+    def _first_time(self, touch: str) -> bool:
+        """Whether the glow of ``touch`` is new, remembering it; a glow the seen-glow file
+        cannot record (a full disk, a read-only card) is shown all the same: shown perhaps
+        twice later beats never. Said once, with the fix, until the file takes writes again."""
+        try:
+            new = self._seen.first_time(touch)
+        except StateFileError as error:
+            self._seen_trouble(error)
+            return True
+        self._seen_trouble(None)
+        return new
+
+    def _seen_trouble(self, error: StateFileError | None) -> None:
+        if error is not None and not self._seen_failing:
+            logger.error("lamp %s: %s; showing glows without remembering them", self.lamp_id, error)
+        elif error is None and self._seen_failing:
+            logger.warning("lamp %s: the seen-glow file takes writes again", self.lamp_id)
+        self._seen_failing = error is not None
 
     def _waited(self, remaining: object) -> float | None:
         """How long the broker kept a glow, told by its expiry alone (no clock involved).
