@@ -79,6 +79,7 @@ from touchlamp.device.link_events import (
     LinkSink,
     LinkTimeoutError,
     PairResponseArrived,
+    StateFileTrouble,
     TouchDelivery,
     TouchReceipt,
 )
@@ -222,7 +223,9 @@ class LampLink:
         self._reroute_at: float | None = None
         self._checkpoint_at: float | None = None
         self._glow_expiry = 0  # the relay's glow expiry interval, as learnt (see _waited)
-        self._seen_failing = False  # the seen-glow file refused a write (said once)
+        # The state files that refuse writes now (a full disk, a read-only card), with why.
+        self._failing: dict[str, str] = {}
+        self._failing_lock = threading.Lock()
         # (when, connection generation, seq): acknowledged touches waiting to be confirmed. As
         # many as the outbox holds; one forgotten stays there, acknowledged, until pushed out.
         self._confirming: collections.deque[tuple[float, int, int]] = collections.deque(
@@ -333,7 +336,12 @@ class LampLink:
                     self._pump(connection)
                     sent = touch.seq <= connection.handed_up_to
         finally:
-            self._outbox.persist(touch.seq)
+            try:
+                self._outbox.persist(touch.seq)
+            except StateFileError as error:
+                self._state_trouble("outbox", error)  # it waits in memory, or went out
+            else:
+                self._state_trouble("outbox", None)
         return TouchReceipt(
             touch=touch, delivery=TouchDelivery.SENT if sent else TouchDelivery.QUEUED
         )
@@ -414,7 +422,7 @@ class LampLink:
             self._connect()
         if self._checkpoint_at is not None and now >= self._checkpoint_at:
             self._checkpoint_at = None
-            self._seen.checkpoint()
+            self._checkpoint_seen()
 
     def _run_job(self, job: _Job) -> None:
         try:
@@ -581,7 +589,10 @@ class LampLink:
                 self.lamp_id,
                 ", ".join(refused),
             )
-        self._outbox.expire()
+        try:
+            self._outbox.expire()
+        except StateFileError as error:
+            self._state_trouble("outbox", error)  # too old to show, still: sent all the same
         with self._lock:
             connection = self._connection
             if connection is None or connection.generation != generation:
@@ -679,7 +690,7 @@ class LampLink:
                 reason.fix,
                 self._topics.touch(self.lamp_id),
             )
-            self._outbox.remove(seq)
+            self._remove(seq)
         elif held:
             # NO_SUBSCRIBERS: accepted, but no relay is subscribed (not running, or the broker
             # restarted and forgot the relay's shared subscription); RETRY: refused for now.
@@ -703,7 +714,7 @@ class LampLink:
         else:
             self._reroute_backoff.reset()
             if self._confirm_seconds <= 0:
-                self._outbox.remove(seq)
+                self._remove(seq)
             else:
                 self._outbox.acknowledge(seq)
                 self._confirming.append((time.monotonic() + self._confirm_seconds, generation, seq))
@@ -715,7 +726,7 @@ class LampLink:
         while self._confirming and self._confirming[0][0] <= now:
             _, generation, seq = self._confirming.popleft()
             if generation == current:
-                self._outbox.remove(seq)
+                self._remove(seq)
 
     def _reroute(self) -> None:
         """Send the oldest touch nobody was subscribed to again, alone; the rest follow once a
@@ -768,7 +779,7 @@ class LampLink:
             if self._first_time(glow.touch):
                 self._emit(GlowArrived(glow=glow, waited_seconds=self._waited(expiry)))
                 if self._seen.unchecked >= _SEEN_CHECKPOINT_IDS:
-                    self._seen.checkpoint()  # the glow is on its way to the LED already
+                    self._checkpoint_seen()  # the glow is on its way to the LED already
                 self._checkpoint_at = time.monotonic() + _SEEN_CHECKPOINT_QUIET_SECONDS
             else:
                 logger.debug("lamp %s: dropped repeated glow %s", self.lamp_id, glow.touch)
@@ -788,21 +799,55 @@ class LampLink:
     def _first_time(self, touch: str) -> bool:
         """Whether the glow of ``touch`` is new, remembering it; a glow the seen-glow file
         cannot record (a full disk, a read-only card) is shown all the same: shown perhaps
-        twice later beats never. Said once, with the fix, until the file takes writes again."""
+        twice later beats never."""
         try:
             new = self._seen.first_time(touch)
         except StateFileError as error:
-            self._seen_trouble(error)
+            self._state_trouble("seen", error)
             return True
-        self._seen_trouble(None)
+        self._state_trouble("seen", None)
         return new
 
-    def _seen_trouble(self, error: StateFileError | None) -> None:
-        if error is not None and not self._seen_failing:
-            logger.error("lamp %s: %s; showing glows without remembering them", self.lamp_id, error)
-        elif error is None and self._seen_failing:
-            logger.warning("lamp %s: the seen-glow file takes writes again", self.lamp_id)
-        self._seen_failing = error is not None
+    def _checkpoint_seen(self) -> None:
+        try:
+            self._seen.checkpoint()
+        except StateFileError as error:
+            self._state_trouble("seen", error)
+
+    def _remove(self, seq: int) -> None:
+        """The touch ``seq`` left (confirmed, or refused for good). On a disk that refuses the
+        delete it stays there, and a restart sends it again: the relay drops the repeat."""
+        try:
+            self._outbox.remove(seq)
+        except StateFileError as error:
+            self._state_trouble("outbox", error)
+
+    def _state_trouble(self, name: str, error: StateFileError | None) -> None:
+        """Whether the state file ``name`` takes writes; said once (with the fix) when the
+        first one refuses and once when all take them again, to the log and to the core (its
+        "trouble" look). The lamp carries on meanwhile (RELIABILITY.md, scenario 9)."""
+        with self._failing_lock:
+            before = bool(self._failing)
+            if error is None:
+                if self._failing.pop(name, None) is None:
+                    return
+            elif name in self._failing:
+                return
+            else:
+                self._failing[name] = str(error)
+            after = bool(self._failing)
+        if after and not before:
+            logger.error(
+                "lamp %s: %s. The lamp carries on: touches go out while it is connected and wait "
+                "in memory while it is not (lost if it restarts), glows are shown but not "
+                "remembered (one may show again after a restart)",
+                self.lamp_id,
+                error,
+            )
+            self._emit(StateFileTrouble(error=str(error)))
+        elif before and not after:
+            logger.warning("lamp %s: its state directory takes writes again", self.lamp_id)
+            self._emit(StateFileTrouble(error=None))
 
     def _waited(self, remaining: object) -> float | None:
         """How long the broker kept a glow, told by its expiry alone (no clock involved).
