@@ -600,15 +600,25 @@ class LampLink:
             connection.ready = True
             self._pump(connection)
             self._changed.notify_all()
-            queued = len(connection.handed)
-        logger.info(
-            "lamp %s connected to %s:%d (%s); %d queued touch(es) sent",
-            self.lamp_id,
-            self._host,
-            self._port,
-            "session resumed" if session_present else "new session",
-            queued,
-        )
+            waiting = len(connection.handed)  # PUBACKs are handled on this thread, later
+        session = "session resumed" if session_present else "new session"
+        if not waiting:
+            logger.info(
+                "lamp %s connected to %s:%d (%s)", self.lamp_id, self._host, self._port, session
+            )
+        else:
+            # Not news of trouble: after every restart the touches of the last two keepalives
+            # are here, delivered but not yet confirmed (RELIABILITY.md, change 2).
+            logger.info(
+                "lamp %s connected to %s:%d (%s); sent the %d touch(es) its outbox holds: made "
+                "while offline, or sent before and not yet confirmed (the relay drops those it "
+                "already has)",
+                self.lamp_id,
+                self._host,
+                self._port,
+                session,
+                waiting,
+            )
         self._emit(LinkConnected(session_present=session_present))
 
     def _on_refused(self, generation: int, reason: reasons.Reason) -> None:

@@ -426,6 +426,27 @@ def test_a_lamp_killed_before_it_kept_a_glow_gets_it_again_and_shows_it_once(
     assert glows == ["glow lamp-b:7:1", "glow lamp-b:7:2"], (glows, f"acked early: {early}")
 
 
+def test_a_restart_says_what_the_touches_it_sends_again_are(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every restart sends the touches of the last two keepalives again (delivered, not yet
+    confirmed): the log says so instead of "N queued touch(es) sent" (issue 15)."""
+    caplog.set_level(logging.INFO, logger="touchlamp.device.link")
+    relay = setup.relay(setup.topics.every(Kind.TOUCH))
+    link, events = setup.lamp()
+    events.wait_for(LinkConnected)
+    link.send_touch("#000001")
+    relay.next()
+    eventually(lambda: link.outbox_stats().unconfirmed == 1, "the touch acknowledged")
+    link.stop()
+    caplog.clear()
+    _, again = setup.lamp()
+    again.wait_for(LinkConnected)
+    [said] = [r.getMessage() for r in caplog.records if " connected to " in r.getMessage()]
+    assert "sent the 1 touch(es) its outbox holds" in said
+    assert "sent before and not yet confirmed (the relay drops those it already has)" in said
+
+
 # ---- glows, group, bad messages ---------------------------------------------------------------
 
 
