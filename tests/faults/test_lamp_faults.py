@@ -7,10 +7,8 @@ Rule: each touch reaches each peer's lamp core exactly once, in order per sender
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
-import os
 import signal
 import sqlite3
 import subprocess
@@ -18,12 +16,12 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.faults.disk import fill, small_disk
 from tests.faults.lamps import WAIT, FaultLamp, assert_delivered, wait_until
 from tests.faults.proxy import FaultProxy
 from tests.faults.raw import RawClient
@@ -236,41 +234,6 @@ def test_duplicates_injected_by_a_raw_client_show_once(world: FaultWorld) -> Non
         impostor.close()
     b.wait_received(4, sender="lamp-a")
     assert b.received(sender="lamp-a") == [touch_id("lamp-a", stream, s) for s in (1, 2, 3, 4)]
-
-
-@contextmanager
-def small_disk(path: Path, *, size: str = "2m") -> Iterator[Path]:
-    """A tmpfs of ``size`` at ``path``: a disk that can really fill up. Needs the right to
-    mount (root, as in CI's container); skipped otherwise."""
-    path.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield path
-    finally:
-        # Lazy: the lamps (stopped by the world after this) may still hold files open.
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    """Fill ``disk`` to the last byte (ENOSPC); the file returned frees it when removed."""
-    filler = disk / "filler"
-    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            try:
-                os.write(descriptor, bytes(65536))
-            except OSError as error:
-                if error.errno != errno.ENOSPC:
-                    raise
-                return filler
-    finally:
-        os.close(descriptor)
 
 
 def _trouble_frames(lamp: FaultLamp, since: float) -> list[Rgb]:
