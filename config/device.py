@@ -294,6 +294,16 @@ class AuthFailedLook(StatusLook):
     period_seconds: Seconds = 2.0
 
 
+class StateTroubleLook(StatusLook):
+    """The lamp's state directory refuses writes (a full disk, a read-only SD card): a quick
+    yellow swell. The lamp still works; touches made offline are lost if it restarts, and the
+    card may be dying: replace it (DEPLOY.md)."""
+
+    color: Color | None = "#ffc000"
+    level: Level = 0.12
+    period_seconds: Seconds = 1.0
+
+
 class LookSettings(BaseModel):
     """Every timing and level of the lamp's light. Levels are *perceived* brightness (0..1); the
     core turns them into PWM values with ``gamma`` and scales every frame by ``max_brightness``."""
@@ -328,6 +338,7 @@ class LookSettings(BaseModel):
     disconnected_grace_seconds: float = Field(default=60.0, ge=0.0)
     disconnected: DisconnectedLook = DisconnectedLook()
     auth_failed: AuthFailedLook = AuthFailedLook()
+    state_trouble: StateTroubleLook = StateTroubleLook()
     # A faint steady light in an online partner's colour; 0 (the default) turns it off.
     ambient_level: Level = 0.0
 
