@@ -44,7 +44,9 @@ def test_saves_counts_mosquittos_save_lines_per_broker_log(tmp_path: Path) -> No
         "1764900000: New client connected from 127.0.0.1\n"
         "1764900001: Saving in-memory database to /x/mosquitto.db.\n"
     )
+    (broker / "mosquitto.db").write_bytes(b"\0" * 1234)
     assert saves.count_saves(tmp_path) == {"throughput/broker/mosquitto.log": 2}
+    assert saves.database_sizes(tmp_path) == {"throughput/broker/mosquitto.db": 1234}
 
 
 def _document(path: Path, glows: float, one_hop: float) -> dict[str, object]:
