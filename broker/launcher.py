@@ -7,25 +7,21 @@ listens, and stops it with SIGTERM — SIGKILL only if it does not exit in time.
 
 Its own session also means a parent killed with SIGKILL (a test run's timeout, the demo killed
 from another terminal) would leave Mosquitto running, holding its port. ``stop_with_parent``
-asks Linux to send it SIGTERM when the parent goes (``PR_SET_PDEATHSIG``) — used by the demo,
-the benchmarks and the tests, which start it from their main thread (the signal follows the
-*thread* that started the process, so a broker started from a short-lived thread would be
-stopped when that thread ends). Linux clears that request when a process changes its user, so
-it does not survive Mosquitto started as root switching to ``run_as_user`` (unless that is root).
+starts a small watcher process beside it (parent_watch.py) that stops Mosquitto once this
+process ends, however it ends and whichever user Mosquitto switched to — used by the demo,
+``broker run``, the benchmarks and the tests.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
@@ -46,6 +42,7 @@ _RUNNING_MARK = b" running"
 # Problems Mosquitto logs and then keeps running with (e.g. the plugin without its JSON: every
 # client would be refused). Starting anyway would hide them, so they fail the start.
 _FATAL_MARKS = (b"Error",)
+_PARENT_WATCH = Path(__file__).with_name("parent_watch.py")
 
 
 def connect_host(address: str) -> str:
@@ -57,19 +54,39 @@ def connect_host(address: str) -> str:
     return address
 
 
-def _stop_when_parent_dies(parent: int) -> Callable[[], None] | None:
-    """A ``preexec_fn`` making the child get SIGTERM when ``parent`` ends (Linux only)."""
-    if not sys.platform.startswith("linux"):
+def _watch_parent(
+    mosquitto: subprocess.Popen[bytes], log_file: IO[bytes]
+) -> tuple[subprocess.Popen[bytes], int] | None:
+    """Start parent_watch.py for ``mosquitto``: the watcher and the pipe end that keeps it idle.
+
+    ``None`` (and a warning) where Linux has no pidfds (before 5.3): Mosquitto then outlives
+    a parent killed with SIGKILL.
+    """
+    try:
+        # Before anything reaps Mosquitto, so the pidfd is certainly Mosquitto's.
+        pidfd = os.pidfd_open(mosquitto.pid)
+    except (AttributeError, OSError) as error:
+        log.warning("mosquitto will outlive this process if it is killed (no pidfd: %s)", error)
         return None
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_pdeathsig = 1  # <linux/prctl.h>
-
-    def set_parent_death_signal() -> None:
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-        if os.getppid() != parent:  # the parent died before prctl: nobody will signal us
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return set_parent_death_signal
+    # Both ends close on exec: the write end stays in this process alone (not in Mosquitto,
+    # the watcher or anything else we start), so its end is this process's end.
+    idle, alarm = os.pipe()
+    try:
+        watcher = subprocess.Popen(  # noqa: S603  our interpreter and our own file
+            [sys.executable, "-I", "-S", str(_PARENT_WATCH), str(pidfd), str(os.getpid())],
+            stdin=idle,
+            stdout=log_file,
+            stderr=log_file,
+            pass_fds=(pidfd,),
+            start_new_session=True,  # a Ctrl-C meant for us must not end the watcher early
+        )
+    except OSError:
+        os.close(alarm)
+        raise
+    finally:
+        os.close(idle)
+        os.close(pidfd)
+    return watcher, alarm
 
 
 class ManagedBroker:
@@ -92,6 +109,7 @@ class ManagedBroker:
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._credentials: BrokerCredentials | None = None
+        self._watcher: tuple[subprocess.Popen[bytes], int] | None = None
 
     @property
     def host(self) -> str:
@@ -139,7 +157,6 @@ class ManagedBroker:
         self._log = os.fdopen(descriptor, "ab")
         log_start = self._log.tell()
         command = [str(self.settings.mosquitto_path), "-c", str(self.layout.config_file.resolve())]
-        preexec = _stop_when_parent_dies(os.getpid()) if self._stop_with_parent else None
         self._process = subprocess.Popen(  # noqa: S603  our own binary path and rendered config
             command,
             cwd=self.layout.data_dir,
@@ -147,9 +164,10 @@ class ManagedBroker:
             stdout=self._log,
             stderr=self._log,
             start_new_session=True,
-            preexec_fn=preexec,  # noqa: PLW1509  prctl + getppid only: nothing that locks
         )
         try:
+            if self._stop_with_parent:
+                self._watcher = _watch_parent(self._process, self._log)
             self._wait_until_serving(log_start)
         except BaseException:
             self._terminate()
@@ -171,6 +189,7 @@ class ManagedBroker:
         if self._process is not None and self._process.poll() is None:
             self._process.kill()
             self._process.wait()
+        self._dismiss_watcher()
         self._close_log()
 
     def restart(self) -> None:
@@ -300,7 +319,21 @@ class ManagedBroker:
                 )
                 process.kill()
                 process.wait()
+        self._dismiss_watcher()
         self._close_log()
+
+    def _dismiss_watcher(self) -> None:
+        """End parent_watch.py once Mosquitto is reaped: it finds nothing left to stop."""
+        if self._watcher is None:
+            return
+        watcher, alarm = self._watcher
+        self._watcher = None
+        os.close(alarm)
+        try:
+            watcher.wait(self._stop_timeout)
+        except subprocess.TimeoutExpired:
+            watcher.kill()
+            watcher.wait()
 
     def _close_log(self) -> None:
         if self._log is not None:

@@ -34,6 +34,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     NestedSecretsSettingsSource,
@@ -41,8 +42,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from touchlamp.config.lamp_file import LampFileSettingsSource
 from touchlamp.config.mqtt import BrokerConnection, service_state_dir
-from touchlamp.protocol.messages import Color, LampId
+from touchlamp.protocol.messages import Color, LampId, Name
 
 __all__ = [
     "AuthFailedLook",
@@ -149,7 +151,8 @@ class HardwareSettings(BaseModel):
     rgb_common_anode: bool = False
     # How a single-colour LED shows a colour: its brightest channel, or its luminance.
     mono_from: Literal["max", "luminance"] = "max"
-    neopixel_pin: Annotated[str, StringConstraints(pattern=r"^D\d{1,2}$")] = "D18"
+    # The SPI driver sends on MOSI, GPIO10 (the only pin it can use).
+    neopixel_pin: Annotated[str, StringConstraints(pattern=r"^D\d{1,2}$")] = "D10"
     neopixel_count: int = Field(default=12, ge=1, le=1024)
     neopixel_order: Literal["RGB", "GRB", "RGBW", "GRBW"] = "GRB"
 
@@ -374,7 +377,8 @@ class DeviceSettings(BaseSettings):
     )
 
     lamp_id: LampId
-    name: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
+    # The protocol's form (printable, 1-40 characters): the name is announced to the group.
+    name: Name | None = None
     color: Color = "#ff8c1a"
     state_dir: Path = Field(default_factory=default_state_dir)
     mqtt: MqttSettings = MqttSettings()
@@ -394,7 +398,7 @@ class DeviceSettings(BaseSettings):
     @classmethod
     def settings_customise_sources(
         cls,
-        settings_cls: type[BaseSettings],  # noqa: ARG003  pydantic-settings' hook signature
+        settings_cls: type[BaseSettings],
         init_settings: PydanticBaseSettingsSource,
         env_settings: PydanticBaseSettingsSource,
         dotenv_settings: PydanticBaseSettingsSource,
@@ -403,4 +407,38 @@ class DeviceSettings(BaseSettings):
         # Nested secret files, so systemd's ``LoadCredential=touchlamp_device_mqtt__password:…``
         # fills ``mqtt.password`` like the environment variable of the same name would.
         nested_secrets = NestedSecretsSettingsSource(file_secret_settings)
-        return init_settings, env_settings, dotenv_settings, nested_secrets
+        init = _PlainInitSource(init_settings)
+        # The owner's choices (the lamp's page, ``device set``) win over everything else,
+        # the installer's env file included: see config/lamp_file.py.
+        lamp_file = LampFileSettingsSource(
+            settings_cls,
+            below=(init, env_settings, dotenv_settings),
+            default_state_dir=default_state_dir(),
+        )
+        return lamp_file, init, env_settings, dotenv_settings, nested_secrets
+
+
+class _PlainInitSource(PydanticBaseSettingsSource):
+    """The constructor's arguments with groups as plain dicts.
+
+    pydantic-settings merges the sources' dicts key by key, but a group passed as a model
+    (``looks=LookSettings(hold_seconds=5)``) would be replaced whole by the lamp file's
+    ``looks`` and lose its other values.
+    """
+
+    def __init__(self, inner: PydanticBaseSettingsSource) -> None:
+        super().__init__(inner.settings_cls)
+        self._inner = inner
+
+    def get_field_value(
+        self,
+        field: FieldInfo,  # noqa: ARG002  the base class's signature
+        field_name: str,
+    ) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ passes the arguments on
+
+    def __call__(self) -> dict[str, Any]:
+        return {
+            key: value.model_dump() if isinstance(value, BaseModel) else value
+            for key, value in self._inner().items()
+        }

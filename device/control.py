@@ -8,6 +8,11 @@ running lamp there; only when no lamp is running does the command connect by its
 
 The exchange is one line each way: the ``PairRequest`` as JSON (the wire's form), then either the
 ``PairResponse`` as JSON or ``{"error": "…"}`` when the link could not ask (offline, no answer).
+
+``touchlamp device show`` and ``device set`` ask the same socket about the owner's settings
+(device/owner_settings.py): ``{"owner": "show"}`` or ``{"owner": "set", "changes": {KEY: VALUE}}``,
+answered with ``{"values": [{"key", "value", "source", "meaning"}, …], "lamp": {…}}`` or
+``{"error": "…", "key": KEY, "bad_setting": true}`` (nothing was changed).
 The accept loop is a thread blocked in ``accept()``; each connection gets a short-lived thread,
 because ``LampLink.request`` waits for the relay's answer.
 """
@@ -23,7 +28,9 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
+from touchlamp.config.lamp_file import LampFileError
 from touchlamp.device.link_events import LinkError
+from touchlamp.device.owner_settings import OwnerSettingError, OwnerSettings, answer
 from touchlamp.protocol import (
     PairRequest,
     PairResponse,
@@ -37,8 +44,10 @@ __all__ = [
     "CONTROL_SOCKET",
     "ControlError",
     "ControlServer",
+    "LampDescription",
     "NoLampRunningError",
     "RequestLink",
+    "ask_owner",
     "ask_running_lamp",
 ]
 
@@ -63,15 +72,30 @@ class RequestLink(Protocol):
     def request(self, request: PairRequest, *, timeout: float = 10.0) -> PairResponse: ...
 
 
+class LampDescription(Protocol):
+    def __call__(self) -> dict[str, object]:
+        """The lamp as ``device show`` prints it (JSON-able: name, colour, members, online)."""
+        ...
+
+
 class ControlServer:
-    """Listens on ``state_dir/control.sock`` and passes pairing requests to ``link``."""
+    """Listens on ``state_dir/control.sock`` and passes pairing requests to ``link``, and the
+    owner's ``show`` / ``set`` to ``owner`` (with ``describe`` for the lamp's state)."""
 
     def __init__(
-        self, *, state_dir: Path, link: RequestLink, request_timeout: float = 10.0
+        self,
+        *,
+        state_dir: Path,
+        link: RequestLink,
+        request_timeout: float = 10.0,
+        owner: OwnerSettings | None = None,
+        describe: LampDescription | None = None,
     ) -> None:
         self._path = state_dir / CONTROL_SOCKET
         self._link = link
         self._timeout = request_timeout
+        self._owner = owner
+        self._describe = describe
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
 
@@ -128,6 +152,12 @@ class ControlServer:
             connection.settimeout(self._timeout + _CLIENT_TIMEOUT)
             try:
                 line = _read_line(connection)
+                owner_request = _owner_request(line)
+                if owner_request is not None:
+                    reply = self._owner_answer(owner_request)
+                    with contextlib.suppress(OSError):
+                        connection.sendall(reply + b"\n")
+                    return
                 request = decode_pair_request("control socket", line)
                 reply = encode(self._link.request(request, timeout=self._timeout))
             except ProtocolError as error:
@@ -140,11 +170,67 @@ class ControlServer:
             with contextlib.suppress(OSError):
                 connection.sendall(reply + b"\n")
 
+    def _owner_answer(self, request: dict[str, object]) -> bytes:
+        if self._owner is None:
+            return _error("this lamp does not take settings through its control socket")
+        lamp = self._describe() if self._describe is not None else {}
+        try:
+            return json.dumps(answer(self._owner, request, lamp=lamp)).encode()
+        except OwnerSettingError as error:
+            return json.dumps({"error": str(error), "key": error.key, "bad_setting": True}).encode()
+        except (ValueError, LampFileError) as error:
+            return _error(str(error))
+
+
+def ask_owner(
+    state_dir: Path, request: dict[str, object], *, timeout: float = 15.0
+) -> dict[str, object]:
+    """Send an owner request (``{"owner": "show"}``…) to the lamp running with ``state_dir``.
+
+    ``NoLampRunningError`` if none is; ``OwnerSettingError`` for a bad key or value.
+    """
+    line = _exchange(state_dir, json.dumps(request).encode(), timeout=timeout)
+    try:
+        data = json.loads(line)
+    except ValueError:
+        raise ControlError("the lamp service answered nonsense (not JSON)") from None
+    if not isinstance(data, dict):
+        raise ControlError("the lamp service answered nonsense (not a JSON object)")
+    if "error" in data:
+        if data.get("bad_setting"):
+            key = data.get("key")
+            raise OwnerSettingError(str(data["error"]), key=key if isinstance(key, str) else None)
+        raise ControlError(str(data["error"]))
+    return data
+
+
+def _owner_request(line: bytes) -> dict[str, object] | None:
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) and "owner" in data else None
+
 
 def ask_running_lamp(
     state_dir: Path, request: PairRequest, *, timeout: float = 15.0
 ) -> PairResponse:
     """Ask the lamp service running with ``state_dir``; ``NoLampRunningError`` if none is."""
+    line = _exchange(state_dir, encode(request), timeout=timeout)
+    try:
+        data = json.loads(line)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and set(data) == {"error"}:
+        raise ControlError(str(data["error"]))
+    try:
+        return decode_pair_response("control socket", line)
+    except ProtocolError as error:
+        raise ControlError(f"the lamp service answered nonsense: {error.reason}") from None
+
+
+def _exchange(state_dir: Path, message: bytes, *, timeout: float) -> bytes:
+    """One line to the lamp service running with ``state_dir``, one line back."""
     path = state_dir / CONTROL_SOCKET
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
@@ -158,22 +244,12 @@ def ask_running_lamp(
                 "run this command with sudo"
             ) from None
         try:
-            sock.sendall(encode(request) + b"\n")
-            line = _read_line(sock)
+            sock.sendall(message + b"\n")
+            return _read_line(sock)
         except TimeoutError:
             raise ControlError(f"the lamp service did not answer within {timeout:g} s") from None
         except OSError as error:
             raise ControlError(f"the lamp service hung up ({error})") from None
-    try:
-        data = json.loads(line)
-    except ValueError:
-        data = None
-    if isinstance(data, dict) and set(data) == {"error"}:
-        raise ControlError(str(data["error"]))
-    try:
-        return decode_pair_response("control socket", line)
-    except ProtocolError as error:
-        raise ControlError(f"the lamp service answered nonsense: {error.reason}") from None
 
 
 def _answers(path: Path) -> bool:
