@@ -82,6 +82,10 @@ class RelayProcess:
         return self._process is not None and self._process.poll() is None
 
     def start(self) -> None:
+        if self._process is not None:
+            # A restart: the old metrics port is an ephemeral one the kernel may have handed to
+            # another process meanwhile (a busy machine did: "Address already in use").
+            self.metrics_port = self.values["metrics_port"] = free_port()
         offset = self.log.stat().st_size if self.log.exists() else 0
         env = {**os.environ, **_environment(self.values)}
         with self.log.open("ab") as output:
