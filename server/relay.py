@@ -71,6 +71,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TypeVar
 
 import paho.mqtt.client as mqtt
@@ -125,10 +126,11 @@ _BATCH = 64
 _IDLE_POLL_SECONDS = 0.5  # how long the worker waits for the broker when it has nothing to do
 _STOP_GRACE_SECONDS = 3.0  # beyond stop()'s timeout: the DISCONNECT, the thread's end
 _ACK_POLL_SECONDS = 0.05  # while it waits for PUBACKs (paho's queue full, or stopping)
-# Start-up catch-up (every lamp's retained availability, every group state) is done this many
-# lamps at a time, between touches: at 10,000 lamps it took ~13 ms a lamp before the first
-# touch was forwarded (issue 16).
-_CATCH_UP_SLICE = 50
+# Start-up catch-up (every lamp's retained availability, every group state) is done in slices
+# of about this long (at least one lamp), between touches: at 10,000 lamps it took ~13 ms a lamp
+# before the first touch was forwarded (issue 16). A lamp's presence is a store write.
+_CATCH_UP_SECONDS = 0.005
+_STATES_SLICE = 10  # lamps whose group states are read and published at once
 _Result = TypeVar("_Result")
 
 
@@ -539,12 +541,17 @@ class Relay:
 
     def _catch_up(self) -> None:
         """One slice of deferred start-up work: presence first, then group states."""
-        for _ in range(min(_CATCH_UP_SLICE, len(self._deferred_presence))):
+        until = self._monotonic() + _CATCH_UP_SECONDS
+        while self._deferred_presence:
             lamp_id = next(iter(self._deferred_presence))
             self._handle_one(self._deferred_presence.pop(lamp_id))
-        if self._deferred_states and not self._deferred_presence:
+            if self._monotonic() >= until:
+                return
+        while self._deferred_states:
             lamp_ids = self._deferred_states.popleft()
-            self._retrying(lambda: self._publish_states(lamp_ids), what="group states")
+            self._retrying(partial(self._publish_states, lamp_ids), what="group states")
+            if self._monotonic() >= until:
+                return
 
     def _handle_one(self, item: _Inbound | _Resync) -> None:
         try:
@@ -581,8 +588,8 @@ class Relay:
         if isinstance(item, _Resync):
             lamps = self._store.list_lamps()
             self._deferred_states.extend(
-                [lamp.id for lamp in lamps[start : start + _CATCH_UP_SLICE]]
-                for start in range(0, len(lamps), _CATCH_UP_SLICE)
+                [lamp.id for lamp in lamps[start : start + _STATES_SLICE]]
+                for start in range(0, len(lamps), _STATES_SLICE)
             )
             self.metrics.lamps_online.set(sum(1 for lamp in lamps if lamp.online))
             return
