@@ -204,7 +204,9 @@ def checked(settings: DeviceSettings, changes: Mapping[str, object]) -> DeviceSe
             issue = error.errors()[0]
             loc = prefix + ".".join(str(part) for part in issue["loc"])
             if loc not in changes:  # the group's own check, or a name's type
-                loc = next(key for key in changes if key == top or key.startswith(prefix))
+                ours = [key for key in changes if key == top or key.startswith(prefix)]
+                named = [key for key in ours if key.rsplit(".", 1)[-1] in issue["msg"]]
+                loc = (named or ours)[0]
             _refuse(loc, changes[loc], issue["msg"])
     return settings.model_copy(update=updates)
 
