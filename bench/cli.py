@@ -45,6 +45,18 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def _lamp_count(text: str) -> int:
+    try:
+        count = int(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        count = 0
+    if count < 2 or count % 2:
+        raise argparse.ArgumentTypeError(
+            f"--lamps {text!r}: give an even number of at least 2 (the fleet's lamps are in pairs)"
+        )
+    return count
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -71,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Mosquitto saving its database after every change (limits.save_every_change, "
         "not the default) instead of about every 2 s: shows what that setting costs",
+    )
+    parser.add_argument(
+        "--lamps",
+        type=_lamp_count,
+        metavar="N",
+        help="the fleet benchmark's number of lamps (default: 1,000; --quick 200), e.g. 10000",
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results here")
     parser.add_argument(
@@ -104,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 quick=args.quick,
                 tiny=args.tiny,
                 save_every_change=args.save_every_change,
+                lamps=args.lamps,
                 directory=root / name,
                 say=lambda line: print(line, flush=True),
             )

@@ -51,8 +51,8 @@ def register_install(subparsers: argparse._SubParsersAction[Any], *, role: Role)
         "--system-site-packages",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="let the venv see the system's Python packages (default: yes for a lamp, which "
-        "needs python3-lgpio; no for a relay)",
+        help="let the venv see the system's Python packages (default: yes for a lamp, so "
+        "Raspberry Pi OS's python3-lgpio can stand in for lgpio's wheel; no for a relay)",
     )
     parser.add_argument(
         "--python",

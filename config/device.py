@@ -151,7 +151,8 @@ class HardwareSettings(BaseModel):
     rgb_common_anode: bool = False
     # How a single-colour LED shows a colour: its brightest channel, or its luminance.
     mono_from: Literal["max", "luminance"] = "max"
-    neopixel_pin: Annotated[str, StringConstraints(pattern=r"^D\d{1,2}$")] = "D18"
+    # The SPI driver sends on MOSI, GPIO10 (the only pin it can use).
+    neopixel_pin: Annotated[str, StringConstraints(pattern=r"^D\d{1,2}$")] = "D10"
     neopixel_count: int = Field(default=12, ge=1, le=1024)
     neopixel_order: Literal["RGB", "GRB", "RGBW", "GRBW"] = "GRB"
 

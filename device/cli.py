@@ -12,7 +12,8 @@
     touchlamp device set KEY VALUE [KEY VALUE …] [--env-file F]   change them (at once, kept)
     touchlamp pair new | join CODE | leave | status [--env-file F]
 
-Exit codes: 0 done, 1 refused or failed (the message says why and what to do), 2 bad settings.
+Exit codes: 0 done, 1 refused or failed (the message says why and what to do), 2 bad settings
+or hardware that cannot work as set up (restarting will not help: systemd's unit does not).
 """
 
 from __future__ import annotations
@@ -20,19 +21,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from touchlamp import sdnotify
 from touchlamp.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from touchlamp.config.common import SettingsError, load_settings
-from touchlamp.config.device import DeviceSettings
+from touchlamp.config.device import DeviceSettings, default_state_dir
 from touchlamp.device import owner_settings
 from touchlamp.device.agent import AgentLink, LampAgent
 from touchlamp.device.clock import SystemClock
@@ -49,8 +46,10 @@ from touchlamp.device.enroll import (
     default_env_file,
     write_enrollment,
 )
+from touchlamp.device.gpio import GpioUnavailableError, open_pin_factory
 from touchlamp.device.hardware import (
     HardwareError,
+    PinFactory,
     open_light_output,
     open_touch_input,
 )
@@ -61,9 +60,11 @@ from touchlamp.device.owner_auth import OwnerAuth
 from touchlamp.device.owner_page import OwnerLamp
 from touchlamp.device.selftest import run_selftest
 from touchlamp.device.sim import NotifyingLight
+from touchlamp.device.simulated import unmark_simulated
 from touchlamp.device.web import WebServer
 from touchlamp.install_commands import register_install
 from touchlamp.protocol import PairAction, PairRequest, PairResponse, ProtocolError, decode_token
+from touchlamp.stopping import StopSignals
 
 __all__ = ["LAMP_WEB_PORT", "register"]
 
@@ -183,8 +184,9 @@ def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--state-dir",
         type=Path,
         default=None,
-        help="where the broker, relay and lamps keep their files "
-        "(default $XDG_STATE_HOME/touchlamp/demo, i.e. ~/.local/state/touchlamp/demo)",
+        help="where the broker, relay and lamps keep their files (default "
+        "$XDG_STATE_HOME/touchlamp/demo for the demo, …/touchlamp/sim for sim; "
+        "XDG_STATE_HOME is ~/.local/state by default)",
     )
     demo = subparsers.add_parser(
         "demo",
@@ -217,12 +219,17 @@ def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn a refusal (or a hardware, link or control error) into its message and exit 1."""
+    """Turn a refusal (or a link or control error) into its message and exit 1; a hardware
+    error into its message, systemd's status line, and exit 2 (restarting will not fix it)."""
 
     def handler(args: argparse.Namespace) -> int:
         try:
             return command(args)
-        except (_RefusedError, HardwareError, LinkError, ControlError, EnrollError) as refusal:
+        except HardwareError as error:
+            print(f"touchlamp: {error}", file=sys.stderr)
+            sdnotify.status(f"stopped: {error}")
+            return EXIT_USAGE
+        except (_RefusedError, LinkError, ControlError, EnrollError) as refusal:
             print(f"touchlamp: {refusal}", file=sys.stderr)
             return EXIT_FAILURE
 
@@ -274,8 +281,10 @@ def _sim(args: argparse.Namespace) -> int:
     return demo.run_demo(
         lamps=count,
         web_port=web_port,
-        state_dir=args.state_dir or demo.DEFAULT_STATE_DIR,
+        # Not the demo's: a demo and a sim run side by side would take each other's lamps.
+        state_dir=args.state_dir or demo.DEFAULT_STATE_DIR.with_name("sim"),
         open_browser=False,
+        name="sim",
     )
 
 
@@ -292,16 +301,28 @@ def _device_run(args: argparse.Namespace) -> int:
             web_host=args.web_host or "127.0.0.1",
             env_files={settings.lamp_id: args.env_file} if args.env_file else None,
         )
+    try:
+        pins = open_pin_factory(settings.hardware)
+    except GpioUnavailableError as error:
+        if not error.off_a_pi:
+            raise
+        raise GpioUnavailableError(
+            f"{error}; to try the lamp without one: touchlamp device run --simulate"
+        ) from error
     web = None
     if args.web_host != "off":
         # Every address by default: the page is for the home network (DEPLOY.md, SECURITY.md).
         host = args.web_host or "0.0.0.0"  # noqa: S104
         web = (host, LAMP_WEB_PORT if args.web_port is None else args.web_port)
-    return _run_on_pins(settings, env_file=args.env_file, web=web)
+    return _run_on_pins(settings, pins, env_file=args.env_file, web=web)
 
 
 def _run_on_pins(
-    settings: DeviceSettings, *, env_file: Path | None, web: tuple[str, int] | None
+    settings: DeviceSettings,
+    pins: PinFactory,
+    *,
+    env_file: Path | None,
+    web: tuple[str, int] | None,
 ) -> int:
     clock = SystemClock(timezone=settings.quiet_hours.timezone)
     links: list[LampLink] = []
@@ -311,7 +332,7 @@ def _run_on_pins(
         return links[-1]
 
     watchdog_every = sdnotify.watchdog_due_every()
-    touch = open_touch_input(settings.hardware)
+    touch = open_touch_input(settings.hardware, pin_factory=pins)
     frame_shown: list[Callable[[], None]] = []
 
     def shown() -> None:
@@ -319,7 +340,9 @@ def _run_on_pins(
             callback()
 
     try:
-        light = NotifyingLight(open_light_output(settings.hardware), changed=shown)
+        light = NotifyingLight(
+            open_light_output(settings.hardware, pin_factory=pins), changed=shown
+        )
     except BaseException:
         touch.close()
         raise
@@ -340,7 +363,8 @@ def _run_on_pins(
         describe=lambda: owner_settings.describe_running(agent),
     )
     page = _lamp_page(agent, owner, links[0], clock, frame_shown=frame_shown, web=web)
-    with _stop_on_signals() as stop:
+    unmark_simulated(settings.state_dir)  # on real pins now, whatever ran here before
+    with StopSignals() as stop:  # SIGTERM (systemd), SIGINT (Ctrl-C), SIGHUP (a closed terminal)
         try:
             control.start()
             agent.start()
@@ -401,22 +425,6 @@ def _start_page(page: WebServer | None) -> None:
     )
 
 
-@contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by SIGTERM or SIGINT while the block runs (old handlers restored after)."""
-    stop = threading.Event()
-
-    def handle(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 # -- device enroll ---------------------------------------------------------------------------------
 def _device_enroll(args: argparse.Namespace) -> int:
     try:
@@ -426,11 +434,16 @@ def _device_enroll(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     env_file: Path = args.env_file or default_env_file()
     # The service's file (root's default) names the unit's state directory, where `pair` run
-    # by root then finds the running service.
+    # by root then finds the running service. A new file of a lamp run by hand gets a state
+    # directory of its own, so two lamps on one machine keep their outboxes and control sockets
+    # apart; an existing file without one keeps the directory its lamp has used so far.
     service = os.geteuid() == 0 and env_file == default_env_file()
-    enrolled = write_enrollment(
-        enrollment, env_file=env_file, state_dir=SERVICE_STATE_DIR if service else None
-    )
+    state_dir: Path | None = None
+    if service:
+        state_dir = SERVICE_STATE_DIR
+    elif not env_file.exists():
+        state_dir = default_state_dir() / enrollment.lamp
+    enrolled = write_enrollment(enrollment, env_file=env_file, state_dir=state_dir)
     try:
         load_settings(DeviceSettings, env_file=env_file)
     except SettingsError as error:
@@ -443,10 +456,18 @@ def _device_enroll(args: argparse.Namespace) -> int:
     print(f"{verb} {env_file} (mode 0600: it holds the lamp's password).")
     if enrolled.ca_file is not None:
         print(f"The broker's CA certificate is in {enrolled.ca_file}.")
-    print(
-        f"Start the lamp: touchlamp device run --env-file {env_file}\n"
-        "(as a service: systemctl restart touchlamp-device), then pair it: touchlamp pair new"
-    )
+    if state_dir is not None and not service:
+        print(f"The lamp keeps its state (queued touches, colour) in {state_dir}.")
+    if service:
+        print(
+            "Start the lamp: sudo systemctl restart touchlamp-device\n"
+            f"then pair it: sudo touchlamp pair new --env-file {env_file}"
+        )
+    else:
+        print(
+            f"Start the lamp: touchlamp device run --env-file {env_file}\n"
+            f"then pair it: touchlamp pair new --env-file {env_file}"
+        )
     return EXIT_OK
 
 
@@ -459,6 +480,7 @@ def _device_selftest(args: argparse.Namespace) -> int:
         looks=settings.looks,
         out=sys.stdout,
         touch_timeout=args.touch_timeout,
+        pin_factory=open_pin_factory(settings.hardware),
     )
     return EXIT_OK if works else EXIT_FAILURE
 

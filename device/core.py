@@ -45,7 +45,9 @@ Gestures and looks (timings and levels in ``LookSettings``):
   how long the broker kept it (``waited_seconds``, from its message expiry) when known: the
   lamp's own clock may be wrong by anything (tests/faults: a year), and comparing it with the
   relay's ``at`` made such a lamp drop every glow. Only a glow without an expiry is aged by
-  the lamp's clock against ``at``.
+  the lamp's clock against ``at``. A glow that ended before the driver handed in anything at or
+  after its peak (its thread paused longer than the whole look) is drawn from its peak when the
+  driver comes back: a touch never passes unseen because a frame came late.
 - **mutual glow**: the sender's colour and yours take turns softly, then the fade.
 - **tap while glowing** answers: a tap like any other, its swell blended over the glow.
 - **long hold**: after ``hold_seconds`` the hue cycles; release picks it: ``PersistColor`` and
@@ -321,6 +323,25 @@ class _Glow:
     start: float
     look: GlowLook
     looks: LookSettings
+    # Whether the lamp was driven at or after the end of the rise (so a frame showed the glow).
+    peak_shown: bool = False
+
+    def as_driven_at(self, now: float) -> _Glow:
+        """This glow once the driver draws a frame at ``now``.
+
+        A glow that ended before any frame at or after its peak was drawn (the driver's thread
+        paused longer than the whole look) restarts with its peak at ``now``, then breathes and
+        fades as usual: a touch never passes unseen because a frame came late. A glow caught
+        mid-way keeps its timeline; it was seen, if late.
+        """
+        if self.peak_shown:
+            return self
+        attack_end, _, fade_end, _ = self._phases()
+        if now < attack_end:
+            return self
+        if now < fade_end:
+            return replace(self, peak_shown=True)
+        return replace(self, start=now - self.look.attack_seconds, peak_shown=True)
 
     def _phases(self) -> tuple[float, float, float, float]:
         """(end of attack, end of middle, end of fade, level the middle ends at)."""
@@ -685,8 +706,12 @@ class LampCore:
     def _drop_finished(self, now: float) -> None:
         if self._feedback is not None and now >= self._feedback.end:
             self._feedback = None
-        if self._glow is not None and self._glow.sample(now, self._own) is None:
-            self._glow = None
+        if self._glow is not None:
+            # The driver draws a frame after every event it hands in (see the module doc), so
+            # this is where the core learns that a glow was drawn — or ended unseen.
+            self._glow = self._glow.as_driven_at(now)
+            if self._glow.sample(now, self._own) is None:
+                self._glow = None
 
     def _hue_at(self, now: float, pressed_at: float) -> float:
         cycling = now - (pressed_at + self._looks.hold_seconds)

@@ -34,6 +34,7 @@ from touchlamp.device.looks import Rgb
 from touchlamp.device.owner_auth import OwnerAuth
 from touchlamp.device.owner_page import OwnerLamp
 from touchlamp.device.owner_settings import OwnerSettings, describe_running, with_lamp_file
+from touchlamp.device.simulated import mark_simulated
 from touchlamp.device.web import LampView, UnknownLampError, Watchers
 
 __all__ = ["NotifyingLight", "SimulatedLamp", "Simulator", "SimulatorError"]
@@ -144,6 +145,8 @@ class SimulatedLamp:
         self._changed()
 
     def start(self) -> None:
+        # So that `touchlamp doctor` checks it as a simulated lamp (no GPIO, no service).
+        mark_simulated(self.settings.state_dir)
         self._control.start()
         try:
             self.agent.start()

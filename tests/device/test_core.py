@@ -336,6 +336,71 @@ def test_a_glow_from_the_wire_becomes_an_event() -> None:
         GlowReceived(touch="lamp-b:7:3", sender="lamp-b", color="green", at=5)
 
 
+# ---- a glow whose frames come late --------------------------------------------------------------
+
+# The latency benchmark's look (bench/latency.py before issue 19): the whole glow lasts 51 ms.
+BRIEF = LookSettings(
+    glow=GlowLook(attack_seconds=0.001, breaths=0, fade_seconds=0.05), ambient_level=0.0
+)
+BRIEF_END = 0.001 + 0.05
+DARK = Rgb(0.0, 0.0, 0.0)
+
+
+def test_a_punctual_driver_draws_a_brief_glow_on_its_own_timeline() -> None:
+    bench = Bench(looks=BRIEF)
+    bench.glow(0.0)
+    assert bench.core.next_change(0.0) == pytest.approx(0.001)  # the peak, when it is due
+    bench.send(Tick(), 0.001)
+    assert bench.frame(0.001) == Rgb(0.0, 0.0, 1.0)
+    wakes = bench.drive(until=1.0)
+    assert wakes[-1] == pytest.approx(BRIEF_END)
+    assert bench.frame(wakes[-1]) == DARK
+
+
+def test_a_glow_that_ended_before_the_next_frame_is_drawn_from_its_peak_then_fades() -> None:
+    # Issue 19: lamp B's thread paused (a garbage-collection pass) right after the frame that
+    # started the glow, for longer than the whole glow; the lamp stayed dark.
+    bench = Bench(looks=BRIEF)
+    bench.glow(0.0)
+    assert bench.frame(0.0) == DARK  # the rise starts from dark
+    bench.send(Tick(), 0.2)
+    assert bench.frame(0.2) == pytest.approx(Rgb(0.0, 0.0, 1.0))
+    assert bench.frame(0.2 + 0.025).b == pytest.approx(out(0.5))  # then the usual fade
+    wakes = bench.drive(until=1.0)
+    assert wakes[-1] == pytest.approx(0.2 + 0.05)
+    assert bench.frame(wakes[-1]) == DARK
+    assert bench.core.next_change(wakes[-1]) is None
+
+
+def test_a_lamp_stalled_longer_than_a_default_glow_shows_it_from_the_peak() -> None:
+    bench = Bench()
+    bench.glow(0.0)
+    bench.send(Tick(), FADE_END + 600.0)
+    resumed = FADE_END + 600.0
+    assert bench.frame(resumed) == pytest.approx(Rgb(0.0, 0.0, 1.0))
+    assert bench.frame(resumed + BREATH / 2).b == pytest.approx(out(DEFAULT.glow.breath_low))
+
+
+def test_a_glow_caught_mid_way_keeps_its_timeline_and_is_not_shown_again() -> None:
+    bench = Bench(looks=BRIEF)
+    bench.glow(0.0)
+    bench.send(Tick(), 0.026)  # late, but the glow is still fading: shown as it is now
+    assert bench.frame(0.026).b == pytest.approx(out(0.5))
+    bench.send(Tick(), 0.2)
+    assert bench.frame(0.2) == DARK
+
+
+def test_a_glow_replaced_before_it_was_drawn_is_not_shown_later() -> None:
+    # Coalescing still wins: only the newest touch of a burst is drawn, once.
+    bench = Bench(looks=BRIEF)
+    bench.glow(0.0, color=RED, touch="lamp-b:7:1")
+    bench.glow(0.0005, color=GREEN, touch="lamp-b:7:2")
+    bench.send(Tick(), 0.2)
+    assert bench.frame(0.2) == pytest.approx(Rgb(0.0, 1.0, 0.0))
+    bench.drive(until=1.0)
+    assert bench.frame(1.0) == DARK
+
+
 # ---- tap while glowing, mutual ------------------------------------------------------------------
 
 
