@@ -229,6 +229,11 @@ class LampAgent:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._on_held: Callable[[float], object] | None = None
+        # Whether the lamp has a colour of its own (picked, or configured): else it takes the
+        # one its group shows for it (the operator's), see _check_announced_color.
+        self._color_chosen = (
+            load_color(settings.state_dir) is not None or "color" in settings.model_fields_set
+        )
         # Written by the agent's thread only; other threads read a snapshot (a bool, a str).
         self._online = False
         self._color = color
@@ -483,11 +488,23 @@ class LampAgent:
 
     def _check_announced_color(self, group: GroupChanged) -> None:
         for member in group.members:
-            if member.id == self.lamp_id and member.color != self._core.color:
+            if member.id != self.lamp_id:
+                continue
+            if member.color != self._core.color and not self._color_chosen:
+                # No colour of its own yet (none picked, none configured): the one the operator
+                # gave with `relay lamp add --color` is the lamp's first, not the default's.
+                _log.info("lamp %s: taking colour %s from its group", self.lamp_id, member.color)
+                self._core.adopt_color(member.color)
+                self._keep_color(member.color)
+            elif member.color != self._core.color or (
+                self._settings.name is not None and member.name != self._settings.name
+            ):
                 _log.info(
-                    "lamp %s: its group shows colour %s, the lamp has %s; announcing it",
+                    "lamp %s: its group shows %s %s, the lamp has %s %s; announcing it",
                     self.lamp_id,
+                    member.name,
                     member.color,
+                    self._settings.name,
                     self._core.color,
                 )
                 self._announce(self._core.color)
@@ -526,14 +543,18 @@ class LampAgent:
                 if self._on_held is not None:
                     self._on_held(seconds)
             case PersistColor(color=color):
-                try:
-                    save_color(self._settings.state_dir, color)
-                except OSError as error:
-                    # The lamp keeps the colour until it restarts; nothing else is lost.
-                    _log.error(
-                        "lamp %s: cannot save its colour in %s (%s); check the state "
-                        "directory's permissions",
-                        self.lamp_id,
-                        self._settings.state_dir,
-                        error,
-                    )
+                self._keep_color(color)
+
+    def _keep_color(self, color: str) -> None:
+        self._color_chosen = True
+        try:
+            save_color(self._settings.state_dir, color)
+        except OSError as error:
+            # The lamp keeps the colour until it restarts; nothing else is lost.
+            _log.error(
+                "lamp %s: cannot save its colour in %s (%s); check the state "
+                "directory's permissions",
+                self.lamp_id,
+                self._settings.state_dir,
+                error,
+            )

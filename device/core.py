@@ -496,6 +496,12 @@ class LampCore:
         colour: the lamp shows its own colour, steady, while held."""
         self._claim_waiting = on
 
+    def adopt_color(self, color: str) -> None:
+        """Take ``color`` as the lamp's own without a show or an announcement (the operator's
+        colour for a lamp that has none of its own yet)."""
+        self._own = Rgb.from_hex(color)
+        self._own_hex = self._own.to_hex()
+
     def choose_color(self, color: str, now: float) -> list[Effect]:
         """The owner picked ``color`` (not by holding): as a hold's pick, without the hold."""
         self._own = Rgb.from_hex(color)
