@@ -274,13 +274,18 @@ class TogetherLook(BaseModel):
 
 
 class StatusLook(BaseModel):
-    """A slow faint swell repeating every ``period_seconds``; ``level`` 0 turns it off.
-    ``color`` ``None`` means the lamp's own colour."""
+    """A slow swell repeating every ``period_seconds``; ``level`` 0 turns it off.
+    ``color`` ``None`` means the lamp's own colour.
+
+    Levels are perceived brightness and the LED gets ``level ** gamma``: the old default of
+    0.06 peaked at a PWM duty of 0.002, which nobody could see (issue 13). 0.3 peaks at about
+    7 %: clearly there in a lit room, still far below a glow (1.0), so it cannot be taken for
+    a touch."""
 
     model_config = _GROUP
 
     color: Color | None = None
-    level: Level = 0.06
+    level: Level = 0.3
     period_seconds: Seconds = 6.0
 
 
@@ -289,11 +294,22 @@ class DisconnectedLook(StatusLook):
 
 
 class AuthFailedLook(StatusLook):
-    """The broker refused the lamp's credentials: a faster, reddish swell (re-enroll the lamp)."""
+    """The broker refused the lamp's credentials: a faster, reddish swell (re-enroll the lamp),
+    a little brighter than "not connected" (it needs its owner to act)."""
 
     color: Color | None = "#ff3000"
-    level: Level = 0.12
+    level: Level = 0.4
     period_seconds: Seconds = 2.0
+
+
+class StateTroubleLook(StatusLook):
+    """The lamp's state directory refuses writes (a full disk, a read-only SD card): a quick
+    yellow swell. The lamp still works; touches made offline are lost if it restarts, and the
+    card may be dying: replace it (DEPLOY.md)."""
+
+    color: Color | None = "#ffc000"
+    level: Level = 0.12
+    period_seconds: Seconds = 1.0
 
 
 class LookSettings(BaseModel):
@@ -330,8 +346,12 @@ class LookSettings(BaseModel):
     disconnected_grace_seconds: float = Field(default=60.0, ge=0.0)
     disconnected: DisconnectedLook = DisconnectedLook()
     auth_failed: AuthFailedLook = AuthFailedLook()
-    # A faint steady light in an online partner's colour; 0 (the default) turns it off.
-    ambient_level: Level = 0.0
+    state_trouble: StateTroubleLook = StateTroubleLook()
+    # A faint steady light in an online partner's colour; 0 turns it off. 0.15 is a PWM duty of
+    # about 1.5 %: seen in a dim room, hardly by day, and far below a glow, so "they are
+    # there" never reads as "they touched" (issue 13; it was 0, off, so nobody knew it existed).
+    # It stays dark in quiet hours.
+    ambient_level: Level = 0.15
 
 
 class QuietHours(BaseModel):

@@ -34,7 +34,7 @@ from touchlamp.device.link_events import LinkSink
 from touchlamp.device.looks import Rgb
 from touchlamp.device.owner_auth import OwnerAuth
 from touchlamp.device.owner_page import OwnerLamp
-from touchlamp.device.owner_settings import OwnerSettings, describe_running
+from touchlamp.device.owner_settings import OwnerSettings, describe_running, with_lamp_file
 from touchlamp.device.simulated import mark_simulated
 from touchlamp.device.web import LampView, UnknownLampError, Watchers
 
@@ -87,7 +87,9 @@ class SimulatedLamp:
             )
         # A mock pin has no contact bounce, and a debounce window would swallow the release
         # of a quick click from a script.
-        self.settings = settings.model_copy(
+        # The owner's settings as the lamp's file has them now (a simulator started again on
+        # the same settings object takes what its page changed, as a restarted lamp does).
+        self.settings = with_lamp_file(settings).model_copy(
             update={"hardware": hardware.model_copy(update={"touch_bounce_seconds": 0.0})}
         )
         self._pins: PinFactory = mock_pin_factory()
