@@ -308,7 +308,9 @@ class StateTroubleLook(StatusLook):
     card may be dying: replace it (DEPLOY.md)."""
 
     color: Color | None = "#ffc000"
-    level: Level = 0.12
+    # As bright as "refused" (it too needs its owner to act), and well above the partner-online
+    # light (0.15), which would otherwise outshine it: the brighter look wins each frame.
+    level: Level = 0.4
     period_seconds: Seconds = 1.0
 
 
