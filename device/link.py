@@ -34,6 +34,11 @@ Delivery rules, the first two found by the fault scenarios (tests/faults, RELIAB
   subscriptions over a restart: until the relay reconnects and subscribes again, a touch is
   acknowledged with reason 0x10 and goes nowhere. The link keeps such a touch and sends it again
   with backoff until a relay takes it (or it expires in the outbox, counted).
+- **Acknowledged once kept.** paho acknowledges a message when it reads it by default; the
+  link uses ``manual_ack`` and acknowledges a glow only after recording it as seen and handing
+  it to the sink, so a lamp killed in between gets it again (RELIABILITY.md, change 12).
+- **One rule for the broker's reason codes** (protocol/reasons.py): a refusal that retrying
+  cannot fix stops the link; a touch refused for now waits like one nobody subscribed to.
 - **Published, then written.** A touch gets its seq from the outbox in memory, goes to paho,
   and is written to disk (``synchronous=FULL``: an fsync, 5-30 ms on an SD card) right after, so
   the fsync is not in front of the publish. A crash in between loses a touch not yet published
