@@ -54,7 +54,7 @@ What to know before changing it:
   broker's data waits in the socket), never grows memory. On the way out, paho's outgoing queue
   is bounded too (``max_queued``); when it is full the worker waits for PUBACKs (reading and
   writing meanwhile), which stops it taking new work. paho's inflight window is removed by
-  default (``max_inflight=0``; its default of 20 plus a growing queue is quadratic, DESIGN.md,
+  default (``max_inflight=0``; its default of 20 plus a growing queue is quadratic,
   and any window costs a scan of the queue per PUBACK), so ``max_queued`` is the bound.
 - **Graceful stop.** ``stop()``: stop taking work (later deliveries stay unacked in the broker's
   session), finish the messages read, wait for the broker to acknowledge every glow, then
@@ -223,7 +223,7 @@ class Relay:
         self.metrics.glows_waiting.set_function(lambda: len(self._waiting))
         self._glows_sent: dict[int, tuple[WaitingGlow, bool]] = {}
 
-        # Glows are never retained and expire: a stale glow is not worth showing (DESIGN.md).
+        # Glows are never retained and expire: a stale glow is not worth showing (PROTOCOL.md).
         self._glow_props = _PackedOnce(
             PacketTypes.PUBLISH, MessageExpiryInterval=settings.forwarding.glow_expiry_seconds
         )
