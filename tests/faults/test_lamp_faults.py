@@ -25,7 +25,7 @@ from tests.faults.disk import fill, small_disk
 from tests.faults.lamps import WAIT, FaultLamp, assert_delivered, wait_until
 from tests.faults.proxy import FaultProxy
 from tests.faults.raw import RawClient
-from tests.faults.world import FaultWorld, free_port
+from tests.faults.world import FaultWorld, free_listening_port
 from touchlamp.device.core import TouchDown, TouchUp
 from touchlamp.device.looks import Rgb
 from touchlamp.device.outbox import OUTBOX_FILE
@@ -138,7 +138,7 @@ def test_a_device_killed_with_touches_in_its_outbox_sends_them_after_a_restart(
         "MQTT__RECONNECT_MAX_SECONDS": "1.0",
     }
     env_file.write_text("".join(f"TOUCHLAMP_DEVICE_{k}='{v}'\n" for k, v in settings.items()))
-    web_port = free_port()
+    web_port = free_listening_port()
     log = tmp_path / "device.log"
 
     def run_device() -> subprocess.Popen[bytes]:
