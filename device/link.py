@@ -111,6 +111,7 @@ __all__ = ["LampLink"]
 
 logger = logging.getLogger(__name__)
 
+_LOGIN_REFUSED = frozenset({0x86, 0x87})  # bad user name or password, not authorized
 _PUMP_BATCH = 100
 _CONFIRM_KEEPALIVES = 2.0  # a dead broker is noticed within two keepalives (no PINGRESP)
 _EXCERPT_BYTES = 80
@@ -641,15 +642,20 @@ class LampLink:
         with self._lock:
             self._rejected = str(reason)
             self._changed.notify_all()
+        how = (
+            " (`touchlamp device enroll TOKEN`, or TOUCHLAMP_DEVICE_MQTT__PASSWORD)"
+            if reason.code in _LOGIN_REFUSED
+            else ""
+        )
         logger.error(
-            "lamp %s: the broker at %s:%d refused user %r (%s); not retrying: %s (for this "
-            "lamp: `touchlamp device enroll TOKEN`, or TOUCHLAMP_DEVICE_MQTT__PASSWORD)",
+            "lamp %s: the broker at %s:%d refused user %r (%s); not retrying: %s%s",
             self.lamp_id,
             self._host,
             self._port,
             self._username,
             reason,
             reason.fix,
+            how,
         )
         self._emit(CredentialsRejected(reason=str(reason)))
 
