@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import fleet, footprint, latency, scaleout, throughput
+from bench import fleet, footprint, homeassistant, latency, scaleout, throughput
 from bench.context import BenchContext
 from bench.results import Result, format_line, format_table, machine, write_json
 
@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[BenchContext], list[Result]]]] = {
     "fleet": ("many lamps connected, a steady stream of touches", fleet.run),
     "footprint": ("one lamp's idle CPU, memory and start → online", footprint.run),
     "scaleout": ("two relays on the shared subscription against one", scaleout.run),
+    "homeassistant": ("touch → light with a home broker up and black-holed", homeassistant.run),
 }
 
 
@@ -43,6 +44,18 @@ def _names(text: str) -> list[str]:
             + ", ".join(BENCHMARKS)
         )
     return names
+
+
+def _lamp_count(text: str) -> int:
+    try:
+        count = int(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        count = 0
+    if count < 2 or count % 2:
+        raise argparse.ArgumentTypeError(
+            f"--lamps {text!r}: give an even number of at least 2 (the fleet's lamps are in pairs)"
+        )
+    return count
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Mosquitto saving its database after every change (limits.save_every_change, "
         "not the default) instead of about every 2 s: shows what that setting costs",
+    )
+    parser.add_argument(
+        "--lamps",
+        type=_lamp_count,
+        metavar="N",
+        help="the fleet benchmark's number of lamps (default: 1,000; --quick 200), e.g. 10000",
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results here")
     parser.add_argument(
@@ -104,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 quick=args.quick,
                 tiny=args.tiny,
                 save_every_change=args.save_every_change,
+                lamps=args.lamps,
                 directory=root / name,
                 say=lambda line: print(line, flush=True),
             )

@@ -20,6 +20,8 @@ class BenchContext:
     tiny: bool = False
     # The broker's persistence setting (config/broker.py): True only for --save-every-change.
     save_every_change: bool = False
+    # --lamps N: the fleet's size instead of its full/quick/tiny default.
+    lamps: int | None = None
 
     def pick(self, *, full: int, quick: int, tiny: int | None = None) -> int:
         if self.tiny and tiny is not None:

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -119,9 +119,17 @@ class RelayProcess:
 class BenchSite:
     """Mosquitto, lamps and a relay store under ``directory``; a context manager."""
 
-    def __init__(self, directory: Path, *, save_every_change: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        save_every_change: bool = False,
+        before_start: Callable[[BrokerSettings], None] | None = None,
+    ) -> None:
         self.directory = directory
         self._save_every_change = save_every_change
+        # Called with the broker's settings before it first starts (e.g. import_lamps).
+        self._before_start = before_start
         self.store_path = directory / "relay.sqlite3"
         self.passwords: dict[str, str] = {}
         self.colors: dict[str, str] = {}
@@ -151,6 +159,9 @@ class BenchSite:
                 ),
                 stop_with_parent=True,
             )
+            if self._before_start is not None:
+                self._before_start(broker.settings)
+                self._before_start = None
             try:
                 broker.start()
             except BrokerStartError as error:
@@ -182,7 +193,14 @@ class BenchSite:
             else:
                 made = {lamp_id: admin.add_lamp(lamp_id) for lamp_id in lamp_ids}
         seconds = time.monotonic() - started
-        self.passwords.update(made)
+        self.record_lamps(made)
+        return seconds
+
+    def record_lamps(self, passwords: dict[str, str]) -> None:
+        """Lamps already on the broker (``passwords``): keep their passwords, add them to the
+        relay's store."""
+        lamp_ids = list(passwords)
+        self.passwords.update(passwords)
         store = open_store(self.store_path)
         try:
             for index, lamp_id in enumerate(lamp_ids):
@@ -191,7 +209,6 @@ class BenchSite:
                 store.add_lamp(lamp_id, name=lamp_id, color=color, now_ms=0)
         finally:
             store.close()
-        return seconds
 
     def pair(self, groups: list[list[str]]) -> None:
         store = open_store(self.store_path)

@@ -24,11 +24,12 @@ from __future__ import annotations
 import json
 import os
 import pwd
-from collections.abc import Mapping
+import socket
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from touchlamp.broker.acl import RELAY_ROLE, relay_role
+from touchlamp.broker.acl import LAMP_CLIENT_TEXT, RELAY_ROLE, lamp_role, relay_role
 from touchlamp.broker.errors import BrokerStateError
 from touchlamp.broker.passwords import generate_password, hash_password
 from touchlamp.broker.render import (
@@ -38,12 +39,13 @@ from touchlamp.broker.render import (
     render_mosquitto_conf,
 )
 from touchlamp.config.broker import BrokerSettings
-from touchlamp.protocol.topics import Topics
+from touchlamp.protocol.topics import Topics, validate_lamp_id
 
 __all__ = [
     "DYNSEC_FILE_NAME",
     "BrokerCredentials",
     "StateLayout",
+    "import_lamps",
     "load_credentials",
     "prepare_state_dir",
     "write_secret",
@@ -178,6 +180,97 @@ def prepare_state_dir(settings: BrokerSettings) -> BrokerCredentials:
     )
     _write_atomically(layout.config_file, conf, mode=0o600)
     return credentials
+
+
+def import_lamps(settings: BrokerSettings, lamp_ids: Sequence[str]) -> dict[str, str]:
+    """Write lamps straight into a *stopped* broker's dynamic-security file; id → password.
+
+    The same role and client ``BrokerAdmin.add_lamps`` creates, all or none, in one write. Online,
+    Mosquitto 2.0.11's plugin rewrites its whole JSON after every command, so n lamps cost
+    O(n²) (measured, BENCHMARKS.md "fleet"); here they cost one file write, and the broker
+    reads them when it starts. The broker must not be running: the plugin keeps its own copy in
+    memory and would overwrite this file at its next change.
+    """
+    for lamp_id in lamp_ids:
+        validate_lamp_id(lamp_id)
+    if len(set(lamp_ids)) != len(lamp_ids):
+        repeated = sorted({lamp_id for lamp_id in lamp_ids if lamp_ids.count(lamp_id) > 1})
+        raise BrokerStateError(f"lamp ids given more than once: {', '.join(repeated)}")
+    prepare_state_dir(settings)
+    layout = StateLayout(settings.state_dir)
+    listening = [
+        f"{listener.address}:{listener.port}"
+        for listener in settings.listeners
+        if _accepts(listener.address, listener.port)
+    ]
+    if listening:
+        raise BrokerStateError(
+            f"something answers on {', '.join(listening)}: stop the broker of {layout.root} "
+            "before importing lamps, or add them to the running broker with "
+            "`touchlamp broker lamp add ID…`"
+        )
+    document = _read_dynsec(layout.dynsec_file)
+    clients = _list(document, "clients")
+    roles = _list(document, "roles")
+    taken = {client.get("username") for client in clients}
+    clashing = sorted(set(lamp_ids) & taken)
+    if clashing:
+        raise BrokerStateError(
+            f"{', '.join(clashing)} already exist in {layout.dynsec_file}: remove them first "
+            "(touchlamp broker lamp remove ID) or choose other ids; nothing was imported"
+        )
+    topics = Topics(settings.topic_root)
+    passwords = {lamp_id: generate_password() for lamp_id in lamp_ids}
+    fresh_roles = {lamp_role(topics, lamp_id).name for lamp_id in lamp_ids}
+    # A role left by an interrupted removal may name another topic root: start afresh.
+    roles[:] = [role for role in roles if role.get("rolename") not in fresh_roles]
+    for lamp_id in lamp_ids:
+        role = lamp_role(topics, lamp_id)
+        roles.append(role.to_json())
+        hashed = hash_password(passwords[lamp_id])
+        clients.append(
+            {
+                "username": lamp_id,
+                "textname": LAMP_CLIENT_TEXT,
+                # Only this lamp may use this client id, and it may use no other.
+                "clientid": lamp_id,
+                "password": hashed.hash_b64,
+                "salt": hashed.salt_b64,
+                "iterations": hashed.iterations,
+                "roles": [{"rolename": role.name}],
+            }
+        )
+    _write_atomically(layout.dynsec_file, json.dumps(document, indent=1) + "\n", mode=0o600)
+    _hand_data_to(_broker_account(settings), layout)
+    return passwords
+
+
+def _list(document: dict[str, object], key: str) -> list[dict[str, object]]:
+    items = document.setdefault(key, [])
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise BrokerStateError(f"the dynamic-security file's {key!r} is not a list of objects")
+    return items
+
+
+def _accepts(address: str, port: int) -> bool:
+    """Whether a broker already listens on ``address:port`` (a wildcard: on loopback)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address, address)  # noqa: S104
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex((host, port)) == 0
+
+
+def _read_dynsec(dynsec_file: Path) -> dict[str, object]:
+    try:
+        document = json.loads(dynsec_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise BrokerStateError(
+            f"cannot read {dynsec_file} ({error}): restore it from a backup, or delete the state "
+            "dir to start afresh"
+        ) from error
+    if not isinstance(document, dict):
+        raise BrokerStateError(f"{dynsec_file} is not a JSON object: restore it from a backup")
+    return document
 
 
 def _broker_account(settings: BrokerSettings) -> pwd.struct_passwd | None:

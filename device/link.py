@@ -72,6 +72,7 @@ from touchlamp.config.device import DeviceSettings
 from touchlamp.device.backoff import Backoff
 from touchlamp.device.clock import Clock, SystemClock, epoch_ms
 from touchlamp.device.dedup import SeenTouches
+from touchlamp.device.glow_expiry import load_glow_expiry, save_glow_expiry
 from touchlamp.device.link_events import (
     BadMessage,
     CredentialsRejected,
@@ -228,7 +229,8 @@ class LampLink:
         self._reconnect_at: float | None = None
         self._reroute_at: float | None = None
         self._checkpoint_at: float | None = None
-        self._glow_expiry = 0  # the relay's glow expiry interval, as learnt (see _waited)
+        self._state_dir = state_dir
+        self._glow_expiry = load_glow_expiry(state_dir)  # the relay's, as learnt (_waited)
         # The state files that refuse writes now (a full disk, a read-only card), with why.
         self._failing: dict[str, str] = {}
         self._failing_lock = threading.Lock()
@@ -882,7 +884,9 @@ class LampLink:
         """
         if not isinstance(remaining, int):
             return None
-        self._glow_expiry = max(self._glow_expiry, remaining)
+        if remaining > self._glow_expiry:  # kept for the next start (device/glow_expiry.py)
+            self._glow_expiry = remaining
+            save_glow_expiry(self._state_dir, remaining)
         return float(self._glow_expiry - remaining)
 
     def _shut_down(self, timeout: float) -> None:

@@ -11,8 +11,9 @@ import pytest
 from tests.broker.harness import BrokerFixture, free_port
 from touchlamp.broker.acl import CONTROL_TOPIC, RESPONSE_TOPIC
 from touchlamp.broker.admin import BrokerAdmin, _tagged
-from touchlamp.broker.errors import BrokerAdminError
+from touchlamp.broker.errors import BrokerAdminError, BrokerStateError
 from touchlamp.broker.passwords import PASSWORD_BITS
+from touchlamp.broker.state import import_lamps
 from touchlamp.config.relay import RelaySettings
 from touchlamp.protocol.errors import ProtocolError
 
@@ -196,3 +197,45 @@ def test_the_relay_settings_reach_the_broker_as_its_admin(broker: BrokerFixture)
     password = BrokerAdmin.from_relay_settings(settings).add_lamp("lamp-a")
 
     broker.connect_lamp("lamp-a", password=password)
+
+
+# -- many lamps at once: imported into a stopped broker -----------------------------------------
+
+
+def test_lamps_imported_into_a_stopped_broker_are_as_bound_as_added_ones(
+    broker: BrokerFixture,
+) -> None:
+    settings = broker.managed.settings
+    broker.managed.stop()
+    passwords = import_lamps(settings, ["lamp-b", "lamp-c"])
+    broker.managed.start()
+    lamp_a = broker.connect_lamp("lamp-a")  # added online, next to the imported ones
+    lamp_b = broker.connect_lamp("lamp-b", password=passwords["lamp-b"])
+
+    assert broker.admin.list_lamps() == ["lamp-a", "lamp-b", "lamp-c"]
+    topics = broker.topics
+    # The same role as an online add: its own topics only, refused at SUBSCRIBE and PUBLISH.
+    assert str(lamp_b.publish(topics.touch("lamp-a"), b"forged")) == "Not authorized"
+    assert str(lamp_b.subscribe("#")) == "Not authorized"
+    assert not lamp_b.subscribe(topics.glow("lamp-b")).is_failure
+    # Bound to its client id: lamp-c's login cannot take lamp-b's.
+    takeover = broker.probe(username="lamp-c", password=passwords["lamp-c"], client_id="lamp-b")
+    assert str(takeover.connect()) == "Not authorized"
+    # Removed online like any lamp: its live connection is closed at once.
+    broker.admin.remove_lamp("lamp-b")
+    assert str(lamp_b.wait_disconnected()) == "Administrative action"
+    assert not lamp_a.subscribe(topics.glow("lamp-a")).is_failure  # lamp-a stayed connected
+
+
+def test_importing_into_a_running_broker_or_an_existing_lamp_is_refused(
+    broker: BrokerFixture,
+) -> None:
+    settings = broker.managed.settings
+    with pytest.raises(BrokerStateError, match="stop the broker"):
+        import_lamps(settings, ["lamp-b"])
+    broker.add_lamp("lamp-a")
+    broker.close()
+    before = broker.managed.layout.dynsec_file.read_bytes()
+    with pytest.raises(BrokerStateError, match="lamp-a already exist"):
+        import_lamps(settings, ["lamp-b", "lamp-a"])
+    assert broker.managed.layout.dynsec_file.read_bytes() == before  # all or none

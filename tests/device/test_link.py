@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -632,6 +633,26 @@ def test_glows_sent_while_the_lamp_was_off_arrive_when_it_is_back(setup: Setup) 
     _, again = setup.lamp()
     assert again.wait_for(GlowArrived).glow.touch == "lamp-b:9:1"
     assert again.wait_for(LinkConnected).session_present
+
+
+def test_a_glow_that_waited_while_the_lamp_restarted_is_aged_by_its_expiry(setup: Setup) -> None:
+    # Issue 13: the relay's expiry interval, learnt from a glow delivered at once, used to be
+    # forgotten with the process: the first glows after a restart were taken as 0 s old, so
+    # LOOKS__GLOW_MAX_AGE_SECONDS let a stale one glow.
+    relay = setup.relay()
+    link, events = setup.lamp()
+    events.wait_for(LinkConnected)
+    relay.publish(setup.topics.glow("lamp-a"), glow("lamp-b:9:1"), expiry=3600)
+    assert events.wait_for(GlowArrived).waited_seconds == 0.0
+    link.stop()
+
+    relay.publish(setup.topics.glow("lamp-a"), glow("lamp-b:9:2"), expiry=3600)
+    time.sleep(2.2)  # the broker counts the expiry down in whole seconds
+
+    _, again = setup.lamp()
+    waited = again.wait_for(GlowArrived).waited_seconds
+    assert waited is not None
+    assert waited >= 2.0
 
 
 def test_stopping_while_the_broker_is_away_keeps_the_queue(setup: Setup) -> None:
