@@ -6,10 +6,14 @@ the broker is the project's Mosquitto. The clock starts before A's pin goes high
 then low — a touch is sent on release) and stops in B's frame callback, on B's own thread, at
 the first frame whose PWM values are A's colour (the hue within 3 %, perceived level ≥ 0.2).
 
-B's glow look is shortened for the measurement — a 1 ms rise, no breaths, a 50 ms fade — so
-the figure is the system's, not the animation's: with the default look B's light *starts*
-rising at the same moment and takes its 0.4 s attack to full brightness, by design. Between
-touches B goes dark again, so every touch is a fresh glow. The relay's per-lamp rate limit is
+B's glow look is shortened for the measurement — a 1 ms rise, 100 ms steady at full, a 1 ms
+fade — so the figure is the system's, not the animation's: with the default look B's light
+*starts* rising at the same moment and takes its 0.4 s attack to full brightness, by design. Any
+frame B draws in those 100 ms shows the colour in full, and B's core draws a glow that ended
+before its next frame from its peak (issue 19: a 51 ms look passed undrawn when a
+garbage-collection pass held B's thread). Each touch is sent only once B went dark *after* the
+previous glow (``GlowWatch``), so every touch is a fresh glow on a dark lamp; the run stops with
+an error if B does not light up, or does not go dark again. The relay's per-lamp rate limit is
 lifted (a policy, 1 touch/s, not a speed).
 
 A sniffer (a login of its own that may only watch) timestamps A's touch and the glow to B on the
@@ -43,12 +47,20 @@ from touchlamp.device.looks import Rgb
 from touchlamp.device.sim import SimulatedLamp
 from touchlamp.protocol import Touch, encode
 
-__all__ = ["run", "shows_color"]
+__all__ = ["GlowWatch", "run", "shows_color"]
 
 _SENDER_COLOR = "#ff3300"
 _WAIT = 10.0
 _WARM_UP = 3
-_MEASURE_LOOK = LookSettings(glow=GlowLook(attack_seconds=0.001, breaths=0, fade_seconds=0.05))
+# One "breath" with breath_low=1.0 is 100 ms steady at full: frames may come late, the colour
+# still shows in full.
+_MEASURE_LOOK = LookSettings(
+    glow=GlowLook(
+        attack_seconds=0.001, breaths=1, breath_seconds=0.1, breath_low=1.0, fade_seconds=0.001
+    ),
+    ambient_level=0.0,  # no partner-online light (on by default): B is dark between glows
+)
+_DARK = 0.001  # every channel's PWM duty below this: the LED is off
 
 
 def shows_color(shown: Rgb, color: str, *, gamma: float, tolerance: float = 0.03) -> bool:
@@ -63,6 +75,68 @@ def shows_color(shown: Rgb, color: str, *, gamma: float, tolerance: float = 0.03
         abs(channel / level - want / top) <= tolerance
         for channel, want in zip(perceived, target, strict=True)
     )
+
+
+class GlowWatch:
+    """What lamp B's frames showed for one touch, since the benchmark last called ``arm``.
+
+    ``saw`` is called on B's thread after each frame; the benchmark's thread calls ``arm``
+    before a touch (B must be dark then), waits for the first frame in the sender's colour
+    (``wait_lit``: the rise is timed from that frame) and then for the first dark frame after it
+    (``wait_dark``): only then may the next touch go.
+    """
+
+    def __init__(self, color: str, *, gamma: float) -> None:
+        self._color = color
+        self._gamma = gamma
+        self._changed = threading.Condition()
+        self._last: Rgb | None = None
+        self._armed = False
+        self._lit_at: float | None = None
+        self._dark_again = False
+
+    @property
+    def last(self) -> Rgb | None:
+        """The last frame B showed (``None`` before its first)."""
+        with self._changed:
+            return self._last
+
+    def arm(self) -> None:
+        """Start watching for one touch's glow; ``RuntimeError`` unless B is dark now."""
+        with self._changed:
+            if self._last is None or max(self._last) >= _DARK:
+                raise RuntimeError(
+                    f"lamp B shows {self._last} before the touch, not dark: each touch must "
+                    "start from a dark lamp (wait_dark after the previous glow)"
+                )
+            self._armed = True
+            self._lit_at = None
+            self._dark_again = False
+
+    def saw(self, shown: Rgb, at: float) -> None:
+        """B showed ``shown`` at monotonic time ``at`` (B's thread)."""
+        with self._changed:
+            self._last = shown
+            if not self._armed:
+                return
+            if self._lit_at is None:
+                if shows_color(shown, self._color, gamma=self._gamma):
+                    self._lit_at = at
+                    self._changed.notify_all()
+            elif not self._dark_again and max(shown) < _DARK:
+                self._dark_again = True
+                self._changed.notify_all()
+
+    def wait_lit(self, timeout: float) -> float | None:
+        """When B first showed the colour after ``arm``; ``None`` if not within ``timeout``."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._lit_at is not None, timeout=timeout)
+            return self._lit_at
+
+    def wait_dark(self, timeout: float) -> bool:
+        """Whether B went dark after the glow ``wait_lit`` saw, within ``timeout``."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._dark_again, timeout=timeout)
 
 
 def run(context: BenchContext) -> list[Result]:
@@ -106,7 +180,7 @@ def run(context: BenchContext) -> list[Result]:
                 "one_hop": hop.as_ms(),
                 "relay_peak_rss_mb": round(after.hwm_bytes / 1e6, 1),
                 "relay_cpu_seconds": round(after.cpu_seconds - before.cpu_seconds, 3),
-                "b_glow_look": "attack 1 ms, no breaths, fade 50 ms (default attack is 0.4 s)",
+                "b_glow_look": "attack 1 ms, 100 ms steady, fade 1 ms (default attack is 0.4 s)",
             },
         )
     ]
@@ -140,20 +214,11 @@ def _lamp_settings(site: BenchSite, lamp_id: str, *, color: str) -> DeviceSettin
 
 
 def _touch_to_light(site: BenchSite, *, touches: int, one_hop: _OneHop) -> list[_Timing]:
-    lit_at: list[float] = []
-    lit = threading.Event()
-    dark = threading.Event()
-    gamma = _MEASURE_LOOK.gamma
+    watch = GlowWatch(_SENDER_COLOR, gamma=_MEASURE_LOOK.gamma)
     holder: list[SimulatedLamp] = []
 
     def b_changed() -> None:  # on B's agent thread, right after each frame reached its pins
-        shown = holder[0].led()
-        if shows_color(shown, _SENDER_COLOR, gamma=gamma):
-            if not lit.is_set():
-                lit_at.append(time.monotonic())
-                lit.set()
-        elif max(shown) < 0.001:
-            dark.set()
+        watch.saw(holder[0].led(), time.monotonic())
 
     a = SimulatedLamp(settings=_lamp_settings(site, "lamp-a", color=_SENDER_COLOR))
     b = SimulatedLamp(settings=_lamp_settings(site, "lamp-b", color="#0066ff"), changed=b_changed)
@@ -169,25 +234,32 @@ def _touch_to_light(site: BenchSite, *, touches: int, one_hop: _OneHop) -> list[
             time.sleep(0.01)
         timings: list[_Timing] = []
         for index in range(_WARM_UP + touches):
-            dark.wait(_WAIT)
             one_hop.sample()
-            lit.clear()
-            lit_at.clear()
-            dark.clear()
+            watch.arm()
             sniffer.clear()
             pressed = time.monotonic()
             a.press()
             a.release()
-            if not lit.wait(_WAIT):
-                raise TimeoutError(f"touch {index}: lamp B did not light up within {_WAIT:g} s")
+            lit_at = watch.wait_lit(_WAIT)
+            if lit_at is None:
+                raise TimeoutError(
+                    f"touch {index}: lamp B did not show {_SENDER_COLOR} within {_WAIT:g} s "
+                    f"(its LED last showed {watch.last}); --keep DIR keeps the relay's store "
+                    "and the logs"
+                )
             touch_seen, glow_seen = sniffer.times(2)
+            if not watch.wait_dark(_WAIT):
+                raise TimeoutError(
+                    f"touch {index}: lamp B still showed {watch.last} {_WAIT:g} s after the "
+                    "glow rose: the next touch would measure a lamp already lit"
+                )
             if index >= _WARM_UP:
                 timings.append(
                     _Timing(
-                        total=lit_at[0] - pressed,
+                        total=lit_at - pressed,
                         sender=touch_seen - pressed,
                         relay=glow_seen - touch_seen,
-                        receiver=lit_at[0] - glow_seen,
+                        receiver=lit_at - glow_seen,
                     )
                 )
         return timings

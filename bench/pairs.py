@@ -39,7 +39,7 @@ class PairedLamps:
             on_message=lambda _lamp_id: on_glow,
             session_expiry=LAMP_SESSION_EXPIRY,
         )
-        # paho's inflight window lifted, as DESIGN.md says a tuned client does.
+        # paho's inflight window lifted, as ARCHITECTURE.md's "Known traps" say a tuned client does.
         self.senders: list[SwarmClient] = swarm.connect_all(
             [(lamp_id, site.passwords[lamp_id], lamp_id) for lamp_id in senders],
             max_inflight=0,

@@ -14,7 +14,8 @@
 - ``lamp``: the least a lamp can be: connect, publish a retained ``online`` (with ``offline`` as
   last will), subscribe to its glow and group topics, then wait. The floor for a lamp's footprint.
 
-Tuned as DESIGN.md says: paho's inflight window lifted (``max_inflight_messages_set(0)``), its
+Tuned as ARCHITECTURE.md ("Known traps") says: paho's inflight window lifted
+(``max_inflight_messages_set(0)``), its
 outgoing queue unbounded; the sink and echo ask the broker for up to 65,535 unacknowledged
 messages (MQTT 5 Receive Maximum).
 """
@@ -23,17 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
-from types import FrameType
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+from touchlamp.stopping import StopSignals
 
 __all__ = ["main"]
 
@@ -60,34 +60,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     password = args.password_file.read_text(encoding="utf-8").strip()
-    stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=args.client_id or args.username,
-        protocol=MQTTProtocolVersion.MQTTv5,
-    )
-    client.username_pw_set(args.username, password)
-    client.max_inflight_messages_set(0)
-    client.max_queued_messages_set(0)
-    connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    connect.ReceiveMaximum = args.receive_maximum
-    if args.role == "sink":
-        _sink(client, topic=args.topic, every=args.every)
-    elif args.role == "echo":
-        _echo(client, root=args.root, pairs=args.pairs)
-    else:
-        _lamp(client, root=args.root, lamp_id=args.username)
-    client.connect(args.host, args.port, keepalive=60, properties=connect)
-    client.loop_start()
-    stop.wait()
-    client.disconnect()
-    client.loop_stop()
+    # A parent stops each peer with SIGTERM as a matter of course: no line on stderr for it.
+    with StopSignals(program="bench.peer", quiet=True) as stop:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=args.client_id or args.username,
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        client.username_pw_set(args.username, password)
+        client.max_inflight_messages_set(0)
+        client.max_queued_messages_set(0)
+        connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        connect.ReceiveMaximum = args.receive_maximum
+        if args.role == "sink":
+            _sink(client, topic=args.topic, every=args.every)
+        elif args.role == "echo":
+            _echo(client, root=args.root, pairs=args.pairs)
+        else:
+            _lamp(client, root=args.root, lamp_id=args.username)
+        client.connect(args.host, args.port, keepalive=60, properties=connect)
+        client.loop_start()
+        stop.wait()
+        client.disconnect()
+        client.loop_stop()
     report = getattr(client, "bench_report", None)
     if callable(report):
         print(json.dumps(report()), flush=True)

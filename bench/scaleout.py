@@ -1,7 +1,7 @@
 """Benchmark 5 — scale-out: the same burst through two relays on the shared subscription, then one.
 
 Both relays are ``touchlamp relay run`` processes with their own client ids and the same share
-name and SQLite store, as DESIGN.md's "several relays" deployment has them (there on
+name and SQLite store, as several relays on one store run in DEPLOY.md (there on
 PostgreSQL). The figure is the two-relay rate, the baseline the one-relay rate of the same
 burst in the same run; loss and duplicates are counted for both. No target: on a machine with
 two cores, Mosquitto, the load generator and the relays already share the cores, so a second

@@ -7,7 +7,7 @@ burst sizes run in two fresh relay processes so that their peaks compare (memory
 bigger burst must not need more).
 
 Baseline: the same sending lamps into one plain paho subscriber (bench/peer.py ``sink``, its own
-process, paho tuned as DESIGN.md says): one broker hop, no relay, same run, same broker.
+process, paho tuned as ARCHITECTURE.md says): one broker hop, no relay, same run, same broker.
 
 At most ``WINDOW`` touches are in flight end to end, so the figure is the relay's steady rate.
 Mosquitto queues at most ``max_queued_messages`` (touchlamp renders 10,000) for any one client

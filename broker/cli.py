@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from touchlamp.broker.admin import BrokerAdmin
@@ -27,6 +24,7 @@ from touchlamp.config.broker import BrokerSettings
 from touchlamp.config.common import load_settings
 from touchlamp.protocol.errors import ProtocolError
 from touchlamp.protocol.topics import Topics
+from touchlamp.stopping import StopSignals
 
 __all__ = ["register"]
 
@@ -192,38 +190,29 @@ def _settings(args: argparse.Namespace) -> BrokerSettings:
 
 def _run(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    # stop_with_parent: killed with SIGKILL, `broker run` leaves no Mosquitto behind either.
     broker = ManagedBroker(settings, stop_with_parent=True)
-    stop = threading.Event()
-
-    def request_stop(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {
-        signum: signal.signal(signum, request_stop)
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    }
-    try:
+    with StopSignals() as stop:  # SIGTERM, SIGINT (Ctrl-C), SIGHUP (a closed terminal)
         try:
-            broker.start()
-        except BrokerError as error:
-            print(f"touchlamp: {error}", file=sys.stderr)
-            return EXIT_FAILURE
-        _describe(broker)
-        while not stop.wait(_WATCH_INTERVAL):
-            if not broker.running:
-                tail = broker.log_tail()
-                print(
-                    f"touchlamp: mosquitto stopped unexpectedly; its log ends:\n{tail}",
-                    file=sys.stderr,
-                )
+            try:
+                broker.start()
+            except BrokerError as error:
+                print(f"touchlamp: {error}", file=sys.stderr)
                 return EXIT_FAILURE
-        broker.stop()
-        print("touchlamp: broker stopped", flush=True)
-        return EXIT_OK
-    finally:
-        broker.stop()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            _describe(broker)
+            while not stop.wait(_WATCH_INTERVAL):
+                if not broker.running:
+                    tail = broker.log_tail()
+                    print(
+                        f"touchlamp: mosquitto stopped unexpectedly; its log ends:\n{tail}",
+                        file=sys.stderr,
+                    )
+                    return EXIT_FAILURE
+            broker.stop()
+            print("touchlamp: broker stopped", flush=True)
+            return EXIT_OK
+        finally:
+            broker.stop()
 
 
 def _describe(broker: ManagedBroker) -> None:

@@ -7,30 +7,25 @@ listens, and stops it with SIGTERM — SIGKILL only if it does not exit in time.
 
 Its own session also means a parent killed with SIGKILL (a test run's timeout, the demo killed
 from another terminal) would leave Mosquitto running, holding its port. ``stop_with_parent``
-asks Linux to send it SIGTERM when the parent goes (``PR_SET_PDEATHSIG``) — used by the demo,
-the benchmarks and the tests, which start it from their main thread (the signal follows the
-*thread* that started the process, so a broker started from a short-lived thread would be
-stopped when that thread ends). Linux clears that request when a process changes its user, so
-it does not survive Mosquitto started as root switching to ``run_as_user`` (unless that is root).
+starts a small watcher process beside it (parent_watch.py) that stops Mosquitto once this
+process ends, however it ends and whichever user Mosquitto switched to — used by the demo,
+``broker run``, the benchmarks and the tests.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable
 from types import TracebackType
 from typing import IO, Self
 
 from touchlamp.broker.admin import BrokerAdmin
 from touchlamp.broker.errors import BrokerStartError
+from touchlamp.broker.parent_watch import ParentWatch
 from touchlamp.broker.state import BrokerCredentials, StateLayout, prepare_state_dir
 from touchlamp.config.broker import BrokerSettings
 from touchlamp.protocol.topics import Topics
@@ -46,6 +41,8 @@ _RUNNING_MARK = b" running"
 # Problems Mosquitto logs and then keeps running with (e.g. the plugin without its JSON: every
 # client would be refused). Starting anyway would hide them, so they fail the start.
 _FATAL_MARKS = (b"Error",)
+# Linux only (pidfds): elsewhere Mosquitto outlives a launcher killed with SIGKILL.
+_PIDFDS = hasattr(os, "pidfd_open")
 
 
 def connect_host(address: str) -> str:
@@ -55,21 +52,6 @@ def connect_host(address: str) -> str:
     if address == "::":
         return "::1"
     return address
-
-
-def _stop_when_parent_dies(parent: int) -> Callable[[], None] | None:
-    """A ``preexec_fn`` making the child get SIGTERM when ``parent`` ends (Linux only)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_pdeathsig = 1  # <linux/prctl.h>
-
-    def set_parent_death_signal() -> None:
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-        if os.getppid() != parent:  # the parent died before prctl: nobody will signal us
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return set_parent_death_signal
 
 
 class ManagedBroker:
@@ -92,6 +74,7 @@ class ManagedBroker:
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._credentials: BrokerCredentials | None = None
+        self._watcher: ParentWatch | None = None
 
     @property
     def host(self) -> str:
@@ -139,17 +122,19 @@ class ManagedBroker:
         self._log = os.fdopen(descriptor, "ab")
         log_start = self._log.tell()
         command = [str(self.settings.mosquitto_path), "-c", str(self.layout.config_file.resolve())]
-        preexec = _stop_when_parent_dies(os.getpid()) if self._stop_with_parent else None
-        self._process = subprocess.Popen(  # noqa: S603  our own binary path and rendered config
-            command,
-            cwd=self.layout.data_dir,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=self._log,
-            start_new_session=True,
-            preexec_fn=preexec,  # noqa: PLW1509  prctl + getppid only: nothing that locks
-        )
+        # The watcher first: once Mosquitto runs, only the moment until watch() is unguarded.
+        self._watcher = ParentWatch(self._log) if self._stop_with_parent and _PIDFDS else None
         try:
+            self._process = subprocess.Popen(  # noqa: S603  our own binary and rendered config
+                command,
+                cwd=self.layout.data_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=self._log,
+                start_new_session=True,
+            )
+            if self._watcher is not None:
+                self._watcher.watch(self._process.pid)
             self._wait_until_serving(log_start)
         except BaseException:
             self._terminate()
@@ -171,6 +156,7 @@ class ManagedBroker:
         if self._process is not None and self._process.poll() is None:
             self._process.kill()
             self._process.wait()
+        self._dismiss_watcher()
         self._close_log()
 
     def restart(self) -> None:
@@ -300,7 +286,14 @@ class ManagedBroker:
                 )
                 process.kill()
                 process.wait()
+        self._dismiss_watcher()
         self._close_log()
+
+    def _dismiss_watcher(self) -> None:
+        """End parent_watch.py once Mosquitto is reaped: it finds nothing left to stop."""
+        if self._watcher is not None:
+            self._watcher.dismiss()
+            self._watcher = None
 
     def _close_log(self) -> None:
         if self._log is not None:

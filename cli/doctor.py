@@ -46,7 +46,6 @@ import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from importlib import util as import_util
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -63,6 +62,8 @@ from touchlamp.config.device import DeviceSettings
 from touchlamp.config.mqtt import BrokerConnection
 from touchlamp.config.relay import RelaySettings
 from touchlamp.device.control import ControlError, NoLampRunningError, ask_running_lamp
+from touchlamp.device.gpio import LgpioState, lgpio_state, uses_gpio
+from touchlamp.device.simulated import is_simulated
 from touchlamp.protocol import (
     PairAction,
     PairRequest,
@@ -155,10 +156,6 @@ def _service_state(unit: str) -> str | None:
     return result.stdout.strip() or "unknown"
 
 
-def _lgpio_available() -> bool:
-    return import_util.find_spec("lgpio") is not None
-
-
 def _group_id(name: str) -> int | None:
     try:
         return grp.getgrnam(name).gr_gid
@@ -174,7 +171,7 @@ class Probes:
     # Functions as defaults: the dataclass stores them on the instance, so they are not bound.
     clock_check: Callable[[], bool | None] = clock_synchronised
     service_state: Callable[[str], str | None] = _service_state
-    lgpio_available: Callable[[], bool] = _lgpio_available
+    lgpio: Callable[[], tuple[LgpioState, str]] = lgpio_state
     group_id: Callable[[str], int | None] = _group_id
     timeout: float = 5.0
 
@@ -182,21 +179,32 @@ class Probes:
 # ---- the checks ----
 
 
-def check_device(env_file: Path, *, probes: Probes) -> Iterator[Finding]:
-    """Every check of a lamp, in order; stops early where the rest could not mean anything."""
+def check_device(
+    env_file: Path, *, probes: Probes, simulated: bool | None = None
+) -> Iterator[Finding]:
+    """Every check of a lamp, in order; stops early where the rest could not mean anything.
+
+    A simulated lamp (``simulated``, or ``None``: as its state directory says) has no GPIO and
+    no service to check, and runs on a machine whose clock is not the lamp's business."""
     settings_finding, settings = _load(DeviceSettings, env_file)
     yield from settings_finding
     if settings is None:
         return
     mqtt_settings = settings.mqtt
     host, port = mqtt_settings.host, mqtt_settings.effective_port
+    if simulated is None:
+        simulated = is_simulated(settings.state_dir)
     yield ok(
-        f"settings {env_file}: lamp {settings.lamp_id}, broker {host}:{port}"
-        + (" (TLS)" if mqtt_settings.tls else "")
+        f"settings {env_file}: {'simulated ' if simulated else ''}lamp {settings.lamp_id}, "
+        f"broker {host}:{port}" + (" (TLS)" if mqtt_settings.tls else "")
     )
-    yield _check_clock(probes)
-    yield from _check_hardware(settings, probes)
-    yield _check_service("device", probes)
+    if simulated:
+        yield _check_clock(probes, simulated=True)
+        yield skip("GPIO, pin driver and service: a simulated lamp has none")
+    else:
+        yield _check_clock(probes)
+        yield from _check_hardware(settings, probes)
+        yield _check_service("device", probes)
     password = mqtt_settings.password
     if password is None:
         yield fail(
@@ -371,12 +379,14 @@ def _check_admin_login(
         )
 
 
-def _check_clock(probes: Probes) -> Finding:
+def _check_clock(probes: Probes, *, simulated: bool = False) -> Finding:
     synchronised = probes.clock_check()
     if synchronised is None:
         return skip("clock: cannot tell whether it is synchronised on this system")
     if synchronised:
         return ok("clock synchronised")
+    if simulated:
+        return skip("clock: not synchronised on this machine (a simulated lamp uses its clock)")
     return fail(
         "clock not synchronised (TLS certificates, quiet hours and glow ages depend on it)",
         "sudo timedatectl set-ntp true, and check that the network reaches an NTP server "
@@ -398,10 +408,12 @@ def _load(
         ], None
     findings: list[Finding] = []
     mode = env_file.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+    secrets_in_file = _secrets(env_file)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO) and secrets_in_file:
         findings.append(
             fail(
-                f"{env_file} is readable by others ({stat.S_IMODE(mode):04o}); it holds a password",
+                f"{env_file} is readable by others ({stat.S_IMODE(mode):04o}); it holds a "
+                f"password ({', '.join(secrets_in_file)})",
                 f"sudo chmod 600 {env_file}",
             )
         )
@@ -428,6 +440,24 @@ def _load(
         )
         return findings, None
     return findings, settings
+
+
+def _secrets(env_file: Path) -> list[str]:
+    """The variables in ``env_file`` that hold a secret themselves: a ``…PASSWORD`` (not a
+    ``…PASSWORD_FILE``, which names a file) or a store URL with a password in it."""
+    try:
+        lines = env_file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return ["unreadable, so assumed"]
+    found = []
+    for line in lines:
+        name, equals, value = line.strip().removeprefix("export ").partition("=")
+        name, value = name.strip().upper(), value.strip().strip("'\"")
+        if not equals or name.startswith("#") or not value:
+            continue
+        if name.endswith("PASSWORD") or (name.endswith("STORE_URL") and "@" in value):
+            found.append(name)
+    return found
 
 
 def _names_lamp(env_file: Path) -> bool:
@@ -552,26 +582,20 @@ def _is_local(host: str) -> bool:
 
 def _check_hardware(settings: DeviceSettings, probes: Probes) -> Iterator[Finding]:
     hardware = settings.hardware
-    uses_gpio = hardware.touch_kind != "none" or hardware.led_kind not in ("none", "neopixel")
-    if not uses_gpio:
+    if uses_gpio(hardware):
+        chips = sorted(probes.dev_dir.glob("gpiochip*"))
+        if not chips:
+            yield fail(
+                f"no GPIO chip ({probes.dev_dir}/gpiochip*): this is not a Raspberry Pi, or its "
+                "GPIO driver is missing",
+                "run the lamp on a Raspberry Pi with Raspberry Pi OS (or `touchlamp sim` "
+                "elsewhere)",
+            )
+        else:
+            yield _group_access(chips, "gpio", "GPIO", probes)
+        yield _check_lgpio(probes)
+    else:
         yield skip("GPIO: no touch sensor or LED on GPIO pins in the settings")
-        return
-    chips = sorted(probes.dev_dir.glob("gpiochip*"))
-    if not chips:
-        yield fail(
-            f"no GPIO chip ({probes.dev_dir}/gpiochip*): this is not a Raspberry Pi, or its "
-            "GPIO driver is missing",
-            "run the lamp on a Raspberry Pi with Raspberry Pi OS (or `touchlamp sim` elsewhere)",
-        )
-    else:
-        yield _group_access(chips, "gpio", "GPIO", probes)
-    if not probes.lgpio_available():
-        yield fail(
-            "gpiozero's pin driver lgpio is not importable",
-            "sudo apt install python3-lgpio (the lamp's venv sees the system's packages)",
-        )
-    else:
-        yield ok("gpiozero's pin driver lgpio is importable")
     if hardware.touch_kind == "mpr121":
         buses = sorted(probes.dev_dir.glob("i2c-*"))
         if not buses:
@@ -581,6 +605,40 @@ def _check_hardware(settings: DeviceSettings, probes: Probes) -> Iterator[Findin
             )
         else:
             yield _group_access(buses, "i2c", "I2C", probes)
+    if hardware.led_kind == "neopixel":
+        spi = sorted(probes.dev_dir.glob("spidev0.*"))
+        if not spi:
+            yield fail(
+                "no SPI bus for the NeoPixel strip (it is driven over SPI, data on GPIO10)",
+                "enable SPI: sudo raspi-config nonint do_spi 0, then reboot",
+            )
+        else:
+            yield _group_access(spi, "spi", "SPI", probes)
+
+
+def _check_lgpio(probes: Probes) -> Finding:
+    state, detail = probes.lgpio()
+    pip = f"sudo {sys.prefix}/bin/pip install 'lgpio>=0.2.2'"
+    match state:
+        case "installed":
+            return ok("gpiozero's pin driver lgpio is importable")
+        case "missing":
+            return fail(
+                "gpiozero's pin driver lgpio is not importable",
+                f"{pip} (64-bit Raspberry Pi OS), or sudo apt install python3-lgpio (the "
+                "lamp's venv sees the system's packages)",
+            )
+        case "empty":
+            return fail(
+                "the installed lgpio is an empty placeholder (lgpio 0.0.0.2: pip found no lgpio "
+                "wheel for this system)",
+                f"sudo {sys.prefix}/bin/pip uninstall -y lgpio && sudo apt install python3-lgpio",
+            )
+        case "broken":
+            return fail(
+                f"gpiozero's pin driver lgpio does not load ({detail})",
+                f"{pip} --force-reinstall, or sudo apt install --reinstall python3-lgpio",
+            )
 
 
 def _group_access(devices: Sequence[Path], group: str, what: str, probes: Probes) -> Finding:
@@ -849,13 +907,18 @@ def run_doctor(
     env_files: dict[Role, Path],
     probes: Probes,
     out: TextIO,
+    simulated: bool | None = None,
 ) -> int:
     problems = 0
     for role in roles:
         if len(roles) > 1:
             print(f"== {role}", file=out)
-        check = check_device if role == "device" else check_relay
-        for finding in check(env_files[role], probes=probes):
+        findings = (
+            check_device(env_files[role], probes=probes, simulated=simulated)
+            if role == "device"
+            else check_relay(env_files[role], probes=probes)
+        )
+        for finding in findings:
             print(finding.line(), file=out, flush=True)
             problems += finding.outcome is Outcome.FAIL
     if problems:
@@ -909,11 +972,22 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--timeout", type=float, default=5.0, help="seconds to wait for each network answer"
     )
+    parser.add_argument(
+        "--simulated",
+        action="store_true",
+        default=None,
+        help="check a lamp run by `touchlamp sim` or `device run --simulate` (no GPIO, no "
+        "service); the default is what the lamp's state directory says",
+    )
     parser.set_defaults(func=_command)
 
 
 def _command(args: argparse.Namespace) -> int:
     roles, env_files = roles_and_files(args.role, args.env_file, ETC_DIR)
     return run_doctor(
-        roles=roles, env_files=env_files, probes=Probes(timeout=args.timeout), out=sys.stdout
+        roles=roles,
+        env_files=env_files,
+        probes=Probes(timeout=args.timeout),
+        out=sys.stdout,
+        simulated=args.simulated,
     )

@@ -31,8 +31,10 @@ because after enrollment they hold the lamp's only copy of its password.
 from __future__ import annotations
 
 import argparse
+import grp
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -57,9 +59,12 @@ __all__ = [
     "broker_drop_in_text",
     "carry_out",
     "default_source",
+    "groups_advice",
     "install",
     "installed_version",
     "main",
+    "missing_groups",
+    "pip_extras",
     "plan_install",
     "plan_uninstall",
     "register_install",
@@ -102,9 +107,12 @@ class Component:
     unit: str
     settings_file: str
     state_directory: str
-    # A lamp's venv sees Raspberry Pi OS's python3-lgpio (gpiozero's pin driver), which pip
-    # would have to compile; a relay needs nothing from the system.
+    # A lamp's venv also sees Raspberry Pi OS's python3-lgpio (gpiozero's pin driver): the
+    # alternative to lgpio's wheel, which exists only for 64-bit Raspberry Pi OS bookworm or
+    # later with Python 3.11 (DEPLOY.md); a relay needs nothing from the system.
     system_site_packages: bool
+    # The groups the unit's SupplementaryGroups= names: systemd does not start it without them.
+    groups: tuple[str, ...] = ()
     first_steps: tuple[str, ...]
 
     @property
@@ -123,6 +131,7 @@ COMPONENTS: dict[Role, Component] = {
         settings_file="device.env",
         state_directory="touchlamp",
         system_site_packages=True,
+        groups=("gpio", "i2c", "spi"),
         first_steps=(
             "enroll the lamp with the token the relay's operator gave you:",
             "    sudo touchlamp device enroll TOKEN --env-file /etc/touchlamp/device.env",
@@ -164,6 +173,9 @@ class InstallOptions:
     # Also put touchlamp's systemd drop-in for Mosquitto in place (the broker runs here too).
     with_broker: bool = False
     command: Path = field(default_factory=lambda: Path(sysconfig.get_path("scripts")) / "touchlamp")
+    # The machine the venv is for (``platform.machine()``): a lamp on 64-bit Linux gets the
+    # ``pi`` extra (lgpio's wheel); elsewhere pip would have to compile lgpio.
+    machine: str = field(default_factory=platform.machine)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -290,9 +302,15 @@ class PipInstall:
     source: Path
     options: tuple[str, ...]
     force: bool
+    extras: tuple[str, ...] = ()
+
+    @property
+    def requirement(self) -> str:
+        """The source, with its extras as pip reads them (``./touchlamp[pi]``)."""
+        return f"{self.source}[{','.join(self.extras)}]" if self.extras else str(self.source)
 
     def describe(self) -> str:
-        return f"pip install {self.source} into {self.venv}" + (
+        return f"pip install {self.requirement} into {self.venv}" + (
             " (reinstall)" if self.force else ""
         )
 
@@ -301,7 +319,7 @@ class PipInstall:
         argv += ["--disable-pip-version-check", *self.options]
         if self.force:
             argv += ["--force-reinstall", "--no-deps"]
-        Run(argv=(*argv, str(self.source))).apply()
+        Run(argv=(*argv, self.requirement)).apply()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -449,12 +467,57 @@ def _plan_venv(options: InstallOptions, component: Component) -> list[Step]:
                 source=source,
                 options=options.pip_options,
                 force=options.reinstall and installed == wanted,
+                extras=pip_extras(component.role, options.machine),
             )
         )
     link = on(root, COMMAND_LINK)
     if link.parent.is_dir() and not link.exists() and not link.is_symlink():
         steps.append(Symlink(path=link, target=f"{VENV_DIR}/bin/touchlamp"))
     return steps
+
+
+def pip_extras(role: Role, machine: str) -> tuple[str, ...]:
+    """A lamp on 64-bit ARM Linux (a Pi 4 or 5 on 64-bit Raspberry Pi OS) gets the ``pi`` extra,
+    lgpio from its wheel; elsewhere there is no wheel to take, and the lamp relies on the
+    system's python3-lgpio (the venv sees system packages)."""
+    return ("pi",) if role == "device" and machine in ("aarch64", "arm64") else ()
+
+
+def missing_groups(root: Path, names: Sequence[str]) -> list[str]:
+    """Which of the groups ``names`` the target system lacks (its /etc/group; on the machine
+    itself also any the name service knows)."""
+    try:
+        lines = on(root, "/etc/group").read_text("utf-8").splitlines()
+    except FileNotFoundError:
+        lines = []
+    present = {line.split(":", 1)[0] for line in lines if line and not line.startswith("#")}
+    return [name for name in names if name not in present and not _known_group(root, name)]
+
+
+def _known_group(root: Path, name: str) -> bool:
+    if not _is_live_root(root):
+        return False
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def groups_advice(component: Component, missing: Sequence[str]) -> list[str]:
+    """What to do about groups the unit needs and the system lacks (Raspberry Pi OS has them)."""
+    if not missing:
+        return []
+    names = ", ".join(missing)
+    create = " && ".join(f"sudo groupadd --system {name}" for name in missing)
+    groups = " ".join(component.groups)
+    return [
+        f"warning: this system has no group {names}: systemd will not start {component.unit},",
+        f"  which runs in groups {groups} (the owners of the GPIO, I2C and SPI devices).",
+        "  On a Raspberry Pi, install Raspberry Pi OS (it has them). Elsewhere create them:",
+        f"    {create}",
+        "  and give each its devices with a udev rule (DEPLOY.md, 'Not on Raspberry Pi OS').",
+    ]
 
 
 def _plan_dir(path: Path, mode: int) -> list[Step]:
@@ -607,14 +670,17 @@ def carry_out(steps: Sequence[Step], *, dry_run: bool, out: TextIO) -> None:
 def install(options: InstallOptions, *, dry_run: bool, out: TextIO) -> int:
     component = COMPONENTS[options.role]
     steps = plan_install(options)
+    advice = groups_advice(component, missing_groups(options.root, component.groups))
     if not steps:
         print(f"{component.unit} is installed and up to date; nothing to do", file=out)
-        return EXIT_OK
-    carry_out(steps, dry_run=dry_run, out=out)
-    if not dry_run:
+    else:
+        carry_out(steps, dry_run=dry_run, out=out)
+    if steps and not dry_run:
         print(f"\n{component.unit} is installed and enabled. Next:", file=out)
         for line in component.first_steps:
             print("  " + line, file=out)
+    if advice:
+        print("", *advice, sep="\n", file=out)
     return EXIT_OK
 
 

@@ -69,7 +69,7 @@ class MqttSettings(BrokerConnection):
     keepalive_seconds: int = Field(default=30, ge=5, le=65535)
     # How long the broker keeps queueing touches for a stopped relay (MQTT 5 session expiry).
     session_expiry_seconds: int = Field(default=7 * 24 * 3600, ge=1, le=2**32 - 1)
-    # paho's outgoing window. Its default of 20 plus a growing queue is quadratic (DESIGN.md),
+    # paho's outgoing window. Its default of 20 plus a growing queue is quadratic (ARCHITECTURE.md),
     # and any window makes paho scan every queued message on each PUBACK; 0 means no window
     # (measured: a third less CPU per touch), so ``max_queued`` alone bounds what is outstanding.
     # paho ignores the broker's Receive Maximum: Mosquitto does not enforce it for QoS 1, but a

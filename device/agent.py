@@ -14,6 +14,11 @@ Colour: a long hold picks a colour; the agent stores it in ``state_dir/color`` (
 restart and wins over ``DeviceSettings.color``) and announces it to the group through the
 relay's pairing service. When the group state names this lamp with another colour (a colour
 picked while offline), the agent announces its own again.
+
+Outside the loop (the owner page, the Home Assistant bridge): ``status()`` returns an immutable
+``LampStatus`` the loop replaces after each event; ``add_listener`` gets ``GlowNews`` and
+``StatusChanged`` on the loop's thread (a listener must only hand them to its own queue);
+``touch()`` and ``set_quiet_now()`` post events like the touch sensor does.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from touchlamp.config.device import DeviceSettings
 from touchlamp.device.clock import Clock
 from touchlamp.device.core import (
     AnnounceColor,
+    ClaimHeld,
     Connected,
     Disconnected,
     Effect,
@@ -42,6 +48,8 @@ from touchlamp.device.core import (
     LampCore,
     PersistColor,
     SendTouch,
+    SetQuietNow,
+    StateTrouble,
     Tick,
     TouchDown,
     TouchOutcome,
@@ -60,8 +68,18 @@ from touchlamp.device.link_events import (
     LinkEvent,
     LinkSink,
     PairResponseArrived,
+    StateFileTrouble,
     TouchDelivery,
     TouchReceipt,
+)
+from touchlamp.device.outbox import StateFileError
+from touchlamp.device.status import (
+    GlowNews,
+    LampListener,
+    LampNews,
+    LampStatus,
+    MemberStatus,
+    StatusChanged,
 )
 from touchlamp.protocol.messages import Color, PairAction, PairRequest
 
@@ -103,7 +121,28 @@ class _Stop:
     """Ends the loop (put by ``stop``)."""
 
 
-_Item = Event | LinkEvent | _Stop
+@dataclass(frozen=True, slots=True)
+class _Reconfigure:
+    """The owner changed the lamp's settings (put by ``reconfigure``)."""
+
+    settings: DeviceSettings
+
+
+@dataclass(frozen=True, slots=True)
+class _ChooseColor:
+    """The owner chose a colour on the page or with ``device set`` (put by ``choose_color``)."""
+
+    color: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """A claim waits (``on_held`` is called with a hold's length) or no longer does (None)."""
+
+    on_held: Callable[[float], object] | None
+
+
+_Item = Event | LinkEvent | _Stop | _Reconfigure | _ChooseColor | _Claim
 
 
 class EventQueue(Protocol):
@@ -189,10 +228,20 @@ class LampAgent:
         )
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._on_held: Callable[[float], object] | None = None
+        # Whether the lamp has a colour of its own (picked, or configured): else it takes the
+        # one its group shows for it (the operator's), see _check_announced_color.
+        self._color_chosen = (
+            load_color(settings.state_dir) is not None or "color" in settings.model_fields_set
+        )
         # Written by the agent's thread only; other threads read a snapshot (a bool, a str).
         self._online = False
         self._color = color
         self._partners: tuple[str, ...] = ()
+        self._listeners: tuple[LampListener, ...] = ()
+        self._listeners_lock = threading.Lock()
+        self._led = (0.0, 0.0, 0.0)
+        self._status = self._snapshot(led=self._led)
         self.wakeups = 0
         """Loop iterations so far (events and timer expiries); an idle lamp does not add any."""
 
@@ -221,9 +270,52 @@ class LampAgent:
         """The other lamps of the group, as the last group state named them."""
         return self._partners
 
+    @property
+    def settings(self) -> DeviceSettings:
+        """The settings the lamp runs with (the owner's latest changes included)."""
+        return self._settings
+
+    def status(self) -> LampStatus:
+        """The lamp as of the last event the loop handled (an immutable snapshot)."""
+        return self._status
+
+    def add_listener(self, listener: LampListener) -> None:
+        """Call ``listener(news)`` on the loop's thread after each change (see ``status``).
+
+        It must not block: hand the news to your own queue or thread. An exception in it is
+        logged and the lamp goes on.
+        """
+        with self._listeners_lock:
+            self._listeners = (*self._listeners, listener)
+
+    def touch(self) -> None:
+        """A touch as if the lamp were tapped (from any thread)."""
+        self._queue.put(TouchDown())
+        self._queue.put(TouchUp())
+
+    def set_quiet_now(self, on: bool) -> None:
+        """Quiet now on or off, on top of quiet hours (from any thread)."""
+        self._queue.put(SetQuietNow(on))
+
     def post(self, event: Event | LinkEvent) -> None:
         """Hand an event to the loop. Called from any thread (gpiozero's, paho's, the web's)."""
         self._queue.put(event)
+
+    def reconfigure(self, settings: DeviceSettings) -> None:
+        """Run with ``settings``' looks, quiet hours and name from now on (any thread).
+
+        The lamp id, the broker and the pins are the ones it started with.
+        """
+        self._queue.put(_Reconfigure(settings))
+
+    def await_claim(self, on_held: Callable[[float], object] | None) -> None:
+        """While ``on_held`` is set, a hold is not a colour pick: ``on_held(seconds)`` is
+        called on the agent's thread instead (must not block). ``None`` ends it (any thread)."""
+        self._queue.put(_Claim(on_held))
+
+    def choose_color(self, color: str) -> None:
+        """Take ``color`` as the lamp's own, kept and announced as a hold's pick (any thread)."""
+        self._queue.put(_ChooseColor(color))
 
     def start(self) -> None:
         """Start the loop's thread, the touch input and the link."""
@@ -287,14 +379,40 @@ class LampAgent:
             now = clock.monotonic()
             if beat_at is not None and now >= beat_at:
                 beat_at = self._beat(now)
+            if isinstance(item, _Reconfigure | _ChooseColor | _Claim):
+                self._owner_change(item, now)
+                self._show(now)
+                self._publish(core.last_glow)
+                deadline = core.next_change(now)
+                continue
             event = self._to_core(item)
             if event is not None:
+                glow_before = core.last_glow
                 for effect in core.handle(event, now):
                     self._carry_out(effect, now)
                 self._online = core.connected
                 self._color = core.color
                 self._show(now)
+                self._publish(glow_before)
             deadline = core.next_change(now)
+
+    def _owner_change(self, item: _Reconfigure | _ChooseColor | _Claim, now: float) -> None:
+        if isinstance(item, _Claim):
+            self._on_held = item.on_held
+            self._core.set_claim_waiting(item.on_held is not None)
+            return
+        if isinstance(item, _ChooseColor):
+            for effect in self._core.choose_color(item.color, now):
+                self._carry_out(effect, now)
+            self._color = self._core.color
+            return
+        renamed = item.settings.name != self._settings.name
+        self._settings = item.settings
+        self._core.reconfigure(
+            looks=item.settings.looks, quiet_hours=item.settings.quiet_hours, now=now
+        )
+        if renamed:
+            self._announce(self._core.color)
 
     def _beat(self, now: float) -> float | None:
         if self._heartbeat is None or self._heartbeat_seconds is None:
@@ -303,7 +421,47 @@ class LampAgent:
         return now + self._heartbeat_seconds
 
     def _show(self, now: float) -> None:
-        self._light.show(self._core.frame(now))
+        frame = self._core.frame(now)
+        self._led = (frame.r, frame.g, frame.b)
+        self._light.show(frame)
+
+    def _snapshot(self, *, led: tuple[float, float, float]) -> LampStatus:
+        core = self._core
+        return LampStatus(
+            lamp_id=self.lamp_id,
+            name=self._settings.display_name,
+            color=core.color,
+            online=core.connected,
+            members=tuple(
+                MemberStatus(id=m.id, name=m.name, color=m.color, online=m.online)
+                for m in core.partners
+            ),
+            last_glow=core.last_glow,
+            missed_touches=core.missed_touches,
+            quiet=core.quiet,
+            quiet_now=core.quiet_now,
+            led=led,
+        )
+
+    def _publish(self, glow_before: GlowNews | None) -> None:
+        """Replace the snapshot; tell the listeners about a new glow and a changed status."""
+        previous, self._status = self._status, self._snapshot(led=self._led)
+        news: list[LampNews] = []
+        glow = self._core.last_glow
+        if glow is not None and glow is not glow_before:
+            news.append(glow)
+        if not self._status.same_apart_from_led(previous):
+            news.append(StatusChanged(self._status))
+        for item in news:
+            for listener in self._listeners:
+                try:
+                    listener(item)
+                except Exception:  # noqa: BLE001  a listener's bug must not stop the lamp
+                    _log.exception(
+                        "lamp %s: a status listener (%r) failed; the lamp goes on",
+                        self.lamp_id,
+                        listener,
+                    )
 
     def _to_core(self, item: Event | LinkEvent) -> Event | None:
         """A link event as the core's event (``None``: nothing for the core)."""
@@ -323,23 +481,39 @@ class LampAgent:
                 return changed
             case PairResponseArrived() | BadMessage():
                 return None  # the link answers requests and logs bad messages itself
+            case StateFileTrouble(error=error):
+                return StateTrouble(failing=error is not None)  # the link has logged the fix
             case _:
                 return item
 
     def _check_announced_color(self, group: GroupChanged) -> None:
         for member in group.members:
-            if member.id == self.lamp_id and member.color != self._core.color:
+            if member.id != self.lamp_id:
+                continue
+            if member.color != self._core.color and not self._color_chosen:
+                # No colour of its own yet (none picked, none configured): the one the operator
+                # gave with `relay lamp add --color` is the lamp's first, not the default's.
+                _log.info("lamp %s: taking colour %s from its group", self.lamp_id, member.color)
+                self._core.adopt_color(member.color)
+                self._keep_color(member.color)
+            elif member.color != self._core.color or (
+                self._settings.name is not None and member.name != self._settings.name
+            ):
                 _log.info(
-                    "lamp %s: its group shows colour %s, the lamp has %s; announcing it",
+                    "lamp %s: its group shows %s %s, the lamp has %s %s; announcing it",
                     self.lamp_id,
+                    member.name,
                     member.color,
+                    self._settings.name,
                     self._core.color,
                 )
                 self._announce(self._core.color)
 
     def _announce(self, color: str) -> None:
         try:
-            self._link.send_request(PairRequest(action=PairAction.COLOR, color=color))
+            self._link.send_request(
+                PairRequest(action=PairAction.COLOR, color=color, name=self._settings.name)
+            )
         except LinkError as error:
             # Offline: the next group state after reconnecting shows the old colour, and the
             # colour is announced again then (see _check_announced_color).
@@ -348,25 +522,39 @@ class LampAgent:
     def _carry_out(self, effect: Effect, now: float) -> None:
         match effect:
             case SendTouch(color=color):
-                receipt = self._link.send_touch(color)
-                outcome = (
-                    TouchOutcome.SENT
-                    if receipt.delivery is TouchDelivery.SENT
-                    else TouchOutcome.QUEUED
-                )
+                try:
+                    receipt = self._link.send_touch(color)
+                except (StateFileError, LinkError) as error:
+                    # The loop must outlive it: the lamp still shows glows. (The link keeps a
+                    # touch the disk refuses in memory itself; this is the last resort.)
+                    _log.error("lamp %s: the touch was not sent: %s", self.lamp_id, error)
+                    outcome = TouchOutcome.REFUSED
+                else:
+                    outcome = (
+                        TouchOutcome.SENT
+                        if receipt.delivery is TouchDelivery.SENT
+                        else TouchOutcome.QUEUED
+                    )
                 for follow_up in self._core.handle(TouchResult(outcome=outcome), now):
                     self._carry_out(follow_up, now)
             case AnnounceColor(color=color):
                 self._announce(color)
+            case ClaimHeld(seconds=seconds):
+                if self._on_held is not None:
+                    self._on_held(seconds)
             case PersistColor(color=color):
-                try:
-                    save_color(self._settings.state_dir, color)
-                except OSError as error:
-                    # The lamp keeps the colour until it restarts; nothing else is lost.
-                    _log.error(
-                        "lamp %s: cannot save its colour in %s (%s); check the state "
-                        "directory's permissions",
-                        self.lamp_id,
-                        self._settings.state_dir,
-                        error,
-                    )
+                self._keep_color(color)
+
+    def _keep_color(self, color: str) -> None:
+        self._color_chosen = True
+        try:
+            save_color(self._settings.state_dir, color)
+        except OSError as error:
+            # The lamp keeps the colour until it restarts; nothing else is lost.
+            _log.error(
+                "lamp %s: cannot save its colour in %s (%s); check the state "
+                "directory's permissions",
+                self.lamp_id,
+                self._settings.state_dir,
+                error,
+            )

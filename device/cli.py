@@ -2,15 +2,19 @@
 
 ::
 
-    touchlamp demo [--web-port P] [--state-dir DIR] [--no-browser]
+    touchlamp demo [--web-port P] [--state-dir DIR] [--no-browser] [--homeassistant URL]
     touchlamp sim --env-file F [--env-file F …] [--web-port P]   lamps enrolled with a relay
     touchlamp sim --lamps N [--state-dir DIR] [--web-port P]      N lamps, own broker and relay
-    touchlamp device run [--env-file F] [--simulate [--web-port P]]
+      (sim also takes --homeassistant mqtt://[USER:PASSWORD@]HOST:PORT)
+    touchlamp device run [--env-file F] [--simulate] [--web-port P] [--web-host H]
     touchlamp device enroll TOKEN [--env-file F]
     touchlamp device selftest [--env-file F] [--touch-timeout S]
+    touchlamp device show [--env-file F]                  the lamp, its group, the owner's settings
+    touchlamp device set KEY VALUE [KEY VALUE …] [--env-file F]   change them (at once, kept)
     touchlamp pair new | join CODE | leave | status [--env-file F]
 
-Exit codes: 0 done, 1 refused or failed (the message says why and what to do), 2 bad settings.
+Exit codes: 0 done, 1 refused or failed (the message says why and what to do), 2 bad settings
+or hardware that cannot work as set up (restarting will not help: systemd's unit does not).
 """
 
 from __future__ import annotations
@@ -18,25 +22,23 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from touchlamp import sdnotify
 from touchlamp.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from touchlamp.config.common import SettingsError, load_settings
-from touchlamp.config.device import DeviceSettings
+from touchlamp.config.device import DeviceSettings, HomeAssistantSettings, default_state_dir
+from touchlamp.device import owner_settings
 from touchlamp.device.agent import AgentLink, LampAgent
 from touchlamp.device.clock import SystemClock
 from touchlamp.device.control import (
     ControlError,
     ControlServer,
     NoLampRunningError,
+    ask_owner,
     ask_running_lamp,
 )
 from touchlamp.device.enroll import (
@@ -45,18 +47,36 @@ from touchlamp.device.enroll import (
     default_env_file,
     write_enrollment,
 )
+from touchlamp.device.gpio import GpioUnavailableError, open_pin_factory
 from touchlamp.device.hardware import (
     HardwareError,
+    PinFactory,
     open_light_output,
     open_touch_input,
 )
+from touchlamp.device.homeassistant import (
+    HomeAssistantError,
+    home_assistant_for,
+    settings_from_url,
+    with_home_assistant,
+)
+from touchlamp.device.lamp_board import LampBoard
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import LinkError, LinkSink
+from touchlamp.device.owner_auth import OwnerAuth
+from touchlamp.device.owner_page import OwnerLamp
 from touchlamp.device.selftest import run_selftest
+from touchlamp.device.sim import NotifyingLight
+from touchlamp.device.simulated import unmark_simulated
+from touchlamp.device.web import WebServer
 from touchlamp.install_commands import register_install
 from touchlamp.protocol import PairAction, PairRequest, PairResponse, ProtocolError, decode_token
+from touchlamp.stopping import StopSignals
 
-__all__ = ["register"]
+__all__ = ["LAMP_WEB_PORT", "register"]
+
+LAMP_WEB_PORT = 8080
+"""A real lamp's page: not 80, which would need a capability the service does not have."""
 
 
 class _RefusedError(Exception):
@@ -84,8 +104,15 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     run.add_argument(
         "--web-port",
         type=_port,
-        default=0,
-        help="with --simulate: the page's port on 127.0.0.1 (default: a free one)",
+        default=None,
+        help=f"the lamp's page's port (default {LAMP_WEB_PORT} on every address; with "
+        "--simulate a free one on 127.0.0.1; 0 picks a free one)",
+    )
+    run.add_argument(
+        "--web-host",
+        default=None,
+        help="the address the lamp's page listens on (default 0.0.0.0: the home network; "
+        "with --simulate 127.0.0.1); 'off' serves no page",
     )
     run.set_defaults(func=_guarded(_device_run))
 
@@ -110,6 +137,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--touch-timeout", type=float, default=30.0, help="seconds to wait for a touch"
     )
     selftest.set_defaults(func=_guarded(_device_selftest))
+    _register_owner(commands, env_file)
 
     pair = subparsers.add_parser("pair", help="pair this lamp with others by code")
     actions = pair.add_subparsers(title="pair commands", metavar="COMMAND", required=True)
@@ -128,6 +156,26 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     status.set_defaults(func=_guarded(_pair), action=PairAction.STATUS)
 
 
+def _register_owner(
+    commands: argparse._SubParsersAction[Any], env_file: argparse.ArgumentParser
+) -> None:
+    show = commands.add_parser(
+        "show",
+        parents=[env_file],
+        help="the lamp's name and colour, its group and who is online, and the owner's settings",
+    )
+    show.set_defaults(func=_guarded(_device_show))
+    keys = ", ".join(owner_settings.KEYS)
+    change = commands.add_parser(
+        "set",
+        parents=[env_file],
+        help="change the owner's settings (applied at once by a running lamp, and kept)",
+        description=f"KEY is one of: {keys}. Several KEY VALUE pairs are applied together.",
+    )
+    change.add_argument("pairs", nargs="+", metavar="KEY VALUE")
+    change.set_defaults(func=_guarded(_device_set))
+
+
 def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
     # The demo (demo.py) pulls in the relay and the broker launcher, and the simulator
     # (simulate.py) the page: both are imported only by the command that runs them.
@@ -143,8 +191,17 @@ def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--state-dir",
         type=Path,
         default=None,
-        help="where the broker, relay and lamps keep their files "
-        "(default $XDG_STATE_HOME/touchlamp/demo, i.e. ~/.local/state/touchlamp/demo)",
+        help="where the broker, relay and lamps keep their files (default "
+        "$XDG_STATE_HOME/touchlamp/demo for the demo, …/touchlamp/sim for sim; "
+        "XDG_STATE_HOME is ~/.local/state by default)",
+    )
+    web.add_argument(
+        "--homeassistant",
+        type=_home_broker,
+        default=None,
+        metavar="URL",
+        help="make the lamps appear in the Home Assistant on this MQTT broker: "
+        "mqtt://[USER:PASSWORD@]HOST:PORT (mqtts:// for TLS)",
     )
     demo = subparsers.add_parser(
         "demo",
@@ -177,16 +234,34 @@ def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn a refusal (or a hardware, link or control error) into its message and exit 1."""
+    """Turn a refusal (or a link or control error) into its message and exit 1; a hardware
+    error into its message, systemd's status line, and exit 2 (restarting will not fix it)."""
 
     def handler(args: argparse.Namespace) -> int:
         try:
             return command(args)
-        except (_RefusedError, HardwareError, LinkError, ControlError, EnrollError) as refusal:
+        except HardwareError as error:
+            print(f"touchlamp: {error}", file=sys.stderr)
+            sdnotify.status(f"stopped: {error}")
+            return EXIT_USAGE
+        except (
+            _RefusedError,
+            LinkError,
+            ControlError,
+            EnrollError,
+            HomeAssistantError,
+        ) as refusal:
             print(f"touchlamp: {refusal}", file=sys.stderr)
             return EXIT_FAILURE
 
     return handler
+
+
+def _home_broker(text: str) -> HomeAssistantSettings:
+    try:
+        return settings_from_url(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _port(text: str) -> int:
@@ -208,6 +283,7 @@ def _demo(args: argparse.Namespace) -> int:
         web_port=8080 if args.web_port is None else args.web_port,
         state_dir=args.state_dir or demo.DEFAULT_STATE_DIR,
         open_browser=not args.no_browser,
+        homeassistant=args.homeassistant,
     )
 
 
@@ -224,6 +300,8 @@ def _sim(args: argparse.Namespace) -> int:
         from touchlamp.device import simulate  # noqa: PLC0415  the page, only for this command
 
         lamps = [load_settings(DeviceSettings, env_file=path) for path in args.env_file]
+        if args.homeassistant is not None:
+            lamps = [with_home_assistant(lamp, args.homeassistant, web_port) for lamp in lamps]
         return simulate.run_simulator(lamps=lamps, web_port=web_port)
     from touchlamp.device import demo  # noqa: PLC0415  pulls in the relay and the broker launcher
 
@@ -234,8 +312,11 @@ def _sim(args: argparse.Namespace) -> int:
     return demo.run_demo(
         lamps=count,
         web_port=web_port,
-        state_dir=args.state_dir or demo.DEFAULT_STATE_DIR,
+        # Not the demo's: a demo and a sim run side by side would take each other's lamps.
+        state_dir=args.state_dir or demo.DEFAULT_STATE_DIR.with_name("sim"),
         open_browser=False,
+        homeassistant=args.homeassistant,
+        name="sim",
     )
 
 
@@ -246,14 +327,35 @@ def _device_run(args: argparse.Namespace) -> int:
         # Not demo.py, which would bring the relay and the broker launcher into a lamp.
         from touchlamp.device import simulate  # noqa: PLC0415  the page, only with --simulate
 
-        return simulate.run_simulator(lamps=[settings], web_port=args.web_port)
-    if args.web_port:
-        print("touchlamp: --web-port serves the simulator's page: add --simulate", file=sys.stderr)
-        return EXIT_USAGE
-    return _run_on_pins(settings)
+        return simulate.run_simulator(
+            lamps=[settings],
+            web_port=args.web_port or 0,
+            web_host=args.web_host or "127.0.0.1",
+            env_files={settings.lamp_id: args.env_file} if args.env_file else None,
+        )
+    try:
+        pins = open_pin_factory(settings.hardware)
+    except GpioUnavailableError as error:
+        if not error.off_a_pi:
+            raise
+        raise GpioUnavailableError(
+            f"{error}; to try the lamp without one: touchlamp device run --simulate"
+        ) from error
+    web = None
+    if args.web_host != "off":
+        # Every address by default: the page is for the home network (DEPLOY.md, SECURITY.md).
+        host = args.web_host or "0.0.0.0"  # noqa: S104
+        web = (host, LAMP_WEB_PORT if args.web_port is None else args.web_port)
+    return _run_on_pins(settings, pins, env_file=args.env_file, web=web)
 
 
-def _run_on_pins(settings: DeviceSettings) -> int:
+def _run_on_pins(
+    settings: DeviceSettings,
+    pins: PinFactory,
+    *,
+    env_file: Path | None,
+    web: tuple[str, int] | None,
+) -> int:
     clock = SystemClock(timezone=settings.quiet_hours.timezone)
     links: list[LampLink] = []
 
@@ -262,9 +364,17 @@ def _run_on_pins(settings: DeviceSettings) -> int:
         return links[-1]
 
     watchdog_every = sdnotify.watchdog_due_every()
-    touch = open_touch_input(settings.hardware)
+    touch = open_touch_input(settings.hardware, pin_factory=pins)
+    frame_shown: list[Callable[[], None]] = []
+
+    def shown() -> None:
+        for callback in frame_shown:
+            callback()
+
     try:
-        light = open_light_output(settings.hardware)
+        light = NotifyingLight(
+            open_light_output(settings.hardware, pin_factory=pins), changed=shown
+        )
     except BaseException:
         touch.close()
         raise
@@ -277,36 +387,80 @@ def _run_on_pins(settings: DeviceSettings) -> int:
         heartbeat=sdnotify.watchdog if watchdog_every is not None else None,
         heartbeat_seconds=watchdog_every,
     )
-    control = ControlServer(state_dir=settings.state_dir, link=links[0])
-    with _stop_on_signals() as stop:
+    owner = owner_settings.OwnerSettings(lamp=agent, env_file=env_file)
+    control = ControlServer(
+        state_dir=settings.state_dir,
+        link=links[0],
+        owner=owner,
+        describe=lambda: owner_settings.describe_running(agent),
+    )
+    page = _lamp_page(agent, owner, links[0], clock, frame_shown=frame_shown, web=web)
+    # Home Assistant's "Visit" link goes to this page when it is served.
+    home = home_assistant_for(settings, agent, page_port=web[1] if web else None)
+    unmark_simulated(settings.state_dir)  # on real pins now, whatever ran here before
+    with StopSignals() as stop:  # SIGTERM (systemd), SIGINT (Ctrl-C), SIGHUP (a closed terminal)
         try:
             control.start()
             agent.start()
+            if home is not None:
+                home.start()
             where = f"{settings.mqtt.host}:{settings.mqtt.effective_port}"
             sdnotify.ready(f"lamp {settings.lamp_id}, broker {where}")
             print(f"touchlamp: lamp {settings.lamp_id} running (broker {where})", file=sys.stderr)
+            _start_page(page)
             stop.wait()
             sdnotify.stopping()
         finally:
+            if page is not None:
+                page.stop()
             control.stop()
+            if home is not None:
+                home.stop()
             agent.stop()
     return EXIT_OK
 
 
-@contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by SIGTERM or SIGINT while the block runs (old handlers restored after)."""
-    stop = threading.Event()
+def _lamp_page(
+    agent: LampAgent,
+    owner: owner_settings.OwnerSettings,
+    link: LampLink,
+    clock: SystemClock,
+    *,
+    frame_shown: list[Callable[[], None]],
+    web: tuple[str, int] | None,
+) -> WebServer | None:
+    """The lamp's own page (device/lamp_board.py), not started yet; None when switched off."""
+    if web is None:
+        return None
+    settings = agent.settings
+    board = LampBoard(
+        agent=agent,
+        owner=OwnerLamp(
+            agent=agent,
+            owner=owner,
+            link=link,
+            auth=OwnerAuth(state_dir=settings.state_dir, now=clock.monotonic),
+            broker=(settings.mqtt.host, settings.mqtt.effective_port),
+        ),
+    )
+    frame_shown.append(board.changed)
+    host, port = web
+    return WebServer(board=board, host=host, port=port)
 
-    def handle(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
 
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+def _start_page(page: WebServer | None) -> None:
+    """Serve the page; a lamp whose page cannot be served still lights up (it says why)."""
+    if page is None:
+        return
     try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        url = page.start()
+    except OSError as error:
+        print(f"touchlamp: the lamp's page is not served: {error}", file=sys.stderr)
+        return
+    print(
+        f"touchlamp: the lamp's page is at {url} (from another device: the Pi's name.local)",
+        file=sys.stderr,
+    )
 
 
 # -- device enroll ---------------------------------------------------------------------------------
@@ -318,11 +472,16 @@ def _device_enroll(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     env_file: Path = args.env_file or default_env_file()
     # The service's file (root's default) names the unit's state directory, where `pair` run
-    # by root then finds the running service.
+    # by root then finds the running service. A new file of a lamp run by hand gets a state
+    # directory of its own, so two lamps on one machine keep their outboxes and control sockets
+    # apart; an existing file without one keeps the directory its lamp has used so far.
     service = os.geteuid() == 0 and env_file == default_env_file()
-    enrolled = write_enrollment(
-        enrollment, env_file=env_file, state_dir=SERVICE_STATE_DIR if service else None
-    )
+    state_dir: Path | None = None
+    if service:
+        state_dir = SERVICE_STATE_DIR
+    elif not env_file.exists():
+        state_dir = default_state_dir() / enrollment.lamp
+    enrolled = write_enrollment(enrollment, env_file=env_file, state_dir=state_dir)
     try:
         load_settings(DeviceSettings, env_file=env_file)
     except SettingsError as error:
@@ -335,10 +494,18 @@ def _device_enroll(args: argparse.Namespace) -> int:
     print(f"{verb} {env_file} (mode 0600: it holds the lamp's password).")
     if enrolled.ca_file is not None:
         print(f"The broker's CA certificate is in {enrolled.ca_file}.")
-    print(
-        f"Start the lamp: touchlamp device run --env-file {env_file}\n"
-        "(as a service: systemctl restart touchlamp-device), then pair it: touchlamp pair new"
-    )
+    if state_dir is not None and not service:
+        print(f"The lamp keeps its state (queued touches, colour) in {state_dir}.")
+    if service:
+        print(
+            "Start the lamp: sudo systemctl restart touchlamp-device\n"
+            f"then pair it: sudo touchlamp pair new --env-file {env_file}"
+        )
+    else:
+        print(
+            f"Start the lamp: touchlamp device run --env-file {env_file}\n"
+            f"then pair it: touchlamp pair new --env-file {env_file}"
+        )
     return EXIT_OK
 
 
@@ -351,8 +518,45 @@ def _device_selftest(args: argparse.Namespace) -> int:
         looks=settings.looks,
         out=sys.stdout,
         touch_timeout=args.touch_timeout,
+        pin_factory=open_pin_factory(settings.hardware),
     )
     return EXIT_OK if works else EXIT_FAILURE
+
+
+# -- device show / set -----------------------------------------------------------------------------
+def _device_show(args: argparse.Namespace) -> int:
+    answer = _ask_owner(args.env_file, {"owner": "show"})
+    print(owner_settings.describe_answer(answer))
+    return EXIT_OK
+
+
+def _device_set(args: argparse.Namespace) -> int:
+    pairs: list[str] = args.pairs
+    if len(pairs) % 2:
+        print(
+            f"touchlamp: {pairs[-1]!r} has no value: give KEY VALUE pairs "
+            f"(KEY is one of {', '.join(owner_settings.KEYS)})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    changes = dict(zip(pairs[::2], pairs[1::2], strict=True))
+    try:
+        answer = _ask_owner(args.env_file, {"owner": "set", "changes": changes})
+    except owner_settings.OwnerSettingError as error:
+        print(f"touchlamp: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(owner_settings.describe_answer(answer, only=set(changes)))
+    return EXIT_OK
+
+
+def _ask_owner(env_file: Path | None, request: dict[str, object]) -> dict[str, object]:
+    """Through the running lamp when there is one; else straight to its files."""
+    settings = load_settings(DeviceSettings, env_file=env_file)
+    try:
+        return ask_owner(settings.state_dir, request)
+    except NoLampRunningError:
+        pass
+    return owner_settings.answer_offline(settings, env_file=env_file, request=request)
 
 
 # -- pair ------------------------------------------------------------------------------------------

@@ -8,6 +8,11 @@ running lamp there; only when no lamp is running does the command connect by its
 
 The exchange is one line each way: the ``PairRequest`` as JSON (the wire's form), then either the
 ``PairResponse`` as JSON or ``{"error": "…"}`` when the link could not ask (offline, no answer).
+
+``touchlamp device show`` and ``device set`` ask the same socket about the owner's settings
+(device/owner_settings.py): ``{"owner": "show"}`` or ``{"owner": "set", "changes": {KEY: VALUE}}``,
+answered with ``{"values": [{"key", "value", "source", "meaning"}, …], "lamp": {…}}`` or
+``{"error": "…", "key": KEY, "bad_setting": true}`` (nothing was changed).
 The accept loop is a thread blocked in ``accept()``; each connection gets a short-lived thread,
 because ``LampLink.request`` waits for the relay's answer.
 """
@@ -20,10 +25,13 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+from touchlamp.config.lamp_file import LampFileError
 from touchlamp.device.link_events import LinkError
+from touchlamp.device.owner_settings import OwnerSettingError, OwnerSettings, answer
 from touchlamp.protocol import (
     PairRequest,
     PairResponse,
@@ -37,8 +45,10 @@ __all__ = [
     "CONTROL_SOCKET",
     "ControlError",
     "ControlServer",
+    "LampDescription",
     "NoLampRunningError",
     "RequestLink",
+    "ask_owner",
     "ask_running_lamp",
 ]
 
@@ -63,15 +73,30 @@ class RequestLink(Protocol):
     def request(self, request: PairRequest, *, timeout: float = 10.0) -> PairResponse: ...
 
 
+class LampDescription(Protocol):
+    def __call__(self) -> dict[str, object]:
+        """The lamp as ``device show`` prints it (JSON-able: name, colour, members, online)."""
+        ...
+
+
 class ControlServer:
-    """Listens on ``state_dir/control.sock`` and passes pairing requests to ``link``."""
+    """Listens on ``state_dir/control.sock`` and passes pairing requests to ``link``, and the
+    owner's ``show`` / ``set`` to ``owner`` (with ``describe`` for the lamp's state)."""
 
     def __init__(
-        self, *, state_dir: Path, link: RequestLink, request_timeout: float = 10.0
+        self,
+        *,
+        state_dir: Path,
+        link: RequestLink,
+        request_timeout: float = 10.0,
+        owner: OwnerSettings | None = None,
+        describe: LampDescription | None = None,
     ) -> None:
         self._path = state_dir / CONTROL_SOCKET
         self._link = link
         self._timeout = request_timeout
+        self._owner = owner
+        self._describe = describe
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
 
@@ -91,7 +116,8 @@ class ControlServer:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         previous = os.umask(0o177)  # the socket is born 0600: only the lamp's user may pair it
         try:
-            sock.bind(str(self._path))
+            with _address(self._path) as address:
+                sock.bind(address)
         finally:
             os.umask(previous)
         sock.listen(4)
@@ -128,6 +154,12 @@ class ControlServer:
             connection.settimeout(self._timeout + _CLIENT_TIMEOUT)
             try:
                 line = _read_line(connection)
+                owner_request = _owner_request(line)
+                if owner_request is not None:
+                    reply = self._owner_answer(owner_request)
+                    with contextlib.suppress(OSError):
+                        connection.sendall(reply + b"\n")
+                    return
                 request = decode_pair_request("control socket", line)
                 reply = encode(self._link.request(request, timeout=self._timeout))
             except ProtocolError as error:
@@ -140,30 +172,53 @@ class ControlServer:
             with contextlib.suppress(OSError):
                 connection.sendall(reply + b"\n")
 
+    def _owner_answer(self, request: dict[str, object]) -> bytes:
+        if self._owner is None:
+            return _error("this lamp does not take settings through its control socket")
+        lamp = self._describe() if self._describe is not None else {}
+        try:
+            return json.dumps(answer(self._owner, request, lamp=lamp)).encode()
+        except OwnerSettingError as error:
+            return json.dumps({"error": str(error), "key": error.key, "bad_setting": True}).encode()
+        except (ValueError, LampFileError) as error:
+            return _error(str(error))
+
+
+def ask_owner(
+    state_dir: Path, request: dict[str, object], *, timeout: float = 15.0
+) -> dict[str, object]:
+    """Send an owner request (``{"owner": "show"}``…) to the lamp running with ``state_dir``.
+
+    ``NoLampRunningError`` if none is; ``OwnerSettingError`` for a bad key or value.
+    """
+    line = _exchange(state_dir, json.dumps(request).encode(), timeout=timeout)
+    try:
+        data = json.loads(line)
+    except ValueError:
+        raise ControlError("the lamp service answered nonsense (not JSON)") from None
+    if not isinstance(data, dict):
+        raise ControlError("the lamp service answered nonsense (not a JSON object)")
+    if "error" in data:
+        if data.get("bad_setting"):
+            key = data.get("key")
+            raise OwnerSettingError(str(data["error"]), key=key if isinstance(key, str) else None)
+        raise ControlError(str(data["error"]))
+    return data
+
+
+def _owner_request(line: bytes) -> dict[str, object] | None:
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) and "owner" in data else None
+
 
 def ask_running_lamp(
     state_dir: Path, request: PairRequest, *, timeout: float = 15.0
 ) -> PairResponse:
     """Ask the lamp service running with ``state_dir``; ``NoLampRunningError`` if none is."""
-    path = state_dir / CONTROL_SOCKET
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise NoLampRunningError(f"no lamp service listens on {path}") from None
-        except PermissionError:
-            raise ControlError(
-                f"the lamp service runs as another user and {path} is theirs; "
-                "run this command with sudo"
-            ) from None
-        try:
-            sock.sendall(encode(request) + b"\n")
-            line = _read_line(sock)
-        except TimeoutError:
-            raise ControlError(f"the lamp service did not answer within {timeout:g} s") from None
-        except OSError as error:
-            raise ControlError(f"the lamp service hung up ({error})") from None
+    line = _exchange(state_dir, encode(request), timeout=timeout)
     try:
         data = json.loads(line)
     except ValueError:
@@ -176,13 +231,60 @@ def ask_running_lamp(
         raise ControlError(f"the lamp service answered nonsense: {error.reason}") from None
 
 
+def _exchange(state_dir: Path, message: bytes, *, timeout: float) -> bytes:
+    """One line to the lamp service running with ``state_dir``, one line back."""
+    path = state_dir / CONTROL_SOCKET
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            with _address(path) as address:
+                sock.connect(address)
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise NoLampRunningError(f"no lamp service listens on {path}") from None
+        except PermissionError:
+            raise ControlError(
+                f"the lamp service runs as another user and {path} is theirs; "
+                "run this command with sudo"
+            ) from None
+        try:
+            sock.sendall(message + b"\n")
+            return _read_line(sock)
+        except TimeoutError:
+            raise ControlError(f"the lamp service did not answer within {timeout:g} s") from None
+        except OSError as error:
+            raise ControlError(f"the lamp service hung up ({error})") from None
+
+
 def _answers(path: Path) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         try:
-            probe.connect(str(path))
+            with _address(path) as address:
+                probe.connect(address)
         except OSError:
             return False
     return True
+
+
+_MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes, the last a NUL (unix(7))
+
+
+@contextlib.contextmanager
+def _address(path: Path) -> Iterator[str]:
+    """``path`` as a Unix socket address, however deep the state directory lies.
+
+    A socket's path may be at most 107 bytes, and a state directory may sit deeper than that
+    (a test's temporary directory, a home directory with a long name). Linux resolves
+    ``/proc/self/fd/N/NAME`` through the open directory N, so a long path is reached by that
+    short one, for ``bind`` and ``connect`` alike.
+    """
+    if len(os.fsencode(path)) <= _MAX_SOCKET_PATH:
+        yield str(path)
+        return
+    directory = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{directory}/{path.name}"
+    finally:
+        os.close(directory)
 
 
 def _read_line(sock: socket.socket) -> bytes:

@@ -45,13 +45,20 @@ Gestures and looks (timings and levels in ``LookSettings``):
   how long the broker kept it (``waited_seconds``, from its message expiry) when known: the
   lamp's own clock may be wrong by anything (tests/faults: a year), and comparing it with the
   relay's ``at`` made such a lamp drop every glow. Only a glow without an expiry is aged by
-  the lamp's clock against ``at``.
+  the lamp's clock against ``at``. A glow that ended before the driver handed in anything at or
+  after its peak (its thread paused longer than the whole look) is drawn from its peak when the
+  driver comes back: a touch never passes unseen because a frame came late.
 - **mutual glow**: the sender's colour and yours take turns softly, then the fade.
 - **tap while glowing** answers: a tap like any other, its swell blended over the glow.
 - **long hold**: after ``hold_seconds`` the hue cycles; release picks it: ``PersistColor`` and
   ``AnnounceColor``, and a double swell in the new colour.
 - **quiet hours**: incoming glows stay dark (the lamp's status patterns too); when they end,
   a soft "missed touch" glow in the last sender's colour. A glow already showing keeps fading.
+  ``SetQuietNow(True)`` makes the lamp quiet the same way until ``SetQuietNow(False)``, on top
+  of quiet hours (the owner page's and Home Assistant's "Quiet" switch).
+- **missed touches**: glows not shown (quiet, or too old) since the lamp was last touched are
+  counted (``missed_touches``); touching the lamp resets the count. ``last_glow`` is the last
+  glow received, shown or missed.
 - **not connected** longer than ``disconnected_grace_seconds``: a faint slow swell (level 0 turns
   it off); **bad credentials**: a faster reddish swell at once; **partner online**: a faint steady
   light in their colour (``ambient_level``, off by default). The brightest of glow, status and
@@ -78,10 +85,12 @@ from touchlamp.device.looks import (
     swell,
     to_output,
 )
+from touchlamp.device.status import GlowNews
 from touchlamp.protocol.messages import Glow, GroupState
 
 __all__ = [
     "AnnounceColor",
+    "ClaimHeld",
     "Connected",
     "Disconnected",
     "Effect",
@@ -92,6 +101,8 @@ __all__ = [
     "Member",
     "PersistColor",
     "SendTouch",
+    "SetQuietNow",
+    "StateTrouble",
     "Tick",
     "TouchDown",
     "TouchOutcome",
@@ -199,8 +210,23 @@ class TouchResult:
 
 
 @dataclass(frozen=True, slots=True)
+class SetQuietNow:
+    """The owner asks for quiet now (``on``), on top of quiet hours, or ends it."""
+
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time passed (the driver's wait for ``next_change`` ended without another event)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateTrouble:
+    """The lamp's state directory refuses writes (a full disk, a read-only SD card) — or, with
+    ``failing`` False, takes them again. The lamp carries on; ``looks.state_trouble`` says so."""
+
+    failing: bool
 
 
 Event = (
@@ -211,7 +237,9 @@ Event = (
     | Connected
     | Disconnected
     | TouchResult
+    | SetQuietNow
     | Tick
+    | StateTrouble
 )
 
 
@@ -240,7 +268,15 @@ class PersistColor:
     color: str
 
 
-Effect = SendTouch | AnnounceColor | PersistColor
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimHeld:
+    """While a claim waits (``set_claim_waiting``), the lamp was held for ``seconds``: the
+    owner proves they are at the lamp (device/owner_auth.py). No colour was picked."""
+
+    seconds: float
+
+
+Effect = SendTouch | AnnounceColor | PersistColor | ClaimHeld
 
 
 # ---- animations (perceived values) ------------------------------------------------------------
@@ -297,6 +333,25 @@ class _Glow:
     start: float
     look: GlowLook
     looks: LookSettings
+    # Whether the lamp was driven at or after the end of the rise (so a frame showed the glow).
+    peak_shown: bool = False
+
+    def as_driven_at(self, now: float) -> _Glow:
+        """This glow once the driver draws a frame at ``now``.
+
+        A glow that ended before any frame at or after its peak was drawn (the driver's thread
+        paused longer than the whole look) restarts with its peak at ``now``, then breathes and
+        fades as usual: a touch never passes unseen because a frame came late. A glow caught
+        mid-way keeps its timeline; it was seen, if late.
+        """
+        if self.peak_shown:
+            return self
+        attack_end, _, fade_end, _ = self._phases()
+        if now < attack_end:
+            return self
+        if now < fade_end:
+            return replace(self, peak_shown=True)
+        return replace(self, start=now - self.look.attack_seconds, peak_shown=True)
 
     def _phases(self) -> tuple[float, float, float, float]:
         """(end of attack, end of middle, end of fade, level the middle ends at)."""
@@ -381,6 +436,7 @@ class LampCore:
         self._local_time = local_time
 
         self._pressed_at: float | None = None
+        self._claim_waiting = False
         self._press_hue = 0.0
         self._feedback: _Pulse | None = None
         self._last_tap_at: float | None = None
@@ -391,12 +447,19 @@ class LampCore:
 
         self._connected = False
         self._auth_failed = False
+        self._trouble_since: float | None = None  # since when the state directory refuses writes
         self._down_since = now  # the lamp starts offline; the grace period counts from start-up
         self._group_known = False
         self._partners: tuple[Member, ...] = ()
 
-        self._quiet = False
+        self._quiet = False  # effective: quiet hours or quiet now
+        self._in_quiet_hours = False
+        self._quiet_now = False
         self._quiet_boundary: float | None = None
+        self._last_glow: GlowNews | None = None
+        self._missed_count = 0
+        # Touch ids already counted as missed (a redelivery must not count twice); bounded.
+        self._missed_ids: dict[str, None] = {}
         self._refresh_quiet(now)
 
     # ---- observers ----
@@ -416,8 +479,55 @@ class LampCore:
 
     @property
     def quiet(self) -> bool:
-        """Whether quiet hours were in force when the last event was handled."""
+        """Whether glows stay dark: quiet hours were in force when the last event was handled,
+        or the owner asked for quiet now."""
         return self._quiet
+
+    # ---- the owner's changes (the lamp's page, ``device set``) ----
+
+    def reconfigure(self, *, looks: LookSettings, quiet_hours: QuietHours, now: float) -> None:
+        """New looks and quiet hours from now on; a glow already showing keeps its own."""
+        self._looks = looks
+        self._quiet_hours = quiet_hours
+        self._refresh_quiet(now)
+
+    def set_claim_waiting(self, on: bool) -> None:
+        """While on, a hold confirms the owner's claim (``ClaimHeld``) instead of cycling the
+        colour: the lamp shows its own colour, steady, while held."""
+        self._claim_waiting = on
+
+    def adopt_color(self, color: str) -> None:
+        """Take ``color`` as the lamp's own without a show or an announcement (the operator's
+        colour for a lamp that has none of its own yet)."""
+        self._own = Rgb.from_hex(color)
+        self._own_hex = self._own.to_hex()
+
+    def choose_color(self, color: str, now: float) -> list[Effect]:
+        """The owner picked ``color`` (not by holding): as a hold's pick, without the hold."""
+        self._own = Rgb.from_hex(color)
+        self._own_hex = self._own.to_hex()
+        self._feedback = _Pulse.of(self._looks.color_chosen, own=self._own, start=now)
+        return [PersistColor(color=self._own_hex), AnnounceColor(color=self._own_hex)]
+
+    @property
+    def quiet_now(self) -> bool:
+        """Whether the owner asked for quiet now (``SetQuietNow``), regardless of the hours."""
+        return self._quiet_now
+
+    @property
+    def missed_touches(self) -> int:
+        """Glows not shown (quiet, or arrived too old) since the lamp was last touched."""
+        return self._missed_count
+
+    @property
+    def last_glow(self) -> GlowNews | None:
+        """The last glow received, shown or missed (duplicates and stale redeliveries aside)."""
+        return self._last_glow
+
+    @property
+    def partners(self) -> tuple[Member, ...]:
+        """The group's other lamps, as the last ``GroupChanged`` named them."""
+        return self._partners
 
     # ---- events ----
 
@@ -441,13 +551,22 @@ class LampCore:
                 self._on_disconnected(now, auth_failed=auth_failed)
             case TouchResult(outcome=outcome):
                 self._on_result(outcome, now)
+            case SetQuietNow(on=on):
+                self._quiet_now = on
+                self._settle_quiet(now)
             case Tick():
                 pass
+            case StateTrouble(failing=failing):
+                if failing and self._trouble_since is None:
+                    self._trouble_since = now
+                elif not failing:
+                    self._trouble_since = None
             case _:
                 assert_never(event)
         return []
 
     def _on_down(self, now: float) -> list[Effect]:
+        self._missed_count = 0  # the owner is at the lamp: what was missed has been seen to
         if self._pressed_at is None:
             self._pressed_at = now
             self._press_hue = self._own.hue()
@@ -459,6 +578,8 @@ class LampCore:
             return []  # a release without a press (e.g. the lamp started while touched)
         if now - pressed_at < self._looks.hold_seconds:
             return self._tap(now)
+        if self._claim_waiting:
+            return [ClaimHeld(seconds=now - pressed_at)]
         chosen = from_hue(self._hue_at(now, pressed_at)).to_hex()
         self._own = Rgb.from_hex(chosen)
         self._own_hex = chosen
@@ -516,12 +637,13 @@ class LampCore:
         else:
             age_ms = self._local_time().timestamp() * 1000.0 - event.at
         if age_ms > self._looks.glow_max_age_seconds * 1000.0:
+            self._count_missed(event)
             return
         current = self._glow
         if current is not None and current.touch == event.touch:
             return
         if self._quiet:
-            if self._missed is None or event.at >= self._missed.at:
+            if self._count_missed(event) and (self._missed is None or event.at >= self._missed.at):
                 self._missed = event
             return
         previous_arrival, self._last_glow_arrival = self._last_glow_arrival, now
@@ -533,6 +655,7 @@ class LampCore:
             )
             if event.at < current.at:
                 return  # an older touch than the one showing (a late redelivery)
+            self._last_glow = _news(event, shown=True)
             if in_burst:
                 # Keep the animation running; show the newest touch of the burst.
                 self._glow = replace(
@@ -544,6 +667,7 @@ class LampCore:
                     mutual=event.mutual,
                 )
                 return
+        self._last_glow = _news(event, shown=True)
         self._glow = _Glow(
             touch=event.touch,
             sender=event.sender,
@@ -555,17 +679,33 @@ class LampCore:
             looks=self._looks,
         )
 
+    def _count_missed(self, event: GlowReceived) -> bool:
+        """Count ``event`` as missed; ``False`` when this touch was counted already."""
+        if event.touch in self._missed_ids:
+            return False
+        self._missed_ids[event.touch] = None
+        if len(self._missed_ids) > _MISSED_IDS_KEPT:
+            del self._missed_ids[next(iter(self._missed_ids))]
+        self._missed_count += 1
+        self._last_glow = _news(event, shown=False)
+        return True
+
     # ---- time ----
 
     def _refresh_quiet(self, now: float) -> None:
         hours = self._quiet_hours
         if not hours.enabled:
-            self._quiet, self._quiet_boundary = False, None
-            return
-        local = self._local_time()
+            self._in_quiet_hours, self._quiet_boundary = False, None
+        else:
+            local = self._local_time()
+            self._in_quiet_hours = _in_quiet_hours(local.time(), hours)
+            self._quiet_boundary = now + _seconds_to_boundary(local, hours)
+        self._settle_quiet(now)
+
+    def _settle_quiet(self, now: float) -> None:
+        """Update the effective quiet; when it ends, show the last missed glow softly."""
         was_quiet = self._quiet
-        self._quiet = _in_quiet_hours(local.time(), hours)
-        self._quiet_boundary = now + _seconds_to_boundary(local, hours)
+        self._quiet = self._in_quiet_hours or self._quiet_now
         if was_quiet and not self._quiet and self._missed is not None:
             missed, self._missed = self._missed, None
             self._glow = _Glow(
@@ -582,8 +722,12 @@ class LampCore:
     def _drop_finished(self, now: float) -> None:
         if self._feedback is not None and now >= self._feedback.end:
             self._feedback = None
-        if self._glow is not None and self._glow.sample(now, self._own) is None:
-            self._glow = None
+        if self._glow is not None:
+            # The driver draws a frame after every event it hands in (see the module doc), so
+            # this is where the core learns that a glow was drawn — or ended unseen.
+            self._glow = self._glow.as_driven_at(now)
+            if self._glow.sample(now, self._own) is None:
+                self._glow = None
 
     def _hue_at(self, now: float, pressed_at: float) -> float:
         cycling = now - (pressed_at + self._looks.hold_seconds)
@@ -594,6 +738,9 @@ class LampCore:
         if self._auth_failed:
             look: StatusLook = self._looks.auth_failed
             since = self._down_since
+        elif self._trouble_since is not None:
+            look = self._looks.state_trouble
+            since = self._trouble_since
         elif not self._connected:
             look = self._looks.disconnected
             since = self._down_since + self._looks.disconnected_grace_seconds
@@ -612,6 +759,8 @@ class LampCore:
 
     def _perceived(self, now: float) -> Rgb:
         if self._pressed_at is not None and now >= self._pressed_at + self._looks.hold_seconds:
+            if self._claim_waiting:
+                return self._own.scaled(self._looks.pick_level)
             return from_hue(self._hue_at(now, self._pressed_at)).scaled(self._looks.pick_level)
         candidates: list[Rgb] = []
         if self._glow is not None:
@@ -676,6 +825,19 @@ class LampCore:
             step = _interval(frame_rate=rate, step=self._looks.frame_step, slope=slope)
             times.append(now + step)
         return min((t for t in times if t is not None), default=None)
+
+
+_MISSED_IDS_KEPT = 1000
+
+
+def _news(event: GlowReceived, *, shown: bool) -> GlowNews:
+    return GlowNews(
+        from_lamp=event.sender,
+        color=event.color,
+        mutual=event.mutual,
+        shown=shown,
+        at=event.at / 1000.0,
+    )
 
 
 def _in_quiet_hours(local: dt.time, hours: QuietHours) -> bool:

@@ -16,12 +16,15 @@ The demo starts everything a household would run, on this machine and in one pro
        {"web": "http://127.0.0.1:8080/", "broker": {"host": "127.0.0.1", "port": 41234},
         "lamps": [{"id": "lamp-a", "username": "lamp-a", "password": "…"}, …]}
 
-SIGINT (Ctrl-C) or SIGTERM stops it all in reverse order, including Mosquitto; a signal during
-start-up unwinds what has started. Run it again on the same state directory and it picks up the
-same lamps (their passwords, colours and pairing); the broker gets a fresh port each time.
+SIGINT (Ctrl-C), SIGTERM or SIGHUP (its terminal closed) stops it all in reverse order, including
+Mosquitto; a signal during start-up unwinds what has started. Killed with SIGKILL, it leaves no
+Mosquitto behind either (``ManagedBroker(stop_with_parent=True)``). Run it again on the same
+state directory and it picks up the same lamps (their passwords, colours and pairing); the broker
+gets a fresh port each time.
 
-The page and the signal handling are simulate.py's (shared with ``device run --simulate`` and
-``sim --env-file``, which must not import this module: it pulls in the relay and the broker).
+The page is simulate.py's (shared with ``device run --simulate`` and ``sim --env-file``, which
+must not import this module: it pulls in the relay and the broker), the signal handling
+``touchlamp.stopping``'s.
 """
 
 from __future__ import annotations
@@ -44,12 +47,13 @@ from touchlamp.broker.launcher import ManagedBroker
 from touchlamp.cli import EXIT_FAILURE, EXIT_OK
 from touchlamp.config.broker import BrokerSettings, ListenerSettings
 from touchlamp.config.common import SettingsError, load_settings
-from touchlamp.config.device import DeviceSettings, default_state_dir
+from touchlamp.config.device import DeviceSettings, HomeAssistantSettings, default_state_dir
 from touchlamp.config.relay import RelaySettings
 from touchlamp.device.enroll import write_enrollment
+from touchlamp.device.homeassistant import with_home_assistant
 from touchlamp.device.link_events import LinkError
 from touchlamp.device.sim import SimulatedLamp, Simulator
-from touchlamp.device.simulate import ServeError, Shutdown, serve_page
+from touchlamp.device.simulate import ServeError, serve_page
 from touchlamp.protocol import (
     Enrollment,
     PairAction,
@@ -60,6 +64,7 @@ from touchlamp.protocol import (
 )
 from touchlamp.server.relay import Relay
 from touchlamp.server.store import LampExistsError, Store, StoreError, open_store
+from touchlamp.stopping import StopSignals
 
 __all__ = ["DEFAULT_STATE_DIR", "MAX_LAMPS", "DemoError", "run_demo"]
 
@@ -91,14 +96,33 @@ class _Login:
 
 
 # -- entry points ----------------------------------------------------------------------------------
-def run_demo(*, lamps: int, web_port: int, state_dir: Path, open_browser: bool) -> int:
-    """Broker, relay and ``lamps`` paired simulated lamps, until SIGINT or SIGTERM."""
+def run_demo(
+    *,
+    lamps: int,
+    web_port: int,
+    state_dir: Path,
+    open_browser: bool,
+    name: str = "demo",
+    homeassistant: HomeAssistantSettings | None = None,
+) -> int:
+    """Broker, relay and ``lamps`` paired simulated lamps, until SIGTERM, SIGINT or SIGHUP;
+    ``name`` is the command's, which its messages start with (``touchlamp sim: …``); with
+    ``homeassistant``, each lamp also appears in the Home Assistant on that broker."""
     if not 1 <= lamps <= MAX_LAMPS:
         raise DemoError(f"the demo runs 1 to {MAX_LAMPS} lamps, not {lamps}")
     state_dir = state_dir.resolve()
-    with Shutdown() as shutdown:
+    # A signal during start-up interrupts it, so what has started unwinds at once.
+    with StopSignals(interrupt_until_ready=True) as stop:
         try:
-            return _demo(lamps, web_port, state_dir, open_browser, shutdown)
+            return _demo(
+                lamps,
+                web_port,
+                state_dir,
+                open_browser,
+                stop,
+                name=name,
+                homeassistant=homeassistant,
+            )
         except (DemoError, ServeError) as error:
             print(f"touchlamp: {error}", file=sys.stderr)
             return EXIT_FAILURE
@@ -106,14 +130,24 @@ def run_demo(*, lamps: int, web_port: int, state_dir: Path, open_browser: bool) 
 
 # -- the demo --------------------------------------------------------------------------------------
 def _demo(
-    lamps: int, web_port: int, state_dir: Path, open_browser: bool, shutdown: Shutdown
+    lamps: int,
+    web_port: int,
+    state_dir: Path,
+    open_browser: bool,
+    stop: StopSignals,
+    *,
+    name: str,
+    homeassistant: HomeAssistantSettings | None = None,
 ) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
-    print(f"touchlamp demo: starting in {state_dir}", flush=True)
+    print(f"touchlamp {name}: starting in {state_dir}", flush=True)
+    others = "the other" if lamps <= 2 else "the others"
     with _broker(state_dir) as broker:
         relay_settings = _relay_settings(state_dir, broker)
         logins = _register(state_dir, relay_settings, broker, lamps)
         settings = _enroll(state_dir, broker, logins)
+        if homeassistant is not None:
+            settings = [with_home_assistant(s, homeassistant, web_port) for s in settings]
         with _relay(relay_settings):
             simulator = Simulator(lamps=settings)
             try:
@@ -123,8 +157,8 @@ def _demo(
                 def ready(url: str) -> None:
                     _write_demo_json(state_dir / "demo.json", url, broker, logins)
                     print(
-                        f"touchlamp demo: open {url}\n"
-                        "  tap a lamp to send a touch to the other, hold it to choose its colour\n"
+                        f"touchlamp {name}: open {url}\n"
+                        f"  tap a lamp to send a touch to {others}, hold it to choose its colour\n"
                         f"  broker {broker.host}:{broker.port}, logins in "
                         f"{state_dir / 'demo.json'}\n"
                         "  Ctrl-C stops everything",
@@ -133,10 +167,10 @@ def _demo(
                     if open_browser and _has_display():
                         webbrowser.open(url)
 
-                serve_page(simulator, web_port, shutdown, ready)
+                serve_page(simulator, web_port, stop, ready)
             finally:
                 simulator.stop()
-    print("touchlamp demo: stopped", flush=True)
+    print(f"touchlamp {name}: stopped", flush=True)
     return EXIT_OK
 
 
@@ -148,11 +182,11 @@ def _broker(state_dir: Path) -> Iterator[ManagedBroker]:
         listeners=[ListenerSettings(address="127.0.0.1", port=_free_port())],
     )
     broker = ManagedBroker(settings, stop_with_parent=True)
-    try:
-        broker.start()
-    except BrokerError as error:
-        raise DemoError(f"the broker did not start: {error}") from None
-    try:
+    try:  # stop() even when start() is interrupted (a signal during start-up): it may be running
+        try:
+            broker.start()
+        except BrokerError as error:
+            raise DemoError(f"the broker did not start: {error}") from None
         yield broker
     finally:
         broker.stop()

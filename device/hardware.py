@@ -23,26 +23,42 @@ Adapters, chosen by ``HardwareSettings`` through ``open_touch_input`` / ``open_l
 
 Every gpiozero adapter takes ``pin_factory``: the simulator and tests pass
 ``mock_pin_factory()`` (gpiozero's ``MockFactory`` with PWM-capable mock pins) and read the pins
-back; library code never swaps gpiozero's global ``Device.pin_factory``. The optional libraries
-are imported only when their adapter is built, and a missing one raises ``MissingExtraError``
-naming the extra to install.
+back; library code never swaps gpiozero's global ``Device.pin_factory``. On a Raspberry Pi the
+lamp passes the factory ``touchlamp.device.gpio.open_pin_factory`` opened, which names what
+stops the GPIO pins from working (driver, chip, permission) before any pin is touched; a pin
+another program holds is named here as busy. The optional libraries are imported only when
+their adapter is built, and a missing one (or a platform library Adafruit Blinka misses, which
+it reports as ``RuntimeError``) raises ``MissingExtraError`` naming the extra to install.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import sys
 import threading
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal, Protocol
 
-from gpiozero import PWMLED, RGBLED, DigitalInputDevice, GPIOZeroError
+from gpiozero import (
+    PWMLED,
+    RGBLED,
+    DigitalInputDevice,
+    GPIOPinInUse,
+    GPIOZeroError,
+    PinFactoryFallback,
+)
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from touchlamp.config.device import HardwareSettings
 from touchlamp.device.looks import Rgb
 
 __all__ = [
+    "NEOPIXEL_SPI_PIN",
     "GpioTouch",
     "HardwareError",
     "LightOutput",
@@ -57,9 +73,14 @@ __all__ = [
     "mock_pin_factory",
     "open_light_output",
     "open_touch_input",
+    "pin_error",
 ]
 
 Callback = Callable[[], None]
+NEOPIXEL_SPI_PIN = "D10"
+"""A NeoPixel strip's data line: SPI0's MOSI, GPIO10 (header pin 19)."""
+SPI_DEVICE = Path("/dev/spidev0.0")
+I2C_DEVICE = Path("/dev/i2c-1")  # the bus on the header's SDA/SCL pins
 # gpiozero ships no type information; its pin factories are plain objects to us.
 PinFactory = Any
 
@@ -94,6 +115,11 @@ def mock_pin_factory() -> PinFactory:
 
 
 def _import_extra(module: str, *, extra: str, what: str) -> ModuleType:
+    """Import an optional hardware library; every way it can fail becomes one line naming the
+    cause and the fix (no traceback)."""
+    # Blinka offers to pip-install missing platform libraries when run from a terminal: the
+    # lamp declares them in its extras instead, and `selftest` must not stop on a prompt.
+    os.environ.setdefault("BLINKA_SKIP_DEPENDENCY_CHECK", "1")
     try:
         return importlib.import_module(module)
     except ImportError as error:
@@ -101,6 +127,62 @@ def _import_extra(module: str, *, extra: str, what: str) -> ModuleType:
             f"{what} needs the '{extra}' extra ({error.name or module} is not installed): "
             f"pip install 'touchlamp[{extra}]'"
         ) from error
+    except NotImplementedError as error:
+        # Blinka's board module on a board it does not know.
+        raise HardwareError(
+            f"{what} needs a board Adafruit Blinka knows ({_first_line(error)}); "
+            "use a Raspberry Pi, or run the simulator (`touchlamp sim`) elsewhere"
+        ) from error
+    except RuntimeError as error:
+        # Adafruit Blinka turns a missing platform library into a RuntimeError (from the
+        # ModuleNotFoundError naming it), with a multi-line pip hint of its own.
+        cause = error.__cause__
+        missing = cause.name if isinstance(cause, ImportError) and cause.name else None
+        if missing is None:
+            raise HardwareError(
+                f"{what}: Adafruit Blinka cannot start on this board "
+                f"({_first_line(error)}); pip install --upgrade 'touchlamp[{extra}]'"
+            ) from error
+        raise MissingExtraError(
+            f"{what} needs the platform library {missing}, which is not installed: "
+            f"pip install '{missing}' into the lamp's Python (touchlamp's '{extra}' extra "
+            "declares it)"
+        ) from error
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def pin_error(error: BaseException, *, what: str, pins: str, setting: str) -> HardwareError:
+    """The one-line error for a GPIO device that could not be opened: a busy pin is named as
+    such (another program or a kernel driver holds it), anything else with the setting to check."""
+    if isinstance(error, GPIOPinInUse) or "busy" in str(error).lower():
+        return HardwareError(
+            f"cannot open the {what} on {pins}: the pin is busy (another program or a kernel "
+            f"driver holds it; `pinctrl get` shows what each pin is set to); stop that program "
+            f"or free the pin, or wire the {what} to another pin and set {setting}"
+        )
+    return HardwareError(f"cannot open the {what} on {pins}: {_first_line(error)}; check {setting}")
+
+
+def _pin_errors() -> tuple[type[BaseException], ...]:
+    """What opening a gpiozero device raises: gpiozero's errors, and lgpio's own ``lgpio.error``
+    (a pin claimed by another process), which gpiozero lets through."""
+    lgpio = sys.modules.get("lgpio")
+    lgpio_error = getattr(lgpio, "error", None)
+    extra = (lgpio_error,) if isinstance(lgpio_error, type) else ()
+    return (GPIOZeroError, OSError, *extra)
+
+
+@contextlib.contextmanager
+def _no_fallback_warnings() -> Iterator[None]:
+    """gpiozero's default factory (no ``pin_factory`` given) warns once per pin library it
+    tries before failing; the error raised after says it once, with its cause."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PinFactoryFallback)
+        yield
 
 
 def _clamp(value: float) -> float:
@@ -126,16 +208,19 @@ class GpioTouch:
         pull_up = kind == "button"
         what = "touch sensor" if kind == "ttp223" else "button"
         try:
-            self._device = DigitalInputDevice(
-                pin,
-                pull_up=pull_up,
-                bounce_time=bounce_seconds or None,
-                pin_factory=pin_factory,
-            )
-        except GPIOZeroError as error:
-            raise HardwareError(
-                f"cannot open the {what} on GPIO{pin}: {error}; check "
-                "TOUCHLAMP_DEVICE_HARDWARE__TOUCH_PIN, or run with --simulate off a Raspberry Pi"
+            with _no_fallback_warnings():
+                self._device = DigitalInputDevice(
+                    pin,
+                    pull_up=pull_up,
+                    bounce_time=bounce_seconds or None,
+                    pin_factory=pin_factory,
+                )
+        except _pin_errors() as error:
+            raise pin_error(
+                error,
+                what=what,
+                pins=f"GPIO{pin}",
+                setting="TOUCHLAMP_DEVICE_HARDWARE__TOUCH_PIN",
             ) from error
 
     def start(self, *, on_press: Callback, on_release: Callback) -> None:
@@ -181,11 +266,14 @@ class Mpr121Touch:
         # gpiozero may call the IRQ handler from its thread while start() runs on another.
         self._lock = threading.Lock()
         try:
-            self._irq = DigitalInputDevice(irq_pin, pull_up=True, pin_factory=pin_factory)
-        except GPIOZeroError as error:
-            raise HardwareError(
-                f"cannot open the MPR121 IRQ pin GPIO{irq_pin}: {error}; "
-                "check TOUCHLAMP_DEVICE_HARDWARE__MPR121_IRQ_PIN"
+            with _no_fallback_warnings():
+                self._irq = DigitalInputDevice(irq_pin, pull_up=True, pin_factory=pin_factory)
+        except _pin_errors() as error:
+            raise pin_error(
+                error,
+                what="MPR121's IRQ line",
+                pins=f"GPIO{irq_pin}",
+                setting="TOUCHLAMP_DEVICE_HARDWARE__MPR121_IRQ_PIN",
             ) from error
 
     def start(self, *, on_press: Callback, on_release: Callback) -> None:
@@ -215,10 +303,28 @@ def _open_mpr121(address: int) -> Any:
     try:
         return mpr121.MPR121(busio.I2C(board.SCL, board.SDA), address=address)
     except (OSError, ValueError, RuntimeError) as error:
+        bus = _bus_problem(I2C_DEVICE, bus="I2C", group="i2c", what="the MPR121 touch sensor")
         raise HardwareError(
-            f"no MPR121 answers at I2C address {address:#04x}: {error}; enable I2C "
-            "(raspi-config) and check the wiring and TOUCHLAMP_DEVICE_HARDWARE__MPR121_ADDRESS"
+            bus
+            or f"no MPR121 answers at I2C address {address:#04x}: {_first_line(error)}; check the "
+            "wiring (SDA pin 3, SCL pin 5) and TOUCHLAMP_DEVICE_HARDWARE__MPR121_ADDRESS"
         ) from error
+
+
+def _bus_problem(device: Path, *, bus: Literal["SPI", "I2C"], group: str, what: str) -> str | None:
+    """Why ``device`` (the Pi's SPI or I2C bus) cannot be used, when that is the cause."""
+    if not device.exists():
+        return (
+            f"{what} needs {bus}, which is off ({device} does not exist): "
+            f"sudo raspi-config nonint do_{bus.lower()} 0, then reboot"
+        )
+    if not os.access(device, os.R_OK | os.W_OK):
+        return (
+            f"permission denied on {device}: add the user to group {group} (sudo usermod -aG "
+            f"{group} $USER, then log in again), or run the service `touchlamp device install` "
+            "sets up"
+        )
+    return None
 
 
 class NoTouch:
@@ -249,11 +355,11 @@ class MonoLight:
             Rgb.max_channel if mono_from == "max" else Rgb.luminance
         )
         try:
-            self._led = PWMLED(pin, active_high=active_high, pin_factory=pin_factory)
-        except GPIOZeroError as error:
-            raise HardwareError(
-                f"cannot open the LED on GPIO{pin}: {error}; check "
-                "TOUCHLAMP_DEVICE_HARDWARE__LED_PIN, or run with --simulate off a Raspberry Pi"
+            with _no_fallback_warnings():
+                self._led = PWMLED(pin, active_high=active_high, pin_factory=pin_factory)
+        except _pin_errors() as error:
+            raise pin_error(
+                error, what="LED", pins=f"GPIO{pin}", setting="TOUCHLAMP_DEVICE_HARDWARE__LED_PIN"
             ) from error
 
     def show(self, rgb: Rgb) -> None:
@@ -280,14 +386,16 @@ class RgbLight:
         pin_factory: PinFactory = None,
     ) -> None:
         try:
-            self._led = RGBLED(
-                red, green, blue, active_high=not common_anode, pin_factory=pin_factory
-            )
-        except GPIOZeroError as error:
-            raise HardwareError(
-                f"cannot open the RGB LED on GPIO{red}/{green}/{blue}: {error}; check "
-                "TOUCHLAMP_DEVICE_HARDWARE__RED_PIN / __GREEN_PIN / __BLUE_PIN, "
-                "or run with --simulate off a Raspberry Pi"
+            with _no_fallback_warnings():
+                self._led = RGBLED(
+                    red, green, blue, active_high=not common_anode, pin_factory=pin_factory
+                )
+        except _pin_errors() as error:
+            raise pin_error(
+                error,
+                what="RGB LED",
+                pins=f"GPIO{red}/{green}/{blue}",
+                setting="TOUCHLAMP_DEVICE_HARDWARE__RED_PIN / __GREEN_PIN / __BLUE_PIN",
             ) from error
 
     def show(self, rgb: Rgb) -> None:
@@ -300,14 +408,17 @@ class RgbLight:
 class NeoPixelLight:
     """A WS2812 ("NeoPixel") strip, every pixel the same colour; needs the ``neopixel`` extra.
 
-    ``pixels`` is an object like ``neopixel.NeoPixel`` (``fill`` and ``show``); by default one is
-    opened on ``pin`` (a ``board`` name such as ``"D18"``). Values are quantised to 8 bits.
+    ``pixels`` is an object like ``neopixel_spi.NeoPixel_SPI`` (``fill``, ``show``, ``deinit``);
+    by default one is opened on the Pi's SPI bus, whose data line is GPIO10 (MOSI). SPI, not
+    the PWM/DMA driver (``rpi_ws281x``): that one has no wheel for a Pi 4 (it needs a compiler)
+    and a different, pre-release package on a Pi 5, while the SPI driver is pure Python on
+    Blinka and works the same on both, without root. Values are quantised to 8 bits.
     """
 
     def __init__(
         self,
         *,
-        pin: str = "D18",
+        pin: str = NEOPIXEL_SPI_PIN,
         count: int = 12,
         order: str = "GRB",
         pixels: Any = None,
@@ -329,26 +440,28 @@ class NeoPixelLight:
 
 
 def _open_neopixel(*, pin: str, count: int, order: str) -> Any:
-    neopixel = _import_extra("neopixel", extra="neopixel", what="a NeoPixel strip")
-    board = _import_extra("board", extra="neopixel", what="a NeoPixel strip")
-    board_pin = getattr(board, pin, None)
-    if board_pin is None:
+    if pin != NEOPIXEL_SPI_PIN:
         raise HardwareError(
-            f"this board has no pin {pin}; set TOUCHLAMP_DEVICE_HARDWARE__NEOPIXEL_PIN "
-            "to one it has (D18, D12, D21 or D10 on a Raspberry Pi)"
+            f"a NeoPixel strip is driven over SPI, so its data line goes to GPIO10 (MOSI, "
+            f"pin 19), not {pin}: rewire it and set "
+            f"TOUCHLAMP_DEVICE_HARDWARE__NEOPIXEL_PIN={NEOPIXEL_SPI_PIN}"
         )
+    neopixel_spi = _import_extra("neopixel_spi", extra="neopixel", what="a NeoPixel strip")
+    board = _import_extra("board", extra="neopixel", what="a NeoPixel strip")
     try:
-        return neopixel.NeoPixel(
-            board_pin,
+        return neopixel_spi.NeoPixel_SPI(
+            board.SPI(),
             count,
             brightness=1.0,  # the lamp core already applied the brightness cap
             auto_write=False,
-            pixel_order=getattr(neopixel, order),
+            pixel_order=order,
         )
     except (OSError, ValueError, RuntimeError) as error:
+        bus = _bus_problem(SPI_DEVICE, bus="SPI", group="spi", what="a NeoPixel strip")
         raise HardwareError(
-            f"cannot drive a NeoPixel strip on {pin}: {error}; the strip needs root "
-            "(or the SPI pin D10) and a supported Raspberry Pi"
+            bus
+            or f"cannot drive a NeoPixel strip over SPI: {_first_line(error)}; check the strip's "
+            "wiring (data to GPIO10, pin 19) and its power"
         ) from error
 
 

@@ -14,8 +14,8 @@ lamp's light output), so the page is pushed changes and nothing polls.
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from touchlamp.config.device import DeviceSettings
 from touchlamp.device.agent import AgentLink, LampAgent
@@ -28,10 +28,15 @@ from touchlamp.device.hardware import (
     open_light_output,
     open_touch_input,
 )
+from touchlamp.device.homeassistant import HomeAssistantBridge, home_assistant_for
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import LinkSink
 from touchlamp.device.looks import Rgb
-from touchlamp.device.web import LampView, UnknownLampError
+from touchlamp.device.owner_auth import OwnerAuth
+from touchlamp.device.owner_page import OwnerLamp
+from touchlamp.device.owner_settings import OwnerSettings, describe_running, with_lamp_file
+from touchlamp.device.simulated import mark_simulated
+from touchlamp.device.web import LampView, UnknownLampError, Watchers
 
 __all__ = ["NotifyingLight", "SimulatedLamp", "Simulator", "SimulatorError"]
 
@@ -67,6 +72,7 @@ class SimulatedLamp:
         settings: DeviceSettings,
         clock: Clock | None = None,
         changed: Callable[[], None] = lambda: None,
+        env_file: Path | None = None,
     ) -> None:
         hardware = settings.hardware
         if hardware.touch_kind not in ("ttp223", "button"):
@@ -81,7 +87,9 @@ class SimulatedLamp:
             )
         # A mock pin has no contact bounce, and a debounce window would swallow the release
         # of a quick click from a script.
-        self.settings = settings.model_copy(
+        # The owner's settings as the lamp's file has them now (a simulator started again on
+        # the same settings object takes what its page changed, as a restarted lamp does).
+        self.settings = with_lamp_file(settings).model_copy(
             update={"hardware": hardware.model_copy(update={"touch_bounce_seconds": 0.0})}
         )
         self._pins: PinFactory = mock_pin_factory()
@@ -108,23 +116,53 @@ class SimulatedLamp:
             clock=clock,
         )
         self.link = links[0]
+        # Home Assistant, when the settings name a home broker: a connection of its own.
+        self.home: HomeAssistantBridge | None = home_assistant_for(self.settings, self.agent)
         # `touchlamp pair … --env-file` reaches this lamp through its own connection.
-        self._control = ControlServer(state_dir=self.settings.state_dir, link=self.link)
+        self.owner = OwnerSettings(lamp=self.agent, env_file=env_file)
+        self.auth = OwnerAuth(state_dir=self.settings.state_dir, now=clock.monotonic)
+        self.owner_lamp = OwnerLamp(
+            agent=self.agent,
+            owner=self.owner,
+            link=self.link,
+            auth=self.auth,
+            broker=(self.settings.mqtt.host, self.settings.mqtt.effective_port),
+        )
+        # The page fetches the lamp's status again when this moves (see web.LampView).
+        self.revision = 0
+        self._changed = changed
+        self.agent.add_listener(self._status_news)
+        self._control = ControlServer(
+            state_dir=self.settings.state_dir,
+            link=self.link,
+            owner=self.owner,
+            describe=lambda: describe_running(self.agent),
+        )
 
     @property
     def lamp_id(self) -> str:
         return self.settings.lamp_id
 
+    def _status_news(self, _news: object) -> None:  # the agent's thread
+        self.revision += 1
+        self._changed()
+
     def start(self) -> None:
+        # So that `touchlamp doctor` checks it as a simulated lamp (no GPIO, no service).
+        mark_simulated(self.settings.state_dir)
         self._control.start()
         try:
             self.agent.start()
         except BaseException:
             self._control.stop()
             raise
+        if self.home is not None:
+            self.home.start()
 
     def stop(self) -> None:
         try:
+            if self.home is not None:
+                self.home.stop()  # first: it says "offline" while the lamp still runs
             self.agent.stop()
         finally:
             self._control.stop()
@@ -187,6 +225,7 @@ class SimulatedLamp:
             led=(led.r, led.g, led.b),
             color=self.agent.color,
             gamma=self.settings.looks.gamma,
+            revision=self.revision,
         )
 
 
@@ -198,6 +237,7 @@ class Simulator:
         *,
         lamps: Sequence[DeviceSettings],
         clock: Clock | None = None,
+        env_files: Mapping[str, Path] | None = None,
     ) -> None:
         ids = [settings.lamp_id for settings in lamps]
         if len(set(ids)) != len(ids):
@@ -208,13 +248,15 @@ class Simulator:
                 "each simulated lamp needs its own state directory (outbox, colour); "
                 "set TOUCHLAMP_DEVICE_STATE_DIR per lamp"
             )
-        self._watchers: dict[int, Callable[[], None]] = {}
-        self._watch_lock = threading.Lock()
-        self._next_watcher = 0
+        self._watchers = Watchers()
+        env_files = env_files or {}
         self._lamps: dict[str, SimulatedLamp] = {}
         for settings in lamps:
             self._lamps[settings.lamp_id] = SimulatedLamp(
-                settings=settings, clock=clock, changed=self._notify
+                settings=settings,
+                clock=clock,
+                changed=self._watchers.notify,
+                env_file=env_files.get(settings.lamp_id),
             )
         self._started: list[SimulatedLamp] = []
 
@@ -255,19 +297,11 @@ class Simulator:
         self.lamp(lamp_id).release()
 
     def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
-        with self._watch_lock:
-            key = self._next_watcher
-            self._next_watcher += 1
-            self._watchers[key] = callback
+        return self._watchers.watch(callback)
 
-        def unwatch() -> None:
-            with self._watch_lock:
-                self._watchers.pop(key, None)
+    def owner(self, lamp_id: str) -> OwnerLamp:
+        return self.lamp(lamp_id).owner_lamp
 
-        return unwatch
-
-    def _notify(self) -> None:  # called from the lamps' threads
-        with self._watch_lock:
-            callbacks = list(self._watchers.values())
-        for callback in callbacks:
-            callback()
+    @property
+    def home(self) -> str | None:
+        return None  # the lamps as drawn, each linking to its own page

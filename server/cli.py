@@ -20,13 +20,10 @@ import argparse
 import datetime as dt
 import json
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from touchlamp import sdnotify
@@ -59,6 +56,7 @@ from touchlamp.server.store import (
     UnknownLampError,
     open_store,
 )
+from touchlamp.stopping import StopSignals
 
 __all__ = ["register"]
 
@@ -143,14 +141,11 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 # -- run -----------------------------------------------------------------------------------------
 def _run(args: argparse.Namespace) -> int:
     settings = load_settings(RelaySettings, env_file=args.env_file)
-    stop = threading.Event()
+    with StopSignals() as stop:  # SIGTERM (systemd), SIGINT (Ctrl-C), SIGHUP (a closed terminal)
+        return _run_until(stop, settings)
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        _log.info("received %s: stopping", signal.Signals(signum).name)
-        stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+def _run_until(stop: StopSignals, settings: RelaySettings) -> int:
     with _store(settings) as store:
         metrics = RelayMetrics()
         relay = Relay(settings=settings, store=store, metrics=metrics)
@@ -173,7 +168,7 @@ def _run(args: argparse.Namespace) -> int:
                 server.stop()
 
 
-def _serve(relay: Relay, settings: RelaySettings, stop: threading.Event) -> int:
+def _serve(relay: Relay, settings: RelaySettings, stop: StopSignals) -> int:
     """The main loop: tell systemd we are ready once connected, ping its watchdog while the
     worker is alive, and return when asked to stop (or the broker refuses our login)."""
     every = sdnotify.watchdog_due_every() or _WATCHDOG_FALLBACK_SECONDS

@@ -49,7 +49,7 @@ What to know before changing it:
   broker's data waits in the socket), never grows memory. On the way out, paho's outgoing queue
   is bounded too (``max_queued``); when it is full the worker waits for PUBACKs (reading and
   writing meanwhile), which stops it taking new work. paho's inflight window is removed by
-  default (``max_inflight=0``; its default of 20 plus a growing queue is quadratic, DESIGN.md,
+  default (``max_inflight=0``; its default of 20 plus a growing queue is quadratic, ARCHITECTURE.md,
   and any window costs a scan of the queue per PUBACK), so ``max_queued`` is the bound.
 - **Graceful stop.** ``stop()``: stop taking work (later deliveries stay unacked in the broker's
   session), finish the messages read, wait for the broker to acknowledge every glow, then
@@ -66,6 +66,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import math
 import ssl
 import threading
 import time
@@ -91,6 +92,7 @@ from touchlamp.protocol import (
     decode_availability,
     decode_pair_request,
     encode,
+    reasons,
 )
 from touchlamp.server.badmessages import LogThrottle, safe_excerpt
 from touchlamp.server.confirmations import ConnectionEnds
@@ -102,6 +104,7 @@ from touchlamp.server.forwarding import (
     ForwardingRule,
     Received,
 )
+from touchlamp.server.glows_waiting import GlowsWaiting, WaitingGlow
 from touchlamp.server.groupstate import NOT_PAIRED, states_for
 from touchlamp.server.metrics import RelayMetrics
 from touchlamp.server.mqttdriver import MqttDriver
@@ -114,9 +117,6 @@ __all__ = ["Relay", "RelayAuthError"]
 
 _log = logging.getLogger(__name__)
 
-# CONNACK reason codes that retrying cannot fix: bad user name or password, not authorised,
-# banned, bad authentication method.
-_AUTH_FAILURES = frozenset({0x86, 0x87, 0x8A, 0x8C})
 _HOUSEKEEPING_SECONDS = 60.0
 _STORE_RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 _KEEP_EXPIRED_CODES_MS = 24 * 3600 * 1000
@@ -223,8 +223,14 @@ class Relay:
         self._outstanding = 0  # glows and states handed to paho, not yet PUBACKed
         self._heartbeat = monotonic()
         self._next_housekeeping = monotonic()
+        self._lost_at: float | None = None  # monotonic, while the broker connection is lost
+        # Glows answered "no matching subscribers" (or refused for now), kept for their lamp;
+        # and every glow handed to paho, by mid, until its PUBACK says what became of it.
+        self._waiting = GlowsWaiting(clock=monotonic)
+        self.metrics.glows_waiting.set_function(lambda: len(self._waiting))
+        self._glows_sent: dict[int, tuple[WaitingGlow, bool]] = {}
 
-        # Glows are never retained and expire: a stale glow is not worth showing (DESIGN.md).
+        # Glows are never retained and expire: a stale glow is not worth showing (PROTOCOL.md).
         self._glow_props = _PackedOnce(
             PacketTypes.PUBLISH, MessageExpiryInterval=settings.forwarding.glow_expiry_seconds
         )
@@ -345,17 +351,18 @@ class Relay:
         properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
-            if reason_code.value in _AUTH_FAILURES:
+            reason = reasons.connack(reason_code.value)
+            if reason.verdict is reasons.Verdict.STOP:
                 self._auth_error = (
                     f"the broker refused the relay's login as {self._settings.mqtt.username!r} "
-                    f"({reason_code}); check TOUCHLAMP_RELAY_MQTT__USERNAME and "
+                    f"({reason}): {reason.fix}; check TOUCHLAMP_RELAY_MQTT__USERNAME and "
                     "TOUCHLAMP_RELAY_MQTT__PASSWORD (or …_PASSWORD_FILE), and the relay's "
                     "login on the broker"
                 )
                 _log.error("%s; not retrying", self._auth_error)
                 self._finished.set()  # the worker ends, and closes the connection for good
             else:
-                _log.warning("broker refused the connection: %s; retrying", reason_code)
+                _log.warning("broker refused the connection: %s; retrying", reason)
             return
         self._generation += 1
         topics, share = self._topics, self._settings.mqtt.share_name
@@ -379,7 +386,16 @@ class Relay:
         if self._first_connect:
             self._first_connect = False
             self._inbox.append(_RESYNC)
-        _log.info("connected to the broker at %s", self._settings.mqtt.host)
+        if self._lost_at is not None:
+            # As loud as the loss was (a warning): whoever read that one wants this one.
+            _log.warning(
+                "reconnected to the broker at %s after %.1f s",
+                self._settings.mqtt.host,
+                self._monotonic() - self._lost_at,
+            )
+            self._lost_at = None
+        else:
+            _log.info("connected to the broker at %s", self._settings.mqtt.host)
         if self._first_connect_note:
             self._first_connect_note = False
             self._note_receive_maximum(getattr(properties, "ReceiveMaximum", None))
@@ -430,6 +446,8 @@ class Relay:
         self._connected.clear()
         self.metrics.connected.set(0)
         if not (self._stopping.is_set() or self._finished.is_set()):
+            if self._lost_at is None:
+                self._lost_at = self._monotonic()
             _log.warning("lost the broker connection (%s); reconnecting", reason_code)
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
@@ -464,11 +482,47 @@ class Relay:
         self,
         _client: mqtt.Client,
         _userdata: object,
-        _mid: int,
-        _reason_code: ReasonCode,
+        mid: int,
+        reason_code: ReasonCode,
         _properties: Properties,
     ) -> None:
         self._outstanding = max(0, self._outstanding - 1)
+        sent = self._glows_sent.pop(mid, None)
+        if sent is None:
+            # A group state (retained: "no matching subscribers" is fine, the broker keeps it)
+            # or a pairing answer (the lamp that asked went away: nothing to keep it for).
+            return
+        glow, resent = sent
+        reason = reasons.puback(reason_code.value)
+        kept = reason.verdict in (reasons.Verdict.NO_SUBSCRIBERS, reasons.Verdict.RETRY)
+        self._waiting.answered(glow, kept=kept, resent=resent)
+        if kept:
+            self.metrics.glows_kept.inc()
+            _log.info(
+                "a glow for %s was answered %s; kept, to send again once the lamp is back",
+                glow.lamp_id,
+                reason,
+            )
+        elif reason.verdict is reasons.Verdict.STOP:
+            self.metrics.glows_dropped.labels(reason="refused").inc()
+            _log.error(
+                "the broker refused a glow for %s (%s); dropped it: %s (%s)",
+                glow.lamp_id,
+                reason,
+                reason.fix,
+                self._topics.glow(glow.lamp_id),
+            )
+        self._count_overflow()
+
+    def _count_overflow(self) -> None:
+        dropped = self._waiting.dropped()
+        if dropped:
+            self.metrics.glows_dropped.labels(reason="overflow").inc(dropped)
+            _log.warning(
+                "%d glow(s) kept for lamps that were away dropped: too many waiting (the oldest "
+                "go first)",
+                dropped,
+            )
 
     # -- worker ---------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -484,11 +538,18 @@ class Relay:
                     count = min(len(self._inbox), _BATCH)
                     self._handle_batch([self._inbox.popleft() for _ in range(count)])
                     self._net.flush()  # this batch's glows and acks leave before the next one
+                self._send_waiting()
                 if not self._inbox and not self._stopping.is_set():
                     self._catch_up()
                     self._net.flush()
                 self._housekeeping()
         finally:
+            if len(self._waiting):
+                _log.warning(
+                    "stopping with %d glow(s) kept for lamps that were away; they are lost "
+                    "(they live in the relay's memory, RELIABILITY.md)",
+                    len(self._waiting),
+                )
             self._net.close()
             self._connected.clear()
             self.metrics.connected.set(0)
@@ -671,11 +732,37 @@ class Relay:
         self._forward(decision, item)
 
     def _forward(self, decision: Forward, item: _Inbound) -> None:
+        expiry = self._settings.forwarding.glow_expiry_seconds
         for addressed in decision.glows:
-            self._publish(
-                self._topics.glow(addressed.to), encode(addressed.glow), props=self._glow_props
-            )
+            glow = self._waiting.new(addressed.to, encode(addressed.glow), expiry_seconds=expiry)
+            if self._waiting.must_wait(glow):
+                self._count_overflow()  # kept behind the glows its lamp has not got yet
+                continue
+            self._send_glow(glow, props=self._glow_props, resent=False)
         self.metrics.forward_latency.observe(self._monotonic() - item.received)
+
+    def _send_glow(self, glow: WaitingGlow, *, props: Properties, resent: bool) -> None:
+        mid = self._publish(self._topics.glow(glow.lamp_id), glow.payload, props=props)
+        self._glows_sent[mid] = (glow, resent)
+
+    def _send_waiting(self) -> None:
+        """Glows kept for lamps that were away, when their lamp is back (or the backoff ran
+        out): with what is left of their expiry, so the lamp still ages them right."""
+        due = self._waiting.next_due()
+        if due is None or due > self._monotonic():
+            return
+        taken, expired = self._waiting.take()
+        if expired:
+            self.metrics.glows_dropped.labels(reason="expired").inc(expired)
+            _log.warning(
+                "%d glow(s) kept for lamps that were away expired before they came back", expired
+            )
+        now = self._monotonic()
+        for glow in taken:
+            props = _properties(PacketTypes.PUBLISH)
+            props.MessageExpiryInterval = max(1, math.ceil(glow.expires_at - now))
+            self._send_glow(glow, props=props, resent=True)
+        self.metrics.glows_resent.inc(len(taken))
 
     def _handle_pair(self, lamp_id: str, item: _Inbound) -> None:
         expected = self._topics.pair_response(lamp_id)
@@ -711,6 +798,10 @@ class Relay:
         except ProtocolError as error:
             self._reject("availability", item, error.reason)
             return
+        if availability is Availability.ONLINE:
+            # Published right after the lamp subscribed, on the same connection: glows kept
+            # for it can reach it now.
+            self._waiting.online(lamp_id)
         changed = self._presence.update(lamp_id, availability)
         if changed:
             # Counted, not recounted: a recount reads every lamp, O(n²) over a start-up's
@@ -731,14 +822,14 @@ class Relay:
 
     def _publish(
         self, topic: str, payload: bytes, *, retain: bool = False, props: Properties | None = None
-    ) -> None:
-        """Hand a QoS 1 message to paho, waiting while its outgoing queue is full."""
+    ) -> int:
+        """Hand a QoS 1 message to paho, waiting while its outgoing queue is full; its mid."""
         while True:
             info = self._client.publish(topic, payload, qos=1, retain=retain, properties=props)
             if info.rc != MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
                 # MQTT_ERR_NO_CONN is fine: paho keeps QoS 1 messages and sends them on reconnect.
                 self._outstanding += 1
-                return
+                return info.mid
             # Back-pressure: send what is queued and read PUBACKs (they shrink paho's queue).
             # Messages read meanwhile wait in the inbox, after the batch being handled.
             self._heartbeat = self._monotonic()

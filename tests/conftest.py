@@ -5,9 +5,15 @@
   never a public one. Function-scoped (a start takes a few tens of milliseconds), so no test sees
   another's lamps, sessions or retained messages. Teardown always stops Mosquitto, and the
   session checks at its end that none of the brokers it started is still running.
+- PostgreSQL: a throwaway cluster started on first use (``tests/postgres_cluster.py``), on a free
+  loopback port, never the machine's server on 5432; the session removes it at its end.
 - An ERROR (or worse) logged by any ``touchlamp`` logger fails the test: that is how an
   exception swallowed in a callback shows up. Opt out with ``@pytest.mark.allow_error_logs``
   in a test that provokes one on purpose.
+- The same for the processes a test starts (a relay, a simulated lamp) that log to a ``*.log``
+  file under the test's ``tmp_path``: an ERROR record of a touchlamp logger, or a traceback
+  nobody logged, fails the test (``tests/child_logs.py``). Allow the lines a test provokes on
+  purpose with ``@pytest.mark.allow_child_errors(r"regex", ...)`` (``re.search`` per line).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +29,8 @@ from pathlib import Path
 import pytest
 
 from tests.broker.harness import BrokerFixture, free_port
+from tests.child_logs import errors_under
+from tests.postgres_cluster import session_cluster_running, stop_session_cluster
 from touchlamp.broker.errors import BrokerStartError
 from touchlamp.broker.launcher import ManagedBroker
 from touchlamp.config.broker import BrokerSettings, ListenerSettings
@@ -37,6 +46,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "allow_error_logs: the test provokes an ERROR log line on purpose (no failure for it)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "allow_child_errors(*patterns): error lines in child processes' logs that the test "
+        "provokes on purpose (regexes, re.search per line)",
     )
 
 
@@ -73,6 +87,15 @@ def broker(tmp_path: Path) -> Iterator[BrokerFixture]:
         yield fixture
     finally:
         fixture.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _throwaway_postgres_removed() -> Iterator[None]:
+    # An inner session (pytester, in this process) leaves the outer session's cluster alone.
+    outer = session_cluster_running()
+    yield
+    if not outer:
+        stop_session_cluster()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -128,5 +151,30 @@ def _fail_on_error_logs(request: pytest.FixtureRequest) -> Iterator[None]:
         pytest.fail(
             f"touchlamp logged {len(collector.records)} error(s) during the test "
             f"(mark it allow_error_logs if that is intended):\n{lines}",
+            pytrace=False,
+        )
+    _fail_on_child_errors(request)
+
+
+def _fail_on_child_errors(request: pytest.FixtureRequest) -> None:
+    """Scan the logs the test's child processes wrote (after every fixture has stopped them)."""
+    tmp_path = (getattr(request.node, "funcargs", None) or {}).get("tmp_path")
+    if not isinstance(tmp_path, Path) or not tmp_path.is_dir():
+        return  # the test made no directory, so no child of it wrote a log there
+    allowed = [
+        re.compile(pattern)
+        for marker in request.node.iter_markers("allow_child_errors")
+        for pattern in marker.args
+    ]
+    found = errors_under(tmp_path, allowed)
+    if found:
+        shown = "\n".join(
+            f"  {log.relative_to(tmp_path)}: {line}"
+            for log, lines in found.items()
+            for line in lines
+        )
+        pytest.fail(
+            f"child processes logged {sum(map(len, found.values()))} error(s) during the test "
+            f"(allow the intended ones with @pytest.mark.allow_child_errors(r'regex')):\n{shown}",
             pytrace=False,
         )

@@ -44,8 +44,10 @@ function makeLamp(lamp) {
   figure.innerHTML =
     '<button class="shade" type="button"><span class="light"></span></button>' +
     '<div class="base"></div>' +
-    '<figcaption><span class="swatch"></span><span class="name"></span>' +
+    '<figcaption><span class="swatch"></span><a class="name"></a>' +
     '<span class="presence"></span></figcaption>';
+  // Each lamp's name leads to its own page (status, looks, pairing).
+  figure.querySelector(".name").href = `lamp/${encodeURIComponent(lamp.id)}/`;
   const shade = figure.querySelector(".shade");
   let held = false;
 

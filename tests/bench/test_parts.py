@@ -1,14 +1,18 @@
-"""The benchmarks' pure parts: percentiles, the result table, /proc readings."""
+"""The benchmarks' pure parts: percentiles, the result table, /proc readings, the latency
+benchmark's watch on lamp B's frames."""
 
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 
+from bench.latency import GlowWatch
 from bench.procfs import cpu_percent, sample
 from bench.results import Measure, Result, format_line, format_table
 from bench.stats import percentile, summarize
+from touchlamp.device.looks import Rgb
 
 
 def test_percentiles_are_nearest_rank_real_samples() -> None:
@@ -59,3 +63,76 @@ def test_proc_readings_of_this_process() -> None:
     assert cpu_percent(first, last) >= 0.0
     with pytest.raises(ValueError, match="two processes"):
         cpu_percent(first, sample(os.getppid()))
+
+
+# ---- the latency benchmark's watch on lamp B (issue 19) -----------------------------------------
+
+SENDER = "#ff3300"
+DARK = Rgb(0.0, 0.0, 0.0)
+LIT = Rgb(1.0, (0x33 / 255) ** 2.2, 0.0)  # the sender's colour at full, as PWM duty
+DIM = Rgb(0.01, (0.01 * 0x33 / 255) ** 2.2, 0.0)  # the same hue, too dim to count as shown
+B_OWN = Rgb(0.0, (0x66 / 255) ** 2.2, 1.0)  # lamp B's own colour
+
+
+def _watch() -> GlowWatch:
+    return GlowWatch(SENDER, gamma=2.2)
+
+
+def test_the_rise_is_timed_from_the_first_frame_that_shows_the_colour() -> None:
+    watch = _watch()
+    watch.saw(DARK, 0.5)
+    watch.arm()
+    for shown, at in [(DARK, 1.0), (DIM, 1.1), (B_OWN, 1.2), (LIT, 1.3), (LIT, 1.4)]:
+        watch.saw(shown, at)
+    assert watch.wait_lit(0.0) == 1.3
+
+
+def test_dark_frames_before_the_glow_rises_do_not_free_the_next_touch() -> None:
+    # The old benchmark took the dark frame that starts a glow's rise for "dark again" and
+    # sent every other touch while B still showed the previous glow.
+    watch = _watch()
+    watch.saw(DARK, 0.5)
+    watch.arm()
+    watch.saw(DARK, 1.0)  # the glow's first frame: the rise starts from dark
+    assert not watch.wait_dark(0.0)
+    watch.saw(LIT, 1.001)
+    assert not watch.wait_dark(0.0)
+    with pytest.raises(RuntimeError, match=r"not dark: each touch must start from a dark lamp"):
+        watch.arm()
+    watch.saw(DIM, 1.1)  # fading: not dark yet
+    assert not watch.wait_dark(0.0)
+    watch.saw(DARK, 1.2)
+    assert watch.wait_dark(0.0)
+    watch.arm()  # the next touch may go
+    assert watch.wait_lit(0.0) is None
+
+
+def test_a_touch_before_lamp_b_drew_anything_is_refused() -> None:
+    with pytest.raises(RuntimeError, match=r"lamp B shows None before the touch"):
+        _watch().arm()
+
+
+def test_frames_before_arming_count_for_nothing() -> None:
+    watch = _watch()
+    watch.saw(LIT, 1.0)
+    watch.saw(DARK, 1.1)
+    assert watch.wait_lit(0.0) is None
+    assert not watch.wait_dark(0.0)
+
+
+def test_a_frame_on_lamp_bs_thread_wakes_the_waiting_benchmark() -> None:
+    watch = _watch()
+    watch.saw(DARK, 0.5)
+    watch.arm()
+
+    def draw() -> None:  # lamp B's thread, after its frames
+        watch.saw(LIT, 2.0)
+        watch.saw(DARK, 2.1)
+
+    drawer = threading.Thread(target=draw)
+    drawer.start()
+    try:
+        assert watch.wait_lit(30.0) == 2.0
+        assert watch.wait_dark(30.0)
+    finally:
+        drawer.join()

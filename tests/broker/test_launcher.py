@@ -172,9 +172,9 @@ from touchlamp.config.broker import BrokerSettings, ListenerSettings
 broker = ManagedBroker(
     BrokerSettings(
         state_dir=Path(sys.argv[1]),
+        # As root, Mosquitto switches to its own user (run_as_user), which clears a
+        # parent-death signal (prctl(2)): the watcher must stop it all the same.
         listeners=[ListenerSettings(port=int(sys.argv[2]))],
-        # As root, Mosquitto switching to its own user would clear the parent-death signal.
-        run_as_user="root",
     ),
     stop_with_parent=sys.argv[3] == "yes",
 )

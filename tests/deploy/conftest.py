@@ -26,7 +26,7 @@ def pi(tmp_path: Path) -> Probes:
         dev_dir=dev,
         clock_check=lambda: True,
         service_state=lambda _unit: None,
-        lgpio_available=lambda: True,
+        lgpio=lambda: ("installed", ""),
         group_id=lambda _name: os.getgid(),
         timeout=3.0,
     )

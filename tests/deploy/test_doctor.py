@@ -8,6 +8,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from touchlamp.config.relay import AdminSettings, MqttSettings
 from touchlamp.device.control import ControlServer
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import LinkConnected
+from touchlamp.device.simulated import mark_simulated, unmark_simulated
 from touchlamp.doctor import (
     Outcome,
     Probes,
@@ -226,12 +228,46 @@ def test_a_bad_setting_is_named(tmp_path: Path, pi: Probes) -> None:
 def test_settings_readable_by_others_are_a_failure(tmp_path: Path, pi: Probes) -> None:
     settings = env_file(
         tmp_path / "device.env",
-        {"TOUCHLAMP_DEVICE_LAMP_ID": "lamp-kitchen", "TOUCHLAMP_DEVICE_MQTT__PORT": 1},
+        {
+            "TOUCHLAMP_DEVICE_LAMP_ID": "lamp-kitchen",
+            "TOUCHLAMP_DEVICE_MQTT__PORT": 1,
+            "TOUCHLAMP_DEVICE_MQTT__PASSWORD": "secret",
+        },
         mode=0o644,
     )
     lines = report(check_device(settings, probes=pi))
     assert lines[0] == (
-        f"FAIL {settings} is readable by others (0644); it holds a password\n"
+        f"FAIL {settings} is readable by others (0644); it holds a password "
+        "(TOUCHLAMP_DEVICE_MQTT__PASSWORD)\n"
+        f"     → fix: sudo chmod 600 {settings}"
+    )
+
+
+def test_a_relay_file_naming_password_files_does_not_hold_a_password(
+    tmp_path: Path, pi: Probes
+) -> None:
+    """``…_PASSWORD_FILE`` names a file (root's, 0600): the settings file holds no secret then."""
+    password = tmp_path / "relay-mqtt.password"
+    password.write_text("secret\n")
+    password.chmod(0o600)
+    settings = env_file(
+        tmp_path / "relay.env",
+        {
+            "TOUCHLAMP_RELAY_MQTT__PORT": 1,
+            "TOUCHLAMP_RELAY_MQTT__PASSWORD_FILE": password,
+            "TOUCHLAMP_RELAY_ADMIN__PASSWORD_FILE": password,
+        },
+        mode=0o644,
+    )
+    lines = report(check_relay(settings, probes=pi))
+    assert lines[0].startswith(f"OK   settings {settings}: broker localhost:1")
+    assert not [line for line in lines if "password" in line and "readable" in line]
+    # The same file with the password itself in it is a failure naming it.
+    with settings.open("a") as file:
+        file.write("TOUCHLAMP_RELAY_STORE_URL=postgresql://relay:secret@db/touchlamp\n")
+    assert report(check_relay(settings, probes=pi))[0] == (
+        f"FAIL {settings} is readable by others (0644); it holds a password "
+        "(TOUCHLAMP_RELAY_STORE_URL)\n"
         f"     → fix: sudo chmod 600 {settings}"
     )
 
@@ -284,11 +320,68 @@ def test_no_gpio_chip_no_group_and_no_lgpio_each_have_a_fix(tmp_path: Path, pi: 
         f"FAIL {pi.dev_dir / 'gpiochip0'} is not read/write for group gpio (mode 0600)"
     )
     (pi.dev_dir / "gpiochip0").unlink()
-    bare = Probes(**{**pi.__dict__, "lgpio_available": lambda: False})
+    bare = Probes(**{**pi.__dict__, "lgpio": lambda: ("missing", "")})
     lines = hardware_lines(tmp_path, bare)
     assert lines[0].startswith("FAIL no GPIO chip")
-    assert lines[1].startswith("FAIL gpiozero's pin driver lgpio is not importable")
-    assert "sudo apt install python3-lgpio" in lines[1]
+    assert lines[1] == (
+        "FAIL gpiozero's pin driver lgpio is not importable\n"
+        f"     → fix: sudo {sys.prefix}/bin/pip install 'lgpio>=0.2.2' (64-bit Raspberry Pi OS), "
+        "or sudo apt install python3-lgpio (the lamp's venv sees the system's packages)"
+    )
+    placeholder = Probes(**{**pi.__dict__, "lgpio": lambda: ("empty", "")})
+    assert hardware_lines(tmp_path, placeholder)[1] == (
+        "FAIL the installed lgpio is an empty placeholder (lgpio 0.0.0.2: pip found no lgpio "
+        "wheel for this system)\n"
+        f"     → fix: sudo {sys.prefix}/bin/pip uninstall -y lgpio && sudo apt install "
+        "python3-lgpio"
+    )
+
+
+def test_a_simulated_lamp_is_checked_as_one(tmp_path: Path, pi: Probes) -> None:
+    """`touchlamp sim` marks the lamp's state directory: no GPIO, pin driver or service to
+    expect, and this machine's clock is not the lamp's (here: none of those exist)."""
+    machine = Probes(
+        **{
+            **pi.__dict__,
+            "dev_dir": tmp_path / "no-dev",
+            "lgpio": lambda: ("missing", ""),
+            "clock_check": lambda: False,
+            "service_state": lambda _unit: "inactive",
+        }
+    )
+    state = tmp_path / "state"
+    settings = env_file(
+        tmp_path / "device.env",
+        {
+            "TOUCHLAMP_DEVICE_LAMP_ID": "lamp-a",
+            "TOUCHLAMP_DEVICE_MQTT__PORT": 1,
+            "TOUCHLAMP_DEVICE_STATE_DIR": state,
+        },
+    )
+    as_a_pi = report(check_device(settings, probes=machine))
+    assert [line.split("\n")[0] for line in as_a_pi if line.startswith("FAIL")][:4] == [
+        "FAIL clock not synchronised (TLS certificates, quiet hours and glow ages depend on it)",
+        (
+            f"FAIL no GPIO chip ({machine.dev_dir}/gpiochip*): this is not a Raspberry Pi, or "
+            "its GPIO driver is missing"
+        ),
+        "FAIL gpiozero's pin driver lgpio is not importable",
+        "FAIL service touchlamp-device.service is inactive",
+    ]
+    mark_simulated(state)
+    lines = report(check_device(settings, probes=machine))
+    assert lines[:3] == [
+        f"OK   settings {settings}: simulated lamp lamp-a, broker localhost:1",
+        "SKIP clock: not synchronised on this machine (a simulated lamp uses its clock)",
+        "SKIP GPIO, pin driver and service: a simulated lamp has none",
+    ]
+    # Only the missing password is left to fail (the lamp is not enrolled with a relay).
+    assert [line.split("\n")[0] for line in lines if line.startswith("FAIL")] == [
+        "FAIL lamp lamp-a has no MQTT password"
+    ]
+    # --simulated says so for a lamp that has not run yet; False checks it as a Pi.
+    unmark_simulated(state)
+    assert report(check_device(settings, probes=machine, simulated=True))[:3] == lines[:3]
 
 
 def test_an_mpr121_needs_i2c_enabled(tmp_path: Path, pi: Probes) -> None:
@@ -299,6 +392,22 @@ def test_an_mpr121_needs_i2c_enabled(tmp_path: Path, pi: Probes) -> None:
     (pi.dev_dir / "i2c-1").chmod(0o660)
     assert hardware_lines(tmp_path, pi, touch_kind="mpr121")[-1] == (
         "OK   I2C i2c-1 accessible to group i2c"
+    )
+
+
+def test_a_neopixel_strip_needs_spi_enabled(tmp_path: Path, pi: Probes) -> None:
+    lines = hardware_lines(tmp_path, pi, led_kind="neopixel", touch_kind="none")
+    # (The "SKIP GPIO: … in the settings" line before it is filtered out with the settings.)
+    assert lines == [
+        (
+            "FAIL no SPI bus for the NeoPixel strip (it is driven over SPI, data on GPIO10)\n"
+            "     → fix: enable SPI: sudo raspi-config nonint do_spi 0, then reboot"
+        )
+    ]
+    (pi.dev_dir / "spidev0.0").touch()
+    (pi.dev_dir / "spidev0.0").chmod(0o660)
+    assert hardware_lines(tmp_path, pi, led_kind="neopixel", touch_kind="none")[-1] == (
+        "OK   SPI spidev0.0 accessible to group spi"
     )
 
 

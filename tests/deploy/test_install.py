@@ -67,6 +67,8 @@ def root(tmp_path: Path) -> Path:
         "/etc/systemd/system/ssh.service"
     )
     (root / "usr/local/bin/other-tool").write_text("#!/bin/sh\n")
+    # Raspberry Pi OS's groups for the GPIO, I2C and SPI devices (Debian has none of them).
+    (root / "etc/group").write_text("root:x:0:\ngpio:x:997:pi\ni2c:x:998:pi\nspi:x:999:pi\n")
     return root
 
 
@@ -340,3 +342,51 @@ def test_a_lamps_commands_do_not_load_the_installer_until_it_runs() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_a_lamp_on_a_system_without_the_device_groups_is_told_what_to_do(root: Path) -> None:
+    """Debian has no gpio/i2c/spi groups, and systemd refuses to start a unit whose
+    SupplementaryGroups= names a group that does not exist."""
+    (root / "etc/group").write_text("root:x:0:\ni2c:x:998:\n")
+    advice = [
+        (
+            "warning: this system has no group gpio, spi: systemd will not start "
+            "touchlamp-device.service,"
+        ),
+        "  which runs in groups gpio i2c spi (the owners of the GPIO, I2C and SPI devices).",
+        "  On a Raspberry Pi, install Raspberry Pi OS (it has them). Elsewhere create them:",
+        "    sudo groupadd --system gpio && sudo groupadd --system spi",
+        "  and give each its devices with a udev rule (DEPLOY.md, 'Not on Raspberry Pi OS').",
+    ]
+    assert run_install(root, dry_run=True).splitlines()[-5:] == advice
+    assert run_install(root).splitlines()[-5:] == advice
+    assert run_install(root).splitlines() == [
+        "touchlamp-device.service is installed and up to date; nothing to do",
+        "",
+        *advice,
+    ]
+    # A relay needs no device groups.
+    assert "warning" not in run_install(root, "relay")
+
+
+def test_a_lamp_on_64_bit_arm_gets_lgpio_from_its_wheel(root: Path) -> None:
+    source = Path(__file__).resolve().parents[2]
+
+    def pip_steps(role: str, machine: str) -> list[str]:
+        options = InstallOptions(
+            role=role,  # type: ignore[arg-type]
+            root=root,
+            source=source,
+            machine=machine,
+        )
+        return [
+            step.describe()
+            for step in plan_install(options)
+            if step.describe().startswith("pip install")
+        ]
+
+    venv = root / "opt/touchlamp/venv"
+    assert pip_steps("device", "aarch64") == [f"pip install {source}[pi] into {venv}"]
+    # No wheel for 32-bit ARM or a PC: the venv sees the system's python3-lgpio instead.
+    assert pip_steps("device", "armv7l") == [f"pip install {source} into {venv}"]
+    assert pip_steps("relay", "aarch64") == [f"pip install {source} into {venv}"]

@@ -98,12 +98,19 @@ def test_units_start_after_network_and_clock_and_come_back_after_a_crash(name: s
     assert settings["WantedBy"] == ["multi-user.target"]
 
 
-def test_the_lamp_reaches_gpio_and_i2c_and_has_a_writable_working_directory() -> None:
+def test_the_lamp_reaches_gpio_i2c_and_spi_and_has_a_writable_working_directory() -> None:
     settings = directives(shipped("touchlamp-device.service"))
-    assert settings["SupplementaryGroups"] == ["gpio i2c"]
+    assert settings["SupplementaryGroups"] == ["gpio i2c spi"]
     assert settings["StateDirectory"] == ["touchlamp"]
     assert settings["WorkingDirectory"] == ["%S/touchlamp"]
-    assert {"char-gpiochip rw", "char-i2c rw"} <= set(settings["DeviceAllow"])
+    assert {"char-gpiochip rw", "char-i2c rw", "char-spi rw"} <= set(settings["DeviceAllow"])
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_a_settings_or_hardware_error_is_not_restarted_in_a_loop(name: str) -> None:
+    """The lamp exits 2 on a setting or hardware it cannot use (tests/device/test_gpio.py);
+    restarting every 5 s for ever would fix nothing and flood the journal."""
+    assert directives(shipped(name))["RestartPreventExitStatus"] == ["2"]
 
 
 def test_settings_reach_the_service_as_a_credential_it_names_on_its_command_line() -> None:

@@ -24,6 +24,7 @@ from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import LinkSink
 from touchlamp.device.looks import Rgb
 from touchlamp.device.sim import NotifyingLight
+from touchlamp.device.status import GlowNews, LampNews, LampStatus, MemberStatus, StatusChanged
 
 AMBER = "#ff8c1a"
 BLUE = "#3c78ff"
@@ -140,6 +141,103 @@ def test_a_colour_picked_by_holding_reaches_the_partner(world: World) -> None:
             stored = world.store.get_lamp("lamp-a")
             assert stored is not None
             assert stored.color == chosen
+        finally:
+            a.agent.stop()
+            b.agent.stop()
+
+
+class Recorder:
+    """A listener that keeps every piece of news (called on the agent's thread)."""
+
+    def __init__(self) -> None:
+        self.news: list[LampNews] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, news: LampNews) -> None:
+        with self._lock:
+            self.news.append(news)
+
+    def glows(self) -> list[GlowNews]:
+        with self._lock:
+            return [item for item in self.news if isinstance(item, GlowNews)]
+
+    def statuses(self) -> list[LampStatus]:
+        with self._lock:
+            return [item.status for item in self.news if isinstance(item, StatusChanged)]
+
+
+def test_status_and_news_follow_a_touch_made_through_the_agent(world: World) -> None:
+    a = PinLamp(world.lamp("lamp-a", color=AMBER, name="Anna's lamp"))
+    b = PinLamp(world.lamp("lamp-b", color=BLUE, name="Ben's lamp"))
+    heard = Recorder()
+    b.agent.add_listener(heard)
+    world.pair("lamp-a", "lamp-b")
+    with world.relay():
+        try:
+            _running(a, b)
+            a.wait_for(
+                lambda it: (
+                    it.agent.status().members
+                    == (MemberStatus(id="lamp-b", name="Ben's lamp", color=BLUE, online=True),)
+                ),
+                "A's status naming B online",
+            )
+
+            a.agent.touch()  # what the owner page's and Home Assistant's buttons do
+
+            b.wait_for(lambda it: same_hue(it.led(), AMBER, gamma=2.2), "B glowing in amber")
+            wait_until(lambda: len(heard.glows()) == 1, "B's listener told of the glow")
+            glow = heard.glows()[0]
+            assert (glow.from_lamp, glow.color, glow.mutual, glow.shown) == (
+                "lamp-a",
+                AMBER,
+                False,
+                True,
+            )
+            status = b.agent.status()
+            assert status.last_glow == glow
+            assert (status.lamp_id, status.name, status.online) == ("lamp-b", "Ben's lamp", True)
+            assert status.missed_touches == 0
+            assert max(status.led) > 0.0
+            assert heard.statuses()[-1].last_glow == glow
+        finally:
+            a.agent.stop()
+            b.agent.stop()
+
+
+@pytest.mark.allow_error_logs  # the broken listener's, on purpose
+def test_quiet_now_keeps_the_lamp_dark_and_counts_the_missed_touch(world: World) -> None:
+    a = PinLamp(world.lamp("lamp-a", color=AMBER))
+    b = PinLamp(world.lamp("lamp-b", color=BLUE))
+    heard = Recorder()
+
+    def broken(news: LampNews) -> None:
+        raise RuntimeError(f"a listener with a bug, given {news}")
+
+    b.agent.add_listener(broken)  # logged, and neither the lamp nor the next listener stops
+    b.agent.add_listener(heard)
+    world.pair("lamp-a", "lamp-b")
+    with world.relay():
+        try:
+            _running(a, b)
+            b.agent.set_quiet_now(True)
+            wait_until(lambda: b.agent.status().quiet_now, "B quiet now")
+            assert b.agent.status().quiet
+
+            a.agent.touch()
+
+            wait_until(lambda: len(heard.glows()) == 1, "B's listener told of the glow")
+            assert not heard.glows()[0].shown
+            assert b.agent.status().missed_touches == 1
+            assert max(b.led()) == 0.0
+
+            before = len(heard.statuses())
+            b.agent.touch()  # the owner at the lamp has seen to it
+            # (A mutual glow answering B's own touch may be missed and counted again after.)
+            wait_until(
+                lambda: 0 in [s.missed_touches for s in heard.statuses()[before:]],
+                "B's missed count reset by touching B",
+            )
         finally:
             a.agent.stop()
             b.agent.stop()

@@ -113,7 +113,7 @@ def _demo(
     process = _start(*command, "--state-dir", str(state_dir), "--web-port", "0")
     with _reaped(process):
         assert process.stdout is not None
-        _read_until(process.stdout, "touchlamp demo: open http")
+        _read_until(process.stdout, f"touchlamp {command[0]}: open http")
         document = json.loads((state_dir / "demo.json").read_text())
         yield process, document
 

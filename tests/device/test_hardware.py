@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import queue
+import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,6 +39,7 @@ from touchlamp.device.hardware import (
     mock_pin_factory,
     open_light_output,
     open_touch_input,
+    pin_error,
 )
 from touchlamp.device.looks import Rgb
 
@@ -167,11 +171,44 @@ def test_no_touch_and_no_light_do_nothing() -> None:
     light.show(Rgb(1.0, 1.0, 1.0))
 
 
-def test_a_pin_already_in_use_is_a_hardware_error_naming_the_pin(factory: Any) -> None:
+BUSY_TOUCH = (
+    "cannot open the button on GPIO17: the pin is busy (another program or a kernel driver "
+    "holds it; `pinctrl get` shows what each pin is set to); stop that program or free the pin, "
+    "or wire the button to another pin and set TOUCHLAMP_DEVICE_HARDWARE__TOUCH_PIN"
+)
+
+
+def test_a_pin_already_in_use_is_named_busy_with_the_setting_to_change(factory: Any) -> None:
     first = GpioTouch(pin=17, kind="ttp223", pin_factory=factory)
-    with pytest.raises(HardwareError, match=r"GPIO17.*TOUCH_PIN"):
+    with pytest.raises(HardwareError) as raised:
         GpioTouch(pin=17, kind="button", pin_factory=factory)
+    assert str(raised.value) == BUSY_TOUCH
     first.close()
+
+
+def test_a_pin_another_process_holds_is_named_busy() -> None:
+    """lgpio's own error for a pin claimed elsewhere (its text is "GPIO busy"), which gpiozero
+    lets through rather than wrapping."""
+
+    class LgpioError(Exception):  # the shape of lgpio.error: its message is lgpio's text
+        pass
+
+    error = pin_error(
+        LgpioError("GPIO busy"),
+        what="button",
+        pins="GPIO17",
+        setting="TOUCHLAMP_DEVICE_HARDWARE__TOUCH_PIN",
+    )
+    assert str(error) == BUSY_TOUCH
+    other = pin_error(
+        LgpioError("bad GPIO number"),
+        what="LED",
+        pins="GPIO99",
+        setting="TOUCHLAMP_DEVICE_HARDWARE__LED_PIN",
+    )
+    assert str(other) == (
+        "cannot open the LED on GPIO99: bad GPIO number; check TOUCHLAMP_DEVICE_HARDWARE__LED_PIN"
+    )
 
 
 # ---- light --------------------------------------------------------------------------------------
@@ -249,7 +286,7 @@ def test_a_neopixel_strip_gets_8_bit_values() -> None:
 @pytest.fixture
 def without_extras(monkeypatch: pytest.MonkeyPatch) -> None:
     """Imports of the optional hardware libraries fail, as on a machine without the extras."""
-    for name in ("neopixel", "board", "busio", "adafruit_mpr121"):
+    for name in ("neopixel_spi", "board", "busio", "adafruit_mpr121"):
         # None in sys.modules makes `import name` raise ModuleNotFoundError.
         monkeypatch.setitem(sys.modules, name, None)
 
@@ -257,7 +294,11 @@ def without_extras(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("without_extras")
 def test_a_neopixel_strip_without_its_extra_names_what_to_install(factory: Any) -> None:
     hardware = HardwareSettings(led_kind="neopixel")
-    with pytest.raises(MissingExtraError, match=r"NeoPixel.*pip install 'touchlamp\[neopixel\]'"):
+    with pytest.raises(
+        MissingExtraError,
+        match=r"^a NeoPixel strip needs the 'neopixel' extra \(neopixel_spi is not installed\): "
+        r"pip install 'touchlamp\[neopixel\]'$",
+    ):
         open_light_output(hardware, pin_factory=factory)
 
 
@@ -271,4 +312,86 @@ def test_an_mpr121_without_its_extra_names_what_to_install(factory: Any) -> None
 def test_the_optional_libraries_are_not_imported_unless_configured() -> None:
     import touchlamp.device.hardware  # noqa: F401  the import under test
 
-    assert not {"neopixel", "board", "busio", "adafruit_mpr121"} & set(sys.modules)
+    assert not {"neopixel_spi", "board", "busio", "adafruit_mpr121"} & set(sys.modules)
+
+
+def test_a_neopixel_strip_on_a_pin_spi_cannot_drive_is_told_to_use_gpio10() -> None:
+    with pytest.raises(HardwareError) as raised:
+        NeoPixelLight(pin="D18")
+    assert str(raised.value) == (
+        "a NeoPixel strip is driven over SPI, so its data line goes to GPIO10 (MOSI, pin 19), "
+        "not D18: rewire it and set TOUCHLAMP_DEVICE_HARDWARE__NEOPIXEL_PIN=D10"
+    )
+
+
+# ---- Adafruit Blinka on an emulated Raspberry Pi ----------------------------------------------
+# Blinka identifies the board once per process and honours BLINKA_FORCEBOARD/BLINKA_FORCECHIP,
+# so each case runs the real Blinka in a Python of its own, as on a Pi 4 or a Pi 5 (without
+# their /dev/spidev0.0 and /dev/i2c-1: SPI and I2C are off, as on a fresh Raspberry Pi OS).
+
+_OPEN = """
+import sys
+from touchlamp.config.device import HardwareSettings
+from touchlamp.device.hardware import HardwareError, open_light_output, open_touch_input
+for hidden in sys.argv[2:]:
+    sys.modules[hidden] = None  # not installed
+hardware = HardwareSettings(led_kind="neopixel", touch_kind="none")
+if sys.argv[1] == "mpr121":
+    hardware = HardwareSettings(led_kind="none", touch_kind="mpr121")
+try:
+    open_light_output(hardware, pin_factory=None)
+    open_touch_input(hardware, pin_factory=None)
+except HardwareError as error:
+    print(f"{type(error).__name__}: {error}")
+"""
+
+
+def on_a_pi(board: str, part: str, *hidden: str) -> str:
+    environment = {
+        **os.environ,
+        "BLINKA_FORCEBOARD": board,
+        "BLINKA_FORCECHIP": "BCM2XXX",
+        "GPIOZERO_PIN_FACTORY": "mock",  # the MPR121's IRQ line: gpiozero's mock pins
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", _OPEN, part, *hidden],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize("board", ["RASPBERRY_PI_4B", "RASPBERRY_PI_5"])
+def test_blinkas_missing_platform_library_is_one_line_naming_the_extra(board: str) -> None:
+    """Blinka raises RuntimeError (not ImportError) when gpiod is missing: one line, no
+    traceback, naming what to install."""
+    assert on_a_pi(board, "neopixel", "gpiod") == (
+        "MissingExtraError: a NeoPixel strip needs the platform library gpiod, which is not "
+        "installed: pip install 'gpiod' into the lamp's Python (touchlamp's 'neopixel' extra "
+        "declares it)"
+    )
+    assert on_a_pi(board, "mpr121", "gpiod") == (
+        "MissingExtraError: the MPR121 touch sensor needs the platform library gpiod, which is "
+        "not installed: pip install 'gpiod' into the lamp's Python (touchlamp's 'mpr121' extra "
+        "declares it)"
+    )
+
+
+@pytest.mark.parametrize("board", ["RASPBERRY_PI_4B", "RASPBERRY_PI_5"])
+def test_spi_and_i2c_turned_off_are_named_with_the_command_that_turns_them_on(board: str) -> None:
+    # This test is about a Pi with SPI and I2C off.
+    assert not Path("/dev/spidev0.0").exists()
+    assert not Path("/dev/i2c-1").exists()
+    assert on_a_pi(board, "neopixel") == (
+        "HardwareError: a NeoPixel strip needs SPI, which is off (/dev/spidev0.0 does not "
+        "exist): sudo raspi-config nonint do_spi 0, then reboot"
+    )
+    assert on_a_pi(board, "mpr121") == (
+        "HardwareError: the MPR121 touch sensor needs I2C, which is off (/dev/i2c-1 does not "
+        "exist): sudo raspi-config nonint do_i2c 0, then reboot"
+    )

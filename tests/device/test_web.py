@@ -117,7 +117,7 @@ def test_the_api_lists_each_lamp_with_its_pins(page: str) -> None:
         ("lamp-b", "Grandma", BLUE),
     ]
     for lamp in lamps:
-        assert set(lamp) == {"id", "name", "online", "led", "color", "gamma"}
+        assert set(lamp) == {"id", "name", "online", "led", "color", "gamma", "revision"}
         assert len(lamp["led"]) == 3
         assert all(0.0 <= value <= 1.0 for value in lamp["led"])
 

@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from tests.faults.lamps import WAIT, FaultLamp, assert_delivered, wait_until
-from tests.faults.proxy import Direction
+from tests.faults.proxy import Direction, Packet
 from tests.faults.test_broker_faults import touching
 from tests.faults.world import FaultWorld
 from touchlamp.device.agent import LampAgent
@@ -65,9 +65,16 @@ def test_a_relay_killed_after_recording_a_touch_but_before_its_glows_left_sends_
     b.wait_received(1, sender="lamp-a")
     before = _last_touch_ms(world, a)
 
+    held: list[Packet] = []  # what the relay sent while paused: the proxy holds exactly that
+    glow_topic = world.broker.topics.glow("lamp-b")
+    proxy.watch(lambda way, packet: held.append(packet) if way is Direction.UP else None)
     proxy.pause(Direction.UP)  # what the relay sends stays in the proxy
-    a.touch()
+    touch = a.touch().encode()
     wait_until(lambda: _last_touch_ms(world, a) > before, "the relay to record the touch")
+    wait_until(
+        lambda: any(p.topic == glow_topic and touch in p.body for p in list(held)),
+        "the relay's glow for the touch to be held in the proxy",
+    )
     relay.kill9()
     proxy.discard_held()
     proxy.resume()

@@ -252,3 +252,8 @@ class TestLamp:
     def glow_ids(self) -> list[str]:
         with self._lock:
             return [glow.touch for glow in self.glows]
+
+    def pair_responses(self) -> list[PairResponse]:
+        """Every pairing answer that arrived on this lamp's response topic, in arrival order."""
+        with self._lock:
+            return list(self._responses.values())

@@ -2,9 +2,11 @@
 
 ``fresh_backend("sqlite" | "postgres", tmp_path)`` yields a ``Backend``: the setting that
 ``open_store`` takes (a file in ``tmp_path``, or a DSN of a database created for this test and
-dropped after it). PostgreSQL comes from ``TOUCHLAMP_TEST_PG_DSN`` (a ``postgresql://`` URL,
-default ``postgresql://postgres@127.0.0.1:5432/postgres``; its user must be allowed to create
-databases); if no server answers there, the test is skipped and says why.
+dropped after it). PostgreSQL is a throwaway cluster the run starts on first use on a free
+loopback port (``tests/postgres_cluster.py``), never the machine's server on 5432; set
+``TOUCHLAMP_TEST_PG_DSN`` (a ``postgresql://`` URL whose user may create databases) to use a
+server of your own instead. Either way, a server that cannot be started or reached fails the
+test, naming why: the PostgreSQL tests never skip.
 """
 
 from __future__ import annotations
@@ -21,15 +23,15 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.postgres_cluster import ClusterStartError, session_cluster
 from touchlamp.server.store import Store, open_store
 
 __all__ = ["BACKENDS", "Backend", "BackendName", "fresh_backend", "postgres_admin_dsn"]
 
 BackendName = Literal["sqlite", "postgres"]
 BACKENDS: tuple[BackendName, ...] = ("sqlite", "postgres")
-DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
-_pg_unreachable: str | None = None  # why, once a connection attempt has failed
+_external_unreachable: str | None = None  # why, once a connection attempt has failed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,23 +55,35 @@ class Backend:
 
 
 def postgres_admin_dsn() -> str:
-    """The DSN to create test databases with, or skip the test if no server answers there."""
-    global _pg_unreachable  # noqa: PLW0603  one failed attempt per session is enough waiting
-    dsn = os.environ.get("TOUCHLAMP_TEST_PG_DSN", DEFAULT_PG_DSN)
+    """The DSN to create test databases with: ``TOUCHLAMP_TEST_PG_DSN``, else the run's own
+    cluster. Fails the test (never skips it) when there is no server to be had."""
+    external = os.environ.get("TOUCHLAMP_TEST_PG_DSN")
+    if external:
+        return _reachable(external)
+    try:
+        return session_cluster().dsn
+    except ClusterStartError as error:
+        pytest.fail(f"the tests' own PostgreSQL cluster did not start: {error}", pytrace=False)
+
+
+def _reachable(dsn: str) -> str:
+    global _external_unreachable  # noqa: PLW0603  one failed attempt per session is enough waiting
     if not dsn.startswith(("postgresql://", "postgres://")):
         pytest.fail(f"TOUCHLAMP_TEST_PG_DSN must be a postgresql:// URL, not {dsn[:20]!r}…")
-    if _pg_unreachable is None:
+    if _external_unreachable is None:
         import psycopg
 
         try:
             psycopg.connect(dsn, connect_timeout=3).close()
         except psycopg.OperationalError as error:
-            _pg_unreachable = str(error).strip().splitlines()[0]
+            _external_unreachable = str(error).strip().splitlines()[0]
         else:
             return dsn
-    pytest.skip(
-        f"no PostgreSQL server at {urlsplit(dsn).hostname}:{urlsplit(dsn).port or 5432} "
-        f"({_pg_unreachable}); start one, or point TOUCHLAMP_TEST_PG_DSN at one"
+    pytest.fail(
+        f"no PostgreSQL server at {urlsplit(dsn).hostname}:{urlsplit(dsn).port or 5432}, where "
+        f"TOUCHLAMP_TEST_PG_DSN points ({_external_unreachable}); start it, or unset "
+        "TOUCHLAMP_TEST_PG_DSN to let the tests start a throwaway cluster of their own",
+        pytrace=False,
     )
 
 

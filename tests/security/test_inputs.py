@@ -5,6 +5,8 @@ MQTT 5 properties at the live relay (hypothesis). The legitimate pair keeps exch
 from __future__ import annotations
 
 import json
+import logging
+import urllib.request
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,7 +14,15 @@ from hypothesis import strategies as st
 
 from tests.security.raw import RawClient, connect_packet, publish_packet, remaining_length
 from tests.security.world import Mischief, SecureWorld
-from touchlamp.protocol import Topics
+from touchlamp.protocol import (
+    MAX_PAYLOAD_BYTES,
+    Topics,
+    Touch,
+    decode_pair_request,
+    decode_touch,
+    encode,
+)
+from touchlamp.server.metrics import MetricsServer
 
 _ACCEPTED = 0
 
@@ -44,18 +54,67 @@ def test_an_oversize_packet_before_login_is_refused_without_reading_it(
     world.exchange()
 
 
-def test_a_payload_under_the_packet_limit_but_over_the_protocols_is_dropped_by_the_relay(
-    world: SecureWorld,
+def test_a_valid_payload_padded_past_the_protocols_limit_is_dropped_for_its_size(
+    world: SecureWorld, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Under the broker's packet limit but over the protocol's: a touch and a pairing request
+    that are valid but for trailing JSON whitespace. The relay drops both for their size —
+    counted in /metrics, the reason logged — and the pair's lamps see nothing of them."""
     password = world.enroll("lamp-big", in_legit_group=True)
     attacker = world.mischief("lamp-big", password)
-    for topic in (world.topics.touch("lamp-big"), world.topics.pair("lamp-big")):
-        attacker.publish(
-            topic, b'{"seq": 1, "color": "#' + b"f" * 60_000 + b'"}', response_topic=None
-        )
-    world.exchange()
+    topics = world.topics
+    touch = encode(Touch(seq=1, stream=7, color="#ff8800", ts=1))
+    request = b'{"action": "status"}'
+    padded_touch, padded_request = (
+        payload.ljust(MAX_PAYLOAD_BYTES + 1, b" ") for payload in (touch, request)
+    )
+    # Valid but for the size: the same messages unpadded decode, and the padding is whitespace.
+    decode_touch(topics.touch("lamp-big"), touch)
+    decode_pair_request(topics.pair("lamp-big"), request)
+    assert json.loads(padded_touch) == json.loads(touch)
+    metrics = MetricsServer(
+        host="127.0.0.1", port=0, registry=world.relay.metrics.registry, healthy=lambda: True
+    )
+    metrics.start()
+    try:
+        before = _scrape(metrics.port)
+        with caplog.at_level(logging.WARNING, logger="touchlamp"):
+            attacker.publish(topics.touch("lamp-big"), padded_touch)
+            attacker.publish(
+                topics.pair("lamp-big"),
+                padded_request,
+                response_topic=topics.pair_response("lamp-big"),  # else dropped for that
+                correlation=b"1",
+            )
+            world.exchange()
+        after = _scrape(metrics.port)
+    finally:
+        metrics.stop()
+    dropped = 'touchlamp_relay_touches_dropped_total{reason="bad-payload"}'
+    bad_pairs = 'touchlamp_relay_bad_messages_total{kind="pair"}'
+    assert after[dropped] - before[dropped] == 1
+    assert after[bad_pairs] - before.get(bad_pairs, 0.0) == 1  # the first one makes the label
+    too_big = f"payload of {MAX_PAYLOAD_BYTES + 1} bytes is over the limit of {MAX_PAYLOAD_BYTES}"
+    said = [record.getMessage() for record in caplog.records]
+    assert [message for message in said if too_big in message] == [
+        message for message in said if "dropped a bad message" in message
+    ]
+    assert len([message for message in said if too_big in message]) == 2, said
     world.assert_only_legit_glows()
     assert world.relay.connected
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """The relay's /metrics, by sample name with labels."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
 
 
 def test_the_relay_never_answers_a_request_on_another_lamps_topic(world: SecureWorld) -> None:
