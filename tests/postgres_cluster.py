@@ -5,6 +5,8 @@ The server is ``postgres`` run directly as a child of this process, not through 
 ``pg_ctl`` detaches the server, so a test run killed hard (SIGKILL, the CI's timeout) would leave
 it running. As a direct child it gets a parent-death signal (``PR_SET_PDEATHSIG``, SIGQUIT: an
 immediate shutdown that also ends its backends), so it cannot outlive the process that started it.
+Linux sends that signal when the *thread* that started it ends: start it from the main thread
+(fixtures and ``fresh_backend`` run there).
 
 PostgreSQL refuses to run as root; run as root (CI, containers), the cluster runs as the
 ``postgres`` user that Debian's ``postgresql`` package creates (``scripts/setup`` installs it).
