@@ -42,6 +42,8 @@ __all__ = [
     "stop_session_cluster",
 ]
 
+_PREFIX = "touchlamp-test-pg-"
+_ABANDONED_SECONDS = 3600.0
 _READY_SECONDS = 60.0
 _PORT_ATTEMPTS = 5
 _SUPERUSER = "postgres"
@@ -126,6 +128,24 @@ def _quit_when_parent_dies(parent: int) -> Callable[[], None] | None:
     return set_parent_death_signal
 
 
+def _remove_abandoned(parent: Path, *, now: float | None = None) -> list[Path]:
+    """Remove the directories of clusters whose run was killed hard (the server ended with it,
+    nobody removed its files): no live server in them, and untouched for an hour (so a cluster
+    another run is still making is left alone). Returns what it removed."""
+    removed: list[Path] = []
+    for directory in parent.glob(_PREFIX + "*"):
+        try:
+            untouched = (now or time.time()) - directory.stat().st_mtime
+            pid_file = directory / "data" / "postmaster.pid"
+            alive = pid_file.exists() and Path(f"/proc/{pid_file.read_text().split()[0]}").exists()
+        except (OSError, IndexError):
+            continue  # not ours to judge (another user's, or going away meanwhile)
+        if not alive and untouched > _ABANDONED_SECONDS:
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+    return removed
+
+
 def _free_port() -> int:
     with socket.create_server(("127.0.0.1", 0)) as probe:
         return int(probe.getsockname()[1])
@@ -158,7 +178,8 @@ class ThrowawayPostgres:
     def start(self) -> None:
         bindir = find_bindir()
         owner = _owner()
-        self.directory = Path(tempfile.mkdtemp(prefix="touchlamp-test-pg-"))
+        _remove_abandoned(Path(tempfile.gettempdir()))
+        self.directory = Path(tempfile.mkdtemp(prefix=_PREFIX))
         if owner is not None:
             os.chown(self.directory, owner.uid, owner.gid)
         data = self.directory / "data"
