@@ -19,14 +19,13 @@ import logging
 import os
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
 from touchlamp.broker.admin import BrokerAdmin
 from touchlamp.broker.errors import BrokerStartError
+from touchlamp.broker.parent_watch import ParentWatch
 from touchlamp.broker.state import BrokerCredentials, StateLayout, prepare_state_dir
 from touchlamp.config.broker import BrokerSettings
 from touchlamp.protocol.topics import Topics
@@ -42,7 +41,8 @@ _RUNNING_MARK = b" running"
 # Problems Mosquitto logs and then keeps running with (e.g. the plugin without its JSON: every
 # client would be refused). Starting anyway would hide them, so they fail the start.
 _FATAL_MARKS = (b"Error",)
-_PARENT_WATCH = Path(__file__).with_name("parent_watch.py")
+# Linux only (pidfds): elsewhere Mosquitto outlives a launcher killed with SIGKILL.
+_PIDFDS = hasattr(os, "pidfd_open")
 
 
 def connect_host(address: str) -> str:
@@ -52,41 +52,6 @@ def connect_host(address: str) -> str:
     if address == "::":
         return "::1"
     return address
-
-
-def _watch_parent(
-    mosquitto: subprocess.Popen[bytes], log_file: IO[bytes]
-) -> tuple[subprocess.Popen[bytes], int] | None:
-    """Start parent_watch.py for ``mosquitto``: the watcher and the pipe end that keeps it idle.
-
-    ``None`` (and a warning) where Linux has no pidfds (before 5.3): Mosquitto then outlives
-    a parent killed with SIGKILL.
-    """
-    try:
-        # Before anything reaps Mosquitto, so the pidfd is certainly Mosquitto's.
-        pidfd = os.pidfd_open(mosquitto.pid)
-    except (AttributeError, OSError) as error:
-        log.warning("mosquitto will outlive this process if it is killed (no pidfd: %s)", error)
-        return None
-    # Both ends close on exec: the write end stays in this process alone (not in Mosquitto,
-    # the watcher or anything else we start), so its end is this process's end.
-    idle, alarm = os.pipe()
-    try:
-        watcher = subprocess.Popen(  # noqa: S603  our interpreter and our own file
-            [sys.executable, "-I", "-S", str(_PARENT_WATCH), str(pidfd), str(os.getpid())],
-            stdin=idle,
-            stdout=log_file,
-            stderr=log_file,
-            pass_fds=(pidfd,),
-            start_new_session=True,  # a Ctrl-C meant for us must not end the watcher early
-        )
-    except OSError:
-        os.close(alarm)
-        raise
-    finally:
-        os.close(idle)
-        os.close(pidfd)
-    return watcher, alarm
 
 
 class ManagedBroker:
@@ -109,7 +74,7 @@ class ManagedBroker:
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._credentials: BrokerCredentials | None = None
-        self._watcher: tuple[subprocess.Popen[bytes], int] | None = None
+        self._watcher: ParentWatch | None = None
 
     @property
     def host(self) -> str:
@@ -157,17 +122,19 @@ class ManagedBroker:
         self._log = os.fdopen(descriptor, "ab")
         log_start = self._log.tell()
         command = [str(self.settings.mosquitto_path), "-c", str(self.layout.config_file.resolve())]
-        self._process = subprocess.Popen(  # noqa: S603  our own binary path and rendered config
-            command,
-            cwd=self.layout.data_dir,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=self._log,
-            start_new_session=True,
-        )
+        # The watcher first: once Mosquitto runs, only the moment until watch() is unguarded.
+        self._watcher = ParentWatch(self._log) if self._stop_with_parent and _PIDFDS else None
         try:
-            if self._stop_with_parent:
-                self._watcher = _watch_parent(self._process, self._log)
+            self._process = subprocess.Popen(  # noqa: S603  our own binary and rendered config
+                command,
+                cwd=self.layout.data_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=self._log,
+                start_new_session=True,
+            )
+            if self._watcher is not None:
+                self._watcher.watch(self._process.pid)
             self._wait_until_serving(log_start)
         except BaseException:
             self._terminate()
@@ -324,16 +291,9 @@ class ManagedBroker:
 
     def _dismiss_watcher(self) -> None:
         """End parent_watch.py once Mosquitto is reaped: it finds nothing left to stop."""
-        if self._watcher is None:
-            return
-        watcher, alarm = self._watcher
-        self._watcher = None
-        os.close(alarm)
-        try:
-            watcher.wait(self._stop_timeout)
-        except subprocess.TimeoutExpired:
-            watcher.kill()
-            watcher.wait()
+        if self._watcher is not None:
+            self._watcher.dismiss()
+            self._watcher = None
 
     def _close_log(self) -> None:
         if self._log is not None:

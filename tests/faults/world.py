@@ -204,8 +204,7 @@ class FaultWorld:
                 host=self.broker.host,
                 port=via.port if via is not None else self.broker.port,
                 topic_root=self.root,
-                state_dir=self.directory / lamp_id,
-                **plan,
+                **{"state_dir": self.directory / lamp_id, **plan},
             ),
             core=core,
         )
