@@ -56,6 +56,7 @@ from touchlamp.device.hardware import (
 from touchlamp.device.lamp_board import LampBoard
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import LinkError, LinkSink
+from touchlamp.device.network import has_default_route
 from touchlamp.device.owner_auth import OwnerAuth
 from touchlamp.device.owner_page import OwnerLamp
 from touchlamp.device.selftest import run_selftest
@@ -354,6 +355,7 @@ def _run_on_pins(
         clock=clock,
         heartbeat=sdnotify.watchdog if watchdog_every is not None else None,
         heartbeat_seconds=watchdog_every,
+        network_up=has_default_route,
     )
     owner = owner_settings.OwnerSettings(lamp=agent, env_file=env_file)
     control = ControlServer(
