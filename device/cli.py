@@ -272,7 +272,9 @@ def _sim(args: argparse.Namespace) -> int:
         from touchlamp.device import simulate  # noqa: PLC0415  the page, only for this command
 
         lamps = [load_settings(DeviceSettings, env_file=path) for path in args.env_file]
-        return simulate.run_simulator(lamps=lamps, web_port=web_port)
+        # Each lamp's page names its env file as a source of its settings.
+        env_files = {lamp.lamp_id: path for lamp, path in zip(lamps, args.env_file, strict=True)}
+        return simulate.run_simulator(lamps=lamps, web_port=web_port, env_files=env_files)
     from touchlamp.device import demo  # noqa: PLC0415  pulls in the relay and the broker launcher
 
     count = 2 if args.lamps is None else args.lamps

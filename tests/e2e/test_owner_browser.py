@@ -260,3 +260,10 @@ def test_a_stranger_gets_403_and_another_site_cannot_post(world: World, chromium
             == 200
         )
         wait_until(lambda: lamp.agent.status().quiet_now, "quiet now")
+        # The page's own switch for it.
+        owner.reload()
+        owner.locator("#signed-in").wait_for()
+        assert owner.locator("#quiet-now").is_checked()
+        owner.uncheck("#quiet-now")
+        wait_until(lambda: not lamp.agent.status().quiet_now, "quiet now off")
+        assert stranger.locator("#quiet-now").is_disabled()
