@@ -53,14 +53,13 @@ from touchlamp.device.hardware import (
     open_light_output,
     open_touch_input,
 )
-from touchlamp.device.lamp_board import LampBoard
+from touchlamp.device.lamp_board import FrameTap, LampBoard
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import LinkError, LinkSink
 from touchlamp.device.network import has_default_route
 from touchlamp.device.owner_auth import OwnerAuth
 from touchlamp.device.owner_page import OwnerLamp
 from touchlamp.device.selftest import run_selftest
-from touchlamp.device.sim import NotifyingLight
 from touchlamp.device.simulated import unmark_simulated
 from touchlamp.device.web import WebServer
 from touchlamp.install_commands import register_install
@@ -336,16 +335,8 @@ def _run_on_pins(
 
     watchdog_every = sdnotify.watchdog_due_every()
     touch = open_touch_input(settings.hardware, pin_factory=pins)
-    frame_shown: list[Callable[[], None]] = []
-
-    def shown() -> None:
-        for callback in frame_shown:
-            callback()
-
     try:
-        light = NotifyingLight(
-            open_light_output(settings.hardware, pin_factory=pins), changed=shown
-        )
+        light = FrameTap(open_light_output(settings.hardware, pin_factory=pins))
     except BaseException:
         touch.close()
         raise
@@ -366,7 +357,7 @@ def _run_on_pins(
         owner=owner,
         describe=lambda: owner_settings.describe_running(agent),
     )
-    page = _lamp_page(agent, owner, links[0], clock, frame_shown=frame_shown, web=web)
+    page = _lamp_page(agent, owner, links[0], clock, light=light, web=web)
     unmark_simulated(settings.state_dir)  # on real pins now, whatever ran here before
     with StopSignals() as stop:  # SIGTERM (systemd), SIGINT (Ctrl-C), SIGHUP (a closed terminal)
         try:
@@ -392,7 +383,7 @@ def _lamp_page(
     link: LampLink,
     clock: SystemClock,
     *,
-    frame_shown: list[Callable[[], None]],
+    light: FrameTap,
     web: tuple[str, int] | None,
 ) -> WebServer | None:
     """The lamp's own page (device/lamp_board.py), not started yet; None when switched off."""
@@ -409,7 +400,7 @@ def _lamp_page(
             broker=(settings.mqtt.host, settings.mqtt.effective_port),
         ),
     )
-    frame_shown.append(board.changed)
+    light.listeners.append(board.changed)
     host, port = web
     return WebServer(board=board, host=host, port=port)
 

@@ -20,6 +20,7 @@ from tests.e2e.world import WAIT, BrokerLike, World, served_page, wait_until
 from touchlamp.config.device import DeviceSettings
 from touchlamp.config.lamp_file import LAMP_FILE
 from touchlamp.device.lamp_board import LampBoard
+from touchlamp.device.looks import Rgb
 from touchlamp.device.owner_auth import OWNER_FILE, RESET_HOLD_SECONDS
 from touchlamp.device.sim import SimulatedLamp, Simulator
 from touchlamp.device.web import WebServer
@@ -367,5 +368,9 @@ def test_a_real_lamps_page_opens_on_the_lamp_and_cannot_touch_it(simulator: Simu
         assert "touched by hand" in refused.data["error"]
         assert browser.get("lamp-a").data["lamp"]["online"] is True
         assert browser.request("GET", "/api/lamps").data[0]["id"] == "lamp-a"
+        # Drawn from the frame the LED was given, as it is given (not the status snapshot,
+        # which is replaced only after the frame: the last frame of a fade would never show).
+        board.changed(Rgb(0.5, 0.0, 0.25))
+        assert browser.request("GET", "/api/lamps").data[0]["led"] == [0.5, 0.0, 0.25]
     finally:
         server.stop()
