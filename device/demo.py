@@ -124,7 +124,9 @@ def _demo(
         logins = _register(state_dir, relay_settings, broker, lamps)
         settings = _enroll(state_dir, broker, logins)
         with _relay(relay_settings):
-            simulator = Simulator(lamps=settings)
+            # Each lamp's page names its env file as a source of its settings.
+            env_files = {lamp.lamp_id: _env_file(state_dir, lamp.lamp_id) for lamp in settings}
+            simulator = Simulator(lamps=settings, env_files=env_files)
             try:
                 simulator.start()
                 _pair(simulator)
