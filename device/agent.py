@@ -49,6 +49,7 @@ from touchlamp.device.core import (
     PersistColor,
     SendTouch,
     SetQuietNow,
+    StateTrouble,
     Tick,
     TouchDown,
     TouchOutcome,
@@ -67,9 +68,11 @@ from touchlamp.device.link_events import (
     LinkEvent,
     LinkSink,
     PairResponseArrived,
+    StateFileTrouble,
     TouchDelivery,
     TouchReceipt,
 )
+from touchlamp.device.outbox import StateFileError
 from touchlamp.device.status import (
     GlowNews,
     LampListener,
@@ -506,6 +509,8 @@ class LampAgent:
                 return changed
             case PairResponseArrived() | BadMessage():
                 return None  # the link answers requests and logs bad messages itself
+            case StateFileTrouble(error=error):
+                return StateTrouble(failing=error is not None)  # the link has logged the fix
             case _:
                 return item
 
@@ -545,12 +550,19 @@ class LampAgent:
     def _carry_out(self, effect: Effect, now: float) -> None:
         match effect:
             case SendTouch(color=color):
-                receipt = self._link.send_touch(color)
-                outcome = (
-                    TouchOutcome.SENT
-                    if receipt.delivery is TouchDelivery.SENT
-                    else TouchOutcome.QUEUED
-                )
+                try:
+                    receipt = self._link.send_touch(color)
+                except (StateFileError, LinkError) as error:
+                    # The loop must outlive it: the lamp still shows glows. (The link keeps a
+                    # touch the disk refuses in memory itself; this is the last resort.)
+                    _log.error("lamp %s: the touch was not sent: %s", self.lamp_id, error)
+                    outcome = TouchOutcome.REFUSED
+                else:
+                    outcome = (
+                        TouchOutcome.SENT
+                        if receipt.delivery is TouchDelivery.SENT
+                        else TouchOutcome.QUEUED
+                    )
                 for follow_up in self._core.handle(TouchResult(outcome=outcome), now):
                     self._carry_out(follow_up, now)
             case AnnounceColor(color=color):

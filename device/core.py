@@ -103,6 +103,7 @@ __all__ = [
     "PersistColor",
     "SendTouch",
     "SetQuietNow",
+    "StateTrouble",
     "Tick",
     "TouchDown",
     "TouchOutcome",
@@ -221,6 +222,14 @@ class Tick:
     """Time passed (the driver's wait for ``next_change`` ended without another event)."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateTrouble:
+    """The lamp's state directory refuses writes (a full disk, a read-only SD card) — or, with
+    ``failing`` False, takes them again. The lamp carries on; ``looks.state_trouble`` says so."""
+
+    failing: bool
+
+
 Event = (
     TouchDown
     | TouchUp
@@ -231,6 +240,7 @@ Event = (
     | TouchResult
     | SetQuietNow
     | Tick
+    | StateTrouble
 )
 
 
@@ -439,6 +449,7 @@ class LampCore:
 
         self._connected = False
         self._auth_failed = False
+        self._trouble_since: float | None = None  # since when the state directory refuses writes
         self._down_since = now  # the lamp starts offline; the grace period counts from start-up
         self._group_known = False
         self._partners: tuple[Member, ...] = ()
@@ -552,6 +563,11 @@ class LampCore:
                 self._settle_quiet(now)
             case Tick():
                 pass
+            case StateTrouble(failing=failing):
+                if failing and self._trouble_since is None:
+                    self._trouble_since = now
+                elif not failing:
+                    self._trouble_since = None
             case _:
                 assert_never(event)
         return []
@@ -729,6 +745,9 @@ class LampCore:
         if self._auth_failed:
             look: StatusLook = self._looks.auth_failed
             since = self._down_since
+        elif self._trouble_since is not None:
+            look = self._looks.state_trouble
+            since = self._trouble_since
         elif not self._connected:
             look = self._looks.no_network if self._no_network else self._looks.disconnected
             since = self._down_since + self._looks.disconnected_grace_seconds

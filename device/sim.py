@@ -28,6 +28,7 @@ from touchlamp.device.hardware import (
     open_light_output,
     open_touch_input,
 )
+from touchlamp.device.homeassistant import HomeAssistantBridge, home_assistant_for
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import LinkSink
 from touchlamp.device.looks import Rgb
@@ -115,6 +116,8 @@ class SimulatedLamp:
             clock=clock,
         )
         self.link = links[0]
+        # Home Assistant, when the settings name a home broker: a connection of its own.
+        self.home: HomeAssistantBridge | None = home_assistant_for(self.settings, self.agent)
         # `touchlamp pair … --env-file` reaches this lamp through its own connection.
         self.owner = OwnerSettings(lamp=self.agent, env_file=env_file)
         self.auth = OwnerAuth(state_dir=self.settings.state_dir, now=clock.monotonic)
@@ -153,9 +156,13 @@ class SimulatedLamp:
         except BaseException:
             self._control.stop()
             raise
+        if self.home is not None:
+            self.home.start()
 
     def stop(self) -> None:
         try:
+            if self.home is not None:
+                self.home.stop()  # first: it says "offline" while the lamp still runs
             self.agent.stop()
         finally:
             self._control.stop()
