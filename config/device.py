@@ -318,7 +318,9 @@ class StateTroubleLook(StatusLook):
     card may be dying: replace it (DEPLOY.md)."""
 
     color: Color | None = "#ffc000"
-    level: Level = 0.12
+    # Above the partner-online light (0.15, steady): the brightest of the two shows, and a
+    # lamp whose card is dying is connected, so that light is on (issue 13's visible defaults).
+    level: Level = 0.35
     period_seconds: Seconds = 1.0
 
 

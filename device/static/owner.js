@@ -180,7 +180,12 @@ function render() {
   $("reset-seconds").textContent = String(state.reset_hold_seconds);
   $("looks-fields").disabled = !state.signed_in;
   $("pairing-fields").disabled = !state.signed_in;
-  if (!state.signed_in) say("looks-message", "Sign in to change the lamp.");
+  const signIn = "Sign in to change the lamp.";
+  if (!state.signed_in) {
+    say("looks-message", signIn);
+  } else if ($("looks-message").textContent === signIn) {
+    say("looks-message", "");
+  }
   fillLooks();
 }
 

@@ -110,6 +110,7 @@ def test_claim_looks_pairing_touch_leave_and_restart_in_the_browser(
 
             _claim(a, "lamp-a")
             _claim(b, "lamp-b")
+            assert "Sign in" not in b.locator("#looks-message").inner_text()
             assert simulator.lamp("lamp-a").agent.color == AMBER  # the hold picked no colour
 
             # Pairing: a code made on A's page, joined on B's.

@@ -162,8 +162,11 @@ class LampPlan:
     connect_timeout_seconds: float = 10.0
     outbox_max_entries: int = 1000
     clock: Clock | None = None
-    # A tap pressed and released far apart on a loaded machine must not become a hold.
-    looks: LookSettings = field(default_factory=lambda: LookSettings(hold_seconds=5.0))
+    # A tap pressed and released far apart on a loaded machine must not become a hold. No
+    # partner-online light (on by default): the scenarios look for status looks on a dark lamp.
+    looks: LookSettings = field(
+        default_factory=lambda: LookSettings(hold_seconds=5.0, ambient_level=0.0)
+    )
 
 
 class FaultLamp:
