@@ -314,13 +314,12 @@ class AuthFailedLook(StatusLook):
 
 class StateTroubleLook(StatusLook):
     """The lamp's state directory refuses writes (a full disk, a read-only SD card): a quick
-    yellow swell. The lamp still works; touches made offline are lost if it restarts, and the
-    card may be dying: replace it (DEPLOY.md)."""
+    yellow swell, as bright as a refused login's (it needs its owner too). The lamp still works;
+    touches made offline are lost if it restarts, and the card may be dying: replace it
+    (DEPLOY.md)."""
 
     color: Color | None = "#ffc000"
-    # Above the partner-online light (0.15, steady): the brightest of the two shows, and a
-    # lamp whose card is dying is connected, so that light is on (issue 13's visible defaults).
-    level: Level = 0.35
+    level: Level = 0.4
     period_seconds: Seconds = 1.0
 
 
