@@ -58,6 +58,7 @@ __all__ = [
     "UninstallOptions",
     "broker_drop_in_text",
     "carry_out",
+    "comitup_conf_text",
     "default_source",
     "groups_advice",
     "install",
@@ -67,6 +68,7 @@ __all__ = [
     "pip_extras",
     "plan_install",
     "plan_uninstall",
+    "plan_wifi_setup",
     "register_install",
     "settings_template",
     "source_version",
@@ -172,6 +174,8 @@ class InstallOptions:
     reinstall: bool = False
     # Also put touchlamp's systemd drop-in for Mosquitto in place (the broker runs here too).
     with_broker: bool = False
+    # Debian's comitup: with no known Wi-Fi, a hotspot to choose one (DEPLOY.md "Give a lamp").
+    wifi_setup: bool = False
     command: Path = field(default_factory=lambda: Path(sysconfig.get_path("scripts")) / "touchlamp")
     # The machine the venv is for (``platform.machine()``): a lamp on 64-bit Linux gets the
     # ``pi`` extra (lgpio's wheel); elsewhere pip would have to compile lgpio.
@@ -391,6 +395,12 @@ def plan_install(options: InstallOptions) -> list[Step]:
         if component.role != "relay":
             raise InstallError("--with-broker goes with the relay: touchlamp relay install")
         steps += _plan_file(on(root, BROKER_DROP_IN), broker_drop_in_text(), UNIT_MODE)
+    if options.wifi_setup:
+        if component.role != "device":
+            raise InstallError(
+                "--wifi-setup goes with a lamp: touchlamp device install --wifi-setup"
+            )
+        steps += plan_wifi_setup(root)
     steps += _plan_enable(root, component.unit, installing=True)
     if _is_live_root(root) and _systemd_running() and steps:
         steps.append(Run(argv=("systemctl", "daemon-reload")))
@@ -529,6 +539,64 @@ def _plan_dir(path: Path, mode: int) -> list[Step]:
 def _plan_mode(path: Path, mode: int) -> list[Step]:
     current = path.stat().st_mode & 0o7777
     return [] if current == mode else [SetMode(path=path, mode=mode, was=current)]
+
+
+COMITUP_CONF = "/etc/comitup.conf"
+COMITUP_PROGRAM = "/usr/sbin/comitup"
+COMITUP_CONF_MODE = 0o644
+
+
+def comitup_conf_text() -> str:
+    """``/etc/comitup.conf`` for a lamp: its hotspot is ``touchlamp-NNNN`` (comitup puts a
+    number of four digits, persistent per machine, in place of ``<nnnn>``)."""
+    return (
+        '# Written by `touchlamp device install --wifi-setup` (DEPLOY.md, "Give a lamp").\n'
+        "# With no Wi-Fi it knows, the lamp opens the hotspot touchlamp-NNNN: join it from a\n"
+        "# phone, choose your Wi-Fi on the page that opens (or http://10.41.0.1/). comitup(8).\n"
+        "ap_name: touchlamp-<nnnn>\n"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Note:
+    """A step that cannot be taken here, said so in the plan (applying it does nothing)."""
+
+    text: str
+
+    def describe(self) -> str:
+        return self.text
+
+    def apply(self) -> None:
+        return None
+
+
+def plan_wifi_setup(root: Path) -> list[Step]:
+    """Debian's comitup package (on the machine itself), then its configuration file."""
+    steps: list[Step] = []
+    if not on(root, COMITUP_PROGRAM).exists():
+        if _is_live_root(root):
+            # confold: comitup's own /etc/comitup.conf is replaced below, and a later upgrade
+            # of the package must keep ours without asking.
+            steps.append(
+                Run(
+                    argv=(
+                        "apt-get",
+                        "install",
+                        "--yes",
+                        "--option=Dpkg::Options::=--force-confold",
+                        "comitup",
+                    )
+                )
+            )
+        else:
+            steps.append(
+                Note(
+                    text=f"not installing Debian's comitup package under {root}: "
+                    "apt-get install comitup in that system (it is not the running one)"
+                )
+            )
+    steps += _plan_file(on(root, COMITUP_CONF), comitup_conf_text(), COMITUP_CONF_MODE)
+    return steps
 
 
 def _plan_file(path: Path, content: str, mode: int) -> list[Step]:

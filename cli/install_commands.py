@@ -77,7 +77,14 @@ def register_install(subparsers: argparse._SubParsersAction[Any], *, role: Role)
             action="store_true",
             help="Mosquitto runs here too: add touchlamp's drop-in to mosquitto.service",
         )
-    parser.set_defaults(func=_install_command, role=role, with_broker=False)
+    if role == "device":
+        parser.add_argument(
+            "--wifi-setup",
+            action="store_true",
+            help="install Debian's comitup: with no known Wi-Fi the lamp opens a hotspot "
+            "(touchlamp-NNNN) whose page chooses one (for a lamp given as a gift)",
+        )
+    parser.set_defaults(func=_install_command, role=role, with_broker=False, wifi_setup=False)
 
     remove = subparsers.add_parser(
         "uninstall",
@@ -113,6 +120,7 @@ def _install_command(args: argparse.Namespace) -> int:
         pip_options=tuple(args.pip_options),
         reinstall=args.reinstall,
         with_broker=args.with_broker,
+        wifi_setup=args.wifi_setup,
     )
     return _guarded(lambda: install(options, dry_run=args.dry_run, out=sys.stdout))
 

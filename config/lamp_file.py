@@ -35,6 +35,7 @@ __all__ = [
     "LampFileSettingsSource",
     "flatten",
     "nest",
+    "owned_like_its_directory",
     "read_lamp_file",
     "write_lamp_file",
 ]
@@ -133,6 +134,21 @@ def write_lamp_file(state_dir: Path, values: Mapping[str, Any]) -> None:
         file.flush()
         os.fsync(file.fileno())
     temporary.replace(path)
+    owned_like_its_directory(path)
+
+
+def owned_like_its_directory(path: Path) -> None:
+    """Give ``path`` the owner of its directory when root wrote it.
+
+    ``sudo touchlamp device set`` with the service stopped writes in the service's state
+    directory, which belongs to the service's (dynamic) user: a root-owned 0600 file there
+    would be unreadable to the lamp when it starts.
+    """
+    if os.geteuid() != 0:
+        return
+    directory = path.parent.stat()
+    if directory.st_uid != 0 or directory.st_gid != 0:
+        os.chown(path, directory.st_uid, directory.st_gid)
 
 
 class LampFileSettingsSource(PydanticBaseSettingsSource):

@@ -60,13 +60,13 @@ from touchlamp.device.homeassistant import (
     settings_from_url,
     with_home_assistant,
 )
-from touchlamp.device.lamp_board import LampBoard
+from touchlamp.device.lamp_board import FrameTap, LampBoard
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import LinkError, LinkSink
+from touchlamp.device.network import has_default_route
 from touchlamp.device.owner_auth import OwnerAuth
 from touchlamp.device.owner_page import OwnerLamp
 from touchlamp.device.selftest import run_selftest
-from touchlamp.device.sim import NotifyingLight
 from touchlamp.device.simulated import unmark_simulated
 from touchlamp.device.web import WebServer
 from touchlamp.install_commands import register_install
@@ -300,9 +300,11 @@ def _sim(args: argparse.Namespace) -> int:
         from touchlamp.device import simulate  # noqa: PLC0415  the page, only for this command
 
         lamps = [load_settings(DeviceSettings, env_file=path) for path in args.env_file]
+        # Each lamp's page names its env file as a source of its settings.
+        env_files = {lamp.lamp_id: path for lamp, path in zip(lamps, args.env_file, strict=True)}
         if args.homeassistant is not None:
             lamps = [with_home_assistant(lamp, args.homeassistant, web_port) for lamp in lamps]
-        return simulate.run_simulator(lamps=lamps, web_port=web_port)
+        return simulate.run_simulator(lamps=lamps, web_port=web_port, env_files=env_files)
     from touchlamp.device import demo  # noqa: PLC0415  pulls in the relay and the broker launcher
 
     count = 2 if args.lamps is None else args.lamps
@@ -365,16 +367,8 @@ def _run_on_pins(
 
     watchdog_every = sdnotify.watchdog_due_every()
     touch = open_touch_input(settings.hardware, pin_factory=pins)
-    frame_shown: list[Callable[[], None]] = []
-
-    def shown() -> None:
-        for callback in frame_shown:
-            callback()
-
     try:
-        light = NotifyingLight(
-            open_light_output(settings.hardware, pin_factory=pins), changed=shown
-        )
+        light = FrameTap(open_light_output(settings.hardware, pin_factory=pins))
     except BaseException:
         touch.close()
         raise
@@ -386,6 +380,7 @@ def _run_on_pins(
         clock=clock,
         heartbeat=sdnotify.watchdog if watchdog_every is not None else None,
         heartbeat_seconds=watchdog_every,
+        network_up=has_default_route,
     )
     owner = owner_settings.OwnerSettings(lamp=agent, env_file=env_file)
     control = ControlServer(
@@ -394,7 +389,7 @@ def _run_on_pins(
         owner=owner,
         describe=lambda: owner_settings.describe_running(agent),
     )
-    page = _lamp_page(agent, owner, links[0], clock, frame_shown=frame_shown, web=web)
+    page = _lamp_page(agent, owner, links[0], clock, light=light, web=web)
     # Home Assistant's "Visit" link goes to this page when it is served.
     home = home_assistant_for(settings, agent, page_port=web[1] if web else None)
     unmark_simulated(settings.state_dir)  # on real pins now, whatever ran here before
@@ -426,7 +421,7 @@ def _lamp_page(
     link: LampLink,
     clock: SystemClock,
     *,
-    frame_shown: list[Callable[[], None]],
+    light: FrameTap,
     web: tuple[str, int] | None,
 ) -> WebServer | None:
     """The lamp's own page (device/lamp_board.py), not started yet; None when switched off."""
@@ -443,7 +438,7 @@ def _lamp_page(
             broker=(settings.mqtt.host, settings.mqtt.effective_port),
         ),
     )
-    frame_shown.append(board.changed)
+    light.listeners.append(board.changed)
     host, port = web
     return WebServer(board=board, host=host, port=port)
 

@@ -149,7 +149,9 @@ def _demo(
         if homeassistant is not None:
             settings = [with_home_assistant(s, homeassistant, web_port) for s in settings]
         with _relay(relay_settings):
-            simulator = Simulator(lamps=settings)
+            # Each lamp's page names its env file as a source of its settings.
+            env_files = {lamp.lamp_id: _env_file(state_dir, lamp.lamp_id) for lamp in settings}
+            simulator = Simulator(lamps=settings, env_files=env_files)
             try:
                 simulator.start()
                 _pair(simulator)

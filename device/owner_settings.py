@@ -33,6 +33,7 @@ from touchlamp.config.lamp_file import (
     LampFileError,
     flatten,
     nest,
+    owned_like_its_directory,
     read_lamp_file,
     write_lamp_file,
 )
@@ -325,6 +326,7 @@ class _StoppedLamp:
 
     def choose_color(self, color: str) -> None:
         save_color(self._settings.state_dir, color)
+        owned_like_its_directory(self._settings.state_dir / COLOR_FILE)
         self._color = color
 
 
