@@ -47,6 +47,8 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 from urllib.parse import unquote, urlparse
 
+from touchlamp.cli import run_handler
+from touchlamp.errors import EXIT_OK, TouchlampError
 from touchlamp.install_commands import Role, register_install, unit_name
 
 __all__ = [
@@ -91,11 +93,8 @@ UNIT_MODE = 0o644
 _UNIT_COMMAND = f"{VENV_DIR}/bin/touchlamp"
 _DISTRIBUTION = "touchlamp"
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
 
-
-class InstallError(RuntimeError):
+class InstallError(TouchlampError, RuntimeError):
     """An install or uninstall cannot go on; the message says what to change."""
 
 
@@ -709,9 +708,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             commands.add_subparsers(title="commands", metavar="COMMAND", required=True), role=role
         )
     args = parser.parse_args(argv)
-    handler = args.func
-    result: int = handler(args)
-    return result
+    return run_handler(args.func, args)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from typing import Protocol
 from touchlamp.config.lamp_file import LampFileError
 from touchlamp.device.link_events import LinkError
 from touchlamp.device.owner_settings import OwnerSettingError, OwnerSettings, answer
+from touchlamp.errors import TouchlampError
 from touchlamp.protocol import (
     PairRequest,
     PairResponse,
@@ -60,7 +61,7 @@ _MAX_LINE = 8192
 _CLIENT_TIMEOUT = 5.0
 
 
-class ControlError(RuntimeError):
+class ControlError(TouchlampError, RuntimeError):
     """The running lamp could not carry out the request; the message says why."""
 
 

@@ -44,7 +44,6 @@ from pathlib import Path
 
 from touchlamp.broker.errors import BrokerError
 from touchlamp.broker.launcher import ManagedBroker
-from touchlamp.cli import EXIT_FAILURE, EXIT_OK
 from touchlamp.config.broker import BrokerSettings, ListenerSettings
 from touchlamp.config.common import SettingsError, load_settings
 from touchlamp.config.device import DeviceSettings, default_state_dir
@@ -52,7 +51,8 @@ from touchlamp.config.relay import RelaySettings
 from touchlamp.device.enroll import write_enrollment
 from touchlamp.device.link_events import LinkError
 from touchlamp.device.sim import SimulatedLamp, Simulator
-from touchlamp.device.simulate import ServeError, serve_page
+from touchlamp.device.simulate import serve_page
+from touchlamp.errors import EXIT_OK, TouchlampError
 from touchlamp.protocol import (
     Enrollment,
     PairAction,
@@ -84,7 +84,7 @@ _PALETTE = (
 )
 
 
-class DemoError(RuntimeError):
+class DemoError(TouchlampError, RuntimeError):
     """The demo could not start a part; the message says which and what to do."""
 
 
@@ -105,11 +105,7 @@ def run_demo(
     state_dir = state_dir.resolve()
     # A signal during start-up interrupts it, so what has started unwinds at once.
     with StopSignals(interrupt_until_ready=True) as stop:
-        try:
-            return _demo(lamps, web_port, state_dir, open_browser, stop, name=name)
-        except (DemoError, ServeError) as error:
-            print(f"touchlamp: {error}", file=sys.stderr)
-            return EXIT_FAILURE
+        return _demo(lamps, web_port, state_dir, open_browser, stop, name=name)
 
 
 # -- the demo --------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from touchlamp.errors import TouchlampError
 from touchlamp.protocol import Enrollment
 
 __all__ = ["EnrollError", "Enrolled", "default_env_file", "write_enrollment"]
@@ -27,7 +28,7 @@ _PREFIX = "TOUCHLAMP_DEVICE_"
 _ENROLLED_KEYS = ("LAMP_ID", "MQTT__")
 
 
-class EnrollError(OSError):
+class EnrollError(TouchlampError, OSError):
     """The settings file cannot be written; the message names it and the fix."""
 
 

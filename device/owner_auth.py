@@ -36,6 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from touchlamp.errors import TouchlampError
+
 __all__ = [
     "CLAIM_SECONDS",
     "OWNER_FILE",
@@ -63,7 +65,7 @@ _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 _KEY_BYTES = 32
 
 
-class AuthError(ValueError):
+class AuthError(TouchlampError, ValueError):
     """A refused claim or login; the message says why and what to do."""
 
 

@@ -36,13 +36,14 @@ from touchlamp.device.owner_page import OwnerLamp
 from touchlamp.device.owner_settings import OwnerSettings, describe_running
 from touchlamp.device.simulated import mark_simulated
 from touchlamp.device.web import LampView, UnknownLampError, Watchers
+from touchlamp.errors import ConfigurationError
 
 __all__ = ["NotifyingLight", "SimulatedLamp", "Simulator", "SimulatorError"]
 
 _log = logging.getLogger(__name__)
 
 
-class SimulatorError(ValueError):
+class SimulatorError(ConfigurationError, ValueError):
     """Settings the simulator cannot draw, or lamps it cannot tell apart; the message says why."""
 
 

@@ -81,6 +81,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from touchlamp.config.relay import RelaySettings
+from touchlamp.errors import ConfigurationError
 from touchlamp.protocol import (
     GroupState,
     Kind,
@@ -128,7 +129,7 @@ _ACK_POLL_SECONDS = 0.05  # while it waits for PUBACKs (paho's queue full, or st
 _Result = TypeVar("_Result")
 
 
-class RelayAuthError(RuntimeError):
+class RelayAuthError(ConfigurationError, RuntimeError):
     """The broker refused the relay's login; retrying cannot fix it."""
 
 

@@ -15,6 +15,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from touchlamp.errors import TouchlampError
+
 __all__ = [
     "CodeExistsError",
     "Group",
@@ -34,7 +36,7 @@ __all__ = [
 ]
 
 
-class StoreError(Exception):
+class StoreError(TouchlampError):
     """Base of the store's errors; the message names the lamp, group or code concerned."""
 
     def __str__(self) -> str:

@@ -26,6 +26,7 @@ from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol
 
+from touchlamp.errors import TouchlampError
 from touchlamp.server.store.base import (
     CodeExistsError,
     Group,
@@ -68,11 +69,11 @@ class Rows(Protocol):
     def fetchall(self) -> list[tuple[Any, ...]]: ...
 
 
-class DuplicateRowError(Exception):
+class DuplicateRowError(TouchlampError):
     """A unique constraint refused a row (a backend translates its driver's error into this)."""
 
 
-class MissingReferenceError(Exception):
+class MissingReferenceError(TouchlampError):
     """A foreign key refused a row (a backend translates its driver's error into this)."""
 
 
