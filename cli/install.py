@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import grp
 import json
-import os
 import platform
 import shutil
 import subprocess
@@ -49,6 +48,7 @@ from urllib.parse import unquote, urlparse
 
 from touchlamp.cli import run_handler
 from touchlamp.errors import EXIT_OK, TouchlampError
+from touchlamp.files import write_atomically
 from touchlamp.install_commands import Role, register_install, unit_name
 
 __all__ = [
@@ -234,16 +234,8 @@ class WriteFile:
 
     def apply(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Written beside and renamed, so a power cut leaves the old file or the new one; the
-        # temporary file has its final mode from the start (a secret is never world-readable).
-        temporary = self.path.with_name(f".{self.path.name}.touchlamp-new")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.mode)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(self.content)
-            file.flush()
-            os.fsync(file.fileno())
-        temporary.chmod(self.mode)
-        temporary.replace(self.path)
+        # A power cut leaves the old file or the new one; a secret is never world-readable.
+        write_atomically(self.path, self.content, mode=self.mode)
 
 
 @dataclass(frozen=True, kw_only=True)

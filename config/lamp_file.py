@@ -18,7 +18,6 @@ The file is written whole or not at all (write, fsync, rename), readable by the 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from touchlamp.config.common import SettingsError
+from touchlamp.files import write_atomically
 
 __all__ = [
     "LAMP_FILE",
@@ -124,15 +124,8 @@ def write_lamp_file(state_dir: Path, values: Mapping[str, Any]) -> None:
     if unknown:
         raise LampFileError(f"not owner settings: {', '.join(unknown)}")
     state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / LAMP_FILE
-    temporary = path.with_name(f".{LAMP_FILE}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        json.dump(nest(dict(sorted(values.items()))), file, indent=2)
-        file.write("\n")
-        file.flush()
-        os.fsync(file.fileno())
-    temporary.replace(path)
+    document = nest(dict(sorted(values.items())))
+    write_atomically(state_dir / LAMP_FILE, json.dumps(document, indent=2) + "\n", mode=0o600)
 
 
 class LampFileSettingsSource(PydanticBaseSettingsSource):

@@ -32,6 +32,7 @@ from touchlamp.config.lamp_file import LampFileError
 from touchlamp.device.link_events import LinkError
 from touchlamp.device.owner_settings import OwnerSettingError, OwnerSettings, answer
 from touchlamp.errors import TouchlampError
+from touchlamp.lifecycle import StopsOnExit
 from touchlamp.protocol import (
     PairRequest,
     PairResponse,
@@ -79,7 +80,7 @@ class LampDescription(Protocol):
         ...
 
 
-class ControlServer:
+class ControlServer(StopsOnExit):
     """Listens on ``state_dir/control.sock`` and passes pairing requests to ``link``, and the
     owner's ``show`` / ``set`` to ``owner`` (with ``describe`` for the lamp's state)."""
 

@@ -53,6 +53,7 @@ from touchlamp.device.link_events import LinkError
 from touchlamp.device.sim import SimulatedLamp, Simulator
 from touchlamp.device.simulate import serve_page
 from touchlamp.errors import EXIT_OK, TouchlampError
+from touchlamp.files import write_atomically
 from touchlamp.protocol import (
     Enrollment,
     PairAction,
@@ -204,9 +205,8 @@ def _register(
     (set again on the broker, so the two agree even if one of them was reset).
     """
     logins = []
-    store = _open_store(settings)
     try:
-        with broker.admin() as admin:
+        with _open_store(settings) as store, broker.admin() as admin:
             on_broker = set(admin.list_lamps())
             for index, lamp_id in enumerate(_lamp_ids(count)):
                 with contextlib.suppress(LampExistsError):
@@ -221,8 +221,6 @@ def _register(
                 logins.append(_Login(lamp_id=lamp_id, password=password))
     except BrokerError as error:
         raise DemoError(f"registering the demo lamps with the broker failed: {error}") from None
-    finally:
-        store.close()
     return logins
 
 
@@ -299,16 +297,10 @@ def _open_store(settings: RelaySettings) -> Store:
 
 @contextlib.contextmanager
 def _relay(settings: RelaySettings) -> Iterator[Relay]:
-    store = _open_store(settings)
-    relay = Relay(settings=settings, store=store)
-    try:
-        relay.start()
+    with _open_store(settings) as store, Relay(settings=settings, store=store) as relay:
         if not relay.wait_connected(_WAIT):
             raise DemoError(f"the relay did not connect to the broker within {_WAIT:g} s")
         yield relay
-    finally:
-        relay.stop()
-        store.close()
 
 
 def _pair(simulator: Simulator) -> None:
@@ -382,11 +374,4 @@ def _write_demo_json(path: Path, url: str, broker: ManagedBroker, logins: list[_
         ],
     }
     # It holds the lamps' passwords: readable by this user only, written whole or not at all.
-    temporary = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        temporary.unlink()
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        json.dump(document, file, indent=2)
-        file.write("\n")
-    temporary.replace(path)
+    write_atomically(path, json.dumps(document, indent=2) + "\n", mode=0o600)

@@ -37,6 +37,7 @@ from touchlamp.device.owner_settings import OwnerSettings, describe_running
 from touchlamp.device.simulated import mark_simulated
 from touchlamp.device.web import LampView, UnknownLampError, Watchers
 from touchlamp.errors import ConfigurationError
+from touchlamp.lifecycle import StopsOnExit
 
 __all__ = ["NotifyingLight", "SimulatedLamp", "Simulator", "SimulatorError"]
 
@@ -221,7 +222,7 @@ class SimulatedLamp:
         )
 
 
-class Simulator:
+class Simulator(StopsOnExit):
     """Several ``SimulatedLamp`` s behind one ``web.Board``. ``start`` / ``stop`` all of them."""
 
     def __init__(

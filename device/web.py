@@ -66,6 +66,7 @@ from urllib.parse import unquote, urlsplit
 from touchlamp.device.owner_auth import SESSION_SECONDS
 from touchlamp.device.owner_page import OwnerAnswer, OwnerLamp, OwnerRequest
 from touchlamp.errors import TouchlampError
+from touchlamp.lifecycle import StopsOnExit
 
 __all__ = [
     "Board",
@@ -560,7 +561,7 @@ def _shut(connection: socket.socket, how: int) -> None:
         connection.shutdown(how)
 
 
-class WebServer:
+class WebServer(StopsOnExit):
     """Serves the page for ``board`` on ``host:port`` (port 0: a free one) from its own threads.
 
     ``url`` is known after ``start``; ``stop`` ends open event streams at once, gives responses

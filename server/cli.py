@@ -17,12 +17,11 @@ done, 1 refused or failed (the message says why and what to do), 2 bad settings 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -128,26 +127,23 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_until(stop: StopSignals, settings: RelaySettings) -> int:
-    with _store(settings) as store:
+    with _store(settings) as store, contextlib.ExitStack() as metrics_server:
         metrics = RelayMetrics()
         relay = Relay(settings=settings, store=store, metrics=metrics)
-        server = None
         if settings.metrics_port:
-            server = MetricsServer(
-                host=settings.metrics_host,
-                port=settings.metrics_port,
-                registry=metrics.registry,
-                healthy=lambda: relay.connected,
+            metrics_server.enter_context(
+                MetricsServer(
+                    host=settings.metrics_host,
+                    port=settings.metrics_port,
+                    registry=metrics.registry,
+                    healthy=lambda: relay.connected,
+                )
             )
-            server.start()
-        relay.start()
-        try:
-            return _serve(relay, settings, stop)
-        finally:
-            sdnotify.stopping("finishing in-flight touches")
-            relay.stop()
-            if server is not None:
-                server.stop()
+        with relay:
+            try:
+                return _serve(relay, settings, stop)
+            finally:
+                sdnotify.stopping("finishing in-flight touches")
 
 
 def _serve(relay: Relay, settings: RelaySettings, stop: StopSignals) -> int:
@@ -364,16 +360,12 @@ def _group_show(args: argparse.Namespace) -> int:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-@contextmanager
-def _store(settings: RelaySettings) -> Iterator[Store]:
+def _store(settings: RelaySettings) -> Store:
+    """The relay's store, to use in a ``with`` block (it closes it)."""
     try:
-        store = open_store(settings.store_location)
+        return open_store(settings.store_location)
     except StoreError as error:
         raise RefusedError(f"cannot open the relay's store: {error}") from None
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def _admin(settings: RelaySettings) -> BrokerAdmin:

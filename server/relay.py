@@ -82,6 +82,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from touchlamp.config.relay import RelaySettings
 from touchlamp.errors import ConfigurationError
+from touchlamp.lifecycle import StopsOnExit
 from touchlamp.protocol import (
     GroupState,
     Kind,
@@ -156,7 +157,7 @@ class _Resync:
 _RESYNC = _Resync()
 
 
-class Relay:
+class Relay(StopsOnExit):
     """One relay process's broker connection and worker. ``start()``, then ``stop()``.
 
     ``clock`` is wall time in seconds (touch records, codes, glow ``at``); ``monotonic`` drives

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 from touchlamp.errors import TouchlampError
 
@@ -132,6 +133,16 @@ class Store(Protocol):
         ``SchemaTooNewError`` if the database was migrated by a newer touchlamp."""
 
     def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        """``with open_store(…) as store:`` closes it when the block ends."""
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
 
     # -- lamps ----------------------------------------------------------------------------------
     def add_lamp(self, lamp_id: str, *, name: str, color: str, now_ms: int) -> Lamp:

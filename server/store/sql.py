@@ -27,6 +27,7 @@ from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol
 
 from touchlamp.errors import TouchlampError
+from touchlamp.lifecycle import ClosesOnExit
 from touchlamp.server.store.base import (
     CodeExistsError,
     Group,
@@ -108,7 +109,7 @@ _MOVE_LAST_TOUCH = (
 _IN_CHUNK = 500  # ids per "IN (…)" list: far below SQLite's limit on parameters
 
 
-class SqlStore(ABC):
+class SqlStore(ClosesOnExit, ABC):
     """The ``Store`` interface over a DB-API connection; see ``SqliteStore``/``PostgresStore``."""
 
     dialect: ClassVar[Dialect]
