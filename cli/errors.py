@@ -3,9 +3,10 @@
 Every exception class of the project derives from ``TouchlampError`` (keeping a builtin base
 where callers rely on one, e.g. ``SettingsError`` is also a ``ValueError``), as gpiozero's
 errors derive from ``GPIOZeroError``. A class says which exit code a command ends with when it
-escapes: ``touchlamp``'s ``main`` (cli/cli.py) catches ``TouchlampError`` once, prints its
-message and exits with ``exit_code``, so a command lists no errors of its own unless it adds
-something to the message. ARCHITECTURE.md ("One error base") says where the classes live.
+escapes: ``run_handler`` behind ``touchlamp``'s ``main`` (cli/cli.py) catches ``TouchlampError``
+once, prints its message and exits with ``exit_code``, so a command lists no errors of its own
+unless it adds something to the message (ARCHITECTURE.md, "One error base, one way to write a
+file, …").
 
 The exit codes below are the same for every command, and live here rather than in cli/cli.py so
 that a component's commands need not import the command line's module for them. systemd's units

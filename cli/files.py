@@ -2,7 +2,8 @@
 
 A lamp's settings file, its colour and owner's password, the broker's credentials and config,
 an installed unit: a Pi is often stopped by pulling its plug, and after that each of these
-must hold its old content or its new one, never a mix or nothing (RELIABILITY.md).
+must hold its old content or its new one, never a mix or nothing (RELIABILITY.md, "Files
+written whole").
 
 The new content goes into a temporary file beside the old one, is flushed to the disk (fsync),
 and is renamed over it; then the directory is flushed too, since the rename is only an entry

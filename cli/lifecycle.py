@@ -4,7 +4,7 @@ As gpiozero's devices close in ``__exit__`` (``with LED(16) as led:``), the rela
 agent, the link, the web server and the store are context managers: a block that starts one
 stops it (or closes it) however the block ends, so a caller need not write its own
 ``try``/``finally``. The classes keep ``start``/``stop`` and ``close`` for callers whose parts
-live longer than one block (ARCHITECTURE.md, "Lifecycles").
+live longer than one block (ARCHITECTURE.md, "One error base, one way to write a file, …").
 
     with Relay(settings=settings, store=store) as relay:
         ...                        # started; stopped when the block ends, even on an error
