@@ -533,12 +533,8 @@ def _ask(settings: DeviceSettings, request: PairRequest, *, timeout: float) -> P
         pass
     # No service holds the lamp's connection; events that arrive meanwhile (a glow) are not
     # shown, and the outbox keeps any queued touch for the service.
-    link = LampLink.from_settings(settings, sink=lambda _event: None)
-    link.start()
-    try:
+    with LampLink.from_settings(settings, sink=lambda _event: None) as link:
         return link.request(request, timeout=timeout)
-    finally:
-        link.stop()
 
 
 def _describe(response: PairResponse, lamp_id: str) -> str:

@@ -120,28 +120,22 @@ def _demo(
         relay_settings = _relay_settings(state_dir, broker)
         logins = _register(state_dir, relay_settings, broker, lamps)
         settings = _enroll(state_dir, broker, logins)
-        with _relay(relay_settings):
-            simulator = Simulator(lamps=settings)
-            try:
-                simulator.start()
-                _pair(simulator)
+        with _relay(relay_settings), Simulator(lamps=settings) as simulator:
+            _pair(simulator)
 
-                def ready(url: str) -> None:
-                    _write_demo_json(state_dir / "demo.json", url, broker, logins)
-                    print(
-                        f"touchlamp {name}: open {url}\n"
-                        f"  tap a lamp to send a touch to {others}, hold it to choose its colour\n"
-                        f"  broker {broker.host}:{broker.port}, logins in "
-                        f"{state_dir / 'demo.json'}\n"
-                        "  Ctrl-C stops everything",
-                        flush=True,
-                    )
-                    if open_browser and _has_display():
-                        webbrowser.open(url)
+            def ready(url: str) -> None:
+                _write_demo_json(state_dir / "demo.json", url, broker, logins)
+                print(
+                    f"touchlamp {name}: open {url}\n"
+                    f"  tap a lamp to send a touch to {others}, hold it to choose its colour\n"
+                    f"  broker {broker.host}:{broker.port}, logins in {state_dir / 'demo.json'}\n"
+                    "  Ctrl-C stops everything",
+                    flush=True,
+                )
+                if open_browser and _has_display():
+                    webbrowser.open(url)
 
-                serve_page(simulator, web_port, stop, ready)
-            finally:
-                simulator.stop()
+            serve_page(simulator, web_port, stop, ready)
     print(f"touchlamp {name}: stopped", flush=True)
     return EXIT_OK
 

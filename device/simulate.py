@@ -45,13 +45,11 @@ def run_simulator(
         print(f"touchlamp: simulating {names}; touch them at {url}", flush=True)
 
     # A signal while the lamps start interrupts that, so it unwinds at once.
-    with StopSignals(interrupt_until_ready=True) as stop:
-        simulator = Simulator(lamps=lamps, env_files=env_files)
-        try:
-            simulator.start()
-            serve_page(simulator, web_port, stop, ready, host=web_host)
-        finally:
-            simulator.stop()
+    with (
+        StopSignals(interrupt_until_ready=True) as stop,
+        Simulator(lamps=lamps, env_files=env_files) as simulator,
+    ):
+        serve_page(simulator, web_port, stop, ready, host=web_host)
     return EXIT_OK
 
 
