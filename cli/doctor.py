@@ -62,7 +62,7 @@ from touchlamp.config.device import DeviceSettings
 from touchlamp.config.mqtt import BrokerConnection
 from touchlamp.config.relay import RelaySettings
 from touchlamp.device.control import ControlError, NoLampRunningError, ask_running_lamp
-from touchlamp.device.gpio import LgpioState, lgpio_state
+from touchlamp.device.gpio import LgpioState, lgpio_state, uses_gpio
 from touchlamp.device.simulated import is_simulated
 from touchlamp.errors import EXIT_FAILURE, EXIT_OK, TouchlampError
 from touchlamp.protocol import (
@@ -581,20 +581,20 @@ def _is_local(host: str) -> bool:
 
 def _check_hardware(settings: DeviceSettings, probes: Probes) -> Iterator[Finding]:
     hardware = settings.hardware
-    uses_gpio = hardware.touch_kind != "none" or hardware.led_kind not in ("none", "neopixel")
-    if not uses_gpio:
-        yield skip("GPIO: no touch sensor or LED on GPIO pins in the settings")
-        return
-    chips = sorted(probes.dev_dir.glob("gpiochip*"))
-    if not chips:
-        yield fail(
-            f"no GPIO chip ({probes.dev_dir}/gpiochip*): this is not a Raspberry Pi, or its "
-            "GPIO driver is missing",
-            "run the lamp on a Raspberry Pi with Raspberry Pi OS (or `touchlamp sim` elsewhere)",
-        )
+    if uses_gpio(hardware):
+        chips = sorted(probes.dev_dir.glob("gpiochip*"))
+        if not chips:
+            yield fail(
+                f"no GPIO chip ({probes.dev_dir}/gpiochip*): this is not a Raspberry Pi, or its "
+                "GPIO driver is missing",
+                "run the lamp on a Raspberry Pi with Raspberry Pi OS (or `touchlamp sim` "
+                "elsewhere)",
+            )
+        else:
+            yield _group_access(chips, "gpio", "GPIO", probes)
+        yield _check_lgpio(probes)
     else:
-        yield _group_access(chips, "gpio", "GPIO", probes)
-    yield _check_lgpio(probes)
+        yield skip("GPIO: no touch sensor or LED on GPIO pins in the settings")
     if hardware.touch_kind == "mpr121":
         buses = sorted(probes.dev_dir.glob("i2c-*"))
         if not buses:
@@ -604,6 +604,15 @@ def _check_hardware(settings: DeviceSettings, probes: Probes) -> Iterator[Findin
             )
         else:
             yield _group_access(buses, "i2c", "I2C", probes)
+    if hardware.led_kind == "neopixel":
+        spi = sorted(probes.dev_dir.glob("spidev0.*"))
+        if not spi:
+            yield fail(
+                "no SPI bus for the NeoPixel strip (it is driven over SPI, data on GPIO10)",
+                "enable SPI: sudo raspi-config nonint do_spi 0, then reboot",
+            )
+        else:
+            yield _group_access(spi, "spi", "SPI", probes)
 
 
 def _check_lgpio(probes: Probes) -> Finding:

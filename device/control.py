@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -117,7 +118,8 @@ class ControlServer(StopsOnExit):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         previous = os.umask(0o177)  # the socket is born 0600: only the lamp's user may pair it
         try:
-            sock.bind(str(self._path))
+            with _address(self._path) as address:
+                sock.bind(address)
         finally:
             os.umask(previous)
         sock.listen(4)
@@ -237,7 +239,8 @@ def _exchange(state_dir: Path, message: bytes, *, timeout: float) -> bytes:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         try:
-            sock.connect(str(path))
+            with _address(path) as address:
+                sock.connect(address)
         except (FileNotFoundError, ConnectionRefusedError):
             raise NoLampRunningError(f"no lamp service listens on {path}") from None
         except PermissionError:
@@ -257,10 +260,33 @@ def _exchange(state_dir: Path, message: bytes, *, timeout: float) -> bytes:
 def _answers(path: Path) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         try:
-            probe.connect(str(path))
+            with _address(path) as address:
+                probe.connect(address)
         except OSError:
             return False
     return True
+
+
+_MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes, the last a NUL (unix(7))
+
+
+@contextlib.contextmanager
+def _address(path: Path) -> Iterator[str]:
+    """``path`` as a Unix socket address, however deep the state directory lies.
+
+    A socket's path may be at most 107 bytes, and a state directory may sit deeper than that
+    (a test's temporary directory, a home directory with a long name). Linux resolves
+    ``/proc/self/fd/N/NAME`` through the open directory N, so a long path is reached by that
+    short one, for ``bind`` and ``connect`` alike.
+    """
+    if len(os.fsencode(path)) <= _MAX_SOCKET_PATH:
+        yield str(path)
+        return
+    directory = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{directory}/{path.name}"
+    finally:
+        os.close(directory)
 
 
 def _read_line(sock: socket.socket) -> bytes:

@@ -395,6 +395,22 @@ def test_an_mpr121_needs_i2c_enabled(tmp_path: Path, pi: Probes) -> None:
     )
 
 
+def test_a_neopixel_strip_needs_spi_enabled(tmp_path: Path, pi: Probes) -> None:
+    lines = hardware_lines(tmp_path, pi, led_kind="neopixel", touch_kind="none")
+    # (The "SKIP GPIO: … in the settings" line before it is filtered out with the settings.)
+    assert lines == [
+        (
+            "FAIL no SPI bus for the NeoPixel strip (it is driven over SPI, data on GPIO10)\n"
+            "     → fix: enable SPI: sudo raspi-config nonint do_spi 0, then reboot"
+        )
+    ]
+    (pi.dev_dir / "spidev0.0").touch()
+    (pi.dev_dir / "spidev0.0").chmod(0o660)
+    assert hardware_lines(tmp_path, pi, led_kind="neopixel", touch_kind="none")[-1] == (
+        "OK   SPI spidev0.0 accessible to group spi"
+    )
+
+
 def test_clock_and_service_state_are_reported(tmp_path: Path, pi: Probes) -> None:
     probes = Probes(
         **{**pi.__dict__, "clock_check": lambda: False, "service_state": lambda _unit: "failed"}

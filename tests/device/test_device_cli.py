@@ -250,3 +250,27 @@ def test_a_second_service_on_the_same_lamp_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / CONTROL_SOCKET).exists()
     with pytest.raises(NoLampRunningError):
         ask_running_lamp(tmp_path, PairRequest(action=PairAction.STATUS))
+
+
+def test_a_state_directory_deeper_than_a_socket_path_still_gets_its_control_socket(
+    tmp_path: Path,
+) -> None:
+    """A Unix socket's path holds at most 107 bytes; a lamp whose state directory lies deeper
+    (a long home directory, a test's temporary one) still listens, and commands still reach it."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    assert len(str(deep / CONTROL_SOCKET)) > 108
+    link = LampLink(lamp_id="lamp-a", password="p" * 22, sink=lambda _event: None, state_dir=deep)
+    server = ControlServer(state_dir=deep, link=link)
+    server.start()
+    try:
+        assert (deep / CONTROL_SOCKET).is_socket()
+        with pytest.raises(ControlError, match="already runs"):
+            ControlServer(state_dir=deep, link=link).start()
+        # The running lamp answers through the socket: its link is not connected, so it says so.
+        with pytest.raises(ControlError) as answered:
+            ask_running_lamp(deep, PairRequest(action=PairAction.STATUS), timeout=5)
+        assert not isinstance(answered.value, NoLampRunningError)
+    finally:
+        server.stop()
+        link.stop()
+    assert not (deep / CONTROL_SOCKET).exists()

@@ -4,8 +4,10 @@ the lamp's exit on it: one line, exit code 2, no gpiozero fallback warnings."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -147,3 +149,36 @@ def test_the_lamp_off_a_pi_exits_2_with_one_line_and_no_fallback_warnings(tmp_pa
             # `device run` offers the simulator; `selftest` has no --simulate to offer.
             offer = "; to try the lamp without one: touchlamp device run --simulate"
             assert line.endswith(offer) == (command == "run")
+
+
+def test_systemd_status_names_the_cause_when_the_pins_cannot_work(tmp_path: Path) -> None:
+    """`systemctl status touchlamp-device` shows the service's last STATUS= line."""
+    settings = tmp_path / "device.env"
+    settings.write_text(
+        "TOUCHLAMP_DEVICE_LAMP_ID=lamp-a\n"
+        "TOUCHLAMP_DEVICE_MQTT__PASSWORD=secret\n"
+        f"TOUCHLAMP_DEVICE_STATE_DIR={tmp_path / 'state'}\n"
+    )
+    with (
+        tempfile.TemporaryDirectory(prefix="tl-") as short,  # a Unix socket path is short
+        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd,
+    ):
+        notify = Path(short) / "notify"
+        systemd.bind(str(notify))
+        systemd.settimeout(10)
+        environment = {k: v for k, v in os.environ.items() if k != "GPIOZERO_PIN_FACTORY"}
+        result = subprocess.run(
+            [sys.executable, "-m", "touchlamp", "device", "run", "--env-file", str(settings)],
+            capture_output=True,
+            text=True,
+            env={**environment, "NOTIFY_SOCKET": str(notify)},
+            check=False,
+            timeout=60,
+        )
+        status = systemd.recv(4096).decode()
+    assert result.returncode == 2
+    reason = result.stderr.strip().removeprefix("touchlamp: ")
+    assert status.startswith("STATUS=stopped: cannot use the GPIO pins: ")
+    # systemd shows one line of up to 200 characters: the start of the same message.
+    shown = status.removeprefix("STATUS=").removesuffix("…")
+    assert f"stopped: {reason}".startswith(shown)

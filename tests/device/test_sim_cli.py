@@ -6,13 +6,21 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 from tests.device.test_demo import TOUCHLAMP, _read_until, _reaped
 from tests.e2e.world import WAIT
 
 
-def test_sim_speaks_for_itself_and_keeps_out_of_the_demos_state(tmp_path: Path) -> None:
+def test_sim_speaks_for_itself_and_keeps_out_of_the_demos_state() -> None:
+    # A short folder: the lamps' control sockets live under it, and a Unix socket's path is
+    # limited to 107 bytes (pytest's tmp_path for this test is longer than that allows).
+    with tempfile.TemporaryDirectory(prefix="tl-sim-") as short:
+        check_sim(Path(short))
+
+
+def check_sim(tmp_path: Path) -> None:
     environment = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
     environment.pop("STATE_DIRECTORY", None)  # systemd's, which would take precedence
     process = subprocess.Popen(
