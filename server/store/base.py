@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Protocol, Self
 
 from touchlamp.errors import TouchlampError
@@ -137,12 +136,7 @@ class Store(Protocol):
     def __enter__(self) -> Self:
         """``with open_store(…) as store:`` closes it when the block ends."""
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None: ...
+    def __exit__(self, *_exception: object) -> None: ...
 
     # -- lamps ----------------------------------------------------------------------------------
     def add_lamp(self, lamp_id: str, *, name: str, color: str, now_ms: int) -> Lamp:
