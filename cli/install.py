@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import grp
 import json
-import os
 import platform
 import shutil
 import subprocess
@@ -47,6 +46,9 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 from urllib.parse import unquote, urlparse
 
+from touchlamp.cli import run_handler
+from touchlamp.errors import EXIT_OK, TouchlampError
+from touchlamp.files import write_atomically
 from touchlamp.install_commands import Role, register_install, unit_name
 
 __all__ = [
@@ -93,11 +95,8 @@ UNIT_MODE = 0o644
 _UNIT_COMMAND = f"{VENV_DIR}/bin/touchlamp"
 _DISTRIBUTION = "touchlamp"
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
 
-
-class InstallError(RuntimeError):
+class InstallError(TouchlampError, RuntimeError):
     """An install or uninstall cannot go on; the message says what to change."""
 
 
@@ -239,16 +238,8 @@ class WriteFile:
 
     def apply(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Written beside and renamed, so a power cut leaves the old file or the new one; the
-        # temporary file has its final mode from the start (a secret is never world-readable).
-        temporary = self.path.with_name(f".{self.path.name}.touchlamp-new")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.mode)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(self.content)
-            file.flush()
-            os.fsync(file.fileno())
-        temporary.chmod(self.mode)
-        temporary.replace(self.path)
+        # A power cut leaves the old file or the new one; a secret is never world-readable.
+        write_atomically(self.path, self.content, mode=self.mode)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -777,9 +768,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             commands.add_subparsers(title="commands", metavar="COMMAND", required=True), role=role
         )
     args = parser.parse_args(argv)
-    handler = args.func
-    result: int = handler(args)
-    return result
+    return run_handler(args.func, args)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from touchlamp.errors import EXIT_FAILURE
+
 __all__ = ["Role", "register_install", "unit_name"]
 
 Role = Literal["device", "relay"]
@@ -149,13 +151,9 @@ def _uninstall_command(args: argparse.Namespace) -> int:
 
 
 def _guarded(action: Callable[[], int]) -> int:
-    from touchlamp.install import EXIT_FAILURE, InstallError  # noqa: PLC0415  only when it runs
-
+    """An install's own errors end it in ``main``; a refused write is named here, with the fix."""
     try:
         result = action()
-    except InstallError as error:
-        print(f"touchlamp: {error}", file=sys.stderr)
-        return EXIT_FAILURE
     except PermissionError as error:
         print(
             f"touchlamp: {error.filename}: permission denied; run it as root (sudo)",

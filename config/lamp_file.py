@@ -27,6 +27,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from touchlamp.config.common import SettingsError
+from touchlamp.files import write_atomically
 
 __all__ = [
     "LAMP_FILE",
@@ -126,14 +127,8 @@ def write_lamp_file(state_dir: Path, values: Mapping[str, Any]) -> None:
         raise LampFileError(f"not owner settings: {', '.join(unknown)}")
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / LAMP_FILE
-    temporary = path.with_name(f".{LAMP_FILE}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        json.dump(nest(dict(sorted(values.items()))), file, indent=2)
-        file.write("\n")
-        file.flush()
-        os.fsync(file.fileno())
-    temporary.replace(path)
+    document = nest(dict(sorted(values.items())))
+    write_atomically(path, json.dumps(document, indent=2) + "\n", mode=0o600)
     owned_like_its_directory(path)
 
 

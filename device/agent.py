@@ -24,7 +24,6 @@ Outside the loop (the owner page, the Home Assistant bridge): ``status()`` retur
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 from collections.abc import Callable
@@ -81,6 +80,8 @@ from touchlamp.device.status import (
     MemberStatus,
     StatusChanged,
 )
+from touchlamp.files import write_atomically
+from touchlamp.lifecycle import StopsOnExit
 from touchlamp.protocol.messages import Color, PairAction, PairRequest
 
 __all__ = [
@@ -179,16 +180,10 @@ def load_color(state_dir: Path) -> str | None:
 def save_color(state_dir: Path, color: str) -> None:
     """Store ``color`` atomically (write, fsync, rename), so a power cut leaves old or new."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / COLOR_FILE
-    temporary = path.with_suffix(".tmp")
-    with temporary.open("w", encoding="ascii") as file:
-        file.write(color + "\n")
-        file.flush()
-        os.fsync(file.fileno())
-    temporary.replace(path)
+    write_atomically(state_dir / COLOR_FILE, color + "\n", mode=0o644)
 
 
-class LampAgent:
+class LampAgent(StopsOnExit):
     """Runs one lamp: ``start()`` it, ``stop()`` it from any thread.
 
     The agent owns its parts: ``touch`` and ``light`` (the hardware ports) and the link that

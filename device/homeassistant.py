@@ -68,6 +68,8 @@ from touchlamp.device.homeassistant_discovery import (
     on_off,
 )
 from touchlamp.device.status import GlowNews, LampListener, LampNews, LampStatus, StatusChanged
+from touchlamp.errors import TouchlampError
+from touchlamp.files import write_atomically
 
 __all__ = [
     "RECORD_FILE",
@@ -92,7 +94,7 @@ RECORD_FILE = "homeassistant.json"
 _MAX_QUEUED = 200
 
 
-class HomeAssistantError(Exception):
+class HomeAssistantError(TouchlampError):
     """The home broker could not be reached or refused us; the message says what to do."""
 
 
@@ -606,10 +608,8 @@ def read_record(state_dir: Path) -> list[str]:
 
 def write_record(state_dir: Path, topics: list[str]) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / RECORD_FILE
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"retained": topics}, indent=1) + "\n", encoding="utf-8")
-    temporary.replace(path)
+    document = json.dumps({"retained": topics}, indent=1) + "\n"
+    write_atomically(state_dir / RECORD_FILE, document, mode=0o644)
 
 
 def remove_from_home_assistant(

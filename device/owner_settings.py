@@ -38,6 +38,7 @@ from touchlamp.config.lamp_file import (
     write_lamp_file,
 )
 from touchlamp.device.agent import COLOR_FILE, LampAgent, load_color, save_color
+from touchlamp.errors import ConfigurationError
 from touchlamp.protocol.messages import Color
 
 __all__ = [
@@ -62,7 +63,7 @@ _PREFIX = "TOUCHLAMP_DEVICE_"
 _COLOR: TypeAdapter[str] = TypeAdapter(Color)
 
 
-class OwnerSettingError(ValueError):
+class OwnerSettingError(ConfigurationError, ValueError):
     """A key the owner may not set, or a value it may not take; the message says which and
     what would be right. ``key`` is the key at fault (``None`` for an unknown key)."""
 
