@@ -38,6 +38,7 @@ __all__ = [
     "nest",
     "owned_like_its_directory",
     "read_lamp_file",
+    "state_owned_like_its_directory",
     "write_lamp_file",
 ]
 
@@ -144,6 +145,21 @@ def owned_like_its_directory(path: Path) -> None:
     directory = path.parent.stat()
     if directory.st_uid != 0 or directory.st_gid != 0:
         os.chown(path, directory.st_uid, directory.st_gid)
+
+
+def state_owned_like_its_directory(state_dir: Path) -> None:
+    """Give every root-owned file in ``state_dir`` the directory's owner (see
+    ``owned_like_its_directory``).
+
+    ``sudo touchlamp pair`` with the service stopped opens the lamp's own link, which creates
+    its outbox and seen-glows databases there (0600): left root's, the service could not open
+    them when it starts again.
+    """
+    if os.geteuid() != 0 or not state_dir.is_dir():
+        return
+    for path in state_dir.iterdir():
+        if path.is_file() and not path.is_symlink() and path.stat().st_uid == 0:
+            owned_like_its_directory(path)
 
 
 class LampFileSettingsSource(PydanticBaseSettingsSource):

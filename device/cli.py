@@ -29,6 +29,7 @@ from typing import Any
 from touchlamp import sdnotify
 from touchlamp.config.common import SettingsError, load_settings
 from touchlamp.config.device import DeviceSettings, HomeAssistantSettings, default_state_dir
+from touchlamp.config.lamp_file import state_owned_like_its_directory
 from touchlamp.device import owner_settings
 from touchlamp.device.agent import AgentLink, LampAgent
 from touchlamp.device.clock import SystemClock
@@ -558,8 +559,12 @@ def _ask(settings: DeviceSettings, request: PairRequest, *, timeout: float) -> P
         pass
     # No service holds the lamp's connection; events that arrive meanwhile (a glow) are not
     # shown, and the outbox keeps any queued touch for the service.
-    with LampLink.from_settings(settings, sink=lambda _event: None) as link:
-        return link.request(request, timeout=timeout)
+    try:
+        with LampLink.from_settings(settings, sink=lambda _event: None) as link:
+            return link.request(request, timeout=timeout)
+    finally:
+        # Root running this for a stopped service must not leave it databases it cannot open.
+        state_owned_like_its_directory(settings.state_dir)
 
 
 def _describe(response: PairResponse, lamp_id: str) -> str:

@@ -279,3 +279,29 @@ def test_a_state_directory_deeper_than_a_socket_path_still_gets_its_control_sock
         server.stop()
         link.stop()
     assert not (deep / CONTROL_SOCKET).exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file away")
+def test_pair_by_root_with_the_service_stopped_leaves_no_root_owned_state(
+    broker: BrokerLike, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `sudo touchlamp pair status` with the service stopped opens the lamp's own link, which
+    # creates its outbox and seen-touches databases in the service's state directory: owned by
+    # root (0600), the service's dynamic user could not open them when it starts again.
+    world = World(broker, tmp_path)
+    try:
+        with world.relay():
+            settings = world.lamp("lamp-a", color="#ff8c1a")
+            env_file = world.env_file(settings)
+            settings.state_dir.mkdir(parents=True, exist_ok=True)
+            os.chown(settings.state_dir, 61234, 61234)
+
+            assert main(["pair", "status", "--env-file", str(env_file)]) == 0
+            assert "Not paired" in capsys.readouterr().out
+
+        files = sorted(settings.state_dir.rglob("*"))
+        assert files, "the link wrote nothing: the test would prove nothing"
+        owners = {path.name: (path.stat().st_uid, path.stat().st_gid) for path in files}
+        assert owners == dict.fromkeys(owners, (61234, 61234))
+    finally:
+        world.close()
