@@ -12,7 +12,8 @@ looks a person changes, not the broker login or the pins, which a page must neve
 file with anything else, or that is not JSON, stops start-up with a message naming the file
 and the fix (exit 2) instead of being half-applied.
 
-The file is written whole or not at all (write, fsync, rename), readable by the lamp's user only.
+The file is written whole or not at all (write, fsync, rename), readable by the lamp's user only:
+it may hold the home broker's password (``homeassistant.password``, set on the page).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from touchlamp.files import write_atomically
 __all__ = [
     "LAMP_FILE",
     "OWNER_KEYS",
+    "SECRET_KEYS",
     "LampFileError",
     "LampFileSettingsSource",
     "flatten",
@@ -56,8 +58,22 @@ OWNER_KEYS: Mapping[str, str] = {
     "quiet_hours.end": "when quiet hours end, HH:MM",
     "looks.ambient_level": "the faint light while a partner is online, 0 (off) to 1",
     "looks.glow_max_age_seconds": "how old a touch may be and still glow, seconds",
+    "homeassistant.enabled": "whether the lamp appears in Home Assistant, true or false",
+    "homeassistant.host": "the home's MQTT broker (Home Assistant's), a host name or address",
+    "homeassistant.port": "the home broker's port (none: 1883, or 8883 with TLS)",
+    "homeassistant.username": "the login on the home broker",
+    "homeassistant.password": "the home broker's password (write-only: shown as set or not set)",
+    "homeassistant.tls": "whether the home broker is reached over TLS, true or false",
+    "homeassistant.ca_file": "the CA certificate that signed the home broker's (a path; none: "
+    "the system's)",
+    "homeassistant.discovery_prefix": "Home Assistant's MQTT discovery prefix",
+    "homeassistant.protocol": "the MQTT version the home broker speaks: 3.1.1 or 5",
 }
 """What the owner may change (dotted ``DeviceSettings`` paths), with what each one means."""
+
+SECRET_KEYS = frozenset({"homeassistant.password"})
+"""Owner keys whose value is never shown or sent back (the page and ``device show`` say only
+whether one is set)."""
 
 
 class LampFileError(SettingsError):

@@ -50,11 +50,8 @@ from touchlamp.device.hardware import (
     open_light_output,
     open_touch_input,
 )
-from touchlamp.device.homeassistant import (
-    home_assistant_for,
-    settings_from_url,
-    with_home_assistant,
-)
+from touchlamp.device.homeassistant import settings_from_url, with_home_assistant
+from touchlamp.device.homeassistant_switch import HomeAssistantSwitch
 from touchlamp.device.lamp_board import FrameTap, LampBoard
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import LinkSink
@@ -350,7 +347,10 @@ def _run_on_pins(
         heartbeat_seconds=watchdog_every,
         network_up=has_default_route,
     )
-    owner = owner_settings.OwnerSettings(lamp=agent, env_file=env_file)
+    # Home Assistant's "Visit" link goes to this page when it is served; the owner's changes to
+    # the home broker's settings replace the bridge at once.
+    home = HomeAssistantSwitch(settings, agent, page_port=web[1] if web else None)
+    owner = owner_settings.OwnerSettings(lamp=agent, env_file=env_file, on_change=home.apply)
     control = ControlServer(
         state_dir=settings.state_dir,
         link=links[0],
@@ -358,15 +358,12 @@ def _run_on_pins(
         describe=lambda: owner_settings.describe_running(agent),
     )
     page = _lamp_page(agent, owner, links[0], clock, light=light, web=web)
-    # Home Assistant's "Visit" link goes to this page when it is served.
-    home = home_assistant_for(settings, agent, page_port=web[1] if web else None)
     unmark_simulated(settings.state_dir)  # on real pins now, whatever ran here before
     with StopSignals() as stop:  # SIGTERM (systemd), SIGINT (Ctrl-C), SIGHUP (a closed terminal)
         try:
             control.start()
             agent.start()
-            if home is not None:
-                home.start()
+            home.start()
             where = f"{settings.mqtt.host}:{settings.mqtt.effective_port}"
             sdnotify.ready(f"lamp {settings.lamp_id}, broker {where}")
             print(f"touchlamp: lamp {settings.lamp_id} running (broker {where})", file=sys.stderr)
@@ -377,8 +374,7 @@ def _run_on_pins(
             if page is not None:
                 page.stop()
             control.stop()
-            if home is not None:
-                home.stop()
+            home.stop()
             agent.stop()
     return EXIT_OK
 

@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from touchlamp.config.device import DeviceSettings
 from touchlamp.config.lamp_file import (
     LAMP_FILE,
     OWNER_KEYS,
+    SECRET_KEYS,
     LampFileError,
     flatten,
     nest,
@@ -108,11 +109,20 @@ class OwnerValue:
 
 class OwnerSettings:
     """The owner's side of a running lamp. ``env_file`` is the file the lamp was started with
-    (named as a value's source). Safe to call from any thread: changes are serialised."""
+    (named as a value's source). ``on_change`` is called with the new settings after each
+    change the lamp has been given (the Home Assistant bridge follows its settings this way).
+    Safe to call from any thread: changes are serialised."""
 
-    def __init__(self, *, lamp: ReconfigurableLamp, env_file: Path | None) -> None:
+    def __init__(
+        self,
+        *,
+        lamp: ReconfigurableLamp,
+        env_file: Path | None,
+        on_change: Callable[[DeviceSettings], object] | None = None,
+    ) -> None:
         self._lamp = lamp
         self._env_file = env_file
+        self._on_change = on_change
         self._lock = threading.Lock()
         # The lamp takes a change on its own thread, a moment later: the next change must
         # build on this one, not on what the lamp has taken so far.
@@ -139,10 +149,12 @@ class OwnerSettings:
             saved = read_lamp_file(self.state_dir)
             updated = checked(settings, others)
             if others:
-                flat = flatten(updated.model_dump(mode="json"))
+                flat = _stored(updated)
                 write_lamp_file(self.state_dir, {**saved, **{key: flat[key] for key in others}})
                 self._settings = updated
                 self._lamp.reconfigure(updated)
+                if self._on_change is not None:
+                    self._on_change(updated)
             if color is not None:
                 self._lamp.choose_color(color)
             return self._values(settings=updated, color=color)
@@ -161,6 +173,8 @@ class OwnerSettings:
                 source = self._color_source()
             else:
                 value = flat[key]
+                if key in SECRET_KEYS:  # never shown, never sent to a browser
+                    value = "not set" if value is None else "set"
                 source = self._source(key, saved, file_values)
             shown.append(OwnerValue(key=key, value=value, source=source, meaning=meaning))
         return shown
@@ -201,6 +215,20 @@ def with_lamp_file(settings: DeviceSettings) -> DeviceSettings:
         ) from None
 
 
+def _stored(settings: DeviceSettings) -> dict[str, Any]:
+    """``settings`` as the lamp's file keeps them: JSON values, secrets in the clear (the file
+    is the lamp user's only, 0600)."""
+    flat = flatten(settings.model_dump(mode="json"))
+    for key in SECRET_KEYS:
+        *parents, leaf = key.split(".")
+        model: object = settings
+        for part in parents:
+            model = getattr(model, part)
+        secret = getattr(model, leaf)
+        flat[key] = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+    return flat
+
+
 def checked(settings: DeviceSettings, changes: Mapping[str, object]) -> DeviceSettings:
     """``settings`` with ``changes`` (dotted owner keys), or ``OwnerSettingError``."""
     unknown = [key for key in changes if key not in OWNER_KEYS]
@@ -209,6 +237,15 @@ def checked(settings: DeviceSettings, changes: Mapping[str, object]) -> DeviceSe
             f"{unknown[0]!r} is not a setting the owner may change; the keys are: "
             f"{', '.join(KEYS)}",
             key=None,
+        )
+    password_file = settings.homeassistant.password_file
+    if "homeassistant.password" in changes and password_file is not None:
+        # Both would contradict each other at the next start (config/mqtt.py BrokerLogin).
+        raise OwnerSettingError(
+            f"homeassistant.password is not accepted: the home broker's password comes from "
+            f"{password_file} (TOUCHLAMP_DEVICE_HOMEASSISTANT__PASSWORD_FILE); change that "
+            "file, or remove that line from the env file first (nothing was changed)",
+            key="homeassistant.password",
         )
     # Each top-level group the changes touch is validated whole (so its own checks run, e.g.
     # quiet hours that start when they end). Not DeviceSettings.model_validate: a settings
@@ -237,7 +274,8 @@ def checked(settings: DeviceSettings, changes: Mapping[str, object]) -> DeviceSe
 
 def _refuse(key: str, value: object, why: str) -> NoReturn:
     raise OwnerSettingError(
-        f"{key} = {_excerpt(value)} is not accepted: {why}; "
+        f"{key} = {'(hidden)' if key in SECRET_KEYS else _excerpt(value)} is not accepted: "
+        f"{why}; "
         f"{key} is {KEYS.get(key, 'a setting')} (nothing was changed)",
         key=key,
     ) from None

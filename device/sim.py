@@ -28,7 +28,8 @@ from touchlamp.device.hardware import (
     open_light_output,
     open_touch_input,
 )
-from touchlamp.device.homeassistant import HomeAssistantBridge, home_assistant_for
+from touchlamp.device.homeassistant import HomeAssistantBridge
+from touchlamp.device.homeassistant_switch import HomeAssistantSwitch
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import LinkSink
 from touchlamp.device.looks import Rgb
@@ -119,9 +120,12 @@ class SimulatedLamp:
         )
         self.link = links[0]
         # Home Assistant, when the settings name a home broker: a connection of its own.
-        self.home: HomeAssistantBridge | None = home_assistant_for(self.settings, self.agent)
+        # Replaced when the owner changes the home broker's settings (the page, `device set`).
+        self.homeassistant = HomeAssistantSwitch(self.settings, self.agent)
         # `touchlamp pair … --env-file` reaches this lamp through its own connection.
-        self.owner = OwnerSettings(lamp=self.agent, env_file=env_file)
+        self.owner = OwnerSettings(
+            lamp=self.agent, env_file=env_file, on_change=self.homeassistant.apply
+        )
         self.auth = OwnerAuth(state_dir=self.settings.state_dir, now=clock.monotonic)
         self.owner_lamp = OwnerLamp(
             agent=self.agent,
@@ -145,6 +149,11 @@ class SimulatedLamp:
     def lamp_id(self) -> str:
         return self.settings.lamp_id
 
+    @property
+    def home(self) -> HomeAssistantBridge | None:
+        """The Home Assistant bridge running now, if any."""
+        return self.homeassistant.bridge
+
     def _status_news(self, _news: object) -> None:  # the agent's thread
         self.revision += 1
         self._changed()
@@ -158,13 +167,11 @@ class SimulatedLamp:
         except BaseException:
             self._control.stop()
             raise
-        if self.home is not None:
-            self.home.start()
+        self.homeassistant.start()
 
     def stop(self) -> None:
         try:
-            if self.home is not None:
-                self.home.stop()  # first: it says "offline" while the lamp still runs
+            self.homeassistant.stop()  # first: it says "offline" while the lamp still runs
             self.agent.stop()
         finally:
             self._control.stop()

@@ -202,6 +202,10 @@ function fillLooks() {
     } else if (input.dataset.scale) {
       const shown = Number(setting.value) / Number(input.dataset.scale);
       input.value = String(Math.round(shown * 1000) / 1000);
+    } else if (input.dataset.writeOnly) {
+      // Never sent back: the field stays empty, and says whether a value is set.
+      input.value = "";
+      input.placeholder = String(setting.value);
     } else {
       input.value = setting.value === null ? "" : String(setting.value);
     }
@@ -237,6 +241,8 @@ function changedLooks() {
     if (now === input.dataset.loaded) continue;
     if (input.type === "checkbox") {
       changes[input.name] = input.checked;
+    } else if (input.dataset.empty === "null" && input.value.trim() === "") {
+      changes[input.name] = null;
     } else if (input.dataset.scale || input.inputMode === "numeric" || input.inputMode === "decimal") {
       const number = input.value.trim() === "" ? NaN : Number(input.value);
       const scale = Number(input.dataset.scale || 1);
