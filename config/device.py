@@ -43,6 +43,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from touchlamp.config.enrolment_file import EnrolmentFileSettingsSource
 from touchlamp.config.lamp_file import LampFileSettingsSource
 from touchlamp.config.mqtt import BrokerConnection, BrokerLogin, Host, TopicRoot, service_state_dir
 from touchlamp.protocol.messages import Color, LampId, Name
@@ -59,6 +60,7 @@ __all__ = [
     "MissedLook",
     "MqttSettings",
     "NoNetworkLook",
+    "NotEnrolledLook",
     "OutboxSettings",
     "PulseLook",
     "QuietHours",
@@ -303,6 +305,14 @@ class NoNetworkLook(StatusLook):
     period_seconds: Seconds = 3.0
 
 
+class NotEnrolledLook(StatusLook):
+    """No token yet (the lamp's page offers to paste one): a slow violet swell, neither the
+    lamp's colour nor any trouble's, shown at once (there is no connection to wait for)."""
+
+    color: Color | None = "#a060ff"
+    period_seconds: Seconds = 4.0
+
+
 class AuthFailedLook(StatusLook):
     """The broker refused the lamp's credentials: a faster, reddish swell (re-enroll the lamp),
     a little brighter than "not connected" (it needs its owner to act)."""
@@ -358,6 +368,7 @@ class LookSettings(BaseModel):
     disconnected: DisconnectedLook = DisconnectedLook()
     no_network: NoNetworkLook = NoNetworkLook()
     auth_failed: AuthFailedLook = AuthFailedLook()
+    not_enrolled: NotEnrolledLook = NotEnrolledLook()
     state_trouble: StateTroubleLook = StateTroubleLook()
     # A faint steady light in an online partner's colour; 0 turns it off. 0.15 is a PWM duty of
     # about 1.5 %: seen in a dim room, hardly by day, and far below a glow, so "they are
@@ -519,7 +530,14 @@ class DeviceSettings(BaseSettings):
             below=(init, env_settings, dotenv_settings),
             default_state_dir=default_state_dir(),
         )
-        return lamp_file, init, env_settings, dotenv_settings, nested_secrets
+        # A token pasted on the lamp's page (config/enrolment_file.py): above the env file,
+        # which the service cannot write, below everything set by hand.
+        enrolment = EnrolmentFileSettingsSource(
+            settings_cls,
+            below=(init, env_settings, dotenv_settings),
+            default_state_dir=default_state_dir(),
+        )
+        return lamp_file, init, env_settings, enrolment, dotenv_settings, nested_secrets
 
 
 class _PlainInitSource(PydanticBaseSettingsSource):

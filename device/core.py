@@ -192,9 +192,11 @@ class Connected:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Disconnected:
     """The MQTT link is down; ``auth_failed`` when the broker refused the credentials (the link
-    has stopped retrying)."""
+    has stopped retrying); ``not_enrolled`` when there is no link at all, the lamp has no token
+    yet (device/unenrolled.py)."""
 
     auth_failed: bool = False
+    not_enrolled: bool = False
 
 
 class TouchOutcome(enum.Enum):
@@ -449,6 +451,7 @@ class LampCore:
 
         self._connected = False
         self._auth_failed = False
+        self._not_enrolled = False
         self._trouble_since: float | None = None  # since when the state directory refuses writes
         self._down_since = now  # the lamp starts offline; the grace period counts from start-up
         self._group_known = False
@@ -554,7 +557,8 @@ class LampCore:
             case Connected():
                 self._connected = True
                 self._auth_failed = False
-            case Disconnected(auth_failed=auth_failed):
+            case Disconnected(auth_failed=auth_failed, not_enrolled=not_enrolled):
+                self._not_enrolled = not_enrolled
                 self._on_disconnected(now, auth_failed=auth_failed)
             case TouchResult(outcome=outcome):
                 self._on_result(outcome, now)
@@ -742,8 +746,11 @@ class LampCore:
 
     def _status(self) -> tuple[StatusLook, float] | None:
         """The status pattern to show and when it started, if any (ignoring quiet hours)."""
-        if self._auth_failed:
-            look: StatusLook = self._looks.auth_failed
+        if self._not_enrolled:
+            look: StatusLook = self._looks.not_enrolled
+            since = self._down_since
+        elif self._auth_failed:
+            look = self._looks.auth_failed
             since = self._down_since
         elif self._trouble_since is not None:
             look = self._looks.state_trouble

@@ -36,6 +36,7 @@ from touchlamp.device.link_events import LinkError
 from touchlamp.device.owner_auth import AuthError, OwnerAuth, TooManyAttemptsError
 from touchlamp.device.owner_settings import OwnerSettingError, OwnerSettings
 from touchlamp.device.status import LampStatus
+from touchlamp.device.unenrolled import Enroller, EnrolmentRefusedError
 from touchlamp.protocol import PairAction, PairRequest, PairResponse
 
 __all__ = ["OwnerAnswer", "OwnerLamp", "OwnerRequest", "PairingLink"]
@@ -89,8 +90,11 @@ class OwnerLamp:
         auth: OwnerAuth,
         broker: tuple[str, int],
         wall_clock: Callable[[], float] = time.time,
+        enroller: Enroller | None = None,
     ) -> None:
+        """``enroller``: the lamp has no token yet, and the page offers to paste one."""
         self._agent = agent
+        self._enroller = enroller
         self._owner = owner
         self._link = link
         self._auth = auth
@@ -120,6 +124,7 @@ class OwnerLamp:
             ("POST", ("pair", "join")): self._pair_join,
             ("POST", ("pair", "leave")): self._pair_leave,
             ("POST", ("quiet",)): self._quiet,
+            ("POST", ("enrol",)): self._enrol,
         }
         if key in read:
             return read[key](request)
@@ -148,6 +153,7 @@ class OwnerLamp:
                 "signed_in": self._auth.signed_in(request.session),
                 "claim_waiting": self._auth.claim_waiting,
                 "reset_hold_seconds": self._auth.reset_hold_seconds,
+                "enrolled": self._enroller is None,
                 "now": self._wall_clock(),
             },
         )
@@ -273,6 +279,33 @@ class OwnerLamp:
             reason = response.reason or "the relay refused without saying why"
             return _error(HTTPStatus.CONFLICT, reason, code=response.error)
         return response
+
+    def _enrol(self, request: OwnerRequest) -> OwnerAnswer:
+        if self._enroller is None:
+            return _error(
+                HTTPStatus.CONFLICT,
+                f"this lamp is enrolled already (as {self.lamp_id}); to give it another "
+                "identity, run `touchlamp device enroll TOKEN` on the lamp",
+            )
+        token = request.body.get("token")
+        if not isinstance(token, str) or not token.strip():
+            return _error(
+                HTTPStatus.BAD_REQUEST,
+                'send {"token": "tl1…"}: the token `touchlamp relay lamp add` printed',
+                field="token",
+            )
+        try:
+            enrollment = self._enroller.enrol(token)
+        except EnrolmentRefusedError as error:
+            return _error(HTTPStatus.BAD_REQUEST, str(error), field="token")
+        return OwnerAnswer(
+            HTTPStatus.OK,
+            {
+                "enrolled": enrollment.lamp,
+                "broker": f"{enrollment.host}:{enrollment.port}",
+                "page": f"/lamp/{enrollment.lamp}/",
+            },
+        )
 
     def _quiet(self, request: OwnerRequest) -> OwnerAnswer:
         on = request.body.get("on")

@@ -577,6 +577,11 @@ class WebServer(StopsOnExit):
         self._url: str | None = None
 
     @property
+    def host(self) -> str:
+        """The address the page is served on, as given (``0.0.0.0``: every address)."""
+        return self._host
+
+    @property
     def url(self) -> str:
         if self._url is None:
             raise RuntimeError("the web server has not started: call start() first")

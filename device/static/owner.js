@@ -174,6 +174,11 @@ function render() {
   $("quiet-now").checked = lamp.quiet_now;
   $("quiet-now").disabled = !state.signed_in;
 
+  $("enrolment").hidden = state.enrolled !== false;
+  $("enrol-fields").disabled = !state.signed_in;
+  if (state.enrolled === false) {
+    $("connection").textContent = "Not enrolled: paste the lamp's token above.";
+  }
   $("claim-form").hidden = state.claimed;
   $("login-form").hidden = !state.claimed || state.signed_in;
   $("signed-in").hidden = !state.signed_in;
@@ -223,7 +228,8 @@ function fillLooks() {
 async function diagnose() {
   const answer = await call("doctor");
   const doctor = $("doctor");
-  if (!answer.ok || answer.data.connected) {
+  // Not enrolled: there is no broker to diagnose yet, only a token to paste.
+  if (!answer.ok || answer.data.connected || (state && state.enrolled === false)) {
     doctor.hidden = true;
     return;
   }
@@ -354,6 +360,33 @@ $("make-code").addEventListener("click", async () => {
     : null;
   $("code").textContent = answer.data.code;
   say("pairing-message", `Enter this code on the other lamp's page${until ? ` before ${until}` : ""}.`);
+});
+
+$("enrol-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const answer = await call("enrol", { token: $("enrol-token").value });
+  if (!answer.ok) {
+    say("enrol-message", answer.data.error, true);
+    return;
+  }
+  $("enrol-token").value = "";
+  say("enrol-message", `Enrolled as ${answer.data.enrolled}: the lamp is connecting to ` +
+    `${answer.data.broker}. Its page moves to ${answer.data.page} in a moment.`);
+  // The lamp restarts as the enrolled one; its page is served again under the new id.
+  const next = answer.data.page;
+  const tryNext = async () => {
+    try {
+      const response = await fetch(next, { method: "HEAD" });
+      if (response.ok) {
+        location.assign(next);
+        return;
+      }
+    } catch (error) {
+      // not served again yet
+    }
+    setTimeout(tryNext, 1000);
+  };
+  setTimeout(tryNext, 1000);
 });
 
 $("join-form").addEventListener("submit", async (event) => {

@@ -6,12 +6,14 @@ Screenshots go to artifacts/ (one is in the README, docs/owner-page.png)."""
 from __future__ import annotations
 
 import re
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.device.test_enrol_on_the_page import UnenrolledLamp, claimed_by_its_owner, token_for
 from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.world import WAIT, BrokerLike, World, served_page, wait_until
 from touchlamp.config.device import DeviceSettings
@@ -268,3 +270,52 @@ def test_a_stranger_gets_403_and_another_site_cannot_post(world: World, chromium
         owner.uncheck("#quiet-now")
         wait_until(lambda: not lamp.agent.status().quiet_now, "quiet now off")
         assert stranger.locator("#quiet-now").is_disabled()
+
+
+def test_an_unenrolled_lamps_page_takes_the_token_and_becomes_the_lamps_page(
+    world: World, chromium: Any, tmp_path: Path
+) -> None:
+    # `touchlamp device run` on mock pins (tests/device/test_enrol_on_the_page.py has the
+    # HTTP-level checks); the owner claimed it before with a hold.
+    lamp = UnenrolledLamp(tmp_path / "new-lamp")
+    claimed_by_its_owner(lamp.state_dir, password=PASSWORD)
+    token = token_for(world, "lamp-a")
+    with world.relay():
+        lamp.start()
+        try:
+            page = chromium.new_context(viewport={"width": 760, "height": 1500}).new_page()
+            page.set_default_timeout(WAIT * 1000)
+            wait_until(lambda: _served(lamp.url), "the unenrolled lamp's page")
+            page.goto(lamp.url)  # the lamp's address: it sends the browser to its page
+            page.locator("#enrolment").wait_for()
+            assert "/lamp/unenrolled/" in page.url
+            page.locator("#connection", has_text="Not enrolled").wait_for()
+            assert page.locator("#enrol-token").is_disabled()  # not signed in yet
+
+            page.fill("#login-password", PASSWORD)
+            page.click("#login-form button[type=submit]")
+            page.locator("#signed-in").wait_for()
+            page.fill("#enrol-token", token[:-6])
+            page.click("#enrol-form button[type=submit]")
+            page.locator("#enrol-message.bad", has_text="nothing was changed").wait_for()
+            _shot(page, "owner-page-not-enrolled.png")
+
+            page.fill("#enrol-token", token)
+            page.click("#enrol-form button[type=submit]")
+            page.locator("#enrol-message", has_text="Enrolled as lamp-a").wait_for()
+            page.wait_for_url(re.compile(r"/lamp/lamp-a/$"))
+            page.locator("#connection", has_text=re.compile("^Connected")).wait_for()
+            assert page.locator("#enrolment").is_hidden()
+            assert page.locator("#login-form").is_visible()  # the same owner, signs in again
+            _shot(page, "owner-page-enrolled.png")
+        finally:
+            code, err = lamp.stop()
+    assert code == 0, err
+
+
+def _served(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310  loopback
+            return bool(response.status == 200)
+    except OSError:
+        return False

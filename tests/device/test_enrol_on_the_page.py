@@ -1,0 +1,197 @@
+"""A lamp installed without a token (issue 13: "a lamp not yet enrolled offers to paste its
+token"): ``touchlamp device run`` on gpiozero's mock pins, the broker fixture and the real
+relay. It serves its page, shows the "not enrolled" look, takes a token from its owner only,
+keeps it in the state directory, and runs as the enrolled lamp without being restarted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.broker.harness import free_port
+from tests.device.test_owner_page import Browser
+from tests.e2e.world import WAIT, BrokerLike, World, wait_until
+from touchlamp.cli import main
+from touchlamp.config.common import SettingsError, load_settings
+from touchlamp.config.device import DeviceSettings
+from touchlamp.config.enrolment_file import ENROLMENT_FILE
+from touchlamp.device.owner_auth import OwnerAuth
+from touchlamp.device.unenrolled import UNENROLLED_ID, load_or_unenrolled
+from touchlamp.protocol import Enrollment, encode_token
+
+TOUCHLAMP = Path(sys.executable).with_name("touchlamp")
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def _no_device_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("TOUCHLAMP_DEVICE_"):
+            monkeypatch.delenv(name)
+
+
+def claimed_by_its_owner(state_dir: Path, *, password: str = PASSWORD) -> None:
+    """The owner's claim, as the page makes it: a password, then a hold on the lamp."""
+    auth = OwnerAuth(state_dir=state_dir, now=time.monotonic)
+    claim = auth.begin_claim(password)
+    assert auth.held(2.0)
+    auth.wait_claim(claim)
+
+
+class UnenrolledLamp:
+    """``touchlamp device run`` with an env file that names only its state directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.state_dir = directory / "state"
+        self.env_file = directory / "device.env"
+        directory.mkdir(parents=True, exist_ok=True)
+        self.env_file.write_text(f"TOUCHLAMP_DEVICE_STATE_DIR={self.state_dir}\n")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        environment = {
+            **os.environ,
+            "GPIOZERO_PIN_FACTORY": "mock",
+            "GPIOZERO_MOCK_PIN_CLASS": "mockpwmpin",
+        }
+        self.process = subprocess.Popen(
+            [
+                *(str(TOUCHLAMP), "device", "run", "--env-file", str(self.env_file)),
+                *("--web-host", "127.0.0.1", "--web-port", str(self.port)),
+            ],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def stop(self) -> tuple[int, str]:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.process.communicate(timeout=WAIT)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(WAIT)
+        return self.process.returncode, err
+
+
+@pytest.fixture
+def world(broker: BrokerLike, tmp_path: Path) -> Iterator[World]:
+    made = World(broker, tmp_path)
+    yield made
+    made.close()
+
+
+def token_for(world: World, lamp_id: str) -> str:
+    """What ``touchlamp relay lamp add`` prints for a lamp the broker and the relay know."""
+    settings = world.lamp(lamp_id, color="#3c78ff")
+    assert settings.mqtt.password is not None
+    return encode_token(
+        Enrollment(
+            lamp=lamp_id,
+            password=settings.mqtt.password.get_secret_value(),
+            host=settings.mqtt.host,
+            port=settings.mqtt.effective_port,
+            root=settings.mqtt.topic_root,
+        )
+    )
+
+
+def _answers(browser: Browser, lamp_id: str) -> bool:
+    try:
+        return browser.get(lamp_id).status == 200
+    except OSError:
+        return False
+
+
+def test_a_lamp_without_a_token_is_unenrolled_but_a_bad_id_still_stops_it(tmp_path: Path) -> None:
+    env_file = tmp_path / "device.env"
+    env_file.write_text(f"TOUCHLAMP_DEVICE_STATE_DIR={tmp_path / 'state'}\n")
+    assert load_or_unenrolled(env_file).lamp_id == UNENROLLED_ID
+
+    env_file.write_text(
+        f"TOUCHLAMP_DEVICE_STATE_DIR={tmp_path / 'state'}\nTOUCHLAMP_DEVICE_LAMP_ID='no spaces'\n"
+    )
+    with pytest.raises(SettingsError, match="lamp_id"):
+        load_or_unenrolled(env_file)
+
+
+def test_an_unenrolled_lamp_serves_its_page_takes_its_owners_token_and_connects(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lamp = UnenrolledLamp(tmp_path / "new-lamp")
+    claimed_by_its_owner(lamp.state_dir)
+    token = token_for(world, "lamp-a")
+    with world.relay():
+        lamp.start()
+        try:
+            owner, stranger = Browser(lamp.url), Browser(lamp.url)
+            wait_until(lambda: _answers(stranger, UNENROLLED_ID), "the unenrolled lamp's page")
+            look = stranger.get(UNENROLLED_ID)
+            assert look.data["enrolled"] is False
+            assert look.data["lamp"]["online"] is False
+
+            # The LED: the "not enrolled" look, violet (blue above green), not dark.
+            def led() -> list[float]:
+                lamps = stranger.request("GET", "/api/lamps").data
+                return list(next(item for item in lamps if item["id"] == UNENROLLED_ID)["led"])
+
+            wait_until(lambda: max(led()) > 0.01, "the not-enrolled look shows")
+            wait_until(lambda: led()[2] > led()[1], "the look is violet")
+
+            # Only the owner: a stranger's token is refused, and nothing is written.
+            refused = stranger.post(UNENROLLED_ID, "enrol", {"token": token})
+            assert refused.status == 403
+            assert not (lamp.state_dir / ENROLMENT_FILE).exists()
+
+            assert owner.post(UNENROLLED_ID, "login", {"password": PASSWORD}).status == 200
+            # A bad token: a clear message, nothing changed.
+            bad = owner.post(UNENROLLED_ID, "enrol", {"token": token[:-6]})
+            assert bad.status == 400, bad.data
+            assert bad.data["field"] == "token"
+            assert "nothing was changed" in bad.data["error"]
+            assert not (lamp.state_dir / ENROLMENT_FILE).exists()
+
+            good = owner.post(UNENROLLED_ID, "enrol", {"token": token})
+            assert good.status == 200, good.data
+            assert good.data["enrolled"] == "lamp-a"
+            assert good.data["page"] == "/lamp/lamp-a/"
+            kept = lamp.state_dir / ENROLMENT_FILE
+            assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+            assert json.loads(kept.read_text())["lamp_id"] == "lamp-a"
+
+            # Without a restart by anyone: the same process runs as lamp-a, online, on the
+            # same address; the owner's claim holds (a new sign-in: the page's id changed).
+            wait_until(lambda: _answers(owner, "lamp-a"), "lamp-a's page on the same port")
+            wait_until(lambda: owner.get("lamp-a").data["lamp"]["online"], "lamp-a connected")
+            shown = owner.get("lamp-a").data
+            assert shown["enrolled"] is True
+            assert shown["claimed"] is True
+            assert lamp.process is not None
+            assert lamp.process.poll() is None
+
+            # Its control socket and its settings: `pair` and every other command find it.
+            assert main(["pair", "status", "--env-file", str(lamp.env_file)]) == 0
+            assert "Not paired" in capsys.readouterr().out
+            settings = load_settings(DeviceSettings, env_file=lamp.env_file)
+            assert settings.lamp_id == "lamp-a"
+            assert settings.mqtt.port == world.broker.port
+        finally:
+            code, err = lamp.stop()
+    assert code == 0, err
+    assert "not enrolled yet" in err
+    assert "enrolled as lamp lamp-a" in err
