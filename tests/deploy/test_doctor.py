@@ -523,11 +523,11 @@ def test_an_unknown_ca_is_a_failure_naming_the_setting(
 
 
 def test_plain_mqtt_is_fine_locally_but_not_across_the_internet() -> None:
-    from touchlamp.doctor import _check_tls  # the decision alone, without a broker
+    from touchlamp.doctor.network import check_tls  # the decision alone, without a broker
 
-    _, local = _check_tls("192.168.1.20", 1883, tls=False, ca_file=None, timeout=1, prefix="P")
+    _, local = check_tls("192.168.1.20", 1883, tls=False, ca_file=None, timeout=1, prefix="P")
     assert local.outcome is Outcome.SKIP
-    _, remote = _check_tls("mqtt.example.net", 1883, tls=False, ca_file=None, timeout=1, prefix="P")
+    _, remote = check_tls("mqtt.example.net", 1883, tls=False, ca_file=None, timeout=1, prefix="P")
     assert remote.outcome is Outcome.FAIL
     assert remote.fix == "set P__TLS=true (and P__CA_FILE for a private CA)"
 
