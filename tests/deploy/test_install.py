@@ -250,8 +250,17 @@ def test_python_dash_m_runs_the_installer(root: Path) -> None:
     """``python -m touchlamp.install`` is the way in where only the package is at hand; it must
     survive the installer being a package rather than one module."""
     result = subprocess.run(
-        [sys.executable, "-m", "touchlamp.install", "relay", "install", "--root", str(root)]
-        + ["--no-venv", "--dry-run"],
+        [
+            sys.executable,
+            "-m",
+            "touchlamp.install",
+            "relay",
+            "install",
+            "--root",
+            str(root),
+            "--no-venv",
+            "--dry-run",
+        ],
         capture_output=True,
         text=True,
         check=False,
