@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import fleet, footprint, latency, scaleout, throughput
+from bench import fleet, footprint, homeassistant, latency, scaleout, throughput
 from bench.context import BenchContext
 from bench.results import Result, format_line, format_table, machine, write_json
 
@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[BenchContext], list[Result]]]] = {
     "fleet": ("many lamps connected, a steady stream of touches", fleet.run),
     "footprint": ("one lamp's idle CPU, memory and start → online", footprint.run),
     "scaleout": ("two relays on the shared subscription against one", scaleout.run),
+    "homeassistant": ("touch → light with a home broker up and black-holed", homeassistant.run),
 }
 
 

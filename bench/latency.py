@@ -57,7 +57,8 @@ _WARM_UP = 3
 _MEASURE_LOOK = LookSettings(
     glow=GlowLook(
         attack_seconds=0.001, breaths=1, breath_seconds=0.1, breath_low=1.0, fade_seconds=0.001
-    )
+    ),
+    ambient_level=0.0,  # no partner-online light (on by default): B is dark between glows
 )
 _DARK = 0.001  # every channel's PWM duty below this: the LED is off
 

@@ -118,10 +118,26 @@ def _install_command(args: argparse.Namespace) -> int:
 
 
 def _uninstall_command(args: argparse.Namespace) -> int:
-    from touchlamp.install import UninstallOptions, uninstall  # noqa: PLC0415  only when it runs
+    from touchlamp.install import (  # noqa: PLC0415  only when it runs
+        COMPONENTS,
+        UninstallOptions,
+        on,
+        uninstall,
+    )
 
     options = UninstallOptions(role=args.role, root=args.root, purge=args.purge)
-    return _guarded(lambda: uninstall(options, dry_run=args.dry_run, out=sys.stdout))
+    remove_from_home_assistant = None
+    if args.role == "device":
+        # Read before the uninstall removes the settings (and the venv this runs from).
+        from touchlamp.device.homeassistant import prepare_uninstall  # noqa: PLC0415
+
+        settings = on(args.root, COMPONENTS["device"].settings_path)
+        remove_from_home_assistant = prepare_uninstall(settings, out=sys.stdout)
+    result = _guarded(lambda: uninstall(options, dry_run=args.dry_run, out=sys.stdout))
+    if remove_from_home_assistant is not None and result == 0:
+        # After the service stopped: a running lamp would publish its entities again.
+        remove_from_home_assistant(args.dry_run)
+    return result
 
 
 def _guarded(action: Callable[[], int]) -> int:

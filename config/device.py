@@ -7,7 +7,8 @@ Load them with ``load_settings(DeviceSettings, env_file=...)``; every field is d
 - ``hardware`` — which touch sensor and LED are wired to which pins (``…_HARDWARE__TOUCH_PIN``);
 - ``looks`` — every timing and level of the lamp's gestures and light (``…_LOOKS__GLOW__LEVEL``);
 - ``quiet_hours`` — when incoming glows stay dark (``…_QUIET_HOURS__START=22:00``);
-- ``outbox`` — how many touches made offline are kept, and for how long.
+- ``outbox`` — how many touches made offline are kept, and for how long;
+- ``homeassistant`` — the home's own MQTT broker, for Home Assistant (off unless ``host`` is set).
 
 The looks groups are models (not settings) so the lamp core and tests build them directly, e.g.
 ``LookSettings(glow=GlowLook(fade_seconds=60))``. Every nested group forbids unknown fields, so a
@@ -43,7 +44,7 @@ from pydantic_settings import (
 )
 
 from touchlamp.config.lamp_file import LampFileSettingsSource
-from touchlamp.config.mqtt import BrokerConnection, service_state_dir
+from touchlamp.config.mqtt import BrokerConnection, BrokerLogin, Host, TopicRoot, service_state_dir
 from touchlamp.protocol.messages import Color, LampId, Name
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "DisconnectedLook",
     "GlowLook",
     "HardwareSettings",
+    "HomeAssistantSettings",
     "LookSettings",
     "MissedLook",
     "MqttSettings",
@@ -272,13 +274,18 @@ class TogetherLook(BaseModel):
 
 
 class StatusLook(BaseModel):
-    """A slow faint swell repeating every ``period_seconds``; ``level`` 0 turns it off.
-    ``color`` ``None`` means the lamp's own colour."""
+    """A slow swell repeating every ``period_seconds``; ``level`` 0 turns it off.
+    ``color`` ``None`` means the lamp's own colour.
+
+    Levels are perceived brightness and the LED gets ``level ** gamma``: the old default of
+    0.06 peaked at a PWM duty of 0.002, which nobody could see (issue 13). 0.3 peaks at about
+    7 %: clearly there in a lit room, still far below a glow (1.0), so it cannot be taken for
+    a touch."""
 
     model_config = _GROUP
 
     color: Color | None = None
-    level: Level = 0.06
+    level: Level = 0.3
     period_seconds: Seconds = 6.0
 
 
@@ -287,11 +294,22 @@ class DisconnectedLook(StatusLook):
 
 
 class AuthFailedLook(StatusLook):
-    """The broker refused the lamp's credentials: a faster, reddish swell (re-enroll the lamp)."""
+    """The broker refused the lamp's credentials: a faster, reddish swell (re-enroll the lamp),
+    a little brighter than "not connected" (it needs its owner to act)."""
 
     color: Color | None = "#ff3000"
-    level: Level = 0.12
+    level: Level = 0.4
     period_seconds: Seconds = 2.0
+
+
+class StateTroubleLook(StatusLook):
+    """The lamp's state directory refuses writes (a full disk, a read-only SD card): a quick
+    yellow swell. The lamp still works; touches made offline are lost if it restarts, and the
+    card may be dying: replace it (DEPLOY.md)."""
+
+    color: Color | None = "#ffc000"
+    level: Level = 0.12
+    period_seconds: Seconds = 1.0
 
 
 class LookSettings(BaseModel):
@@ -328,8 +346,12 @@ class LookSettings(BaseModel):
     disconnected_grace_seconds: float = Field(default=60.0, ge=0.0)
     disconnected: DisconnectedLook = DisconnectedLook()
     auth_failed: AuthFailedLook = AuthFailedLook()
-    # A faint steady light in an online partner's colour; 0 (the default) turns it off.
-    ambient_level: Level = 0.0
+    state_trouble: StateTroubleLook = StateTroubleLook()
+    # A faint steady light in an online partner's colour; 0 turns it off. 0.15 is a PWM duty of
+    # about 1.5 %: seen in a dim room, hardly by day, and far below a glow, so "they are
+    # there" never reads as "they touched" (issue 13; it was 0, off, so nobody knew it existed).
+    # It stays dark in quiet hours.
+    ambient_level: Level = 0.15
 
 
 class QuietHours(BaseModel):
@@ -364,6 +386,75 @@ class OutboxSettings(BaseModel):
     max_age_hours: float = Field(default=12.0, gt=0.0)
 
 
+class HomeAssistantSettings(BrokerLogin):
+    """The home's MQTT broker, the one Home Assistant uses (often its Mosquitto add-on).
+
+    A second connection, entirely apart from the lamp's own broker: the lamp publishes Home
+    Assistant discovery configs there and follows its own command topics (PROTOCOL.md, "Home
+    Assistant"). Off unless ``host`` is set. ``enabled`` false with ``host`` set removes the
+    lamp's discovery configs from that broker (the way to turn the integration off).
+    """
+
+    host: Host | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    username: str | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    # Home Assistant itself speaks 3.1.1 by default; every broker it works with takes it.
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    discovery_prefix: TopicRoot = "homeassistant"
+    # The lamp's state and command topics start with this, then the lamp id.
+    topic_root: TopicRoot = "touchlamp"
+    enabled: bool = True
+    # Home Assistant's "Visit" link; none: http://<this host's name>.local:<page_port>/.
+    configuration_url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")] | None = None
+    page_port: int = Field(default=8080, ge=1, le=65535)
+    keepalive_seconds: int = Field(default=60, ge=5, le=65535)
+    # A broker that takes the connection and never answers is given up after this.
+    connect_timeout_seconds: float = Field(default=10.0, gt=0.0)
+    reconnect_min_seconds: float = Field(default=1.0, gt=0.0)
+    reconnect_max_seconds: float = Field(default=120.0, gt=0.0)
+    # Presses of the "Send a touch" button closer together than this are not sent (counted):
+    # an automation gone wrong must not flood the partners' lamps.
+    min_touch_interval_seconds: float = Field(default=2.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.ca_file is not None and not self.tls:
+            raise ValueError(
+                "homeassistant.ca_file is set but tls is off: set "
+                "TOUCHLAMP_DEVICE_HOMEASSISTANT__TLS=true to use it"
+            )
+        if self.password is not None and self.username is None:
+            raise ValueError(
+                "homeassistant.password is set without a username: set "
+                "TOUCHLAMP_DEVICE_HOMEASSISTANT__USERNAME (the home broker's login)"
+            )
+        if self.reconnect_max_seconds < self.reconnect_min_seconds:
+            raise ValueError(
+                f"homeassistant.reconnect_max_seconds ({self.reconnect_max_seconds}) must not "
+                f"be below reconnect_min_seconds ({self.reconnect_min_seconds})"
+            )
+        return self
+
+    @property
+    def configured(self) -> bool:
+        """Whether a home broker is set (enabled or not)."""
+        return self.host is not None
+
+    @property
+    def active(self) -> bool:
+        """Whether the lamp should appear in Home Assistant."""
+        return self.host is not None and self.enabled
+
+    @property
+    def effective_port(self) -> int:
+        """``port``, else 8883 with TLS and 1883 without."""
+        if self.port is not None:
+            return self.port
+        return 8883 if self.tls else 1883
+
+
 class DeviceSettings(BaseSettings):
     """One lamp. Only ``lamp_id`` is required (``touchlamp device enroll`` writes it)."""
 
@@ -386,6 +477,7 @@ class DeviceSettings(BaseSettings):
     looks: LookSettings = LookSettings()
     quiet_hours: QuietHours = QuietHours()
     outbox: OutboxSettings = OutboxSettings()
+    homeassistant: HomeAssistantSettings = HomeAssistantSettings()
 
     @property
     def display_name(self) -> str:

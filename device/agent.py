@@ -49,6 +49,7 @@ from touchlamp.device.core import (
     PersistColor,
     SendTouch,
     SetQuietNow,
+    StateTrouble,
     Tick,
     TouchDown,
     TouchOutcome,
@@ -67,9 +68,11 @@ from touchlamp.device.link_events import (
     LinkEvent,
     LinkSink,
     PairResponseArrived,
+    StateFileTrouble,
     TouchDelivery,
     TouchReceipt,
 )
+from touchlamp.device.outbox import StateFileError
 from touchlamp.device.status import (
     GlowNews,
     LampListener,
@@ -226,6 +229,11 @@ class LampAgent:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._on_held: Callable[[float], object] | None = None
+        # Whether the lamp has a colour of its own (picked, or configured): else it takes the
+        # one its group shows for it (the operator's), see _check_announced_color.
+        self._color_chosen = (
+            load_color(settings.state_dir) is not None or "color" in settings.model_fields_set
+        )
         # Written by the agent's thread only; other threads read a snapshot (a bool, a str).
         self._online = False
         self._color = color
@@ -473,16 +481,30 @@ class LampAgent:
                 return changed
             case PairResponseArrived() | BadMessage():
                 return None  # the link answers requests and logs bad messages itself
+            case StateFileTrouble(error=error):
+                return StateTrouble(failing=error is not None)  # the link has logged the fix
             case _:
                 return item
 
     def _check_announced_color(self, group: GroupChanged) -> None:
         for member in group.members:
-            if member.id == self.lamp_id and member.color != self._core.color:
+            if member.id != self.lamp_id:
+                continue
+            if member.color != self._core.color and not self._color_chosen:
+                # No colour of its own yet (none picked, none configured): the one the operator
+                # gave with `relay lamp add --color` is the lamp's first, not the default's.
+                _log.info("lamp %s: taking colour %s from its group", self.lamp_id, member.color)
+                self._core.adopt_color(member.color)
+                self._keep_color(member.color)
+            elif member.color != self._core.color or (
+                self._settings.name is not None and member.name != self._settings.name
+            ):
                 _log.info(
-                    "lamp %s: its group shows colour %s, the lamp has %s; announcing it",
+                    "lamp %s: its group shows %s %s, the lamp has %s %s; announcing it",
                     self.lamp_id,
+                    member.name,
                     member.color,
+                    self._settings.name,
                     self._core.color,
                 )
                 self._announce(self._core.color)
@@ -500,12 +522,19 @@ class LampAgent:
     def _carry_out(self, effect: Effect, now: float) -> None:
         match effect:
             case SendTouch(color=color):
-                receipt = self._link.send_touch(color)
-                outcome = (
-                    TouchOutcome.SENT
-                    if receipt.delivery is TouchDelivery.SENT
-                    else TouchOutcome.QUEUED
-                )
+                try:
+                    receipt = self._link.send_touch(color)
+                except (StateFileError, LinkError) as error:
+                    # The loop must outlive it: the lamp still shows glows. (The link keeps a
+                    # touch the disk refuses in memory itself; this is the last resort.)
+                    _log.error("lamp %s: the touch was not sent: %s", self.lamp_id, error)
+                    outcome = TouchOutcome.REFUSED
+                else:
+                    outcome = (
+                        TouchOutcome.SENT
+                        if receipt.delivery is TouchDelivery.SENT
+                        else TouchOutcome.QUEUED
+                    )
                 for follow_up in self._core.handle(TouchResult(outcome=outcome), now):
                     self._carry_out(follow_up, now)
             case AnnounceColor(color=color):
@@ -514,14 +543,18 @@ class LampAgent:
                 if self._on_held is not None:
                     self._on_held(seconds)
             case PersistColor(color=color):
-                try:
-                    save_color(self._settings.state_dir, color)
-                except OSError as error:
-                    # The lamp keeps the colour until it restarts; nothing else is lost.
-                    _log.error(
-                        "lamp %s: cannot save its colour in %s (%s); check the state "
-                        "directory's permissions",
-                        self.lamp_id,
-                        self._settings.state_dir,
-                        error,
-                    )
+                self._keep_color(color)
+
+    def _keep_color(self, color: str) -> None:
+        self._color_chosen = True
+        try:
+            save_color(self._settings.state_dir, color)
+        except OSError as error:
+            # The lamp keeps the colour until it restarts; nothing else is lost.
+            _log.error(
+                "lamp %s: cannot save its colour in %s (%s); check the state "
+                "directory's permissions",
+                self.lamp_id,
+                self._settings.state_dir,
+                error,
+            )

@@ -2,9 +2,10 @@
 
 ::
 
-    touchlamp demo [--web-port P] [--state-dir DIR] [--no-browser]
+    touchlamp demo [--web-port P] [--state-dir DIR] [--no-browser] [--homeassistant URL]
     touchlamp sim --env-file F [--env-file F …] [--web-port P]   lamps enrolled with a relay
     touchlamp sim --lamps N [--state-dir DIR] [--web-port P]      N lamps, own broker and relay
+      (sim also takes --homeassistant mqtt://[USER:PASSWORD@]HOST:PORT)
     touchlamp device run [--env-file F] [--simulate] [--web-port P] [--web-host H]
     touchlamp device enroll TOKEN [--env-file F]
     touchlamp device selftest [--env-file F] [--touch-timeout S]
@@ -29,7 +30,7 @@ from typing import Any
 from touchlamp import sdnotify
 from touchlamp.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from touchlamp.config.common import SettingsError, load_settings
-from touchlamp.config.device import DeviceSettings, default_state_dir
+from touchlamp.config.device import DeviceSettings, HomeAssistantSettings, default_state_dir
 from touchlamp.device import owner_settings
 from touchlamp.device.agent import AgentLink, LampAgent
 from touchlamp.device.clock import SystemClock
@@ -52,6 +53,12 @@ from touchlamp.device.hardware import (
     PinFactory,
     open_light_output,
     open_touch_input,
+)
+from touchlamp.device.homeassistant import (
+    HomeAssistantError,
+    home_assistant_for,
+    settings_from_url,
+    with_home_assistant,
 )
 from touchlamp.device.lamp_board import LampBoard
 from touchlamp.device.link import LampLink
@@ -188,6 +195,14 @@ def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
         "$XDG_STATE_HOME/touchlamp/demo for the demo, …/touchlamp/sim for sim; "
         "XDG_STATE_HOME is ~/.local/state by default)",
     )
+    web.add_argument(
+        "--homeassistant",
+        type=_home_broker,
+        default=None,
+        metavar="URL",
+        help="make the lamps appear in the Home Assistant on this MQTT broker: "
+        "mqtt://[USER:PASSWORD@]HOST:PORT (mqtts:// for TLS)",
+    )
     demo = subparsers.add_parser(
         "demo",
         parents=[web],
@@ -229,11 +244,24 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
             print(f"touchlamp: {error}", file=sys.stderr)
             sdnotify.status(f"stopped: {error}")
             return EXIT_USAGE
-        except (_RefusedError, LinkError, ControlError, EnrollError) as refusal:
+        except (
+            _RefusedError,
+            LinkError,
+            ControlError,
+            EnrollError,
+            HomeAssistantError,
+        ) as refusal:
             print(f"touchlamp: {refusal}", file=sys.stderr)
             return EXIT_FAILURE
 
     return handler
+
+
+def _home_broker(text: str) -> HomeAssistantSettings:
+    try:
+        return settings_from_url(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _port(text: str) -> int:
@@ -255,6 +283,7 @@ def _demo(args: argparse.Namespace) -> int:
         web_port=8080 if args.web_port is None else args.web_port,
         state_dir=args.state_dir or demo.DEFAULT_STATE_DIR,
         open_browser=not args.no_browser,
+        homeassistant=args.homeassistant,
     )
 
 
@@ -271,6 +300,8 @@ def _sim(args: argparse.Namespace) -> int:
         from touchlamp.device import simulate  # noqa: PLC0415  the page, only for this command
 
         lamps = [load_settings(DeviceSettings, env_file=path) for path in args.env_file]
+        if args.homeassistant is not None:
+            lamps = [with_home_assistant(lamp, args.homeassistant, web_port) for lamp in lamps]
         return simulate.run_simulator(lamps=lamps, web_port=web_port)
     from touchlamp.device import demo  # noqa: PLC0415  pulls in the relay and the broker launcher
 
@@ -284,6 +315,7 @@ def _sim(args: argparse.Namespace) -> int:
         # Not the demo's: a demo and a sim run side by side would take each other's lamps.
         state_dir=args.state_dir or demo.DEFAULT_STATE_DIR.with_name("sim"),
         open_browser=False,
+        homeassistant=args.homeassistant,
         name="sim",
     )
 
@@ -363,11 +395,15 @@ def _run_on_pins(
         describe=lambda: owner_settings.describe_running(agent),
     )
     page = _lamp_page(agent, owner, links[0], clock, frame_shown=frame_shown, web=web)
+    # Home Assistant's "Visit" link goes to this page when it is served.
+    home = home_assistant_for(settings, agent, page_port=web[1] if web else None)
     unmark_simulated(settings.state_dir)  # on real pins now, whatever ran here before
     with StopSignals() as stop:  # SIGTERM (systemd), SIGINT (Ctrl-C), SIGHUP (a closed terminal)
         try:
             control.start()
             agent.start()
+            if home is not None:
+                home.start()
             where = f"{settings.mqtt.host}:{settings.mqtt.effective_port}"
             sdnotify.ready(f"lamp {settings.lamp_id}, broker {where}")
             print(f"touchlamp: lamp {settings.lamp_id} running (broker {where})", file=sys.stderr)
@@ -378,6 +414,8 @@ def _run_on_pins(
             if page is not None:
                 page.stop()
             control.stop()
+            if home is not None:
+                home.stop()
             agent.stop()
     return EXIT_OK
 

@@ -102,6 +102,7 @@ __all__ = [
     "PersistColor",
     "SendTouch",
     "SetQuietNow",
+    "StateTrouble",
     "Tick",
     "TouchDown",
     "TouchOutcome",
@@ -220,6 +221,14 @@ class Tick:
     """Time passed (the driver's wait for ``next_change`` ended without another event)."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateTrouble:
+    """The lamp's state directory refuses writes (a full disk, a read-only SD card) — or, with
+    ``failing`` False, takes them again. The lamp carries on; ``looks.state_trouble`` says so."""
+
+    failing: bool
+
+
 Event = (
     TouchDown
     | TouchUp
@@ -230,6 +239,7 @@ Event = (
     | TouchResult
     | SetQuietNow
     | Tick
+    | StateTrouble
 )
 
 
@@ -437,6 +447,7 @@ class LampCore:
 
         self._connected = False
         self._auth_failed = False
+        self._trouble_since: float | None = None  # since when the state directory refuses writes
         self._down_since = now  # the lamp starts offline; the grace period counts from start-up
         self._group_known = False
         self._partners: tuple[Member, ...] = ()
@@ -484,6 +495,12 @@ class LampCore:
         """While on, a hold confirms the owner's claim (``ClaimHeld``) instead of cycling the
         colour: the lamp shows its own colour, steady, while held."""
         self._claim_waiting = on
+
+    def adopt_color(self, color: str) -> None:
+        """Take ``color`` as the lamp's own without a show or an announcement (the operator's
+        colour for a lamp that has none of its own yet)."""
+        self._own = Rgb.from_hex(color)
+        self._own_hex = self._own.to_hex()
 
     def choose_color(self, color: str, now: float) -> list[Effect]:
         """The owner picked ``color`` (not by holding): as a hold's pick, without the hold."""
@@ -539,6 +556,11 @@ class LampCore:
                 self._settle_quiet(now)
             case Tick():
                 pass
+            case StateTrouble(failing=failing):
+                if failing and self._trouble_since is None:
+                    self._trouble_since = now
+                elif not failing:
+                    self._trouble_since = None
             case _:
                 assert_never(event)
         return []
@@ -716,6 +738,9 @@ class LampCore:
         if self._auth_failed:
             look: StatusLook = self._looks.auth_failed
             since = self._down_since
+        elif self._trouble_since is not None:
+            look = self._looks.state_trouble
+            since = self._trouble_since
         elif not self._connected:
             look = self._looks.disconnected
             since = self._down_since + self._looks.disconnected_grace_seconds

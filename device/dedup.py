@@ -58,8 +58,8 @@ class SeenTouches:
     def first_time(self, touch_id: str) -> bool:
         """Remember ``touch_id``; True if it was not seen before (show it), False if it was."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._db.execute("BEGIN IMMEDIATE")
                 added = self._db.execute(
                     "INSERT OR IGNORE INTO seen (touch) VALUES (?)", (touch_id,)
                 ).rowcount
@@ -69,9 +69,13 @@ class SeenTouches:
                         (self._capacity,),
                     )
                 self._db.execute("COMMIT")
-            except sqlite3.Error:
-                self._db.execute("ROLLBACK")
-                raise
+            except sqlite3.Error as error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StateFileError(
+                    f"cannot write {self.path} ({error}); check free space and permissions of "
+                    "the state directory"
+                ) from error
             self._unchecked += added
         return added > 0
 

@@ -47,9 +47,10 @@ from touchlamp.broker.launcher import ManagedBroker
 from touchlamp.cli import EXIT_FAILURE, EXIT_OK
 from touchlamp.config.broker import BrokerSettings, ListenerSettings
 from touchlamp.config.common import SettingsError, load_settings
-from touchlamp.config.device import DeviceSettings, default_state_dir
+from touchlamp.config.device import DeviceSettings, HomeAssistantSettings, default_state_dir
 from touchlamp.config.relay import RelaySettings
 from touchlamp.device.enroll import write_enrollment
+from touchlamp.device.homeassistant import with_home_assistant
 from touchlamp.device.link_events import LinkError
 from touchlamp.device.sim import SimulatedLamp, Simulator
 from touchlamp.device.simulate import ServeError, serve_page
@@ -96,17 +97,32 @@ class _Login:
 
 # -- entry points ----------------------------------------------------------------------------------
 def run_demo(
-    *, lamps: int, web_port: int, state_dir: Path, open_browser: bool, name: str = "demo"
+    *,
+    lamps: int,
+    web_port: int,
+    state_dir: Path,
+    open_browser: bool,
+    name: str = "demo",
+    homeassistant: HomeAssistantSettings | None = None,
 ) -> int:
     """Broker, relay and ``lamps`` paired simulated lamps, until SIGTERM, SIGINT or SIGHUP;
-    ``name`` is the command's, which its messages start with (``touchlamp sim: …``)."""
+    ``name`` is the command's, which its messages start with (``touchlamp sim: …``); with
+    ``homeassistant``, each lamp also appears in the Home Assistant on that broker."""
     if not 1 <= lamps <= MAX_LAMPS:
         raise DemoError(f"the demo runs 1 to {MAX_LAMPS} lamps, not {lamps}")
     state_dir = state_dir.resolve()
     # A signal during start-up interrupts it, so what has started unwinds at once.
     with StopSignals(interrupt_until_ready=True) as stop:
         try:
-            return _demo(lamps, web_port, state_dir, open_browser, stop, name=name)
+            return _demo(
+                lamps,
+                web_port,
+                state_dir,
+                open_browser,
+                stop,
+                name=name,
+                homeassistant=homeassistant,
+            )
         except (DemoError, ServeError) as error:
             print(f"touchlamp: {error}", file=sys.stderr)
             return EXIT_FAILURE
@@ -114,7 +130,14 @@ def run_demo(
 
 # -- the demo --------------------------------------------------------------------------------------
 def _demo(
-    lamps: int, web_port: int, state_dir: Path, open_browser: bool, stop: StopSignals, *, name: str
+    lamps: int,
+    web_port: int,
+    state_dir: Path,
+    open_browser: bool,
+    stop: StopSignals,
+    *,
+    name: str,
+    homeassistant: HomeAssistantSettings | None = None,
 ) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     print(f"touchlamp {name}: starting in {state_dir}", flush=True)
@@ -123,6 +146,8 @@ def _demo(
         relay_settings = _relay_settings(state_dir, broker)
         logins = _register(state_dir, relay_settings, broker, lamps)
         settings = _enroll(state_dir, broker, logins)
+        if homeassistant is not None:
+            settings = [with_home_assistant(s, homeassistant, web_port) for s in settings]
         with _relay(relay_settings):
             simulator = Simulator(lamps=settings)
             try:

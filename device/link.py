@@ -67,6 +67,7 @@ from touchlamp.config.device import DeviceSettings
 from touchlamp.device.backoff import Backoff
 from touchlamp.device.clock import Clock, SystemClock, epoch_ms
 from touchlamp.device.dedup import SeenTouches
+from touchlamp.device.glow_expiry import load_glow_expiry, save_glow_expiry
 from touchlamp.device.link_events import (
     BadMessage,
     CredentialsRejected,
@@ -79,10 +80,11 @@ from touchlamp.device.link_events import (
     LinkSink,
     LinkTimeoutError,
     PairResponseArrived,
+    StateFileTrouble,
     TouchDelivery,
     TouchReceipt,
 )
-from touchlamp.device.outbox import Outbox, OutboxStats
+from touchlamp.device.outbox import Outbox, OutboxStats, StateFileError
 from touchlamp.protocol import (
     DEFAULT_ROOT,
     Availability,
@@ -97,6 +99,7 @@ from touchlamp.protocol import (
     decode_pair_response,
     encode,
     encode_availability,
+    reasons,
     validate_lamp_id,
 )
 
@@ -104,11 +107,8 @@ __all__ = ["LampLink"]
 
 logger = logging.getLogger(__name__)
 
-# CONNACK reasons that retrying cannot fix: the lamp must be re-enrolled or its password fixed.
-_CREDENTIALS_REFUSED = frozenset({"Bad user name or password", "Not authorized", "Banned"})
 _PUMP_BATCH = 100
 _CONFIRM_KEEPALIVES = 2.0  # a dead broker is noticed within two keepalives (no PINGRESP)
-_NO_MATCHING_SUBSCRIBERS = 0x10  # an MQTT 5 PUBACK reason code (a success)
 _EXCERPT_BYTES = 80
 # The seen-glow ids are checkpointed (device/dedup.py) once glows pause this long, so not in
 # front of the next glow of a run of them; or after this many, as SQLite would (~1000 pages).
@@ -136,7 +136,8 @@ class _Connection:
     ready: bool = False  # subscribed, online published, outbox pumped: new touches go out now
     handed: dict[int, int] = field(default_factory=dict)  # paho mid → touch seq
     handed_up_to: int = -1  # highest seq published on this connection
-    unrouted: set[int] = field(default_factory=set)  # acknowledged with "no matching subscribers"
+    # Acknowledged with "no matching subscribers", or refused for now (protocol/reasons.py).
+    unrouted: set[int] = field(default_factory=set)
     probe: int | None = None  # the one unrouted touch sent again, awaiting its PUBACK
 
 
@@ -222,7 +223,11 @@ class LampLink:
         self._reconnect_at: float | None = None
         self._reroute_at: float | None = None
         self._checkpoint_at: float | None = None
-        self._glow_expiry = 0  # the relay's glow expiry interval, as learnt (see _waited)
+        self._state_dir = state_dir
+        self._glow_expiry = load_glow_expiry(state_dir)  # the relay's, as learnt (_waited)
+        # The state files that refuse writes now (a full disk, a read-only card), with why.
+        self._failing: dict[str, str] = {}
+        self._failing_lock = threading.Lock()
         # (when, connection generation, seq): acknowledged touches waiting to be confirmed. As
         # many as the outbox holds; one forgotten stays there, acknowledged, until pushed out.
         self._confirming: collections.deque[tuple[float, int, int]] = collections.deque(
@@ -333,7 +338,12 @@ class LampLink:
                     self._pump(connection)
                     sent = touch.seq <= connection.handed_up_to
         finally:
-            self._outbox.persist(touch.seq)
+            try:
+                self._outbox.persist(touch.seq)
+            except StateFileError as error:
+                self._state_trouble("outbox", error)  # it waits in memory, or went out
+            else:
+                self._state_trouble("outbox", None)
         return TouchReceipt(
             touch=touch, delivery=TouchDelivery.SENT if sent else TouchDelivery.QUEUED
         )
@@ -414,7 +424,7 @@ class LampLink:
             self._connect()
         if self._checkpoint_at is not None and now >= self._checkpoint_at:
             self._checkpoint_at = None
-            self._seen.checkpoint()
+            self._checkpoint_seen()
 
     def _run_job(self, job: _Job) -> None:
         try:
@@ -469,6 +479,7 @@ class LampLink:
             client_id=self.lamp_id,
             protocol=MQTTProtocolVersion.MQTTv5,
             reconnect_on_failure=False,
+            manual_ack=True,  # see on_message: acknowledged once handled, not once read
         )
         client.on_log = _log_paho
         client.connect_timeout = self._connect_timeout
@@ -499,7 +510,7 @@ class LampLink:
             _properties: Properties | None,
         ) -> None:
             if reason.is_failure:
-                self._jobs.put(lambda: self._on_refused(generation, str(reason)))
+                self._jobs.put(lambda: self._on_refused(generation, reasons.connack(reason.value)))
                 return
             # Subscribing on every connect keeps working when the broker lost the session.
             # The link reports itself connected at the SUBACK: from then on nothing sent to
@@ -542,11 +553,20 @@ class LampLink:
         ) -> None:
             self._jobs.put(lambda: self._on_disconnected(generation, str(reason)))
 
-        def on_message(_client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        def on_message(client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
             correlation = getattr(message.properties, "CorrelationData", None)
             expiry = getattr(message.properties, "MessageExpiryInterval", None)
             topic, payload = message.topic, bytes(message.payload)
-            self._jobs.put(lambda: self._on_message(topic, payload, correlation, expiry))
+            mid, qos = message.mid, message.qos
+
+            def handle() -> None:
+                self._on_message(topic, payload, correlation, expiry)
+                # Only now: a glow is recorded as seen and handed to the core. A lamp that dies
+                # before this gets it again from the broker; the seen ids drop a repeat.
+                if qos:
+                    client.ack(mid, qos)
+
+            self._jobs.put(handle)
 
         def on_publish(
             _client: mqtt.Client,
@@ -571,7 +591,10 @@ class LampLink:
                 self.lamp_id,
                 ", ".join(refused),
             )
-        self._outbox.expire()
+        try:
+            self._outbox.expire()
+        except StateFileError as error:
+            self._state_trouble("outbox", error)  # too old to show, still: sent all the same
         with self._lock:
             connection = self._connection
             if connection is None or connection.generation != generation:
@@ -579,21 +602,31 @@ class LampLink:
             connection.ready = True
             self._pump(connection)
             self._changed.notify_all()
-            queued = len(connection.handed)
-        logger.info(
-            "lamp %s connected to %s:%d (%s); %d queued touch(es) sent",
-            self.lamp_id,
-            self._host,
-            self._port,
-            "session resumed" if session_present else "new session",
-            queued,
-        )
+            waiting = len(connection.handed)  # PUBACKs are handled on this thread, later
+        session = "session resumed" if session_present else "new session"
+        if not waiting:
+            logger.info(
+                "lamp %s connected to %s:%d (%s)", self.lamp_id, self._host, self._port, session
+            )
+        else:
+            # Not news of trouble: after every restart the touches of the last two keepalives
+            # are here, delivered but not yet confirmed (RELIABILITY.md, change 2).
+            logger.info(
+                "lamp %s connected to %s:%d (%s); sent the %d touch(es) its outbox holds: made "
+                "while offline, or sent before and not yet confirmed (the relay drops those it "
+                "already has)",
+                self.lamp_id,
+                self._host,
+                self._port,
+                session,
+                waiting,
+            )
         self._emit(LinkConnected(session_present=session_present))
 
-    def _on_refused(self, generation: int, reason: str) -> None:
+    def _on_refused(self, generation: int, reason: reasons.Reason) -> None:
         if generation != self._generation:
             return
-        if reason not in _CREDENTIALS_REFUSED:
+        if reason.verdict is not reasons.Verdict.STOP:
             logger.warning(
                 "lamp %s: the broker at %s:%d refused the connection (%s); retrying",
                 self.lamp_id,
@@ -603,18 +636,19 @@ class LampLink:
             )
             return
         with self._lock:
-            self._rejected = reason
+            self._rejected = str(reason)
             self._changed.notify_all()
         logger.error(
-            "lamp %s: the broker at %s:%d refused user %r (%s); not retrying: re-enroll the "
-            "lamp (`touchlamp device enroll TOKEN`) or fix TOUCHLAMP_DEVICE_MQTT__PASSWORD",
+            "lamp %s: the broker at %s:%d refused user %r (%s); not retrying: %s (for this "
+            "lamp: `touchlamp device enroll TOKEN`, or TOUCHLAMP_DEVICE_MQTT__PASSWORD)",
             self.lamp_id,
             self._host,
             self._port,
             self._username,
             reason,
+            reason.fix,
         )
-        self._emit(CredentialsRejected(reason=reason))
+        self._emit(CredentialsRejected(reason=str(reason)))
 
     def _on_disconnected(self, generation: int, reason: str) -> None:
         with self._lock:
@@ -641,49 +675,58 @@ class LampLink:
         if connection.ready:
             self._emit(LinkDisconnected(reason=reason))
 
-    def _on_published(self, generation: int, mid: int, reason: ReasonCode) -> None:
+    def _on_published(self, generation: int, mid: int, code: ReasonCode) -> None:
+        reason = reasons.puback(code.value)
+        held = reason.verdict in (reasons.Verdict.NO_SUBSCRIBERS, reasons.Verdict.RETRY)
         with self._lock:
             connection = self._connection
             if connection is None or connection.generation != generation:
                 return
             seq = connection.handed.pop(mid, None)
-            if seq is not None and reason.value == _NO_MATCHING_SUBSCRIBERS:
+            if seq is not None and held:
                 connection.unrouted.add(seq)
             if seq is not None and seq == connection.probe:
                 connection.probe = None
-                if reason.value != _NO_MATCHING_SUBSCRIBERS:
+                if not held:
                     self._pump(connection)  # a relay took it: the rest follows, in order
         if seq is None:
             return  # availability or a pairing request, not a touch
-        if reason.is_failure:
+        if reason.verdict is reasons.Verdict.STOP:
             # Resending cannot fix a refusal (an ACL that does not allow this topic); keep
             # the outbox from filling with it, loudly.
             logger.error(
-                "lamp %s: the broker refused touch seq %d (%s); dropped it: check the broker's "
-                "ACL for %s",
+                "lamp %s: the broker refused touch seq %d (%s); dropped it: %s (%s)",
                 self.lamp_id,
                 seq,
                 reason,
+                reason.fix,
                 self._topics.touch(self.lamp_id),
             )
-            self._outbox.remove(seq)
-        elif reason.value == _NO_MATCHING_SUBSCRIBERS:
-            # Accepted, but no relay is subscribed (not running, or the broker restarted and
-            # forgot the relay's shared subscription): kept, and sent again until one is.
+            self._remove(seq)
+        elif held:
+            # NO_SUBSCRIBERS: accepted, but no relay is subscribed (not running, or the broker
+            # restarted and forgot the relay's shared subscription); RETRY: refused for now.
+            # Either way kept, and sent again (alone, newer ones behind it) until one is taken.
             if self._reroute_at is None:
                 delay = self._reroute_backoff.next_delay()
                 self._reroute_at = time.monotonic() + delay
+                why = (
+                    "no relay is subscribed to touches; is the relay running?"
+                    if reason.verdict is reasons.Verdict.NO_SUBSCRIBERS
+                    else f"refused for now ({reason})"
+                )
                 logger.warning(
-                    "lamp %s: touch seq %d reached the broker but no relay is subscribed to "
-                    "touches; keeping it and trying again in %.1f s: is the relay running?",
+                    "lamp %s: touch seq %d reached the broker but %s; keeping it and trying "
+                    "again in %.1f s",
                     self.lamp_id,
                     seq,
+                    why,
                     delay,
                 )
         else:
             self._reroute_backoff.reset()
             if self._confirm_seconds <= 0:
-                self._outbox.remove(seq)
+                self._remove(seq)
             else:
                 self._outbox.acknowledge(seq)
                 self._confirming.append((time.monotonic() + self._confirm_seconds, generation, seq))
@@ -695,7 +738,7 @@ class LampLink:
         while self._confirming and self._confirming[0][0] <= now:
             _, generation, seq = self._confirming.popleft()
             if generation == current:
-                self._outbox.remove(seq)
+                self._remove(seq)
 
     def _reroute(self) -> None:
         """Send the oldest touch nobody was subscribed to again, alone; the rest follow once a
@@ -745,10 +788,10 @@ class LampLink:
             raise ProtocolError(topic, f"not a topic of lamp {self.lamp_id}")
         if match.kind is Kind.GLOW:
             glow = decode_glow(topic, payload)
-            if self._seen.first_time(glow.touch):
+            if self._first_time(glow.touch):
                 self._emit(GlowArrived(glow=glow, waited_seconds=self._waited(expiry)))
                 if self._seen.unchecked >= _SEEN_CHECKPOINT_IDS:
-                    self._seen.checkpoint()  # the glow is on its way to the LED already
+                    self._checkpoint_seen()  # the glow is on its way to the LED already
                 self._checkpoint_at = time.monotonic() + _SEEN_CHECKPOINT_QUIET_SECONDS
             else:
                 logger.debug("lamp %s: dropped repeated glow %s", self.lamp_id, glow.touch)
@@ -765,6 +808,59 @@ class LampLink:
         else:
             raise ProtocolError(topic, f"lamps do not receive {match.kind.value} messages")
 
+    def _first_time(self, touch: str) -> bool:
+        """Whether the glow of ``touch`` is new, remembering it; a glow the seen-glow file
+        cannot record (a full disk, a read-only card) is shown all the same: shown perhaps
+        twice later beats never."""
+        try:
+            new = self._seen.first_time(touch)
+        except StateFileError as error:
+            self._state_trouble("seen", error)
+            return True
+        self._state_trouble("seen", None)
+        return new
+
+    def _checkpoint_seen(self) -> None:
+        try:
+            self._seen.checkpoint()
+        except StateFileError as error:
+            self._state_trouble("seen", error)
+
+    def _remove(self, seq: int) -> None:
+        """The touch ``seq`` left (confirmed, or refused for good). On a disk that refuses the
+        delete it stays there, and a restart sends it again: the relay drops the repeat."""
+        try:
+            self._outbox.remove(seq)
+        except StateFileError as error:
+            self._state_trouble("outbox", error)
+
+    def _state_trouble(self, name: str, error: StateFileError | None) -> None:
+        """Whether the state file ``name`` takes writes; said once (with the fix) when the
+        first one refuses and once when all take them again, to the log and to the core (its
+        "trouble" look). The lamp carries on meanwhile (RELIABILITY.md, scenario 9)."""
+        with self._failing_lock:
+            before = bool(self._failing)
+            if error is None:
+                if self._failing.pop(name, None) is None:
+                    return
+            elif name in self._failing:
+                return
+            else:
+                self._failing[name] = str(error)
+            after = bool(self._failing)
+        if after and not before:
+            logger.error(
+                "lamp %s: %s. The lamp carries on: touches go out while it is connected and wait "
+                "in memory while it is not (lost if it restarts), glows are shown but not "
+                "remembered (one may show again after a restart)",
+                self.lamp_id,
+                error,
+            )
+            self._emit(StateFileTrouble(error=str(error)))
+        elif before and not after:
+            logger.warning("lamp %s: its state directory takes writes again", self.lamp_id)
+            self._emit(StateFileTrouble(error=None))
+
     def _waited(self, remaining: object) -> float | None:
         """How long the broker kept a glow, told by its expiry alone (no clock involved).
 
@@ -777,7 +873,9 @@ class LampLink:
         """
         if not isinstance(remaining, int):
             return None
-        self._glow_expiry = max(self._glow_expiry, remaining)
+        if remaining > self._glow_expiry:  # kept for the next start (device/glow_expiry.py)
+            self._glow_expiry = remaining
+            save_glow_expiry(self._state_dir, remaining)
         return float(self._glow_expiry - remaining)
 
     def _shut_down(self, timeout: float) -> None:

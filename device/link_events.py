@@ -25,6 +25,7 @@ __all__ = [
     "LinkSink",
     "LinkTimeoutError",
     "PairResponseArrived",
+    "StateFileTrouble",
     "TouchDelivery",
     "TouchReceipt",
 ]
@@ -98,6 +99,15 @@ class BadMessage:
     error: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateFileTrouble:
+    """A file of the link in the state directory refuses writes (a full disk, a read-only SD
+    card): ``error`` names it and the fix; ``None`` once every file takes writes again. The
+    link carries on meanwhile (touches wait in memory, glows are not remembered)."""
+
+    error: str | None
+
+
 LinkEvent = (
     LinkConnected
     | LinkDisconnected
@@ -106,6 +116,7 @@ LinkEvent = (
     | GroupArrived
     | PairResponseArrived
     | BadMessage
+    | StateFileTrouble
 )
 
 LinkSink = Callable[[LinkEvent], None]

@@ -62,6 +62,11 @@ OUTBOX_FILE = "outbox.sqlite3"
 _SEQ_BLOCK = 64
 """Seqs reserved on disk at a time; ``persist`` reserves the next block when half is used."""
 
+_UNWRITABLE_JUMP = 2**20
+"""How far ahead of the seqs reserved on disk the outbox counts while the disk refuses to
+reserve more: a restart counts on from what the disk holds, and reaches these only after a
+million touches (the relay forgets recorded touches within a day)."""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS counter (
     only_row INTEGER PRIMARY KEY CHECK (only_row = 1),
@@ -104,6 +109,7 @@ class _Unsaved:
     touch: Touch
     queued_at: float
     removed: bool = False  # confirmed (or refused) before its commit: it is never written
+    in_memory: bool = False  # the disk refused it: kept here until it leaves, lost at a restart
 
 
 class Outbox:
@@ -127,6 +133,7 @@ class Outbox:
         self._lock = threading.Lock()
         self._acknowledged: set[int] = set()
         self._unsaved: dict[int, _Unsaved] = {}
+        self._dropped_in_memory = 0  # by the bound, while the disk refused them (not on disk)
         self._closed = False
         self.path = state_dir / OUTBOX_FILE
         try:
@@ -182,23 +189,40 @@ class Outbox:
         that is not ``#rrggbb``.
         """
         with self._lock:
+            if self._next_seq >= self._reserved and not self._reserve_more(self._next_seq):
+                # The disk refuses (full, read-only): count on far past what it holds, so
+                # that a restart, counting on from there, does not hand these seqs out again.
+                self._next_seq = max(self._next_seq, self._reserved + _UNWRITABLE_JUMP)
+                logger.warning(
+                    "outbox %s cannot reserve more touch numbers on disk; counting on from %d "
+                    "in memory",
+                    self.path,
+                    self._next_seq,
+                )
+                self._reserved = self._next_seq + _SEQ_BLOCK  # tried again at the next persist
             touch = Touch(seq=self._next_seq, stream=self._stream, color=color, ts=ts_ms)
-            if touch.seq >= self._reserved:
-                reserved = touch.seq + _SEQ_BLOCK
-                with self._transaction():
-                    self._db.execute("UPDATE counter SET next_seq = ?", (reserved,))
-                self._reserved = reserved
             self._next_seq += 1
             self._unsaved[touch.seq] = _Unsaved(touch=touch, queued_at=self._now())
         return touch
+
+    def _reserve_more(self, seq: int) -> bool:
+        """Reserve the seqs from ``seq`` on disk (called locked); False if the disk refused."""
+        reserved = seq + _SEQ_BLOCK
+        try:
+            with self._transaction():
+                self._db.execute("UPDATE counter SET next_seq = ?", (reserved,))
+        except StateFileError:
+            return False
+        self._reserved = reserved
+        return True
 
     def persist(self, seq: int) -> None:
         """Write the reserved touch ``seq`` to disk, unless it was removed meanwhile.
 
         Expired touches go first (counted as expired); if the outbox is then over
         ``max_entries``, the oldest queued touches are dropped (counted as dropped). Both are
-        logged. ``StateFileError`` when the disk refuses: the touch is forgotten — lost, loudly,
-        unless it was published already and the broker keeps it.
+        logged. ``StateFileError`` when the disk refuses (full, read-only): the touch is then
+        kept in memory only — sent like any queued touch, but lost if the lamp restarts first.
         """
         with self._lock:
             entry = self._unsaved.get(seq)
@@ -227,8 +251,14 @@ class Outbox:
                             "UPDATE counter SET next_seq = ?, dropped = dropped + ?",
                             (reserved, len(dropped)),
                         )
-            finally:
-                del self._unsaved[seq]
+            except StateFileError:
+                if entry.removed:
+                    del self._unsaved[seq]
+                else:
+                    entry.in_memory = True
+                    self._bound_in_memory()
+                raise
+            del self._unsaved[seq]
             self._reserved = reserved
         self._log_expired(expired)
         if dropped:
@@ -237,6 +267,21 @@ class Outbox:
                 self._max_entries,
                 ", ".join(str(row[0]) for row in sorted(dropped)),
             )
+
+    def _bound_in_memory(self) -> None:
+        """Touches the disk refused are bounded like the rest (called locked): the oldest
+        beyond ``max_entries`` is dropped, counted."""
+        kept = sorted(seq for seq, entry in self._unsaved.items() if entry.in_memory)
+        for seq in kept[: max(0, len(kept) - self._max_entries)]:
+            del self._unsaved[seq]
+            if seq not in self._acknowledged:
+                self._dropped_in_memory += 1
+                logger.warning(
+                    "outbox full (%d touches in memory, the disk refusing): dropped touch seq %d",
+                    self._max_entries,
+                    seq,
+                )
+            self._acknowledged.discard(seq)
 
     def expire(self) -> int:
         """Remove touches older than ``max_age_seconds``; returns how many (also logged)."""
@@ -287,8 +332,10 @@ class Outbox:
         with self._lock:
             self._acknowledged.discard(seq)
             entry = self._unsaved.get(seq)
-            if entry is not None:  # its PUBACK came before its commit
+            if entry is not None:  # its PUBACK came before its commit, or the disk refused it
                 was_queued, entry.removed = not entry.removed, True
+                if entry.in_memory:
+                    del self._unsaved[seq]
                 return was_queued
             with self._transaction():
                 return self._db.execute("DELETE FROM touch WHERE seq = ?", (seq,)).rowcount > 0
@@ -326,7 +373,7 @@ class Outbox:
         return OutboxStats(
             queued=stored + unsaved - unconfirmed,
             unconfirmed=unconfirmed,
-            dropped=dropped,
+            dropped=dropped + self._dropped_in_memory,
             expired=expired,
             stream=self._stream,
             next_seq=next_seq,
@@ -339,6 +386,17 @@ class Outbox:
             if self._closed:
                 return
             self._closed = True
+            lost = sum(
+                1
+                for seq, entry in self._unsaved.items()
+                if entry.in_memory and not entry.removed and seq not in self._acknowledged
+            )
+            if lost:
+                logger.warning(
+                    "outbox %s: %d touch(es) the disk refused were not sent yet; they are lost",
+                    self.path,
+                    lost,
+                )
             try:
                 with self._transaction():
                     # Only if no other Outbox on this file has reserved seqs since.

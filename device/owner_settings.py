@@ -30,6 +30,7 @@ from touchlamp.config.device import DeviceSettings
 from touchlamp.config.lamp_file import (
     LAMP_FILE,
     OWNER_KEYS,
+    LampFileError,
     flatten,
     nest,
     read_lamp_file,
@@ -49,6 +50,7 @@ __all__ = [
     "checked",
     "describe_answer",
     "describe_running",
+    "with_lamp_file",
 ]
 
 KEYS: Mapping[str, str] = {"color": "your colour, #rrggbb (holding the lamp picks one too)"}
@@ -174,7 +176,27 @@ class OwnerSettings:
             return f"the environment ({variable})"
         if variable in file_values and self._env_file is not None:
             return f"the env file ({self._env_file}, {variable})"
+        if _given(self._settings, key):
+            return "the settings the lamp was started with"
         return "the default"
+
+
+def with_lamp_file(settings: DeviceSettings) -> DeviceSettings:
+    """``settings`` with the lamp's settings file applied (idempotent).
+
+    ``load_settings`` applies it already; settings built earlier in the same process (a
+    simulator started again on the same settings) get the file's current values this way.
+    """
+    saved = read_lamp_file(settings.state_dir)
+    if not saved:
+        return settings
+    try:
+        return checked(settings, saved)
+    except OwnerSettingError as error:
+        raise LampFileError(
+            f"the lamp's settings file {settings.state_dir / LAMP_FILE} holds a bad value: "
+            f"{error}; fix or delete it"
+        ) from None
 
 
 def checked(settings: DeviceSettings, changes: Mapping[str, object]) -> DeviceSettings:
@@ -204,7 +226,9 @@ def checked(settings: DeviceSettings, changes: Mapping[str, object]) -> DeviceSe
             issue = error.errors()[0]
             loc = prefix + ".".join(str(part) for part in issue["loc"])
             if loc not in changes:  # the group's own check, or a name's type
-                loc = next(key for key in changes if key == top or key.startswith(prefix))
+                ours = [key for key in changes if key == top or key.startswith(prefix)]
+                named = [key for key in ours if key.rsplit(".", 1)[-1] in issue["msg"]]
+                loc = (named or ours)[0]
             _refuse(loc, changes[loc], issue["msg"])
     return settings.model_copy(update=updates)
 
@@ -231,6 +255,16 @@ def _split(changes: Mapping[str, object]) -> tuple[str | None, dict[str, object]
             key="color",
         ) from None
     return color, others
+
+
+def _given(settings: BaseModel, key: str) -> bool:
+    """Whether ``key`` (dotted) was given when ``settings`` were built, not left to its default."""
+    model: object = settings
+    for part in key.split("."):
+        if not isinstance(model, BaseModel) or part not in model.model_fields_set:
+            return False
+        model = getattr(model, part)
+    return True
 
 
 def _env_file_names(env_file: Path | None) -> set[str]:

@@ -28,12 +28,13 @@ from touchlamp.device.hardware import (
     open_light_output,
     open_touch_input,
 )
+from touchlamp.device.homeassistant import HomeAssistantBridge, home_assistant_for
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import LinkSink
 from touchlamp.device.looks import Rgb
 from touchlamp.device.owner_auth import OwnerAuth
 from touchlamp.device.owner_page import OwnerLamp
-from touchlamp.device.owner_settings import OwnerSettings, describe_running
+from touchlamp.device.owner_settings import OwnerSettings, describe_running, with_lamp_file
 from touchlamp.device.simulated import mark_simulated
 from touchlamp.device.web import LampView, UnknownLampError, Watchers
 
@@ -86,7 +87,9 @@ class SimulatedLamp:
             )
         # A mock pin has no contact bounce, and a debounce window would swallow the release
         # of a quick click from a script.
-        self.settings = settings.model_copy(
+        # The owner's settings as the lamp's file has them now (a simulator started again on
+        # the same settings object takes what its page changed, as a restarted lamp does).
+        self.settings = with_lamp_file(settings).model_copy(
             update={"hardware": hardware.model_copy(update={"touch_bounce_seconds": 0.0})}
         )
         self._pins: PinFactory = mock_pin_factory()
@@ -113,6 +116,8 @@ class SimulatedLamp:
             clock=clock,
         )
         self.link = links[0]
+        # Home Assistant, when the settings name a home broker: a connection of its own.
+        self.home: HomeAssistantBridge | None = home_assistant_for(self.settings, self.agent)
         # `touchlamp pair … --env-file` reaches this lamp through its own connection.
         self.owner = OwnerSettings(lamp=self.agent, env_file=env_file)
         self.auth = OwnerAuth(state_dir=self.settings.state_dir, now=clock.monotonic)
@@ -151,9 +156,13 @@ class SimulatedLamp:
         except BaseException:
             self._control.stop()
             raise
+        if self.home is not None:
+            self.home.start()
 
     def stop(self) -> None:
         try:
+            if self.home is not None:
+                self.home.stop()  # first: it says "offline" while the lamp still runs
             self.agent.stop()
         finally:
             self._control.stop()

@@ -274,7 +274,7 @@ class ForwardingRule:
         for item, new, received_ms in zip(pending, recorded.new, recorded.received_ms, strict=True):
             lost = not new and (item.redelivered or self._may_have_lost(received_ms))
             decisions[item.index] = (
-                self._forward(item, repeat=not new, last=last, now_ms=now_ms)
+                self._forward(item, repeat=not new, last=last, now_ms=now_ms, first_ms=received_ms)
                 if new or lost
                 else Drop(DropReason.DUPLICATE)
             )
@@ -284,13 +284,33 @@ class ForwardingRule:
         return [decision for decision in decisions if decision is not None]
 
     def _forward(
-        self, item: _Pending, *, repeat: bool, last: dict[str, int | None], now_ms: int
+        self,
+        item: _Pending,
+        *,
+        repeat: bool,
+        last: dict[str, int | None],
+        now_ms: int,
+        first_ms: int,
     ) -> Forward:
         touch, sender = item.touch, item.sender
         this_touch = touch_id(sender, touch.stream, touch.seq)
-        # ``last`` holds each member's touch *before* this one — which is what "crossed within
-        # the window" compares against.
-        partners = [member for member in item.others if self._crossed(last.get(member.id), now_ms)]
+        if repeat:
+            # A repeat sent again keeps what its first forwarding could have made of it: it
+            # crossed a touch made before it was first recorded (``first_ms``), never one made
+            # since — that one was the mutual moment, and both lamps have shown it. Judged
+            # afresh, a lamp restarted within the window got an answer glow for its own repeat:
+            # the mutual moment again, under an id it had not seen (issue 18).
+            partners = [
+                member
+                for member in item.others
+                if self._crossed_before(last.get(member.id), first_ms)
+            ]
+        else:
+            # ``last`` holds each member's touch *before* this one — which is what "crossed
+            # within the window" compares against.
+            partners = [
+                member for member in item.others if self._crossed(last.get(member.id), now_ms)
+            ]
         partner_ids = {member.id for member in partners}
         glows = [
             Addressed(
@@ -321,6 +341,13 @@ class ForwardingRule:
     def _may_have_lost(self, received_ms: int) -> bool:
         ends = self._connection_ends
         return ends is not None and ends.may_have_lost(received_ms)
+
+    def _crossed_before(self, last_touch_ms: int | None, first_ms: int) -> bool:
+        """For a repeat: whether ``last_touch_ms`` came before its first recording at
+        ``first_ms``, within the window (a later one is not known: ``last`` keeps the newest)."""
+        if last_touch_ms is None or last_touch_ms > first_ms:
+            return False
+        return self._crossed(last_touch_ms, first_ms)
 
     def _crossed(self, last_touch_ms: int | None, now_ms: int) -> bool:
         if last_touch_ms is None or self._mutual_window_ms <= 0:

@@ -45,6 +45,30 @@ class RelayMetrics:
         self.glows_forwarded = Counter(
             "touchlamp_relay_glows_forwarded", "Glow messages published to lamps", registry=r
         )
+        self.glows_kept = Counter(
+            "touchlamp_relay_glows_kept",
+            "Glows the broker answered 'no matching subscribers' (the lamp had no session or "
+            "had not subscribed again yet) or refused for now, kept to send again",
+            registry=r,
+        )
+        self.glows_resent = Counter(
+            "touchlamp_relay_glows_resent",
+            "Kept glows sent again (the lamp came back, or a retry)",
+            registry=r,
+        )
+        self.glows_dropped = Counter(
+            "touchlamp_relay_glows_dropped",
+            "Glows given up: refused by the broker, expired while kept, or over the bound",
+            ["reason"],
+            registry=r,
+        )
+        for why in ("refused", "expired", "overflow"):
+            self.glows_dropped.labels(reason=why)
+        self.glows_waiting = Gauge(
+            "touchlamp_relay_glows_waiting",
+            "Glows kept for lamps that were away, waiting for them to come back",
+            registry=r,
+        )
         self.touches_dropped = Counter(
             "touchlamp_relay_touches_dropped",
             "Touches not forwarded, by reason",

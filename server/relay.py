@@ -66,11 +66,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import math
 import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TypeVar
 
 import paho.mqtt.client as mqtt
@@ -82,6 +84,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from touchlamp.config.relay import RelaySettings
 from touchlamp.protocol import (
+    Availability,
     GroupState,
     Kind,
     ProtocolError,
@@ -89,6 +92,7 @@ from touchlamp.protocol import (
     decode_availability,
     decode_pair_request,
     encode,
+    reasons,
 )
 from touchlamp.server.badmessages import LogThrottle, safe_excerpt
 from touchlamp.server.confirmations import ConnectionEnds
@@ -100,6 +104,7 @@ from touchlamp.server.forwarding import (
     ForwardingRule,
     Received,
 )
+from touchlamp.server.glows_waiting import GlowsWaiting, WaitingGlow
 from touchlamp.server.groupstate import NOT_PAIRED, states_for
 from touchlamp.server.metrics import RelayMetrics
 from touchlamp.server.mqttdriver import MqttDriver
@@ -112,9 +117,6 @@ __all__ = ["Relay", "RelayAuthError"]
 
 _log = logging.getLogger(__name__)
 
-# CONNACK reason codes that retrying cannot fix: bad user name or password, not authorised,
-# banned, bad authentication method.
-_AUTH_FAILURES = frozenset({0x86, 0x87, 0x8A, 0x8C})
 _HOUSEKEEPING_SECONDS = 60.0
 _STORE_RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 _KEEP_EXPIRED_CODES_MS = 24 * 3600 * 1000
@@ -125,6 +127,11 @@ _BATCH = 64
 _IDLE_POLL_SECONDS = 0.5  # how long the worker waits for the broker when it has nothing to do
 _STOP_GRACE_SECONDS = 3.0  # beyond stop()'s timeout: the DISCONNECT, the thread's end
 _ACK_POLL_SECONDS = 0.05  # while it waits for PUBACKs (paho's queue full, or stopping)
+# Start-up catch-up (every lamp's retained availability, every group state) is done in slices
+# of about this long (at least one lamp), between touches: at 10,000 lamps it took ~13 ms a lamp
+# before the first touch was forwarded (issue 16). A lamp's presence is a store write.
+_CATCH_UP_SECONDS = 0.005
+_STATES_SLICE = 10  # lamps whose group states are read and published at once
 _Result = TypeVar("_Result")
 
 
@@ -149,7 +156,8 @@ class _Inbound:
 
 
 class _Resync:
-    """Queue marker: re-publish every lamp's retained group state (at start-up)."""
+    """Queue marker: re-publish every lamp's retained group state (at start-up), a slice at a
+    time between touches (``Relay._catch_up``)."""
 
 
 _RESYNC = _Resync()
@@ -197,6 +205,11 @@ class Relay:
         # Bounded by Receive Maximum and the QoS 0 rule (see the module's doc).
         self._inbox: collections.deque[_Inbound | _Resync] = collections.deque()
         self._qos0_admit_below = settings.queue_size // 2
+        # Start-up work that must not hold touches back (worker thread only): each lamp's
+        # retained availability, sent at every subscription (acked when deferred; the newest
+        # per lamp), and the lamps whose group state is to be re-published.
+        self._deferred_presence: dict[str, _Inbound] = {}
+        self._deferred_states: collections.deque[list[str]] = collections.deque()
         self.metrics.queue_depth.set_function(lambda: len(self._inbox))
 
         self._stopping = threading.Event()
@@ -210,6 +223,12 @@ class Relay:
         self._outstanding = 0  # glows and states handed to paho, not yet PUBACKed
         self._heartbeat = monotonic()
         self._next_housekeeping = monotonic()
+        self._lost_at: float | None = None  # monotonic, while the broker connection is lost
+        # Glows answered "no matching subscribers" (or refused for now), kept for their lamp;
+        # and every glow handed to paho, by mid, until its PUBACK says what became of it.
+        self._waiting = GlowsWaiting(clock=monotonic)
+        self.metrics.glows_waiting.set_function(lambda: len(self._waiting))
+        self._glows_sent: dict[int, tuple[WaitingGlow, bool]] = {}
 
         # Glows are never retained and expire: a stale glow is not worth showing (PROTOCOL.md).
         self._glow_props = _PackedOnce(
@@ -332,17 +351,18 @@ class Relay:
         properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
-            if reason_code.value in _AUTH_FAILURES:
+            reason = reasons.connack(reason_code.value)
+            if reason.verdict is reasons.Verdict.STOP:
                 self._auth_error = (
                     f"the broker refused the relay's login as {self._settings.mqtt.username!r} "
-                    f"({reason_code}); check TOUCHLAMP_RELAY_MQTT__USERNAME and "
+                    f"({reason}): {reason.fix}; check TOUCHLAMP_RELAY_MQTT__USERNAME and "
                     "TOUCHLAMP_RELAY_MQTT__PASSWORD (or …_PASSWORD_FILE), and the relay's "
                     "login on the broker"
                 )
                 _log.error("%s; not retrying", self._auth_error)
                 self._finished.set()  # the worker ends, and closes the connection for good
             else:
-                _log.warning("broker refused the connection: %s; retrying", reason_code)
+                _log.warning("broker refused the connection: %s; retrying", reason)
             return
         self._generation += 1
         topics, share = self._topics, self._settings.mqtt.share_name
@@ -358,13 +378,24 @@ class Relay:
                     topics.shared(share, Kind.PAIR),
                     SubscribeOptions(qos=1, retainAsPublished=True),
                 ),
-                (topics.every(Kind.AVAILABILITY), SubscribeOptions(qos=1)),
+                # Retained availability only for a new subscription: with its session kept, a
+                # restarted relay got what changed meanwhile queued, not all lamps again.
+                (topics.every(Kind.AVAILABILITY), SubscribeOptions(qos=1, retainHandling=1)),
             ]
         )
         if self._first_connect:
             self._first_connect = False
             self._inbox.append(_RESYNC)
-        _log.info("connected to the broker at %s", self._settings.mqtt.host)
+        if self._lost_at is not None:
+            # As loud as the loss was (a warning): whoever read that one wants this one.
+            _log.warning(
+                "reconnected to the broker at %s after %.1f s",
+                self._settings.mqtt.host,
+                self._monotonic() - self._lost_at,
+            )
+            self._lost_at = None
+        else:
+            _log.info("connected to the broker at %s", self._settings.mqtt.host)
         if self._first_connect_note:
             self._first_connect_note = False
             self._note_receive_maximum(getattr(properties, "ReceiveMaximum", None))
@@ -415,6 +446,8 @@ class Relay:
         self._connected.clear()
         self.metrics.connected.set(0)
         if not (self._stopping.is_set() or self._finished.is_set()):
+            if self._lost_at is None:
+                self._lost_at = self._monotonic()
             _log.warning("lost the broker connection (%s); reconnecting", reason_code)
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
@@ -449,11 +482,47 @@ class Relay:
         self,
         _client: mqtt.Client,
         _userdata: object,
-        _mid: int,
-        _reason_code: ReasonCode,
+        mid: int,
+        reason_code: ReasonCode,
         _properties: Properties,
     ) -> None:
         self._outstanding = max(0, self._outstanding - 1)
+        sent = self._glows_sent.pop(mid, None)
+        if sent is None:
+            # A group state (retained: "no matching subscribers" is fine, the broker keeps it)
+            # or a pairing answer (the lamp that asked went away: nothing to keep it for).
+            return
+        glow, resent = sent
+        reason = reasons.puback(reason_code.value)
+        kept = reason.verdict in (reasons.Verdict.NO_SUBSCRIBERS, reasons.Verdict.RETRY)
+        self._waiting.answered(glow, kept=kept, resent=resent)
+        if kept:
+            self.metrics.glows_kept.inc()
+            _log.info(
+                "a glow for %s was answered %s; kept, to send again once the lamp is back",
+                glow.lamp_id,
+                reason,
+            )
+        elif reason.verdict is reasons.Verdict.STOP:
+            self.metrics.glows_dropped.labels(reason="refused").inc()
+            _log.error(
+                "the broker refused a glow for %s (%s); dropped it: %s (%s)",
+                glow.lamp_id,
+                reason,
+                reason.fix,
+                self._topics.glow(glow.lamp_id),
+            )
+        self._count_overflow()
+
+    def _count_overflow(self) -> None:
+        dropped = self._waiting.dropped()
+        if dropped:
+            self.metrics.glows_dropped.labels(reason="overflow").inc(dropped)
+            _log.warning(
+                "%d glow(s) kept for lamps that were away dropped: too many waiting (the oldest "
+                "go first)",
+                dropped,
+            )
 
     # -- worker ---------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -463,13 +532,24 @@ class Relay:
                 if self._stopping.is_set() and not self._inbox:
                     self._wait_for_acks()
                     break
-                self._net.poll(0.0 if self._inbox else _IDLE_POLL_SECONDS)
+                busy = self._inbox or self._deferred_presence or self._deferred_states
+                self._net.poll(0.0 if busy else _IDLE_POLL_SECONDS)
                 while self._inbox and not self._finished.is_set():
                     count = min(len(self._inbox), _BATCH)
                     self._handle_batch([self._inbox.popleft() for _ in range(count)])
                     self._net.flush()  # this batch's glows and acks leave before the next one
+                self._send_waiting()
+                if not self._inbox and not self._stopping.is_set():
+                    self._catch_up()
+                    self._net.flush()
                 self._housekeeping()
         finally:
+            if len(self._waiting):
+                _log.warning(
+                    "stopping with %d glow(s) kept for lamps that were away; they are lost "
+                    "(they live in the relay's memory, RELIABILITY.md)",
+                    len(self._waiting),
+                )
             self._net.close()
             self._connected.clear()
             self.metrics.connected.set(0)
@@ -492,6 +572,12 @@ class Relay:
             if isinstance(item, _Inbound) and (sender := self._touch_sender(item)) is not None:
                 touches.append((sender, item))
                 continue
+            if isinstance(item, _Inbound) and (lamp_id := self._catch_up_lamp(item)) is not None:
+                # Acked now (the broker sends it again at the next subscription), handled
+                # later without a second ack (QoS 0 here).
+                self._ack(item)
+                self._deferred_presence[lamp_id] = replace(item, qos=0)
+                continue
             self._handle_touches(touches)
             touches = []
             self._handle_one(item)
@@ -506,6 +592,30 @@ class Relay:
         except ProtocolError:
             return None
         return match.lamp_id if match.kind is Kind.TOUCH else None
+
+    def _catch_up_lamp(self, item: _Inbound) -> str | None:
+        """The lamp of a retained availability (sent at subscription: catch-up), else None."""
+        if not item.retained:
+            return None
+        try:
+            match = self._topics.parse(item.topic)
+        except ProtocolError:
+            return None
+        return match.lamp_id if match.kind is Kind.AVAILABILITY else None
+
+    def _catch_up(self) -> None:
+        """One slice of deferred start-up work: presence first, then group states."""
+        until = self._monotonic() + _CATCH_UP_SECONDS
+        while self._deferred_presence:
+            lamp_id = next(iter(self._deferred_presence))
+            self._handle_one(self._deferred_presence.pop(lamp_id))
+            if self._monotonic() >= until:
+                return
+        while self._deferred_states:
+            lamp_ids = self._deferred_states.popleft()
+            self._retrying(partial(self._publish_states, lamp_ids), what="group states")
+            if self._monotonic() >= until:
+                return
 
     def _handle_one(self, item: _Inbound | _Resync) -> None:
         try:
@@ -540,8 +650,12 @@ class Relay:
     def _handle(self, item: _Inbound | _Resync) -> None:
         """Any message but a touch to forward (``_handle_touches`` takes those)."""
         if isinstance(item, _Resync):
-            self._publish_states([lamp.id for lamp in self._store.list_lamps()])
-            self.metrics.lamps_online.set(self._presence.online_count())
+            lamps = self._store.list_lamps()
+            self._deferred_states.extend(
+                [lamp.id for lamp in lamps[start : start + _STATES_SLICE]]
+                for start in range(0, len(lamps), _STATES_SLICE)
+            )
+            self.metrics.lamps_online.set(sum(1 for lamp in lamps if lamp.online))
             return
         try:
             match = self._topics.parse(item.topic)
@@ -557,6 +671,8 @@ class Relay:
         elif match.kind is Kind.PAIR:
             self._handle_pair(match.lamp_id, item)
         elif match.kind is Kind.AVAILABILITY:
+            if not item.retained:  # newer than a deferred retained one
+                self._deferred_presence.pop(match.lamp_id, None)
             self._handle_availability(match.lamp_id, item)
         self._ack(item)
 
@@ -616,11 +732,37 @@ class Relay:
         self._forward(decision, item)
 
     def _forward(self, decision: Forward, item: _Inbound) -> None:
+        expiry = self._settings.forwarding.glow_expiry_seconds
         for addressed in decision.glows:
-            self._publish(
-                self._topics.glow(addressed.to), encode(addressed.glow), props=self._glow_props
-            )
+            glow = self._waiting.new(addressed.to, encode(addressed.glow), expiry_seconds=expiry)
+            if self._waiting.must_wait(glow):
+                self._count_overflow()  # kept behind the glows its lamp has not got yet
+                continue
+            self._send_glow(glow, props=self._glow_props, resent=False)
         self.metrics.forward_latency.observe(self._monotonic() - item.received)
+
+    def _send_glow(self, glow: WaitingGlow, *, props: Properties, resent: bool) -> None:
+        mid = self._publish(self._topics.glow(glow.lamp_id), glow.payload, props=props)
+        self._glows_sent[mid] = (glow, resent)
+
+    def _send_waiting(self) -> None:
+        """Glows kept for lamps that were away, when their lamp is back (or the backoff ran
+        out): with what is left of their expiry, so the lamp still ages them right."""
+        due = self._waiting.next_due()
+        if due is None or due > self._monotonic():
+            return
+        taken, expired = self._waiting.take()
+        if expired:
+            self.metrics.glows_dropped.labels(reason="expired").inc(expired)
+            _log.warning(
+                "%d glow(s) kept for lamps that were away expired before they came back", expired
+            )
+        now = self._monotonic()
+        for glow in taken:
+            props = _properties(PacketTypes.PUBLISH)
+            props.MessageExpiryInterval = max(1, math.ceil(glow.expires_at - now))
+            self._send_glow(glow, props=props, resent=True)
+        self.metrics.glows_resent.inc(len(taken))
 
     def _handle_pair(self, lamp_id: str, item: _Inbound) -> None:
         expected = self._topics.pair_response(lamp_id)
@@ -656,9 +798,18 @@ class Relay:
         except ProtocolError as error:
             self._reject("availability", item, error.reason)
             return
+        if availability is Availability.ONLINE:
+            # Published right after the lamp subscribed, on the same connection: glows kept
+            # for it can reach it now.
+            self._waiting.online(lamp_id)
         changed = self._presence.update(lamp_id, availability)
         if changed:
-            self.metrics.lamps_online.set(self._presence.online_count())
+            # Counted, not recounted: a recount reads every lamp, O(n²) over a start-up's
+            # catch-up (10,000 lamps: ~0.1 s a lamp). Housekeeping recounts now and then.
+            if availability is Availability.ONLINE:
+                self.metrics.lamps_online.inc()
+            else:
+                self.metrics.lamps_online.dec()
             self._publish_states(list(changed))
 
     # -- publishing and acking (worker thread) --------------------------------------------------
@@ -671,14 +822,14 @@ class Relay:
 
     def _publish(
         self, topic: str, payload: bytes, *, retain: bool = False, props: Properties | None = None
-    ) -> None:
-        """Hand a QoS 1 message to paho, waiting while its outgoing queue is full."""
+    ) -> int:
+        """Hand a QoS 1 message to paho, waiting while its outgoing queue is full; its mid."""
         while True:
             info = self._client.publish(topic, payload, qos=1, retain=retain, properties=props)
             if info.rc != MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
                 # MQTT_ERR_NO_CONN is fine: paho keeps QoS 1 messages and sends them on reconnect.
                 self._outstanding += 1
-                return
+                return info.mid
             # Back-pressure: send what is queued and read PUBACKs (they shrink paho's queue).
             # Messages read meanwhile wait in the inbox, after the batch being handled.
             self._heartbeat = self._monotonic()

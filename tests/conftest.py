@@ -30,7 +30,7 @@ import pytest
 
 from tests.broker.harness import BrokerFixture, free_port
 from tests.child_logs import errors_under
-from tests.postgres_cluster import stop_session_cluster
+from tests.postgres_cluster import session_cluster_running, stop_session_cluster
 from touchlamp.broker.errors import BrokerStartError
 from touchlamp.broker.launcher import ManagedBroker
 from touchlamp.config.broker import BrokerSettings, ListenerSettings
@@ -91,8 +91,11 @@ def broker(tmp_path: Path) -> Iterator[BrokerFixture]:
 
 @pytest.fixture(scope="session", autouse=True)
 def _throwaway_postgres_removed() -> Iterator[None]:
+    # An inner session (pytester, in this process) leaves the outer session's cluster alone.
+    outer = session_cluster_running()
     yield
-    stop_session_cluster()
+    if not outer:
+        stop_session_cluster()
 
 
 @pytest.fixture(scope="session", autouse=True)

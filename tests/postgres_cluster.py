@@ -36,6 +36,7 @@ __all__ = [
     "ThrowawayPostgres",
     "find_bindir",
     "session_cluster",
+    "session_cluster_running",
     "stop_session_cluster",
 ]
 
@@ -261,6 +262,10 @@ def session_cluster() -> ThrowawayPostgres:
         _session = cluster
         atexit.register(stop_session_cluster)
     return _session
+
+
+def session_cluster_running() -> bool:
+    return _session is not None
 
 
 def stop_session_cluster() -> None:

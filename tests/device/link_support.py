@@ -190,12 +190,17 @@ class RelayClient:
         retain: bool = False,
         correlation: bytes | None = None,
         wait: bool = True,
+        expiry: int | None = None,
     ) -> None:
-        """Publish at QoS 1; ``wait=False`` from a ``handler`` (paho's thread cannot wait)."""
+        """Publish at QoS 1; ``wait=False`` from a ``handler`` (paho's thread cannot wait);
+        ``expiry``: a Message Expiry Interval in seconds, as the relay gives glows."""
         properties = None
-        if correlation is not None:
+        if correlation is not None or expiry is not None:
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        if properties is not None and correlation is not None:
             properties.CorrelationData = correlation
+        if properties is not None and expiry is not None:
+            properties.MessageExpiryInterval = expiry
         info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
         if wait:
             info.wait_for_publish(WAIT)

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import SecretStr
 
-from touchlamp.config.device import DeviceSettings, MqttSettings
+from touchlamp.config.device import DeviceSettings, LookSettings, MqttSettings
 from touchlamp.device.agent import AgentLink, LampAgent, load_color
 from touchlamp.device.clock import ManualClock, epoch_ms
 from touchlamp.device.core import Event, TouchDown, TouchUp
@@ -95,6 +95,8 @@ class Lamp:
             color="#ff8800",
             state_dir=tmp_path / "lamp-a",
             mqtt=MqttSettings(host="127.0.0.1", port=1, password=SecretStr("p" * 22)),
+            # No partner-online light (on by default): these tests look for dark between events.
+            looks=LookSettings(ambient_level=0.0),
         )
         self.pins = mock_pin_factory()
         hardware = self.settings.hardware

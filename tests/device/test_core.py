@@ -54,7 +54,8 @@ RED = "#ff0000"
 GREEN = "#00ff00"
 
 # Default looks, spelt out so the tables below read as timelines.
-DEFAULT = LookSettings()
+# The partner-online light off: the bench's partner is online, and these tables expect dark.
+DEFAULT = LookSettings(ambient_level=0.0)
 ATTACK = DEFAULT.glow.attack_seconds
 BREATH = DEFAULT.glow.breath_seconds
 BREATHING_END = ATTACK + DEFAULT.glow.breaths * BREATH
@@ -338,7 +339,9 @@ def test_a_glow_from_the_wire_becomes_an_event() -> None:
 # ---- a glow whose frames come late --------------------------------------------------------------
 
 # The latency benchmark's look (bench/latency.py before issue 19): the whole glow lasts 51 ms.
-BRIEF = LookSettings(glow=GlowLook(attack_seconds=0.001, breaths=0, fade_seconds=0.05))
+BRIEF = LookSettings(
+    glow=GlowLook(attack_seconds=0.001, breaths=0, fade_seconds=0.05), ambient_level=0.0
+)
 BRIEF_END = 0.001 + 0.05
 DARK = Rgb(0.0, 0.0, 0.0)
 
@@ -546,7 +549,9 @@ def test_a_lamp_that_stays_offline_shows_a_faint_slow_pattern_after_the_grace() 
     assert bench.frame(GRACE - 1) == Rgb(0.0, 0.0, 0.0)
     peak = _peak(bench, GRACE, STATUS.period_seconds)
     assert peak == pytest.approx(Rgb(out(STATUS.level), out(STATUS.level, 0x88 / 255), 0.0))
-    assert peak.r < 0.01  # faint
+    # Seen, not a glow: at least 2 % PWM (0.06 used to peak at 0.2 %), well below a glow's 100 %.
+    assert 0.02 < peak.r < 0.15
+    assert LookSettings().disconnected == STATUS  # the bench's looks are the defaults here
     assert bench.core.is_animating(GRACE + 1)
 
 

@@ -68,7 +68,11 @@ def test_the_example_files_examples_are_valid(tmp_path: Path) -> None:
         value = match["value"]
         if match["name"].endswith("PASSWORD_FILE"):
             value = str(tmp_path / "mqtt-password")
-        extra = "TOUCHLAMP_DEVICE_MQTT__TLS=true\n" if match["name"].endswith("CA_FILE") else ""
+        name = match["name"]
+        # A CA file needs TLS in its own group; a home broker password needs its username.
+        extra = f"{name.removesuffix('CA_FILE')}TLS=true\n" if name.endswith("CA_FILE") else ""
+        if name.startswith("TOUCHLAMP_DEVICE_HOMEASSISTANT__PASSWORD"):
+            extra += "TOUCHLAMP_DEVICE_HOMEASSISTANT__USERNAME=touchlamp\n"
         _load(tmp_path, f"TOUCHLAMP_DEVICE_LAMP_ID=lamp-a\n{extra}{match['name']}={value}\n")
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.device.link_support import ids_in_seen_file
+from tests.faults.disk import fill, small_disk
 from touchlamp.device.backoff import Backoff
 from touchlamp.device.dedup import SeenTouches
 from touchlamp.device.outbox import OUTBOX_FILE, Outbox, StateFileError
@@ -310,3 +311,34 @@ def test_backoff_grows_with_jitter_and_resets() -> None:
 def test_backoff_refuses_inverted_bounds() -> None:
     with pytest.raises(ValueError, match="minimum <= maximum"):
         Backoff(minimum=5.0, maximum=1.0, rng=random.Random())
+
+
+def test_a_full_disk_keeps_touches_in_memory_and_never_reuses_a_seq_after_a_restart(
+    tmp_path: Path, clock: FakeWallClock
+) -> None:
+    """The disk fills up (a real tmpfs, to ENOSPC): ``persist`` says so, but the touch stays
+    queued in memory; once the seqs reserved on disk run out the outbox counts on far past
+    them, so the next start, counting on from the disk, hands out none of them again (the
+    relay would drop a new touch under a used seq as a repeat)."""
+    with small_disk(tmp_path / "disk") as disk:
+        outbox = open_outbox(disk / "lamp", clock)
+        first = outbox.add(color="#000001", ts_ms=1)
+        filler = fill(disk)
+        made: list[int] = []
+        for n in range(70):  # more than the block of seqs reserved on disk
+            touch = outbox.reserve(color="#000002", ts_ms=n)
+            with pytest.raises(StateFileError, match="check free space"):
+                outbox.persist(touch.seq)
+            made.append(touch.seq)
+        assert [touch.seq for touch in outbox.pending(limit=1000)] == [first.seq, *made]
+        assert outbox.stats().queued == 71
+        assert made[-1] >= 2**20  # counted on far past the disk's reservation
+        assert outbox.remove(made[0])  # acknowledged and confirmed: gone from memory
+        assert outbox.stats().queued == 70
+
+        filler.unlink()
+        outbox.close()  # a restart: what was only in memory is gone
+        again = open_outbox(disk / "lamp", clock)
+        fresh = [again.add(color="#000003", ts_ms=n).seq for n in range(100)]
+        assert not set(fresh) & {first.seq, *made}
+        again.close()

@@ -210,3 +210,57 @@ def test_set_on_a_running_lamp_applies_at_once_and_show_names_its_group(
     restarted = load_settings(DeviceSettings, env_file=env_file)
     assert restarted.looks.glow.fade_seconds == 7
     assert restarted.looks.glow.breaths == 1
+
+
+# -- the lamp's name and colour, and its group -----------------------------------------------------
+def _without(settings: DeviceSettings, *fields: str) -> DeviceSettings:
+    """``settings`` as if ``fields`` had never been set (their defaults, not given)."""
+    given = settings.model_dump(exclude=set(fields), exclude_unset=True)
+    return DeviceSettings(**given)
+
+
+def test_the_operators_name_and_colour_are_the_lamps_first_ones(world: World) -> None:
+    # `relay lamp add lamp-a --name Studio --color #3c78ff`; the lamp's settings name neither
+    # (as DEPLOY.md's lamps): the lamp must not announce its default orange over them.
+    a = _without(world.lamp("lamp-a", color=BLUE, name="Studio"), "color", "name")
+    b = world.lamp("lamp-b", color=AMBER, name="Kitchen")
+    world.pair("lamp-a", "lamp-b")
+    with world.relay(), world.simulator(a, b) as simulator:
+        lamp_a, lamp_b = simulator.lamp("lamp-a"), simulator.lamp("lamp-b")
+        wait_until(lambda: lamp_a.agent.color == BLUE, "lamp A takes the operator's colour")
+        wait_until(
+            lambda: (
+                [(m.name, m.color) for m in lamp_b.agent.status().members] == [("Studio", BLUE)]
+            ),
+            "lamp B sees Studio in blue",
+        )
+        stored = world.store.get_lamp("lamp-a")
+        assert stored is not None
+        assert (stored.name, stored.color) == ("Studio", BLUE)
+        assert (a.state_dir / "color").read_text().strip() == BLUE
+    # Next start: the colour is the lamp's own now.
+    with world.relay(), world.simulator(a, b) as simulator:
+        assert simulator.lamp("lamp-a").agent.color == BLUE
+
+
+def test_a_name_and_colour_changed_on_the_lamp_reach_the_relay_and_the_group(
+    world: World,
+) -> None:
+    a = world.lamp("lamp-a", color=AMBER, name="Kitchen")
+    b = world.lamp("lamp-b", color=BLUE, name="Grandma")
+    world.pair("lamp-a", "lamp-b")
+    with world.relay(), world.simulator(a, b) as simulator:
+        lamp_b = simulator.lamp("lamp-b")
+        wait_until(lambda: bool(lamp_b.agent.status().members), "lamp B knows its group")
+
+        simulator.lamp("lamp-a").owner.change({"name": "Attic", "color": "#22c7c7"})
+
+        wait_until(
+            lambda: (
+                [(m.name, m.color) for m in lamp_b.agent.status().members] == [("Attic", "#22c7c7")]
+            ),
+            "lamp B sees the new name and colour",
+        )
+        stored = world.store.get_lamp("lamp-a")
+        assert stored is not None
+        assert (stored.name, stored.color) == ("Attic", "#22c7c7")

@@ -119,7 +119,8 @@ class World:
             state_dir=self.directory / lamp_id,
             # A test's press and release may be far apart on a loaded machine: a tap must not
             # turn into a hold (a colour pick) because of that.
-            looks=LookSettings(hold_seconds=HOLD_SECONDS),
+            # No partner-online light: a test that waits for a glow starts from a dark lamp.
+            looks=LookSettings(hold_seconds=HOLD_SECONDS, ambient_level=0.0),
             mqtt=MqttSettings(
                 host=self.broker.host,
                 port=self.broker.port,

@@ -45,7 +45,10 @@ def touching(lamp: FaultLamp, *, count: int, every: float) -> Iterator[threading
         thread.join(120)
 
 
-def test_a_clean_broker_restart_with_touches_in_flight_loses_nothing(world: FaultWorld) -> None:
+def test_a_clean_broker_restart_with_touches_in_flight_loses_nothing(
+    world: FaultWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="touchlamp")
     a = world.lamp("lamp-a", color=AMBER)
     b = world.lamp("lamp-b", color=BLUE)
     world.pair(a, b)
@@ -60,6 +63,10 @@ def test_a_clean_broker_restart_with_touches_in_flight_loses_nothing(world: Faul
         assert_delivered(b, [a])
         assert a.link.outbox_stats().queued == 0
         assert b.link.outbox_stats().queued == 0
+    # The relay says it lost the broker, and (as loudly: issue 15) that it got it back.
+    relay_says = [r.getMessage() for r in caplog.records if r.name == "touchlamp.server.relay"]
+    assert any("lost the broker connection" in line for line in relay_says), relay_says
+    assert any("reconnected to the broker at" in line for line in relay_says), relay_says
 
 
 def test_touches_sent_before_the_relay_resubscribes_after_a_broker_restart_wait_for_it(
@@ -81,6 +88,31 @@ def test_touches_sent_before_the_relay_resubscribes_after_a_broker_restart_wait_
     for _ in range(3):
         a.touch()
     with world.relay():
+        assert_delivered(a, [b])
+
+
+def test_glows_published_before_the_lamp_subscribes_again_reach_it_once(
+    world: FaultWorld,
+) -> None:
+    """Lamp B's session is gone — a broker killed before its periodic save never knew it, or it
+    expired — so the relay's glows for B are answered "no matching subscribers" (PUBACK 0x10)
+    until B connects on a new session and subscribes again. They must reach B then, once, in
+    order (issue 18; scenario 1d in RELIABILITY.md)."""
+    a = world.lamp("lamp-a", color=AMBER)
+    b = world.lamp("lamp-b", color=BLUE)
+    world.pair(a, b)
+    with world.relay() as relay:
+        world.start(a)  # B has never connected: the broker knows no session of it
+        for _ in range(3):
+            a.touch()
+        wait_until(
+            lambda: relay.metrics.registry.get_sample_value("touchlamp_relay_glows_waiting") == 3,
+            "the relay's three glows for lamp-b answered 'no matching subscribers' (or kept "
+            "behind the first)",
+        )
+        world.start(b)
+        assert_delivered(a, [b])
+        a.touch()  # and what follows goes straight through
         assert_delivered(a, [b])
 
 

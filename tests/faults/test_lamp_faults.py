@@ -8,6 +8,7 @@ Rule: each touch reaches each peer's lamp core exactly once, in order per sender
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sqlite3
 import subprocess
@@ -20,10 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.lamps import WAIT, assert_delivered, wait_until
+from tests.faults.disk import fill, small_disk
+from tests.faults.lamps import WAIT, FaultLamp, assert_delivered, wait_until
 from tests.faults.proxy import FaultProxy
 from tests.faults.raw import RawClient
 from tests.faults.world import FaultWorld, free_port
+from touchlamp.device.core import TouchDown, TouchUp
+from touchlamp.device.looks import Rgb
 from touchlamp.device.outbox import OUTBOX_FILE
 from touchlamp.protocol import Glow, Touch, encode, touch_id
 
@@ -230,3 +234,68 @@ def test_duplicates_injected_by_a_raw_client_show_once(world: FaultWorld) -> Non
         impostor.close()
     b.wait_received(4, sender="lamp-a")
     assert b.received(sender="lamp-a") == [touch_id("lamp-a", stream, s) for s in (1, 2, 3, 4)]
+
+
+def _trouble_frames(lamp: FaultLamp, since: float) -> list[Rgb]:
+    """Frames since ``since`` in the state-trouble look's colour (#ffc000: no blue, red above
+    green); neither lamp's own colour, a glow or a tap looks like that."""
+    return [
+        frame.rgb
+        for frame in lamp.frames()
+        if frame.at >= since and frame.rgb.b == 0 and frame.rgb.r > frame.rgb.g > 0
+    ]
+
+
+def tap(lamp: FaultLamp) -> None:
+    """A short tap on the lamp's sensor, through its agent as gpiozero would report it."""
+    assert lamp.agent is not None
+    lamp.agent.post(TouchDown())
+    lamp.agent.post(TouchUp())
+
+
+@pytest.mark.allow_error_logs
+def test_a_full_disk_does_not_stop_the_lamp(
+    world: FaultWorld, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Lamp A's state directory is on a small disk that fills up (a full disk; a read-only SD
+    card, the usual way a Pi's card dies, refuses writes alike). Before, ``send_touch`` raised
+    and the agent's loop died: the lamp went dark for good. Now the lamp carries on: taps go
+    out, glows are shown, a yellow "trouble" swell says something is wrong, and the cause is
+    logged once with the fix; once the disk has room again, everything is as before."""
+    caplog.set_level(logging.WARNING, logger="touchlamp")
+    with small_disk(tmp_path / "disk") as disk:
+        a = world.lamp("lamp-a", color=AMBER, state_dir=disk / "lamp-a")
+        b = world.lamp("lamp-b", color=BLUE)
+        world.pair(a, b)
+        with world.relay():
+            world.start(a, b)
+            a.touch()
+            b.wait_received(1, sender="lamp-a")
+            filler = fill(disk)
+            full_at = time.monotonic()
+
+            for count in (2, 3):
+                tap(a)
+                b.wait_received(count, sender="lamp-a")  # out all the same
+            b.touch()
+            a.wait_received(1, sender="lamp-b")  # shown all the same
+            assert a.agent is not None
+            assert a.agent.online  # the loop still runs: it handled the events
+            wait_until(lambda: _trouble_frames(a, full_at), "lamp-a's trouble look")
+            said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+            assert len(said) == 1, said  # once, naming the file and the fix
+            assert "check free space and permissions of the state directory" in said[0]
+
+            filler.unlink()
+            tap(a)
+            b.wait_received(4, sender="lamp-a")
+            b.touch()  # the seen-glow file is tried again too
+            a.wait_received(2, sender="lamp-b")
+            wait_until(
+                lambda: "takes writes again" in caplog.text, "lamp-a to say the disk is back"
+            )
+            back_at = time.monotonic()
+            threading.Event().wait(1.5)  # more than the trouble look's period
+            assert not _trouble_frames(a, back_at)
+        got = b.received(sender="lamp-a")
+        assert len(got) == len(set(got)) == 4, got

@@ -82,6 +82,9 @@ class RelayProcess:
         return self._process is not None and self._process.poll() is None
 
     def start(self) -> None:
+        # A port of its own at every start: one chosen at the first start may have been taken
+        # by another program by the time of a restart (seen: "Address already in use").
+        self.values["metrics_port"] = self.metrics_port = free_port()
         offset = self.log.stat().st_size if self.log.exists() else 0
         env = {**os.environ, **_environment(self.values)}
         with self.log.open("ab") as output:
@@ -182,8 +185,7 @@ class FaultWorld:
                 host=self.broker.host,
                 port=via.port if via is not None else self.broker.port,
                 topic_root=self.root,
-                state_dir=self.directory / lamp_id,
-                **plan,
+                **{"state_dir": self.directory / lamp_id, **plan},
             ),
             core=core,
         )

@@ -213,6 +213,35 @@ def test_a_relay_started_long_after_its_last_touch_forwards_a_repeat_of_it(
     assert b.glow_ids() == [first, second, second, third]
 
 
+def test_a_repeat_forwarded_again_after_a_restart_is_not_made_mutual_afresh(site: Site) -> None:
+    """The mutual glow replayed after a demo restart (issue 18). A touched, B answered within
+    the mutual window (A was shown B's touch as mutual); the demo restarted within the window,
+    A's touch still unconfirmed in A's outbox, so A sent it again and the new relay forwarded
+    the repeat again (rule 5: its start counts as a connection end). Judged afresh against B's
+    later touch, it became mutual, and A got an answer glow under its own touch id — never
+    seen, so shown: the mutual moment again. A repeat keeps what its first forwarding made of
+    it: A's touch crossed nothing before it."""
+    a, b = site.lamp("lamp-a"), site.lamp("lamp-b")
+    site.pair(a, b)
+    mutual = {"mutual_window_seconds": 60.0}
+    with running_relay(site, forwarding=mutual):
+        a.touch(1)
+        b.wait_glows(1)
+        b.touch(1)
+        [crossed] = a.wait_glows(1)
+        assert (crossed.touch, crossed.mutual) == (f"lamp-b:{b.stream}:1", True)
+        b.wait_glows(2)  # B's answer: A's colour, mutual
+    with running_relay(site, forwarding=mutual) as relay:
+        a.touch(1)  # the repeat from A's outbox
+        wait_until(lambda: relay.metrics.touches_resent._value.get() >= 1, "the repeat resent")
+        b.touch(2)
+        a.wait_glows(2)
+        b.wait_glows(3)
+    assert a.glow_ids() == [f"lamp-b:{b.stream}:1", f"lamp-b:{b.stream}:2"]
+    repeat = b.glows[2]
+    assert (repeat.touch, repeat.mutual) == (f"lamp-a:{a.stream}:1", False)  # as the first time
+
+
 def test_a_relay_restarted_mid_stream_loses_nothing(site_on_each_backend: Site) -> None:
     site = site_on_each_backend
     a, b = site.lamp("lamp-a"), site.lamp("lamp-b")
