@@ -35,7 +35,7 @@ written), ``sources`` (which touchlamp goes into the venv), ``run`` (install, un
 
 from __future__ import annotations
 
-from touchlamp.install.layout import COMPONENTS, Component, InstallError
+from touchlamp.install.layout import COMPONENTS, Component, InstallError, on
 from touchlamp.install.plan import (
     InstallOptions,
     UninstallOptions,
@@ -68,6 +68,7 @@ __all__ = [
     "installed_version",
     "main",
     "missing_groups",
+    "on",
     "pip_extras",
     "plan_install",
     "plan_uninstall",
