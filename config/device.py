@@ -304,11 +304,12 @@ class AuthFailedLook(StatusLook):
 
 class StateTroubleLook(StatusLook):
     """The lamp's state directory refuses writes (a full disk, a read-only SD card): a quick
-    yellow swell. The lamp still works; touches made offline are lost if it restarts, and the
-    card may be dying: replace it (DEPLOY.md)."""
+    yellow swell, as bright as a refused login's (it needs its owner too). The lamp still works;
+    touches made offline are lost if it restarts, and the card may be dying: replace it
+    (DEPLOY.md)."""
 
     color: Color | None = "#ffc000"
-    level: Level = 0.12
+    level: Level = 0.4
     period_seconds: Seconds = 1.0
 
 

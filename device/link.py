@@ -34,6 +34,11 @@ Delivery rules, the first two found by the fault scenarios (tests/faults, RELIAB
   subscriptions over a restart: until the relay reconnects and subscribes again, a touch is
   acknowledged with reason 0x10 and goes nowhere. The link keeps such a touch and sends it again
   with backoff until a relay takes it (or it expires in the outbox, counted).
+- **Acknowledged once kept.** paho acknowledges a message when it reads it by default; the
+  link uses ``manual_ack`` and acknowledges a glow only after recording it as seen and handing
+  it to the sink, so a lamp killed in between gets it again (RELIABILITY.md, change 12).
+- **One rule for the broker's reason codes** (protocol/reasons.py): a refusal that retrying
+  cannot fix stops the link; a touch refused for now waits like one nobody subscribed to.
 - **Published, then written.** A touch gets its seq from the outbox in memory, goes to paho,
   and is written to disk (``synchronous=FULL``: an fsync, 5-30 ms on an SD card) right after, so
   the fsync is not in front of the publish. A crash in between loses a touch not yet published
@@ -107,6 +112,7 @@ __all__ = ["LampLink"]
 
 logger = logging.getLogger(__name__)
 
+_LOGIN_REFUSED = frozenset({0x86, 0x87})  # bad user name or password, not authorized
 _PUMP_BATCH = 100
 _CONFIRM_KEEPALIVES = 2.0  # a dead broker is noticed within two keepalives (no PINGRESP)
 _EXCERPT_BYTES = 80
@@ -638,15 +644,20 @@ class LampLink:
         with self._lock:
             self._rejected = str(reason)
             self._changed.notify_all()
+        how = (
+            " (`touchlamp device enroll TOKEN`, or TOUCHLAMP_DEVICE_MQTT__PASSWORD)"
+            if reason.code in _LOGIN_REFUSED
+            else ""
+        )
         logger.error(
-            "lamp %s: the broker at %s:%d refused user %r (%s); not retrying: %s (for this "
-            "lamp: `touchlamp device enroll TOKEN`, or TOUCHLAMP_DEVICE_MQTT__PASSWORD)",
+            "lamp %s: the broker at %s:%d refused user %r (%s); not retrying: %s%s",
             self.lamp_id,
             self._host,
             self._port,
             self._username,
             reason,
             reason.fix,
+            how,
         )
         self._emit(CredentialsRejected(reason=str(reason)))
 

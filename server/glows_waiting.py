@@ -112,7 +112,9 @@ class GlowsWaiting:
             lamp.sending = max(0, lamp.sending - 1)
         if lamp.sending:
             return  # the round's other answers decide
-        if lamp.bounced:
+        if lamp.bounced and glow.lamp_id in self._ready:
+            lamp.bounced = False  # back online meanwhile: everything goes now
+        elif lamp.bounced:
             lamp.bounced = False
             if lamp.retry_at is None:
                 delay = min(self._retry_max, self._retry_min * 2 ** min(lamp.retries, 32))
@@ -126,7 +128,7 @@ class GlowsWaiting:
     def online(self, lamp_id: str) -> None:
         """``lamp_id`` said it is online: it has subscribed; everything kept goes now."""
         lamp = self._lamps.get(lamp_id)
-        if lamp is not None and lamp.kept:
+        if lamp is not None and (lamp.kept or lamp.sending):
             lamp.retries = 0
             self._ready.add(lamp_id)
 
@@ -141,7 +143,8 @@ class GlowsWaiting:
             ready = lamp_id in self._ready
             due = lamp.retry_at is not None and lamp.retry_at <= now
             if lamp.sending or not (ready or due):
-                continue
+                continue  # a lamp back while a round is out: its answers decide, then this
+            self._ready.discard(lamp_id)
             lamp.retry_at = None
             alive = [glow for glow in lamp.kept if glow.expires_at > now]
             expired += len(lamp.kept) - len(alive)
@@ -151,7 +154,7 @@ class GlowsWaiting:
             lamp.sending = count
             if not lamp.kept and not lamp.sending:
                 del self._lamps[lamp_id]
-        self._ready.clear()
+        self._ready &= self._lamps.keys()
         self._count = sum(len(lamp.kept) for lamp in self._lamps.values())
         return taken, expired
 

@@ -41,6 +41,11 @@ What to know before changing it:
   connection the message came on; after a reconnect the broker redelivers anything unacked, so
   an ack for a message of an earlier connection is skipped, never sent on the new one (its
   packet id may by then name another message).
+- **A glow nobody received is kept.** A glow's PUBACK says what became of it
+  (protocol/reasons.py): "no matching subscribers" (0x10) means its lamp has no session or has
+  not subscribed again yet (a broker killed between saves forgets recent sessions). Such glows
+  are kept per lamp and sent again when the lamp says it is online (server/glows_waiting.py,
+  RELIABILITY.md change 11); a refused one is dropped and logged with the fix.
 - **Back-pressure without growth.** The relay asks the broker for at most ``queue_size``
   unacknowledged deliveries (MQTT 5 Receive Maximum) and acks only after handling, so at most
   ``queue_size`` QoS 1 messages wait in the inbox. QoS 0 messages (which Receive Maximum does

@@ -32,7 +32,13 @@ from touchlamp.device.agent import AgentLink, LampAgent
 from touchlamp.device.clock import Clock, SystemClock
 from touchlamp.device.hardware import mock_pin_factory, open_light_output, open_touch_input
 from touchlamp.device.link import LampLink
-from touchlamp.device.link_events import GlowArrived, LinkConnected, LinkEvent, LinkSink
+from touchlamp.device.link_events import (
+    GlowArrived,
+    LinkConnected,
+    LinkEvent,
+    LinkSink,
+    StateFileTrouble,
+)
 from touchlamp.device.looks import Rgb
 from touchlamp.protocol import Touch, touch_id
 
@@ -96,6 +102,7 @@ class CoreInbox:
         self._changed = threading.Condition()
         self.glows: list[tuple[float, GlowArrived]] = []
         self.connects: list[tuple[float, LinkConnected]] = []
+        self.troubles: list[StateFileTrouble] = []
 
     # the agent's EventQueue
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:  # noqa: ARG002  queue's signature
@@ -116,6 +123,8 @@ class CoreInbox:
                 self.glows.append((now, item))
             elif isinstance(item, LinkConnected):
                 self.connects.append((now, item))
+            elif isinstance(item, StateFileTrouble):
+                self.troubles.append(item)
             self._changed.notify_all()
 
     def wait(self, check: Callable[[CoreInbox], bool], what: str, *, timeout: float = WAIT) -> None:

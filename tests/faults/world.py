@@ -9,6 +9,7 @@ fast unless a scenario sets its own.
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import signal
 import socket
@@ -27,7 +28,7 @@ from touchlamp.config.relay import RelaySettings
 from touchlamp.server.relay import Relay
 from touchlamp.server.store import Store, open_store
 
-__all__ = ["FaultWorld", "RelayProcess", "free_port"]
+__all__ = ["FaultWorld", "RelayProcess", "free_listening_port", "free_port"]
 
 _RELAY_DEFAULTS: dict[str, Any] = {
     "rate_limit": {"per_second": 1000.0, "burst": 10_000},
@@ -39,6 +40,22 @@ _RELAY_DEFAULTS: dict[str, Any] = {
 def free_port() -> int:
     with socket.create_server(("127.0.0.1", 0)) as probe:
         return int(probe.getsockname()[1])
+
+
+def free_listening_port() -> int:
+    """A free port below the kernel's range for outgoing connections, for a server that binds
+    it later: a port from ``free_port`` may meanwhile become the source port of a connection
+    (seen: a restarted relay's metrics port taken, "Address already in use")."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.SystemRandom()
+    while True:
+        port = rng.randrange(max(1024, low // 2), low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
 
 
 def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +101,7 @@ class RelayProcess:
     def start(self) -> None:
         # A port of its own at every start: one chosen at the first start may have been taken
         # by another program by the time of a restart (seen: "Address already in use").
-        self.values["metrics_port"] = self.metrics_port = free_port()
+        self.values["metrics_port"] = self.metrics_port = free_listening_port()
         offset = self.log.stat().st_size if self.log.exists() else 0
         env = {**os.environ, **_environment(self.values)}
         with self.log.open("ab") as output:
@@ -237,7 +254,7 @@ class FaultWorld:
     def relay_process(self, **overrides: Any) -> RelayProcess:
         """``touchlamp relay run`` as a child process, started and connected."""
         values = self.relay_values(**overrides)
-        values.setdefault("metrics_port", free_port())
+        values.setdefault("metrics_port", free_listening_port())
         client_id = values["mqtt"]["client_id"]
         process = RelayProcess(values=values, log=self.directory / f"{client_id}.log")
         self.relays.append(process)

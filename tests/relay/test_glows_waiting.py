@@ -95,3 +95,30 @@ def test_expired_glows_are_dropped_and_counted_and_the_bounds_push_out_the_oldes
 def test_bounds_are_checked() -> None:
     with pytest.raises(ValueError, match="per_lamp"):
         GlowsWaiting(clock=Clock(), per_lamp=10, total=5)
+
+
+def test_a_lamp_back_while_its_probe_is_out_gets_everything_once_the_probe_is_answered() -> None:
+    clock = Clock()
+    waiting = GlowsWaiting(clock=clock)
+    glows = [waiting.new("b", bytes([n]), expiry_seconds=600) for n in range(3)]
+    for glow in glows:
+        waiting.answered(glow, kept=True, resent=False)
+    clock.now = waiting.next_due() or 0
+    [probe] = waiting.take()[0]
+    waiting.online("b")  # B subscribed just after the probe was published
+    clock.now += 0.001
+    assert waiting.take() == ([], 0)  # the probe's answer first
+    waiting.answered(probe, kept=True, resent=True)  # it bounced: B was not there yet
+    assert payloads(waiting.take()[0]) == [b"\x00", b"\x01", b"\x02"]  # no backoff wait
+
+
+def test_a_lone_glow_bounced_while_its_lamp_came_back_goes_again_at_once() -> None:
+    clock = Clock()
+    waiting = GlowsWaiting(clock=clock)
+    glow = waiting.new("b", b"only", expiry_seconds=600)
+    waiting.answered(glow, kept=True, resent=False)
+    clock.now = waiting.next_due() or 0
+    [probe] = waiting.take()[0]
+    waiting.online("b")
+    waiting.answered(probe, kept=True, resent=True)
+    assert payloads(waiting.take()[0]) == [b"only"]
