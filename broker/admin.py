@@ -394,6 +394,13 @@ class BrokerAdmin:
                 lamps.append(username)
         return sorted(lamps)
 
+    def run_commands(self, commands: Sequence[Mapping[str, object]]) -> list[Mapping[str, Any]]:
+        """Send raw dynamic-security ``commands`` in one message; their responses, in order.
+
+        For measuring the plugin (bench/dynsec_growth.py); an ``error`` raises.
+        """
+        return self._connected_for(lambda: self._run(commands))
+
     # -- plumbing ------------------------------------------------------------------------------
 
     def _connected_for(self, action: Callable[[], _Result]) -> _Result:

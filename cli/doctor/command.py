@@ -12,12 +12,12 @@ from touchlamp.doctor.device_checks import check_device
 from touchlamp.doctor.findings import print_findings
 from touchlamp.doctor.probes import Probes, Role
 from touchlamp.doctor.relay_checks import check_relay
+from touchlamp.errors import EXIT_FAILURE, EXIT_OK
 
 __all__ = ["register", "roles_and_files", "run_doctor"]
 
 ETC_DIR = Path("/etc/touchlamp")
-EXIT_OK = 0
-EXIT_PROBLEMS = 1
+EXIT_PROBLEMS = EXIT_FAILURE  # the report shows each problem and its fix
 
 
 def run_doctor(

@@ -16,10 +16,12 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from touchlamp.errors import TouchlampError
+
 __all__ = ["DoctorSession", "NoAnswerError"]
 
 
-class NoAnswerError(Exception):
+class NoAnswerError(TouchlampError):
     pass
 
 

@@ -44,17 +44,21 @@ from touchlamp.install.plan import (
     pip_extras,
     plan_install,
     plan_uninstall,
+    plan_wifi_setup,
 )
-from touchlamp.install.run import EXIT_FAILURE, EXIT_OK, install, main, uninstall
+from touchlamp.install.run import install, main, uninstall
 from touchlamp.install.sources import default_source, installed_version, source_version
 from touchlamp.install.steps import Step, carry_out
-from touchlamp.install.templates import broker_drop_in_text, settings_template, unit_text
+from touchlamp.install.templates import (
+    broker_drop_in_text,
+    comitup_conf_text,
+    settings_template,
+    unit_text,
+)
 from touchlamp.install_commands import register_install
 
 __all__ = [
     "COMPONENTS",
-    "EXIT_FAILURE",
-    "EXIT_OK",
     "Component",
     "InstallError",
     "InstallOptions",
@@ -62,6 +66,7 @@ __all__ = [
     "UninstallOptions",
     "broker_drop_in_text",
     "carry_out",
+    "comitup_conf_text",
     "default_source",
     "groups_advice",
     "install",
@@ -72,6 +77,7 @@ __all__ = [
     "pip_extras",
     "plan_install",
     "plan_uninstall",
+    "plan_wifi_setup",
     "register_install",
     "settings_template",
     "source_version",

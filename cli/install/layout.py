@@ -6,11 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from touchlamp.errors import TouchlampError
 from touchlamp.install_commands import Role, unit_name
 
 __all__ = [
     "BROKER_DROP_IN",
     "BROKER_DROP_IN_DIR",
+    "COMITUP_CONF",
+    "COMITUP_CONF_MODE",
+    "COMITUP_PROGRAM",
     "COMMAND_LINK",
     "COMPONENTS",
     "ETC_DIR",
@@ -40,11 +44,14 @@ STATE_ROOT = "/var/lib"
 ETC_DIR_MODE = 0o711
 SETTINGS_MODE = 0o600
 UNIT_MODE = 0o644
+COMITUP_CONF = "/etc/comitup.conf"
+COMITUP_PROGRAM = "/usr/sbin/comitup"
+COMITUP_CONF_MODE = 0o644
 # The command line the shipped units start; ``--no-venv`` points it elsewhere.
 UNIT_COMMAND = f"{VENV_DIR}/bin/touchlamp"
 
 
-class InstallError(RuntimeError):
+class InstallError(TouchlampError, RuntimeError):
     """An install or uninstall cannot go on; the message says what to change."""
 
 

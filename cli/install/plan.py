@@ -14,6 +14,9 @@ from pathlib import Path
 from touchlamp.install.layout import (
     BROKER_DROP_IN,
     BROKER_DROP_IN_DIR,
+    COMITUP_CONF,
+    COMITUP_CONF_MODE,
+    COMITUP_PROGRAM,
     COMMAND_LINK,
     COMPONENTS,
     ETC_DIR,
@@ -34,6 +37,7 @@ from touchlamp.install.sources import default_source, installed_version, source_
 from touchlamp.install.steps import (
     CreateVenv,
     MakeDir,
+    Note,
     PipInstall,
     Remove,
     RemoveDirIfEmpty,
@@ -43,7 +47,12 @@ from touchlamp.install.steps import (
     Symlink,
     WriteFile,
 )
-from touchlamp.install.templates import broker_drop_in_text, settings_template, unit_text
+from touchlamp.install.templates import (
+    broker_drop_in_text,
+    comitup_conf_text,
+    settings_template,
+    unit_text,
+)
 from touchlamp.install_commands import Role
 
 __all__ = [
@@ -54,6 +63,7 @@ __all__ = [
     "pip_extras",
     "plan_install",
     "plan_uninstall",
+    "plan_wifi_setup",
 ]
 
 
@@ -73,6 +83,8 @@ class InstallOptions:
     reinstall: bool = False
     # Also put touchlamp's systemd drop-in for Mosquitto in place (the broker runs here too).
     with_broker: bool = False
+    # Debian's comitup: with no known Wi-Fi, a hotspot to choose one (DEPLOY.md "Give a lamp").
+    wifi_setup: bool = False
     command: Path = field(default_factory=lambda: Path(sysconfig.get_path("scripts")) / "touchlamp")
     # The machine the venv is for (``platform.machine()``): a lamp on 64-bit Linux gets the
     # ``pi`` extra (lgpio's wheel); elsewhere pip would have to compile lgpio.
@@ -119,6 +131,12 @@ def plan_install(options: InstallOptions) -> list[Step]:
         if component.role != "relay":
             raise InstallError("--with-broker goes with the relay: touchlamp relay install")
         steps += _plan_file(on(root, BROKER_DROP_IN), broker_drop_in_text(), UNIT_MODE)
+    if options.wifi_setup:
+        if component.role != "device":
+            raise InstallError(
+                "--wifi-setup goes with a lamp: touchlamp device install --wifi-setup"
+            )
+        steps += plan_wifi_setup(root)
     steps += _plan_enable(root, component.unit, installing=True)
     if _is_live_root(root) and _systemd_running() and steps:
         steps.append(Run(argv=("systemctl", "daemon-reload")))
@@ -257,6 +275,35 @@ def _plan_dir(path: Path, mode: int) -> list[Step]:
 def _plan_mode(path: Path, mode: int) -> list[Step]:
     current = path.stat().st_mode & 0o7777
     return [] if current == mode else [SetMode(path=path, mode=mode, was=current)]
+
+
+def plan_wifi_setup(root: Path) -> list[Step]:
+    """Debian's comitup package (on the machine itself), then its configuration file."""
+    steps: list[Step] = []
+    if not on(root, COMITUP_PROGRAM).exists():
+        if _is_live_root(root):
+            # confold: comitup's own /etc/comitup.conf is replaced below, and a later upgrade
+            # of the package must keep ours without asking.
+            steps.append(
+                Run(
+                    argv=(
+                        "apt-get",
+                        "install",
+                        "--yes",
+                        "--option=Dpkg::Options::=--force-confold",
+                        "comitup",
+                    )
+                )
+            )
+        else:
+            steps.append(
+                Note(
+                    text=f"not installing Debian's comitup package under {root}: "
+                    "apt-get install comitup in that system (it is not the running one)"
+                )
+            )
+    steps += _plan_file(on(root, COMITUP_CONF), comitup_conf_text(), COMITUP_CONF_MODE)
+    return steps
 
 
 def _plan_file(path: Path, content: str, mode: int) -> list[Step]:

@@ -7,6 +7,8 @@ import argparse
 from collections.abc import Sequence
 from typing import TextIO
 
+from touchlamp.cli import run_handler
+from touchlamp.errors import EXIT_OK
 from touchlamp.install.layout import COMPONENTS, on
 from touchlamp.install.plan import (
     InstallOptions,
@@ -19,10 +21,7 @@ from touchlamp.install.plan import (
 from touchlamp.install.steps import carry_out
 from touchlamp.install_commands import register_install
 
-__all__ = ["EXIT_FAILURE", "EXIT_OK", "install", "main", "uninstall"]
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
+__all__ = ["install", "main", "uninstall"]
 
 
 def install(options: InstallOptions, *, dry_run: bool, out: TextIO) -> int:
@@ -67,6 +66,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             commands.add_subparsers(title="commands", metavar="COMMAND", required=True), role=role
         )
     args = parser.parse_args(argv)
-    handler = args.func
-    result: int = handler(args)
-    return result
+    return run_handler(args.func, args)

@@ -3,7 +3,6 @@ then makes itself; ``carry_out`` runs a plan's steps (or only prints them, for `
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -11,11 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TextIO
 
+from touchlamp.files import write_atomically
 from touchlamp.install.layout import InstallError
 
 __all__ = [
     "CreateVenv",
     "MakeDir",
+    "Note",
     "PipInstall",
     "Remove",
     "RemoveDirIfEmpty",
@@ -75,16 +76,8 @@ class WriteFile:
 
     def apply(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Written beside and renamed, so a power cut leaves the old file or the new one; the
-        # temporary file has its final mode from the start (a secret is never world-readable).
-        temporary = self.path.with_name(f".{self.path.name}.touchlamp-new")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.mode)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(self.content)
-            file.flush()
-            os.fsync(file.fileno())
-        temporary.chmod(self.mode)
-        temporary.replace(self.path)
+        # A power cut leaves the old file or the new one; a secret is never world-readable.
+        write_atomically(self.path, self.content, mode=self.mode)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,6 +153,19 @@ class PipInstall:
         if self.force:
             argv += ["--force-reinstall", "--no-deps"]
         Run(argv=(*argv, self.requirement)).apply()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Note:
+    """A step that cannot be taken here, said so in the plan (applying it does nothing)."""
+
+    text: str
+
+    def describe(self) -> str:
+        return self.text
+
+    def apply(self) -> None:
+        return None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,7 +7,7 @@ from importlib import resources
 
 from touchlamp.install.layout import STATE_ROOT, UNIT_COMMAND, Component, InstallError
 
-__all__ = ["broker_drop_in_text", "settings_template", "unit_text"]
+__all__ = ["broker_drop_in_text", "comitup_conf_text", "settings_template", "unit_text"]
 
 
 def unit_text(component: Component, command: str) -> str:
@@ -25,6 +25,17 @@ def broker_drop_in_text() -> str:
     """touchlamp's systemd drop-in for Debian's mosquitto.service."""
     drop_ins = resources.files("touchlamp.systemd").joinpath("mosquitto.service.d")
     return drop_ins.joinpath("touchlamp.conf").read_text("utf-8")
+
+
+def comitup_conf_text() -> str:
+    """``/etc/comitup.conf`` for a lamp: its hotspot is ``touchlamp-NNNN`` (comitup puts a
+    number of four digits, persistent per machine, in place of ``<nnnn>``)."""
+    return (
+        '# Written by `touchlamp device install --wifi-setup` (DEPLOY.md, "Give a lamp").\n'
+        "# With no Wi-Fi it knows, the lamp opens the hotspot touchlamp-NNNN: join it from a\n"
+        "# phone, choose your Wi-Fi on the page that opens (or http://10.41.0.1/). comitup(8).\n"
+        "ap_name: touchlamp-<nnnn>\n"
+    )
 
 
 def settings_template(component: Component) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from touchlamp.broker.admin import BrokerAdmin, _tagged
 from touchlamp.broker.errors import BrokerAdminError, BrokerStateError
 from touchlamp.broker.passwords import PASSWORD_BITS
 from touchlamp.broker.state import import_lamps
+from touchlamp.cli import main
 from touchlamp.config.relay import RelaySettings
 from touchlamp.protocol.errors import ProtocolError
 
@@ -239,3 +241,23 @@ def test_importing_into_a_running_broker_or_an_existing_lamp_is_refused(
     with pytest.raises(BrokerStateError, match="lamp-a already exist"):
         import_lamps(settings, ["lamp-b", "lamp-a"])
     assert broker.managed.layout.dynsec_file.read_bytes() == before  # all or none
+
+
+def test_broker_lamp_import_prints_each_password_once_and_they_work(
+    broker: BrokerFixture, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    where = ["--state-dir", str(broker.managed.layout.root), "--port", str(broker.port)]
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("lamp-y\n\nlamp-z\n", encoding="utf-8")
+    command = ["broker", "lamp", "import", "lamp-x", "--ids-file", str(ids_file), *where]
+
+    assert main(command) == 1  # the broker is running
+    assert "stop the broker" in capsys.readouterr().err
+    broker.managed.stop()
+    assert main(command) == 0
+    lines = capsys.readouterr().out.splitlines()
+    passwords = dict(line.split("\t") for line in lines)
+    assert list(passwords) == ["lamp-x", "lamp-y", "lamp-z"]
+    broker.managed.start()
+    for lamp_id, password in passwords.items():
+        broker.connect_lamp(lamp_id, password=password)
