@@ -150,8 +150,9 @@ def render_dynsec_json(
         *(
             {
                 "username": relay.username,
-                # Not bound to a client id: several relay processes (and the relay's CLI) share
-                # this login with client ids of their own. BrokerAdmin.add_relay can bind one.
+                # Bound to its own name as client id, as lamps are: an unbound login may take any
+                # client id, a lamp's included, and push that lamp off (SECURITY.md).
+                "clientid": relay.username,
                 "textName": RELAY_CLIENT_TEXT,
                 **_password_fields(relay.password),
                 "roles": [{"rolename": RELAY_ROLE_NAME}],

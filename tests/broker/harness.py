@@ -264,6 +264,7 @@ class BrokerFixture:
         self.topics: Topics = managed.topics
         self._admin: BrokerAdmin | None = None
         self._probes: list[MqttProbe] = []
+        self._relays: dict[str, str] = {}
 
     @property
     def host(self) -> str:
@@ -280,6 +281,16 @@ class BrokerFixture:
     @property
     def relay_password(self) -> str:
         return self.managed.credentials.relay_password
+
+    def relay_login(self, name: str | None = None) -> tuple[str, str]:
+        """A relay login (username, password) whose client id is ``name``: the installed one
+        for its own name, else one made once with ``add_relay`` (each relay login is bound to
+        its name as client id)."""
+        if name is None or name == self.relay_username:
+            return self.relay_username, self.relay_password
+        if name not in self._relays:
+            self._relays[name] = self.admin.add_relay(name)
+        return name, self._relays[name]
 
     @property
     def admin(self) -> BrokerAdmin:
@@ -346,11 +357,11 @@ class BrokerFixture:
         *,
         client_id: str | None = None,
     ) -> MqttProbe:
-        """Connect as the relay user (or another relay user created with ``add_relay``)."""
-        name = username or self.relay_username
-        probe = self.probe(
-            username=name, password=password or self.relay_password, client_id=client_id
-        )
+        """Connect as a relay: the login ``relay_login(client_id)`` unless ``username`` is given."""
+        if username is None:
+            username, password = self.relay_login(client_id)
+        name = username
+        probe = self.probe(username=name, password=password, client_id=client_id or name)
         reason = probe.connect()
         assert not reason.is_failure, f"relay {name} could not connect: {reason}"
         return probe

@@ -126,7 +126,7 @@ def test_mosquittos_own_clients_work_with_credentials_from_touchlamp(running: Ru
 
     # The relay publishes the lamp's (retained) group state; the lamp reads it.
     subprocess.run(
-        ["mosquitto_pub", *common, "-u", "relay", "-P", relay_password, "-r",
+        ["mosquitto_pub", *common, "-u", "relay", "-i", "relay", "-P", relay_password, "-r",
          "-t", topics.group("lamp-a"), "-m", '{"members": []}'],
         check=True, timeout=WAIT,
     )  # fmt: skip
