@@ -32,6 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from touchlamp.broker.acl import (
     CONTROL_TOPIC,
+    INSTALLED_RELAY_CLIENT_ID,
     LAMP_CLIENT_TEXT,
     RELAY_CLIENT_TEXT,
     RELAY_ROLE,
@@ -239,6 +240,7 @@ class BrokerAdmin:
         """
         for lamp_id in lamp_ids:
             validate_lamp_id(lamp_id)
+            _refuse_the_relays_client_id(lamp_id, "a lamp id")
         repeated = sorted({lamp_id for lamp_id in lamp_ids if lamp_ids.count(lamp_id) > 1})
         if repeated:
             raise BrokerAdminError(f"lamp ids given more than once: {', '.join(repeated)}")
@@ -359,6 +361,7 @@ class BrokerAdmin:
                 f"{username!r} is not a usable relay name: "
                 "use 3-32 characters from a-z, 0-9 and '-'"
             )
+        _refuse_the_relays_client_id(username, "a relay name")
         return self._connected_for(lambda: self._add_relay(username))
 
     def _add_relay(self, username: str) -> str:
@@ -571,6 +574,14 @@ def _batches(
         batches[-1].append(item)
         used += item_size
     return batches
+
+
+def _refuse_the_relays_client_id(name: str, what: str) -> None:
+    # Its login would be bound to the installed relay's client id, and could push it off.
+    if name == INSTALLED_RELAY_CLIENT_ID:
+        raise BrokerAdminError(
+            f"{name!r} is the relay's client id, not usable as {what}: choose another name"
+        )
 
 
 def _is_lamp(username: str, client: Mapping[str, Any]) -> bool:

@@ -20,9 +20,9 @@ start-up instead of being ignored.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 from pydantic_settings import (
     BaseSettings,
     NestedSecretsSettingsSource,
@@ -61,11 +61,11 @@ class MqttSettings(BrokerConnection):
     broker keeps that id's persistent session (and the touches queued in it) across restarts."""
 
     # The broker's relay login (``touchlamp broker`` creates "relay"; its password is in the
-    # broker's credentials/relay.password). Each relay process has its own login.
+    # broker's credentials/relay.password).
     username: str = "relay"
-    # The broker binds each relay login to its own name as client id (SECURITY.md), so this
-    # defaults to ``username``; another id is refused "Not authorized".
-    client_id: Word = ""
+    # The broker binds each relay login to one client id (SECURITY.md): "relay" to this one, a
+    # login from ``touchlamp broker relay add NAME`` to NAME. Another id is refused.
+    client_id: Word = "touchlamp-relay"
     # Relays with the same share name split the touches between them ($share/<name>/…).
     share_name: Word = "touchlamp-relay"
     keepalive_seconds: int = Field(default=30, ge=5, le=65535)
@@ -80,13 +80,6 @@ class MqttSettings(BrokerConnection):
     # paho's outgoing queue bound; when it is full the worker waits instead of growing it.
     max_queued: int = Field(default=20_000, ge=1)
     reconnect_max_seconds: float = Field(default=60.0, gt=0.0)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _client_id_is_the_username(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not data.get("client_id"):
-            return {**data, "client_id": data.get("username") or "relay"}
-        return data
 
 
 class AdminSettings(BrokerLogin):

@@ -20,6 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from touchlamp.broker.acl import INSTALLED_RELAY_CLIENT_ID
 from touchlamp.broker.admin import BrokerAdmin
 from touchlamp.broker.launcher import ManagedBroker
 from touchlamp.protocol.topics import Topics
@@ -283,10 +284,10 @@ class BrokerFixture:
         return self.managed.credentials.relay_password
 
     def relay_login(self, name: str | None = None) -> tuple[str, str]:
-        """A relay login (username, password) whose client id is ``name``: the installed one
-        for its own name, else one made once with ``add_relay`` (each relay login is bound to
-        its name as client id)."""
-        if name is None or name == self.relay_username:
+        """A relay login (username, password) that may use client id ``name``: the installed
+        one for its client id (``INSTALLED_RELAY_CLIENT_ID``, or no name), else one made once
+        with ``add_relay``, which binds it to ``name``."""
+        if name is None or name == INSTALLED_RELAY_CLIENT_ID:
             return self.relay_username, self.relay_password
         if name not in self._relays:
             self._relays[name] = self.admin.add_relay(name)
@@ -361,7 +362,8 @@ class BrokerFixture:
         if username is None:
             username, password = self.relay_login(client_id)
         name = username
-        probe = self.probe(username=name, password=password, client_id=client_id or name)
+        bound = INSTALLED_RELAY_CLIENT_ID if name == self.relay_username else name
+        probe = self.probe(username=name, password=password, client_id=client_id or bound)
         reason = probe.connect()
         assert not reason.is_failure, f"relay {name} could not connect: {reason}"
         return probe
