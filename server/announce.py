@@ -22,6 +22,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from touchlamp.broker.admin import BrokerAdmin
 from touchlamp.broker.errors import BrokerAdminError
 from touchlamp.config.relay import RelaySettings
+from touchlamp.errors import TouchlampError
 from touchlamp.protocol import GroupState, Topics, encode
 
 __all__ = ["AnnounceError", "announce_states"]
@@ -29,7 +30,7 @@ __all__ = ["AnnounceError", "announce_states"]
 log = logging.getLogger(__name__)
 
 
-class AnnounceError(RuntimeError):
+class AnnounceError(TouchlampError, RuntimeError):
     """The broker could not be reached or refused the relay's login."""
 
 

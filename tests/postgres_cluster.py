@@ -5,6 +5,8 @@ The server is ``postgres`` run directly as a child of this process, not through 
 ``pg_ctl`` detaches the server, so a test run killed hard (SIGKILL, the CI's timeout) would leave
 it running. As a direct child it gets a parent-death signal (``PR_SET_PDEATHSIG``, SIGQUIT: an
 immediate shutdown that also ends its backends), so it cannot outlive the process that started it.
+Linux sends that signal when the *thread* that started it ends: start it from the main thread
+(fixtures and ``fresh_backend`` run there).
 
 PostgreSQL refuses to run as root; run as root (CI, containers), the cluster runs as the
 ``postgres`` user that Debian's ``postgresql`` package creates (``scripts/setup`` installs it).
@@ -40,6 +42,8 @@ __all__ = [
     "stop_session_cluster",
 ]
 
+_PREFIX = "touchlamp-test-pg-"
+_ABANDONED_SECONDS = 3600.0
 _READY_SECONDS = 60.0
 _PORT_ATTEMPTS = 5
 _SUPERUSER = "postgres"
@@ -124,6 +128,24 @@ def _quit_when_parent_dies(parent: int) -> Callable[[], None] | None:
     return set_parent_death_signal
 
 
+def _remove_abandoned(parent: Path, *, now: float | None = None) -> list[Path]:
+    """Remove the directories of clusters whose run was killed hard (the server ended with it,
+    nobody removed its files): no live server in them, and untouched for an hour (so a cluster
+    another run is still making is left alone). Returns what it removed."""
+    removed: list[Path] = []
+    for directory in parent.glob(_PREFIX + "*"):
+        try:
+            untouched = (now or time.time()) - directory.stat().st_mtime
+            pid_file = directory / "data" / "postmaster.pid"
+            alive = pid_file.exists() and Path(f"/proc/{pid_file.read_text().split()[0]}").exists()
+        except (OSError, IndexError):
+            continue  # not ours to judge (another user's, or going away meanwhile)
+        if not alive and untouched > _ABANDONED_SECONDS:
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+    return removed
+
+
 def _free_port() -> int:
     with socket.create_server(("127.0.0.1", 0)) as probe:
         return int(probe.getsockname()[1])
@@ -156,7 +178,8 @@ class ThrowawayPostgres:
     def start(self) -> None:
         bindir = find_bindir()
         owner = _owner()
-        self.directory = Path(tempfile.mkdtemp(prefix="touchlamp-test-pg-"))
+        _remove_abandoned(Path(tempfile.gettempdir()))
+        self.directory = Path(tempfile.mkdtemp(prefix=_PREFIX))
         if owner is not None:
             os.chown(self.directory, owner.uid, owner.gid)
         data = self.directory / "data"

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,7 +17,7 @@ import psycopg
 import pytest
 
 from tests.faults.lamps import wait_until
-from tests.postgres_cluster import session_cluster
+from tests.postgres_cluster import _remove_abandoned, session_cluster
 from tests.relay.store_backends import postgres_admin_dsn
 
 pytestmark = pytest.mark.postgres
@@ -57,7 +58,7 @@ def test_the_cluster_ends_when_the_process_that_started_it_is_killed_hard(
     script = textwrap.dedent(
         """
         import sys, time
-        from tests.postgres_cluster import session_cluster
+        from tests.postgres_cluster import _remove_abandoned, session_cluster
         cluster = session_cluster()
         print(cluster.pid, cluster.directory, flush=True)
         time.sleep(600)
@@ -81,7 +82,7 @@ def test_the_cluster_ends_when_the_process_that_started_it_is_killed_hard(
         assert _alive(server)
         child.send_signal(signal.SIGKILL)
     wait_until(lambda: not _alive(server), f"postgres (pid {server}) to end with its parent")
-    # The directory stays (nobody was left to remove it); the next test run does not reuse it.
+    # The directory stays (nobody was left to remove it); a run an hour later removes it.
     assert Path(directory).name.startswith("touchlamp-test-pg-")
     shutil.rmtree(directory)
 
@@ -94,3 +95,17 @@ def _alive(pid: int) -> bool:
         return False
     state = next(line.split()[1] for line in status.splitlines() if line.startswith("State:"))
     return state != "Z"
+
+
+def test_a_killed_runs_cluster_directory_is_removed_by_a_later_run_but_no_live_one(
+    tmp_path: Path,
+) -> None:
+    hour_and_more = time.time() - 3700
+    abandoned, fresh, live = (tmp_path / f"touchlamp-test-pg-{name}" for name in "afl")
+    for directory in (abandoned, fresh, live):
+        (directory / "data").mkdir(parents=True)
+    (live / "data" / "postmaster.pid").write_text(f"{os.getpid()}\n/some/data\n")
+    for directory in (abandoned, live):
+        os.utime(directory, (hour_and_more, hour_and_more))
+    assert _remove_abandoned(tmp_path) == [abandoned]
+    assert sorted(tmp_path.iterdir()) == [fresh, live]

@@ -33,13 +33,9 @@ def relay_settings(broker: BrokerFixture) -> RelaySettings:
 
 @contextmanager
 def running_relay(broker: BrokerFixture, store: Store) -> Iterator[Relay]:
-    relay = Relay(settings=relay_settings(broker), store=store)
-    relay.start()
-    try:
+    with Relay(settings=relay_settings(broker), store=store) as relay:
         assert relay.wait_connected(WAIT), "the relay did not connect and subscribe"
         yield relay
-    finally:
-        relay.stop()
 
 
 def test_stopped_lamp_and_relay_keep_what_was_queued_for_them(

@@ -8,6 +8,7 @@ fast unless a scenario sets its own.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import secrets
@@ -80,6 +81,13 @@ def _environment(values: dict[str, Any], prefix: str = "TOUCHLAMP_RELAY_") -> di
     return env
 
 
+_PORT_ATTEMPTS = 5
+
+
+class _MetricsPortTakenError(Exception):
+    """The relay process exited because its metrics port was taken."""
+
+
 class RelayProcess:
     """``touchlamp relay run`` as a child process: start, SIGKILL, SIGTERM, read /metrics, RSS."""
 
@@ -99,32 +107,43 @@ class RelayProcess:
         return self._process is not None and self._process.poll() is None
 
     def start(self) -> None:
-        # A port of its own at every start: one chosen at the first start may have been taken
-        # by another program by the time of a restart (seen: "Address already in use").
-        self.values["metrics_port"] = self.metrics_port = free_listening_port()
-        offset = self.log.stat().st_size if self.log.exists() else 0
-        env = {**os.environ, **_environment(self.values)}
-        with self.log.open("ab") as output:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "touchlamp", "-v", "relay", "run"],
-                env=env,
-                stdout=output,
-                stderr=output,
-                stdin=subprocess.DEVNULL,
-            )
-        wait_until(
-            lambda: self._started_since(offset),
-            f"the relay process to connect (log {self.log})",
-        )
+        """Start it and wait until it forwards. A restart takes a metrics port of its own (the
+        old one may have been taken while the relay was down), and any start whose port another
+        program took first is retried on a fresh one, its failure removed from the log (handled
+        here; the guard over child logs would take it for the relay's error)."""
+        for attempt in range(_PORT_ATTEMPTS):
+            if attempt or self._process is not None:
+                self.metrics_port = self.values["metrics_port"] = free_listening_port()
+            offset = self.log.stat().st_size if self.log.exists() else 0
+            env = {**os.environ, **_environment(self.values)}
+            with self.log.open("ab") as output:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "touchlamp", "-v", "relay", "run"],
+                    env=env,
+                    stdout=output,
+                    stderr=output,
+                    stdin=subprocess.DEVNULL,
+                )
+            started = functools.partial(self._started_since, offset)
+            try:
+                wait_until(started, f"the relay process to connect (log {self.log})")
+            except _MetricsPortTakenError:
+                os.truncate(self.log, offset)
+                continue
+            return
+        raise AssertionError(f"no free metrics port for the relay in {_PORT_ATTEMPTS} attempts")
 
     def _started_since(self, offset: int) -> bool:
+        with self.log.open("rb") as log:
+            log.seek(offset)
+            said = log.read()
         if self._process is not None and self._process.poll() is not None:
+            if b"Address already in use" in said:
+                raise _MetricsPortTakenError
             raise AssertionError(
                 f"relay run exited with {self._process.returncode}:\n{self.log.read_text()[-3000:]}"
             )
-        with self.log.open("rb") as log:
-            log.seek(offset)
-            return b"forwarding" in log.read()
+        return b"forwarding" in said
 
     def kill9(self) -> None:
         """SIGKILL, as a crash or the OOM killer would."""

@@ -102,10 +102,6 @@ def running_relay(
     site: Site, *, clock: Callable[[], float] = time.time, **overrides: Any
 ) -> Iterator[Relay]:
     """A relay with ``site.settings(**overrides)`` and a wall ``clock`` (``time.time``)."""
-    relay = Relay(settings=site.settings(**overrides), store=site.store, clock=clock)
-    relay.start()
-    try:
+    with Relay(settings=site.settings(**overrides), store=site.store, clock=clock) as relay:
         assert relay.wait_connected(WAIT), "the relay did not connect and subscribe"
         yield relay
-    finally:
-        relay.stop()
