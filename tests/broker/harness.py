@@ -290,7 +290,9 @@ class BrokerFixture:
         if name is None or name == INSTALLED_RELAY_CLIENT_ID:
             return self.relay_username, self.relay_password
         if name not in self._relays:
-            self._relays[name] = self.admin.add_relay(name)
+            # A connection of its own: a test may have restarted the broker under ``admin``.
+            with self.managed.admin() as admin:
+                self._relays[name] = admin.add_relay(name)
         return name, self._relays[name]
 
     @property
