@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from touchlamp.broker.acl import INSTALLED_RELAY_CLIENT_ID
 from touchlamp.broker.admin import BrokerAdmin
 from touchlamp.broker.certs import (
     DEFAULT_SERVER_DAYS,
@@ -248,7 +249,10 @@ def _describe(broker: ManagedBroker) -> None:
     lines += [
         f"  topic root     {settings.topic_root}",
         f"  admin user     {admin!r}, password in {layout.admin_password_file}",
-        f"  relay user     {relay!r}, password in {layout.relay_password_file}",
+        (
+            f"  relay user     {relay!r} (client id {INSTALLED_RELAY_CLIENT_ID!r}), password in "
+            f"{layout.relay_password_file}"
+        ),
         f"  log            {layout.log_file}",
         (
             f"  add a lamp:    touchlamp broker lamp add ID --state-dir {layout.root} "
