@@ -599,14 +599,17 @@ def test_a_stopped_relays_login_is_checked_without_taking_its_touches(
     with running_relay(site):
         pass  # the relay's persistent session now exists
     a.touch(1)  # queued in the stopped relay's session
+    username, password = site.broker.relay_login(site.relay_client_id)
     settings = relay_settings(
         site,
         tmp_path,
+        TOUCHLAMP_RELAY_MQTT__USERNAME=username,
+        TOUCHLAMP_RELAY_MQTT__PASSWORD=password,
         TOUCHLAMP_RELAY_MQTT__CLIENT_ID=site.relay_client_id,
         TOUCHLAMP_RELAY_MQTT__TOPIC_ROOT=site.root,
     )
     lines = report(check_relay(settings, probes=pi))
-    assert "OK   the broker accepted the relay user relay" in lines
+    assert f"OK   the broker accepted the relay user {username}" in lines
     with running_relay(site):
         assert [glow.touch for glow in b.wait_glows(1)] == [f"lamp-a:{a.stream}:1"]
 
