@@ -19,10 +19,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
-
-from touchlamp.config.lamp_file import LampFileError, owned_like_its_directory
+from touchlamp.config.lamp_file import (
+    LampFileError,
+    LampFileSettingsSource,
+    owned_like_its_directory,
+)
 from touchlamp.files import write_atomically
 from touchlamp.protocol import Enrollment
 
@@ -86,31 +87,9 @@ def read_enrolment_file(state_dir: Path) -> dict[str, Any]:
     return document
 
 
-class EnrolmentFileSettingsSource(PydanticBaseSettingsSource):
-    """``STATE_DIR/enrolment.json`` as a pydantic-settings source; the state directory is found
-    through the sources ``below`` it (highest first), else ``default_state_dir``."""
-
-    def __init__(
-        self,
-        settings_cls: type[BaseSettings],
-        *,
-        below: tuple[PydanticBaseSettingsSource, ...],
-        default_state_dir: Path,
-    ) -> None:
-        super().__init__(settings_cls)
-        self._below = below
-        self._default = default_state_dir
-
-    def get_field_value(
-        self,
-        field: FieldInfo,  # noqa: ARG002  the base class's signature
-        field_name: str,
-    ) -> tuple[Any, str, bool]:
-        return None, field_name, False  # unused: __call__ reads the whole file
+class EnrolmentFileSettingsSource(LampFileSettingsSource):
+    """``STATE_DIR/enrolment.json`` as a pydantic-settings source; the state directory is
+    found as for the owner's file (``LampFileSettingsSource``)."""
 
     def __call__(self) -> dict[str, Any]:
-        for source in self._below:
-            found = source().get("state_dir")
-            if found is not None:
-                return read_enrolment_file(Path(found))
-        return read_enrolment_file(self._default)
+        return read_enrolment_file(self.state_dir())
