@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from touchlamp import sdnotify
 from touchlamp.config.common import SettingsError, load_settings
 from touchlamp.config.device import DeviceSettings, HomeAssistantSettings, default_state_dir
+from touchlamp.config.enrolment_file import ENROLMENT_FILE
 from touchlamp.config.lamp_file import state_owned_like_its_directory
 from touchlamp.device import owner_settings
 from touchlamp.device.agent import AgentLink, LampAgent
@@ -518,6 +519,12 @@ def _device_enroll(args: argparse.Namespace) -> int:
         state_dir = default_state_dir() / enrollment.lamp
     enrolled = write_enrollment(enrollment, env_file=env_file, state_dir=state_dir)
     try:
+        # A token pasted on the page earlier would win over this one (it is layered above
+        # the env file): this newer enrolment replaces it.
+        pasted = load_or_unenrolled(env_file).state_dir / ENROLMENT_FILE
+        if pasted.exists():
+            pasted.unlink()
+            print(f"Removed {pasted}: the token pasted on the lamp's page, replaced by this one.")
         load_settings(DeviceSettings, env_file=env_file)
     except SettingsError as error:
         raise RefusedError(

@@ -23,7 +23,7 @@ from tests.e2e.world import WAIT, BrokerLike, World, wait_until
 from touchlamp.cli import main
 from touchlamp.config.common import SettingsError, load_settings
 from touchlamp.config.device import DeviceSettings
-from touchlamp.config.enrolment_file import ENROLMENT_FILE
+from touchlamp.config.enrolment_file import ENROLMENT_FILE, write_enrolment_file
 from touchlamp.device.owner_auth import OwnerAuth
 from touchlamp.device.unenrolled import UNENROLLED_ID, load_or_unenrolled
 from touchlamp.protocol import Enrollment, encode_token
@@ -195,3 +195,24 @@ def test_an_unenrolled_lamp_serves_its_page_takes_its_owners_token_and_connects(
     assert code == 0, err
     assert "not enrolled yet" in err
     assert "enrolled as lamp lamp-a" in err
+
+
+def test_device_enroll_replaces_a_token_pasted_on_the_page(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The pasted token is layered above the env file: left in place, it would silently win
+    # over the newer `device enroll`.
+    state = tmp_path / "state"
+    env_file = tmp_path / "device.env"
+    env_file.write_text(f"TOUCHLAMP_DEVICE_STATE_DIR={state}\n")
+    old = Enrollment(lamp="lamp-old", password="p" * 20, host="old.example.net", port=1883)
+    write_enrolment_file(state, old)
+    assert load_settings(DeviceSettings, env_file=env_file).lamp_id == "lamp-old"
+
+    new = Enrollment(lamp="lamp-new", password="q" * 20, host="new.example.net", port=8883)
+    assert main(["device", "enroll", encode_token(new), "--env-file", str(env_file)]) == 0
+
+    assert "Removed" in capsys.readouterr().out
+    assert not (state / ENROLMENT_FILE).exists()
+    settings = load_settings(DeviceSettings, env_file=env_file)
+    assert (settings.lamp_id, settings.mqtt.host) == ("lamp-new", "new.example.net")
