@@ -588,8 +588,9 @@ def _device_set(args: argparse.Namespace) -> int:
 
 
 def _ask_owner(env_file: Path | None, request: dict[str, object]) -> dict[str, object]:
-    """Through the running lamp when there is one; else straight to its files."""
-    settings = load_settings(DeviceSettings, env_file=env_file)
+    """Through the running lamp when there is one; else straight to its files. A lamp not
+    enrolled yet has its looks too (``device set`` before the token is pasted)."""
+    settings = load_or_unenrolled(env_file)
     try:
         return ask_owner(settings.state_dir, request)
     except NoLampRunningError:

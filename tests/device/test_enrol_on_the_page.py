@@ -118,6 +118,11 @@ def _answers(browser: Browser, lamp_id: str) -> bool:
         return False
 
 
+def _led(browser: Browser) -> list[float]:
+    lamps = browser.request("GET", "/api/lamps").data
+    return list(next(item for item in lamps if item["id"] == UNENROLLED_ID)["led"])
+
+
 def test_a_lamp_without_a_token_is_unenrolled_but_a_bad_id_still_stops_it(tmp_path: Path) -> None:
     env_file = tmp_path / "device.env"
     env_file.write_text(f"TOUCHLAMP_DEVICE_STATE_DIR={tmp_path / 'state'}\n")
@@ -146,12 +151,12 @@ def test_an_unenrolled_lamp_serves_its_page_takes_its_owners_token_and_connects(
             assert look.data["lamp"]["online"] is False
 
             # The LED: the "not enrolled" look, violet (blue above green), not dark.
-            def led() -> list[float]:
-                lamps = stranger.request("GET", "/api/lamps").data
-                return list(next(item for item in lamps if item["id"] == UNENROLLED_ID)["led"])
+            wait_until(lambda: max(_led(stranger)) > 0.01, "the not-enrolled look shows")
+            wait_until(lambda: _led(stranger)[2] > _led(stranger)[1], "the look is violet")
 
-            wait_until(lambda: max(led()) > 0.01, "the not-enrolled look shows")
-            wait_until(lambda: led()[2] > led()[1], "the look is violet")
+            # From a shell too, through its control socket: `device show` names it.
+            assert main(["device", "show", "--env-file", str(lamp.env_file)]) == 0
+            assert f"Lamp {UNENROLLED_ID}" in capsys.readouterr().out
 
             # Only the owner: a stranger's token is refused, and nothing is written.
             refused = stranger.post(UNENROLLED_ID, "enrol", {"token": token})
