@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from tests.faults.lamps import wait_until
 from tests.postgres_cluster import _remove_abandoned, session_cluster
 from tests.relay.store_backends import postgres_admin_dsn
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
 

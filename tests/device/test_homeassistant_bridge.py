@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from tests.broker.harness import MqttProbe, Received
-from tests.e2e.world import BrokerLike, World, same_hue, wait_until
-from tests.faults.proxy import FaultProxy
-from tests.ha.home_broker import HomeBroker
+from tests.e2e.world import BrokerLike, World, same_hue
+from tests.support.broker import MqttProbe, Received
+from tests.support.home_broker import HomeBroker
+from tests.support.proxy import FaultProxy
+from tests.support.waiting import wait_until
 from touchlamp.cli import main
 from touchlamp.config.device import DeviceSettings, HomeAssistantSettings
 from touchlamp.device.homeassistant import RECORD_FILE, remove_from_home_assistant

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.world import WAIT, BrokerLike, World, served_page, wait_until
+from tests.e2e.world import BrokerLike, World, served_page
+from tests.support.waiting import WAIT, wait_until
 from touchlamp.config.device import DeviceSettings
 from touchlamp.config.lamp_file import LAMP_FILE
 from touchlamp.device.lamp_board import LampBoard

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from tests.broker.harness import free_port
+from tests.support.ports import free_port
 from touchlamp.broker.parent_watch import ParentWatch
 
 __all__ = ["HA_VENV", "HomeAssistantCore"]

@@ -17,8 +17,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 
-from tests.relay.lamps import WAIT, properties, wait_until
+from tests.relay.lamps import properties
 from tests.relay.live import Site, running_relay
+from tests.support.waiting import WAIT, wait_until
 from touchlamp.protocol import Availability, GroupState, PairAction, Topics
 from touchlamp.server.relay import Relay
 from touchlamp.server.store import SqliteStore

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.security.raw import RawClient, connect_packet, publish_packet, remaining_length
 from tests.security.world import Mischief, SecureWorld
+from tests.support.raw_mqtt import RawClient, connect_packet, publish_packet, remaining_length
 from touchlamp.protocol import (
     MAX_PAYLOAD_BYTES,
     Topics,

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from tests.broker.harness import free_port
+from tests.support.ports import free_port
 from touchlamp.broker.parent_watch import ParentWatch
 from touchlamp.broker.passwords import hash_password
 
