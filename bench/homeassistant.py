@@ -53,7 +53,9 @@ _WARM_UP = 3
 # No coalescing: each touch is a glow of its own (a touch within 2 s of a glow still fading would
 # otherwise only rename the dying glow, and show nothing: FINDINGS, "stalls at touch 343").
 _LOOK = LookSettings(
-    glow=GlowLook(attack_seconds=0.001, breaths=0, fade_seconds=0.2), coalesce_seconds=0.0
+    glow=GlowLook(attack_seconds=0.001, breaths=0, fade_seconds=0.2),
+    coalesce_seconds=0.0,
+    ambient_level=0.0,  # no partner-online light (on by default): dark between glows
 )
 _CASES = ("plain", "home", "black-holed")
 _COLORS = {"plain": "#ff3300", "home": "#33ff00", "black-holed": "#0033ff"}
@@ -185,7 +187,8 @@ def _measure(
         for index in range(_WARM_UP + touches):
             for case in _CASES:
                 receiver = receivers[case]
-                receiver.dark.wait(_WAIT)
+                if not receiver.dark.wait(_WAIT):
+                    raise TimeoutError(f"{case} touch {index}: still lit after {_WAIT:g} s")
                 receiver.lit.clear()
                 receiver.dark.clear()
                 pressed = time.monotonic()

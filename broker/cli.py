@@ -15,14 +15,12 @@ from touchlamp.broker.certs import (
     validate_dns_name,
     validate_ip,
 )
-from touchlamp.broker.errors import BrokerError
 from touchlamp.broker.install import DEFAULT_INSTALLED_DYNSEC_FILE, write_install_files
 from touchlamp.broker.launcher import ManagedBroker, connect_host
 from touchlamp.broker.state import import_lamps, load_credentials
-from touchlamp.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from touchlamp.config.broker import BrokerSettings
 from touchlamp.config.common import load_settings
-from touchlamp.protocol.errors import ProtocolError
+from touchlamp.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from touchlamp.protocol.topics import Topics
 from touchlamp.stopping import StopSignals
 
@@ -194,11 +192,7 @@ def _run(args: argparse.Namespace) -> int:
     broker = ManagedBroker(settings, stop_with_parent=True)
     with StopSignals() as stop:  # SIGTERM, SIGINT (Ctrl-C), SIGHUP (a closed terminal)
         try:
-            try:
-                broker.start()
-            except BrokerError as error:
-                print(f"touchlamp: {error}", file=sys.stderr)
-                return EXIT_FAILURE
+            broker.start()
             _describe(broker)
             while not stop.wait(_WATCH_INTERVAL):
                 if not broker.running:
@@ -242,11 +236,7 @@ def _describe(broker: ManagedBroker) -> None:
 
 def _config(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    try:
-        files = write_install_files(settings, out_dir=args.out, dynsec_file=args.dynsec_file)
-    except BrokerError as error:
-        print(f"touchlamp: {error}", file=sys.stderr)
-        return EXIT_FAILURE
+    files = write_install_files(settings, out_dir=args.out, dynsec_file=args.dynsec_file)
     print(
         f"touchlamp: wrote {files.drop_in}, {files.dynsec} and the credentials in "
         f"{files.admin_password.parent}; {files.drop_in.name} starts with how to install them"
@@ -262,11 +252,7 @@ def _certs(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    try:
-        made = make_certificates(args.out, hosts=args.host, ips=args.ip, days=args.days)
-    except BrokerError as error:
-        print(f"touchlamp: {error}", file=sys.stderr)
-        return EXIT_FAILURE
+    made = make_certificates(args.out, hosts=args.host, ips=args.ip, days=args.days)
     covered = ", ".join([*made.names, *made.addresses])
     ca_note = "a new private CA" if made.ca_created else "the existing CA (kept: lamps trust it)"
     dial = (made.names or made.addresses)[0]
@@ -340,11 +326,7 @@ def _lamp_import(args: argparse.Namespace) -> int:
     if not lamp_ids:
         print("touchlamp: no lamp ids: give them as arguments or with --ids-file", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        passwords = import_lamps(_settings(args), lamp_ids)
-    except (BrokerError, ProtocolError) as error:
-        print(f"touchlamp: {error}", file=sys.stderr)
-        return EXIT_FAILURE
+    passwords = import_lamps(_settings(args), lamp_ids)
     print(
         f"touchlamp: {len(lamp_ids)} lamps imported (username = client id = lamp id); they can "
         "log in once the broker is started. Their passwords follow on standard output, one "
@@ -373,10 +355,6 @@ def _lamp_list(args: argparse.Namespace) -> int:
 
 
 def _with_admin(args: argparse.Namespace, action: Callable[[BrokerAdmin], None]) -> int:
-    try:
-        with _admin(args) as admin:
-            action(admin)
-    except (BrokerError, ProtocolError) as error:
-        print(f"touchlamp: {error}", file=sys.stderr)
-        return EXIT_FAILURE
+    with _admin(args) as admin:
+        action(admin)
     return EXIT_OK

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from touchlamp.errors import TouchlampError
+
 __all__ = ["BrokerAdminError", "BrokerError", "BrokerStartError", "BrokerStateError"]
 
 
-class BrokerError(RuntimeError):
+class BrokerError(TouchlampError, RuntimeError):
     """Something about the broker (starting it, its state dir, administering it) went wrong."""
 
 

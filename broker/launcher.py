@@ -20,14 +20,14 @@ import os
 import socket
 import subprocess
 import time
-from types import TracebackType
-from typing import IO, Self
+from typing import IO
 
 from touchlamp.broker.admin import BrokerAdmin
 from touchlamp.broker.errors import BrokerStartError
 from touchlamp.broker.parent_watch import ParentWatch
 from touchlamp.broker.state import BrokerCredentials, StateLayout, prepare_state_dir
 from touchlamp.config.broker import BrokerSettings
+from touchlamp.lifecycle import StopsOnExit
 from touchlamp.protocol.topics import Topics
 
 __all__ = ["ManagedBroker", "connect_host"]
@@ -54,7 +54,7 @@ def connect_host(address: str) -> str:
     return address
 
 
-class ManagedBroker:
+class ManagedBroker(StopsOnExit):
     """One Mosquitto process serving ``settings`` from ``settings.state_dir``."""
 
     def __init__(
@@ -178,18 +178,6 @@ class ManagedBroker:
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _check_installation(self) -> None:
         binary = self.settings.mosquitto_path

@@ -39,6 +39,7 @@ from touchlamp.broker.render import (
     render_mosquitto_conf,
 )
 from touchlamp.config.broker import BrokerSettings
+from touchlamp.files import write_atomically
 from touchlamp.protocol.topics import Topics, validate_lamp_id
 
 __all__ = [
@@ -161,7 +162,7 @@ def prepare_state_dir(settings: BrokerSettings) -> BrokerCredentials:
             ],
             readme=_DYNSEC_README,
         )
-        _write_atomically(layout.dynsec_file, text, mode=0o600)
+        write_atomically(layout.dynsec_file, text, mode=0o600)
     account = _broker_account(settings)
     rendered = settings
     if account is not None and settings.tls.enabled:
@@ -178,7 +179,7 @@ def prepare_state_dir(settings: BrokerSettings) -> BrokerCredentials:
         ),
         readme=_CONF_README,
     )
-    _write_atomically(layout.config_file, conf, mode=0o600)
+    write_atomically(layout.config_file, conf, mode=0o600)
     return credentials
 
 
@@ -240,7 +241,7 @@ def import_lamps(settings: BrokerSettings, lamp_ids: Sequence[str]) -> dict[str,
                 "roles": [{"rolename": role.name}],
             }
         )
-    _write_atomically(layout.dynsec_file, json.dumps(document, indent=1) + "\n", mode=0o600)
+    write_atomically(layout.dynsec_file, json.dumps(document, indent=1) + "\n", mode=0o600)
     _hand_data_to(_broker_account(settings), layout)
     return passwords
 
@@ -320,7 +321,7 @@ def _stage_tls_files(settings: BrokerSettings, layout: StateLayout) -> BrokerSet
         if source is None:
             continue
         target = tls_dir / f"{name}.pem"
-        _write_atomically_bytes(target, Path(source).read_bytes(), mode=0o600)
+        write_atomically(target, Path(source).read_bytes(), mode=0o600)
         staged[name] = Path("tls") / target.name
     return settings.model_copy(update={"tls": settings.tls.model_copy(update=staged)})
 
@@ -383,16 +384,3 @@ def _mkdir(path: Path) -> None:
         raise BrokerStateError(
             f"cannot create {path} ({error.strerror}): choose a --state-dir you can write to"
         ) from error
-
-
-def _write_atomically(path: Path, text: str, *, mode: int) -> None:
-    _write_atomically_bytes(path, text.encode("utf-8"), mode=mode)
-
-
-def _write_atomically_bytes(path: Path, data: bytes, *, mode: int) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.unlink(missing_ok=True)
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(data)
-    temporary.replace(path)

@@ -14,8 +14,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from touchlamp import __version__
-from touchlamp.config.common import SettingsError
+from touchlamp import __version__, sdnotify
+from touchlamp.errors import EXIT_FAILURE, EXIT_OK, TouchlampError
 
 # Which module registers each command, in the order ``--help`` lists them. Only the module of
 # the command being run is imported: a lamp's `device run` does not load the relay and broker
@@ -30,9 +30,7 @@ _COMMANDS = {
     "doctor": "touchlamp.doctor",
 }
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+_log = logging.getLogger(__name__)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -72,12 +70,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose)
     handler: Handler = args.func
     try:
-        return handler(args)
-    except SettingsError as error:
-        print(f"touchlamp: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return run_handler(handler, args)
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def run_handler(handler: Handler, args: argparse.Namespace) -> int:
+    """Run a command; a ``TouchlampError`` that ends it becomes its message and exit code.
+
+    The one place that happens (touchlamp.errors): ``main`` and ``python -m touchlamp.install``
+    both come through here, so a command lists no errors of its own.
+    """
+    try:
+        return handler(args)
+    except TouchlampError as error:
+        _log.debug("the command ended on an error", exc_info=True)
+        print(f"touchlamp: {error}", file=sys.stderr)
+        # Shown by `systemctl status` when a service stops on it (nothing outside systemd).
+        sdnotify.status(f"stopped: {error}")
+        return error.exit_code
 
 
 def not_available_yet(what: str, issue: str) -> Handler:

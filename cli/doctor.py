@@ -64,6 +64,7 @@ from touchlamp.config.relay import RelaySettings
 from touchlamp.device.control import ControlError, NoLampRunningError, ask_running_lamp
 from touchlamp.device.gpio import LgpioState, lgpio_state, uses_gpio
 from touchlamp.device.simulated import is_simulated
+from touchlamp.errors import EXIT_FAILURE, EXIT_OK, TouchlampError
 from touchlamp.protocol import (
     PairAction,
     PairRequest,
@@ -89,9 +90,7 @@ __all__ = [
 Role = Literal["device", "relay"]
 ETC_DIR = Path("/etc/touchlamp")
 UNITS = {"device": "touchlamp-device.service", "relay": "touchlamp-relay.service"}
-EXIT_OK = 0
-EXIT_PROBLEMS = 1
-EXIT_USAGE = 2
+EXIT_PROBLEMS = EXIT_FAILURE  # the report shows each problem and its fix
 _TIME_ERROR = 5  # adjtimex's "clock not synchronised" state
 _TIMEX_BYTES = 512  # larger than ``struct timex`` on every Linux architecture
 
@@ -761,7 +760,7 @@ def _paired(response: PairResponse, lamp_id: str) -> Finding:
 # ---- a short MQTT session of the doctor's own ----
 
 
-class _NoAnswerError(Exception):
+class _NoAnswerError(TouchlampError):
     pass
 
 

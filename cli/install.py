@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import grp
 import json
-import os
 import platform
 import shutil
 import subprocess
@@ -47,6 +46,9 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 from urllib.parse import unquote, urlparse
 
+from touchlamp.cli import run_handler
+from touchlamp.errors import EXIT_OK, TouchlampError
+from touchlamp.files import write_atomically
 from touchlamp.install_commands import Role, register_install, unit_name
 
 __all__ = [
@@ -58,6 +60,7 @@ __all__ = [
     "UninstallOptions",
     "broker_drop_in_text",
     "carry_out",
+    "comitup_conf_text",
     "default_source",
     "groups_advice",
     "install",
@@ -67,6 +70,7 @@ __all__ = [
     "pip_extras",
     "plan_install",
     "plan_uninstall",
+    "plan_wifi_setup",
     "register_install",
     "settings_template",
     "source_version",
@@ -91,11 +95,8 @@ UNIT_MODE = 0o644
 _UNIT_COMMAND = f"{VENV_DIR}/bin/touchlamp"
 _DISTRIBUTION = "touchlamp"
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
 
-
-class InstallError(RuntimeError):
+class InstallError(TouchlampError, RuntimeError):
     """An install or uninstall cannot go on; the message says what to change."""
 
 
@@ -172,6 +173,8 @@ class InstallOptions:
     reinstall: bool = False
     # Also put touchlamp's systemd drop-in for Mosquitto in place (the broker runs here too).
     with_broker: bool = False
+    # Debian's comitup: with no known Wi-Fi, a hotspot to choose one (DEPLOY.md "Give a lamp").
+    wifi_setup: bool = False
     command: Path = field(default_factory=lambda: Path(sysconfig.get_path("scripts")) / "touchlamp")
     # The machine the venv is for (``platform.machine()``): a lamp on 64-bit Linux gets the
     # ``pi`` extra (lgpio's wheel); elsewhere pip would have to compile lgpio.
@@ -235,16 +238,8 @@ class WriteFile:
 
     def apply(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Written beside and renamed, so a power cut leaves the old file or the new one; the
-        # temporary file has its final mode from the start (a secret is never world-readable).
-        temporary = self.path.with_name(f".{self.path.name}.touchlamp-new")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.mode)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(self.content)
-            file.flush()
-            os.fsync(file.fileno())
-        temporary.chmod(self.mode)
-        temporary.replace(self.path)
+        # A power cut leaves the old file or the new one; a secret is never world-readable.
+        write_atomically(self.path, self.content, mode=self.mode)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -391,6 +386,12 @@ def plan_install(options: InstallOptions) -> list[Step]:
         if component.role != "relay":
             raise InstallError("--with-broker goes with the relay: touchlamp relay install")
         steps += _plan_file(on(root, BROKER_DROP_IN), broker_drop_in_text(), UNIT_MODE)
+    if options.wifi_setup:
+        if component.role != "device":
+            raise InstallError(
+                "--wifi-setup goes with a lamp: touchlamp device install --wifi-setup"
+            )
+        steps += plan_wifi_setup(root)
     steps += _plan_enable(root, component.unit, installing=True)
     if _is_live_root(root) and _systemd_running() and steps:
         steps.append(Run(argv=("systemctl", "daemon-reload")))
@@ -529,6 +530,64 @@ def _plan_dir(path: Path, mode: int) -> list[Step]:
 def _plan_mode(path: Path, mode: int) -> list[Step]:
     current = path.stat().st_mode & 0o7777
     return [] if current == mode else [SetMode(path=path, mode=mode, was=current)]
+
+
+COMITUP_CONF = "/etc/comitup.conf"
+COMITUP_PROGRAM = "/usr/sbin/comitup"
+COMITUP_CONF_MODE = 0o644
+
+
+def comitup_conf_text() -> str:
+    """``/etc/comitup.conf`` for a lamp: its hotspot is ``touchlamp-NNNN`` (comitup puts a
+    number of four digits, persistent per machine, in place of ``<nnnn>``)."""
+    return (
+        '# Written by `touchlamp device install --wifi-setup` (DEPLOY.md, "Give a lamp").\n'
+        "# With no Wi-Fi it knows, the lamp opens the hotspot touchlamp-NNNN: join it from a\n"
+        "# phone, choose your Wi-Fi on the page that opens (or http://10.41.0.1/). comitup(8).\n"
+        "ap_name: touchlamp-<nnnn>\n"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Note:
+    """A step that cannot be taken here, said so in the plan (applying it does nothing)."""
+
+    text: str
+
+    def describe(self) -> str:
+        return self.text
+
+    def apply(self) -> None:
+        return None
+
+
+def plan_wifi_setup(root: Path) -> list[Step]:
+    """Debian's comitup package (on the machine itself), then its configuration file."""
+    steps: list[Step] = []
+    if not on(root, COMITUP_PROGRAM).exists():
+        if _is_live_root(root):
+            # confold: comitup's own /etc/comitup.conf is replaced below, and a later upgrade
+            # of the package must keep ours without asking.
+            steps.append(
+                Run(
+                    argv=(
+                        "apt-get",
+                        "install",
+                        "--yes",
+                        "--option=Dpkg::Options::=--force-confold",
+                        "comitup",
+                    )
+                )
+            )
+        else:
+            steps.append(
+                Note(
+                    text=f"not installing Debian's comitup package under {root}: "
+                    "apt-get install comitup in that system (it is not the running one)"
+                )
+            )
+    steps += _plan_file(on(root, COMITUP_CONF), comitup_conf_text(), COMITUP_CONF_MODE)
+    return steps
 
 
 def _plan_file(path: Path, content: str, mode: int) -> list[Step]:
@@ -709,9 +768,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             commands.add_subparsers(title="commands", metavar="COMMAND", required=True), role=role
         )
     args = parser.parse_args(argv)
-    handler = args.func
-    result: int = handler(args)
-    return result
+    return run_handler(args.func, args)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from touchlamp.errors import EXIT_FAILURE
+
 __all__ = ["Role", "register_install", "unit_name"]
 
 Role = Literal["device", "relay"]
@@ -77,7 +79,14 @@ def register_install(subparsers: argparse._SubParsersAction[Any], *, role: Role)
             action="store_true",
             help="Mosquitto runs here too: add touchlamp's drop-in to mosquitto.service",
         )
-    parser.set_defaults(func=_install_command, role=role, with_broker=False)
+    if role == "device":
+        parser.add_argument(
+            "--wifi-setup",
+            action="store_true",
+            help="install Debian's comitup: with no known Wi-Fi the lamp opens a hotspot "
+            "(touchlamp-NNNN) whose page chooses one (for a lamp given as a gift)",
+        )
+    parser.set_defaults(func=_install_command, role=role, with_broker=False, wifi_setup=False)
 
     remove = subparsers.add_parser(
         "uninstall",
@@ -113,6 +122,7 @@ def _install_command(args: argparse.Namespace) -> int:
         pip_options=tuple(args.pip_options),
         reinstall=args.reinstall,
         with_broker=args.with_broker,
+        wifi_setup=args.wifi_setup,
     )
     return _guarded(lambda: install(options, dry_run=args.dry_run, out=sys.stdout))
 
@@ -141,13 +151,9 @@ def _uninstall_command(args: argparse.Namespace) -> int:
 
 
 def _guarded(action: Callable[[], int]) -> int:
-    from touchlamp.install import EXIT_FAILURE, InstallError  # noqa: PLC0415  only when it runs
-
+    """An install's own errors end it in ``main``; a refused write is named here, with the fix."""
     try:
         result = action()
-    except InstallError as error:
-        print(f"touchlamp: {error}", file=sys.stderr)
-        return EXIT_FAILURE
     except PermissionError as error:
         print(
             f"touchlamp: {error.filename}: permission denied; run it as root (sudo)",

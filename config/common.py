@@ -16,12 +16,14 @@ from pydantic import BaseModel, ValidationError
 from pydantic_settings import BaseSettings
 from pydantic_settings.sources import DotEnvSettingsSource
 
+from touchlamp.errors import ConfigurationError
+
 __all__ = ["SettingsError", "load_settings", "read_secret_file"]
 
 S = TypeVar("S", bound=BaseSettings)
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigurationError, ValueError):
     """A setting is missing or has a value of the wrong form; the message says which and why."""
 
 

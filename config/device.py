@@ -58,6 +58,7 @@ __all__ = [
     "LookSettings",
     "MissedLook",
     "MqttSettings",
+    "NoNetworkLook",
     "OutboxSettings",
     "PulseLook",
     "QuietHours",
@@ -293,6 +294,15 @@ class DisconnectedLook(StatusLook):
     """Not connected for longer than ``looks.disconnected_grace_seconds``."""
 
 
+class NoNetworkLook(StatusLook):
+    """No network at all for longer than ``looks.disconnected_grace_seconds`` (no Wi-Fi, or the
+    Wi-Fi set-up hotspot is open, DEPLOY.md "Give a lamp"): a quicker swell in cool white, not
+    the lamp's colour, so "choose a Wi-Fi" is not mistaken for "the broker is away"."""
+
+    color: Color | None = "#b4c8ff"
+    period_seconds: Seconds = 3.0
+
+
 class AuthFailedLook(StatusLook):
     """The broker refused the lamp's credentials: a faster, reddish swell (re-enroll the lamp),
     a little brighter than "not connected" (it needs its owner to act)."""
@@ -346,6 +356,7 @@ class LookSettings(BaseModel):
 
     disconnected_grace_seconds: float = Field(default=60.0, ge=0.0)
     disconnected: DisconnectedLook = DisconnectedLook()
+    no_network: NoNetworkLook = NoNetworkLook()
     auth_failed: AuthFailedLook = AuthFailedLook()
     state_trouble: StateTroubleLook = StateTroubleLook()
     # A faint steady light in an online partner's colour; 0 turns it off. 0.15 is a PWM duty of

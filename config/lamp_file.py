@@ -27,6 +27,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from touchlamp.config.common import SettingsError
+from touchlamp.files import write_atomically
 
 __all__ = [
     "LAMP_FILE",
@@ -35,6 +36,7 @@ __all__ = [
     "LampFileSettingsSource",
     "flatten",
     "nest",
+    "owned_like_its_directory",
     "read_lamp_file",
     "write_lamp_file",
 ]
@@ -125,14 +127,23 @@ def write_lamp_file(state_dir: Path, values: Mapping[str, Any]) -> None:
         raise LampFileError(f"not owner settings: {', '.join(unknown)}")
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / LAMP_FILE
-    temporary = path.with_name(f".{LAMP_FILE}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        json.dump(nest(dict(sorted(values.items()))), file, indent=2)
-        file.write("\n")
-        file.flush()
-        os.fsync(file.fileno())
-    temporary.replace(path)
+    document = nest(dict(sorted(values.items())))
+    write_atomically(path, json.dumps(document, indent=2) + "\n", mode=0o600)
+    owned_like_its_directory(path)
+
+
+def owned_like_its_directory(path: Path) -> None:
+    """Give ``path`` the owner of its directory when root wrote it.
+
+    ``sudo touchlamp device set`` with the service stopped writes in the service's state
+    directory, which belongs to the service's (dynamic) user: a root-owned 0600 file there
+    would be unreadable to the lamp when it starts.
+    """
+    if os.geteuid() != 0:
+        return
+    directory = path.parent.stat()
+    if directory.st_uid != 0 or directory.st_gid != 0:
+        os.chown(path, directory.st_uid, directory.st_gid)
 
 
 class LampFileSettingsSource(PydanticBaseSettingsSource):

@@ -24,7 +24,6 @@ Outside the loop (the owner page, the Home Assistant bridge): ``status()`` retur
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 from collections.abc import Callable
@@ -81,6 +80,8 @@ from touchlamp.device.status import (
     MemberStatus,
     StatusChanged,
 )
+from touchlamp.files import write_atomically
+from touchlamp.lifecycle import StopsOnExit
 from touchlamp.protocol.messages import Color, PairAction, PairRequest
 
 __all__ = [
@@ -93,6 +94,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+_NETWORK_CHECK_SECONDS = 5.0
 
 COLOR_FILE = "color"
 """The lamp's chosen colour (``#rrggbb``) inside its state directory."""
@@ -177,16 +180,10 @@ def load_color(state_dir: Path) -> str | None:
 def save_color(state_dir: Path, color: str) -> None:
     """Store ``color`` atomically (write, fsync, rename), so a power cut leaves old or new."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / COLOR_FILE
-    temporary = path.with_suffix(".tmp")
-    with temporary.open("w", encoding="ascii") as file:
-        file.write(color + "\n")
-        file.flush()
-        os.fsync(file.fileno())
-    temporary.replace(path)
+    write_atomically(state_dir / COLOR_FILE, color + "\n", mode=0o644)
 
 
-class LampAgent:
+class LampAgent(StopsOnExit):
     """Runs one lamp: ``start()`` it, ``stop()`` it from any thread.
 
     The agent owns its parts: ``touch`` and ``light`` (the hardware ports) and the link that
@@ -206,6 +203,7 @@ class LampAgent:
         events: EventQueue | None = None,
         heartbeat: Callable[[], object] | None = None,
         heartbeat_seconds: float | None = None,
+        network_up: Callable[[], bool] | None = None,
     ) -> None:
         if (heartbeat is None) != (heartbeat_seconds is None):
             raise ValueError("pass heartbeat and heartbeat_seconds together, or neither")
@@ -229,6 +227,9 @@ class LampAgent:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._on_held: Callable[[float], object] | None = None
+        # Whether the machine has a network at all (device/network.py), asked every few seconds
+        # while not connected; None: never asked (simulated lamps, tests).
+        self._network_up = network_up
         # Whether the lamp has a colour of its own (picked, or configured): else it takes the
         # one its group shows for it (the operator's), see _check_announced_color.
         self._color_chosen = (
@@ -366,8 +367,10 @@ class LampAgent:
         self._show(now)
         deadline = core.next_change(now)
         beat_at = self._beat(now)
+        network_at = self._network_check_due(now)
         while True:
-            wake_at = min((t for t in (deadline, beat_at) if t is not None), default=None)
+            due = (deadline, beat_at, network_at)
+            wake_at = min((t for t in due if t is not None), default=None)
             timeout = None if wake_at is None else max(0.0, wake_at - clock.monotonic())
             try:
                 item = self._queue.get(timeout=timeout)
@@ -379,6 +382,9 @@ class LampAgent:
             now = clock.monotonic()
             if beat_at is not None and now >= beat_at:
                 beat_at = self._beat(now)
+            if network_at is not None and now >= network_at:
+                network_at = self._check_network(now)
+                deadline = core.next_change(now)
             if isinstance(item, _Reconfigure | _ChooseColor | _Claim):
                 self._owner_change(item, now)
                 self._show(now)
@@ -395,6 +401,23 @@ class LampAgent:
                 self._show(now)
                 self._publish(glow_before)
             deadline = core.next_change(now)
+            if network_at is None:
+                network_at = self._network_check_due(now)
+
+    def _network_check_due(self, now: float) -> float | None:
+        """When to look at the network next: only while not connected (a connected lamp's
+        loop must not wake for it), and only with a probe (``network_up``)."""
+        if self._network_up is None or self._core.connected:
+            return None
+        return now
+
+    def _check_network(self, now: float) -> float | None:
+        """Tell the core whether there is a network at all; the next check's time, if any."""
+        if self._network_up is None or self._core.connected:
+            return None
+        self._core.set_network(up=self._network_up())
+        self._show(now)
+        return now + _NETWORK_CHECK_SECONDS
 
     def _owner_change(self, item: _Reconfigure | _ChooseColor | _Claim, now: float) -> None:
         if isinstance(item, _Claim):

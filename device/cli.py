@@ -23,19 +23,16 @@ import argparse
 import datetime as dt
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from touchlamp import sdnotify
-from touchlamp.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from touchlamp.config.common import SettingsError, load_settings
 from touchlamp.config.device import DeviceSettings, HomeAssistantSettings, default_state_dir
 from touchlamp.device import owner_settings
 from touchlamp.device.agent import AgentLink, LampAgent
 from touchlamp.device.clock import SystemClock
 from touchlamp.device.control import (
-    ControlError,
     ControlServer,
     NoLampRunningError,
     ask_owner,
@@ -43,32 +40,30 @@ from touchlamp.device.control import (
 )
 from touchlamp.device.enroll import (
     SERVICE_STATE_DIR,
-    EnrollError,
     default_env_file,
     write_enrollment,
 )
 from touchlamp.device.gpio import GpioUnavailableError, open_pin_factory
 from touchlamp.device.hardware import (
-    HardwareError,
     PinFactory,
     open_light_output,
     open_touch_input,
 )
 from touchlamp.device.homeassistant import (
-    HomeAssistantError,
     home_assistant_for,
     settings_from_url,
     with_home_assistant,
 )
-from touchlamp.device.lamp_board import LampBoard
+from touchlamp.device.lamp_board import FrameTap, LampBoard
 from touchlamp.device.link import LampLink
-from touchlamp.device.link_events import LinkError, LinkSink
+from touchlamp.device.link_events import LinkSink
+from touchlamp.device.network import has_default_route
 from touchlamp.device.owner_auth import OwnerAuth
 from touchlamp.device.owner_page import OwnerLamp
 from touchlamp.device.selftest import run_selftest
-from touchlamp.device.sim import NotifyingLight
 from touchlamp.device.simulated import unmark_simulated
 from touchlamp.device.web import WebServer
+from touchlamp.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, RefusedError
 from touchlamp.install_commands import register_install
 from touchlamp.protocol import PairAction, PairRequest, PairResponse, ProtocolError, decode_token
 from touchlamp.stopping import StopSignals
@@ -77,10 +72,6 @@ __all__ = ["LAMP_WEB_PORT", "register"]
 
 LAMP_WEB_PORT = 8080
 """A real lamp's page: not 80, which would need a capability the service does not have."""
-
-
-class _RefusedError(Exception):
-    """The command cannot do what was asked; the message says why and what to do (exit 1)."""
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -114,7 +105,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="the address the lamp's page listens on (default 0.0.0.0: the home network; "
         "with --simulate 127.0.0.1); 'off' serves no page",
     )
-    run.set_defaults(func=_guarded(_device_run))
+    run.set_defaults(func=_device_run)
 
     enroll = commands.add_parser(
         "enroll",
@@ -126,7 +117,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         type=Path,
         help=f"the settings file to write (default {default_env_file()})",
     )
-    enroll.set_defaults(func=_guarded(_device_enroll))
+    enroll.set_defaults(func=_device_enroll)
 
     selftest = commands.add_parser(
         "selftest",
@@ -136,7 +127,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     selftest.add_argument(
         "--touch-timeout", type=float, default=30.0, help="seconds to wait for a touch"
     )
-    selftest.set_defaults(func=_guarded(_device_selftest))
+    selftest.set_defaults(func=_device_selftest)
     _register_owner(commands, env_file)
 
     pair = subparsers.add_parser("pair", help="pair this lamp with others by code")
@@ -146,14 +137,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--timeout", type=float, default=15.0, help="seconds to wait for the relay's answer"
     )
     new = actions.add_parser("new", parents=[asking], help="make a code another lamp can join with")
-    new.set_defaults(func=_guarded(_pair), action=PairAction.CREATE)
+    new.set_defaults(func=_pair, action=PairAction.CREATE)
     join = actions.add_parser("join", parents=[asking], help="join the group of a code")
     join.add_argument("code", metavar="CODE")
-    join.set_defaults(func=_guarded(_pair), action=PairAction.JOIN)
+    join.set_defaults(func=_pair, action=PairAction.JOIN)
     leave = actions.add_parser("leave", parents=[asking], help="leave this lamp's group")
-    leave.set_defaults(func=_guarded(_pair), action=PairAction.LEAVE)
+    leave.set_defaults(func=_pair, action=PairAction.LEAVE)
     status = actions.add_parser("status", parents=[asking], help="show this lamp's group")
-    status.set_defaults(func=_guarded(_pair), action=PairAction.STATUS)
+    status.set_defaults(func=_pair, action=PairAction.STATUS)
 
 
 def _register_owner(
@@ -164,7 +155,7 @@ def _register_owner(
         parents=[env_file],
         help="the lamp's name and colour, its group and who is online, and the owner's settings",
     )
-    show.set_defaults(func=_guarded(_device_show))
+    show.set_defaults(func=_device_show)
     keys = ", ".join(owner_settings.KEYS)
     change = commands.add_parser(
         "set",
@@ -173,7 +164,7 @@ def _register_owner(
         description=f"KEY is one of: {keys}. Several KEY VALUE pairs are applied together.",
     )
     change.add_argument("pairs", nargs="+", metavar="KEY VALUE")
-    change.set_defaults(func=_guarded(_device_set))
+    change.set_defaults(func=_device_set)
 
 
 def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -211,7 +202,7 @@ def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
     demo.add_argument(
         "--no-browser", action="store_true", help="print the page's address, do not open it"
     )
-    demo.set_defaults(func=_guarded(_demo))
+    demo.set_defaults(func=_demo)
     sim = subparsers.add_parser(
         "sim",
         parents=[web],
@@ -230,31 +221,7 @@ def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
         default=None,
         help="without --env-file: start a broker and a relay and pair N lamps (default 2)",
     )
-    sim.set_defaults(func=_guarded(_sim))
-
-
-def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn a refusal (or a link or control error) into its message and exit 1; a hardware
-    error into its message, systemd's status line, and exit 2 (restarting will not fix it)."""
-
-    def handler(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except HardwareError as error:
-            print(f"touchlamp: {error}", file=sys.stderr)
-            sdnotify.status(f"stopped: {error}")
-            return EXIT_USAGE
-        except (
-            _RefusedError,
-            LinkError,
-            ControlError,
-            EnrollError,
-            HomeAssistantError,
-        ) as refusal:
-            print(f"touchlamp: {refusal}", file=sys.stderr)
-            return EXIT_FAILURE
-
-    return handler
+    sim.set_defaults(func=_sim)
 
 
 def _home_broker(text: str) -> HomeAssistantSettings:
@@ -300,9 +267,11 @@ def _sim(args: argparse.Namespace) -> int:
         from touchlamp.device import simulate  # noqa: PLC0415  the page, only for this command
 
         lamps = [load_settings(DeviceSettings, env_file=path) for path in args.env_file]
+        # Each lamp's page names its env file as a source of its settings.
+        env_files = {lamp.lamp_id: path for lamp, path in zip(lamps, args.env_file, strict=True)}
         if args.homeassistant is not None:
             lamps = [with_home_assistant(lamp, args.homeassistant, web_port) for lamp in lamps]
-        return simulate.run_simulator(lamps=lamps, web_port=web_port)
+        return simulate.run_simulator(lamps=lamps, web_port=web_port, env_files=env_files)
     from touchlamp.device import demo  # noqa: PLC0415  pulls in the relay and the broker launcher
 
     count = 2 if args.lamps is None else args.lamps
@@ -365,16 +334,8 @@ def _run_on_pins(
 
     watchdog_every = sdnotify.watchdog_due_every()
     touch = open_touch_input(settings.hardware, pin_factory=pins)
-    frame_shown: list[Callable[[], None]] = []
-
-    def shown() -> None:
-        for callback in frame_shown:
-            callback()
-
     try:
-        light = NotifyingLight(
-            open_light_output(settings.hardware, pin_factory=pins), changed=shown
-        )
+        light = FrameTap(open_light_output(settings.hardware, pin_factory=pins))
     except BaseException:
         touch.close()
         raise
@@ -386,6 +347,7 @@ def _run_on_pins(
         clock=clock,
         heartbeat=sdnotify.watchdog if watchdog_every is not None else None,
         heartbeat_seconds=watchdog_every,
+        network_up=has_default_route,
     )
     owner = owner_settings.OwnerSettings(lamp=agent, env_file=env_file)
     control = ControlServer(
@@ -394,7 +356,7 @@ def _run_on_pins(
         owner=owner,
         describe=lambda: owner_settings.describe_running(agent),
     )
-    page = _lamp_page(agent, owner, links[0], clock, frame_shown=frame_shown, web=web)
+    page = _lamp_page(agent, owner, links[0], clock, light=light, web=web)
     # Home Assistant's "Visit" link goes to this page when it is served.
     home = home_assistant_for(settings, agent, page_port=web[1] if web else None)
     unmark_simulated(settings.state_dir)  # on real pins now, whatever ran here before
@@ -426,7 +388,7 @@ def _lamp_page(
     link: LampLink,
     clock: SystemClock,
     *,
-    frame_shown: list[Callable[[], None]],
+    light: FrameTap,
     web: tuple[str, int] | None,
 ) -> WebServer | None:
     """The lamp's own page (device/lamp_board.py), not started yet; None when switched off."""
@@ -443,7 +405,7 @@ def _lamp_page(
             broker=(settings.mqtt.host, settings.mqtt.effective_port),
         ),
     )
-    frame_shown.append(board.changed)
+    light.listeners.append(board.changed)
     host, port = web
     return WebServer(board=board, host=host, port=port)
 
@@ -485,7 +447,7 @@ def _device_enroll(args: argparse.Namespace) -> int:
     try:
         load_settings(DeviceSettings, env_file=env_file)
     except SettingsError as error:
-        raise _RefusedError(
+        raise RefusedError(
             f"wrote {env_file}, but its other settings are wrong: {error}; fix the file"
         ) from None
     verb = "Updated" if enrolled.replaced else "Wrote"
@@ -540,11 +502,7 @@ def _device_set(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     changes = dict(zip(pairs[::2], pairs[1::2], strict=True))
-    try:
-        answer = _ask_owner(args.env_file, {"owner": "set", "changes": changes})
-    except owner_settings.OwnerSettingError as error:
-        print(f"touchlamp: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    answer = _ask_owner(args.env_file, {"owner": "set", "changes": changes})
     print(owner_settings.describe_answer(answer, only=set(changes)))
     return EXIT_OK
 
@@ -600,12 +558,8 @@ def _ask(settings: DeviceSettings, request: PairRequest, *, timeout: float) -> P
         pass
     # No service holds the lamp's connection; events that arrive meanwhile (a glow) are not
     # shown, and the outbox keeps any queued touch for the service.
-    link = LampLink.from_settings(settings, sink=lambda _event: None)
-    link.start()
-    try:
+    with LampLink.from_settings(settings, sink=lambda _event: None) as link:
         return link.request(request, timeout=timeout)
-    finally:
-        link.stop()
 
 
 def _describe(response: PairResponse, lamp_id: str) -> str:

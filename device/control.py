@@ -32,6 +32,8 @@ from typing import Protocol
 from touchlamp.config.lamp_file import LampFileError
 from touchlamp.device.link_events import LinkError
 from touchlamp.device.owner_settings import OwnerSettingError, OwnerSettings, answer
+from touchlamp.errors import TouchlampError
+from touchlamp.lifecycle import StopsOnExit
 from touchlamp.protocol import (
     PairRequest,
     PairResponse,
@@ -61,7 +63,7 @@ _MAX_LINE = 8192
 _CLIENT_TIMEOUT = 5.0
 
 
-class ControlError(RuntimeError):
+class ControlError(TouchlampError, RuntimeError):
     """The running lamp could not carry out the request; the message says why."""
 
 
@@ -79,7 +81,7 @@ class LampDescription(Protocol):
         ...
 
 
-class ControlServer:
+class ControlServer(StopsOnExit):
     """Listens on ``state_dir/control.sock`` and passes pairing requests to ``link``, and the
     owner's ``show`` / ``set`` to ``owner`` (with ``describe`` for the lamp's state)."""
 

@@ -59,9 +59,10 @@ Gestures and looks (timings and levels in ``LookSettings``):
 - **missed touches**: glows not shown (quiet, or too old) since the lamp was last touched are
   counted (``missed_touches``); touching the lamp resets the count. ``last_glow`` is the last
   glow received, shown or missed.
-- **not connected** longer than ``disconnected_grace_seconds``: a faint slow swell (level 0 turns
-  it off); **bad credentials**: a faster reddish swell at once; **partner online**: a faint steady
-  light in their colour (``ambient_level``, off by default). The brightest of glow, status and
+- **not connected** longer than ``disconnected_grace_seconds``: a slow swell (level 0 turns
+  it off), or a quicker cool-white one when the machine has no network at all
+  (``set_network``); **bad credentials**: a faster reddish swell at once; **partner online**: a
+  faint steady light in their colour (``ambient_level``). The brightest of glow, status and
   ambient shows.
 - every frame is scaled by ``max_brightness``; a mono LED's adapter shows intensity only.
 """
@@ -437,6 +438,7 @@ class LampCore:
 
         self._pressed_at: float | None = None
         self._claim_waiting = False
+        self._no_network = False
         self._press_hue = 0.0
         self._feedback: _Pulse | None = None
         self._last_tap_at: float | None = None
@@ -490,6 +492,11 @@ class LampCore:
         self._looks = looks
         self._quiet_hours = quiet_hours
         self._refresh_quiet(now)
+
+    def set_network(self, *, up: bool) -> None:
+        """Whether the machine has a network at all (a route out): while it has none, "not
+        connected" shows as the no-network look (``looks.no_network``)."""
+        self._no_network = not up
 
     def set_claim_waiting(self, on: bool) -> None:
         """While on, a hold confirms the owner's claim (``ClaimHeld``) instead of cycling the
@@ -742,7 +749,7 @@ class LampCore:
             look = self._looks.state_trouble
             since = self._trouble_since
         elif not self._connected:
-            look = self._looks.disconnected
+            look = self._looks.no_network if self._no_network else self._looks.disconnected
             since = self._down_since + self._looks.disconnected_grace_seconds
         else:
             return None

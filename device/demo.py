@@ -44,7 +44,6 @@ from pathlib import Path
 
 from touchlamp.broker.errors import BrokerError
 from touchlamp.broker.launcher import ManagedBroker
-from touchlamp.cli import EXIT_FAILURE, EXIT_OK
 from touchlamp.config.broker import BrokerSettings, ListenerSettings
 from touchlamp.config.common import SettingsError, load_settings
 from touchlamp.config.device import DeviceSettings, HomeAssistantSettings, default_state_dir
@@ -53,7 +52,9 @@ from touchlamp.device.enroll import write_enrollment
 from touchlamp.device.homeassistant import with_home_assistant
 from touchlamp.device.link_events import LinkError
 from touchlamp.device.sim import SimulatedLamp, Simulator
-from touchlamp.device.simulate import ServeError, serve_page
+from touchlamp.device.simulate import serve_page
+from touchlamp.errors import EXIT_OK, TouchlampError
+from touchlamp.files import write_atomically
 from touchlamp.protocol import (
     Enrollment,
     PairAction,
@@ -85,7 +86,7 @@ _PALETTE = (
 )
 
 
-class DemoError(RuntimeError):
+class DemoError(TouchlampError, RuntimeError):
     """The demo could not start a part; the message says which and what to do."""
 
 
@@ -113,19 +114,15 @@ def run_demo(
     state_dir = state_dir.resolve()
     # A signal during start-up interrupts it, so what has started unwinds at once.
     with StopSignals(interrupt_until_ready=True) as stop:
-        try:
-            return _demo(
-                lamps,
-                web_port,
-                state_dir,
-                open_browser,
-                stop,
-                name=name,
-                homeassistant=homeassistant,
-            )
-        except (DemoError, ServeError) as error:
-            print(f"touchlamp: {error}", file=sys.stderr)
-            return EXIT_FAILURE
+        return _demo(
+            lamps,
+            web_port,
+            state_dir,
+            open_browser,
+            stop,
+            name=name,
+            homeassistant=homeassistant,
+        )
 
 
 # -- the demo --------------------------------------------------------------------------------------
@@ -148,28 +145,24 @@ def _demo(
         settings = _enroll(state_dir, broker, logins)
         if homeassistant is not None:
             settings = [with_home_assistant(s, homeassistant, web_port) for s in settings]
-        with _relay(relay_settings):
-            simulator = Simulator(lamps=settings)
-            try:
-                simulator.start()
-                _pair(simulator)
+        # Each lamp's page names its env file as a source of its settings.
+        env_files = {lamp.lamp_id: _env_file(state_dir, lamp.lamp_id) for lamp in settings}
+        with _relay(relay_settings), Simulator(lamps=settings, env_files=env_files) as simulator:
+            _pair(simulator)
 
-                def ready(url: str) -> None:
-                    _write_demo_json(state_dir / "demo.json", url, broker, logins)
-                    print(
-                        f"touchlamp {name}: open {url}\n"
-                        f"  tap a lamp to send a touch to {others}, hold it to choose its colour\n"
-                        f"  broker {broker.host}:{broker.port}, logins in "
-                        f"{state_dir / 'demo.json'}\n"
-                        "  Ctrl-C stops everything",
-                        flush=True,
-                    )
-                    if open_browser and _has_display():
-                        webbrowser.open(url)
+            def ready(url: str) -> None:
+                _write_demo_json(state_dir / "demo.json", url, broker, logins)
+                print(
+                    f"touchlamp {name}: open {url}\n"
+                    f"  tap a lamp to send a touch to {others}, hold it to choose its colour\n"
+                    f"  broker {broker.host}:{broker.port}, logins in {state_dir / 'demo.json'}\n"
+                    "  Ctrl-C stops everything",
+                    flush=True,
+                )
+                if open_browser and _has_display():
+                    webbrowser.open(url)
 
-                serve_page(simulator, web_port, stop, ready)
-            finally:
-                simulator.stop()
+            serve_page(simulator, web_port, stop, ready)
     print(f"touchlamp {name}: stopped", flush=True)
     return EXIT_OK
 
@@ -233,9 +226,8 @@ def _register(
     (set again on the broker, so the two agree even if one of them was reset).
     """
     logins = []
-    store = _open_store(settings)
     try:
-        with broker.admin() as admin:
+        with _open_store(settings) as store, broker.admin() as admin:
             on_broker = set(admin.list_lamps())
             for index, lamp_id in enumerate(_lamp_ids(count)):
                 with contextlib.suppress(LampExistsError):
@@ -250,8 +242,6 @@ def _register(
                 logins.append(_Login(lamp_id=lamp_id, password=password))
     except BrokerError as error:
         raise DemoError(f"registering the demo lamps with the broker failed: {error}") from None
-    finally:
-        store.close()
     return logins
 
 
@@ -328,16 +318,10 @@ def _open_store(settings: RelaySettings) -> Store:
 
 @contextlib.contextmanager
 def _relay(settings: RelaySettings) -> Iterator[Relay]:
-    store = _open_store(settings)
-    relay = Relay(settings=settings, store=store)
-    try:
-        relay.start()
+    with _open_store(settings) as store, Relay(settings=settings, store=store) as relay:
         if not relay.wait_connected(_WAIT):
             raise DemoError(f"the relay did not connect to the broker within {_WAIT:g} s")
         yield relay
-    finally:
-        relay.stop()
-        store.close()
 
 
 def _pair(simulator: Simulator) -> None:
@@ -411,11 +395,4 @@ def _write_demo_json(path: Path, url: str, broker: ManagedBroker, logins: list[_
         ],
     }
     # It holds the lamps' passwords: readable by this user only, written whole or not at all.
-    temporary = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        temporary.unlink()
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        json.dump(document, file, indent=2)
-        file.write("\n")
-    temporary.replace(path)
+    write_atomically(path, json.dumps(document, indent=2) + "\n", mode=0o600)

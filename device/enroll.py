@@ -13,11 +13,12 @@ certificate is public) and ``…_MQTT__CA_FILE`` points at it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from touchlamp.errors import TouchlampError
+from touchlamp.files import write_atomically
 from touchlamp.protocol import Enrollment
 
 __all__ = ["EnrollError", "Enrolled", "default_env_file", "write_enrollment"]
@@ -27,7 +28,7 @@ _PREFIX = "TOUCHLAMP_DEVICE_"
 _ENROLLED_KEYS = ("LAMP_ID", "MQTT__")
 
 
-class EnrollError(OSError):
+class EnrollError(TouchlampError, OSError):
     """The settings file cannot be written; the message names it and the fix."""
 
 
@@ -66,7 +67,7 @@ def write_enrollment(
     ca_file = None
     if enrollment.ca:
         ca_file = env_file.with_name(f"{env_file.stem}-ca.pem")
-        _write_atomically(ca_file, enrollment.ca.encode("ascii"), mode=0o644)
+        _write_or_refuse(ca_file, enrollment.ca.encode("ascii"), mode=0o644)
     kept = [line for line in (existing or "").splitlines() if not _is_enrolled_key(line)]
     values = {
         "LAMP_ID": enrollment.lamp,
@@ -87,7 +88,7 @@ def write_enrollment(
         lines.append(f"{_PREFIX}STATE_DIR={_quoted(str(state_dir))}")
     if kept and any(line.strip() for line in kept):
         lines += ["", *kept]
-    _write_atomically(env_file, ("\n".join(lines) + "\n").encode("utf-8"), mode=0o600)
+    _write_or_refuse(env_file, ("\n".join(lines) + "\n").encode("utf-8"), mode=0o600)
     return Enrolled(env_file=env_file, ca_file=ca_file, replaced=existing is not None)
 
 
@@ -119,18 +120,10 @@ def _quoted(value: str) -> str:
     return f"'{value}'"
 
 
-def _write_atomically(path: Path, data: bytes, *, mode: int) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
+def _write_or_refuse(path: Path, data: bytes, *, mode: int) -> None:
+    """``write_atomically``, its failure told as what to do about it."""
     try:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()  # left by an interrupted earlier run
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        temporary.chmod(mode)  # the umask may have narrowed it; 0600 stays 0600
-        temporary.replace(path)
+        write_atomically(path, data, mode=mode)
     except OSError as error:
         raise EnrollError(
             f"cannot write {path} ({error.strerror or error}); run as a user who may, "

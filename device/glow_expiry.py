@@ -13,9 +13,10 @@ waited by the difference, until the state file is deleted; a longer one is learn
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
+
+from touchlamp.files import write_atomically
 
 __all__ = ["GLOW_EXPIRY_FILE", "load_glow_expiry", "save_glow_expiry"]
 
@@ -38,14 +39,10 @@ def load_glow_expiry(state_dir: Path) -> int:
 
 
 def save_glow_expiry(state_dir: Path, seconds: int) -> None:
-    """Keep ``seconds`` (write and rename; a failure is logged: it is an optimisation)."""
+    """Keep ``seconds`` (written whole; a failure is logged: it is an optimisation)."""
     path = state_dir / GLOW_EXPIRY_FILE
-    temporary = path.with_name(f".{GLOW_EXPIRY_FILE}.tmp")
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
-        temporary.write_text(f"{seconds}\n", encoding="ascii")
-        temporary.replace(path)
+        write_atomically(path, f"{seconds}\n", mode=0o644)
     except OSError as error:
         _log.warning("cannot keep the glow expiry in %s (%s)", path, error)
-        with contextlib.suppress(OSError):
-            temporary.unlink()

@@ -56,6 +56,7 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from touchlamp.config.device import HardwareSettings
 from touchlamp.device.looks import Rgb
+from touchlamp.errors import ConfigurationError
 
 __all__ = [
     "NEOPIXEL_SPI_PIN",
@@ -85,7 +86,7 @@ I2C_DEVICE = Path("/dev/i2c-1")  # the bus on the header's SDA/SCL pins
 PinFactory = Any
 
 
-class HardwareError(RuntimeError):
+class HardwareError(ConfigurationError, RuntimeError):
     """A touch sensor or light could not be opened or used; the message names it and the fix."""
 
 

@@ -68,6 +68,8 @@ from touchlamp.device.homeassistant_discovery import (
     on_off,
 )
 from touchlamp.device.status import GlowNews, LampListener, LampNews, LampStatus, StatusChanged
+from touchlamp.errors import TouchlampError
+from touchlamp.files import write_atomically
 
 __all__ = [
     "RECORD_FILE",
@@ -92,7 +94,7 @@ RECORD_FILE = "homeassistant.json"
 _MAX_QUEUED = 200
 
 
-class HomeAssistantError(Exception):
+class HomeAssistantError(TouchlampError):
     """The home broker could not be reached or refused us; the message says what to do."""
 
 
@@ -205,6 +207,7 @@ class HomeAssistantBridge:
         self._connack_deadline: float | None = None
         self._reconnect_at: float | None = None
         self._published: dict[str, bytes] = {}  # retained topic -> payload on this connection
+        self._record: list[str] | None = None  # what STATE_DIR/homeassistant.json lists
         self._last_touch_at: float | None = None
         self._warned_login = False
         self._warned_unreachable = False
@@ -257,6 +260,9 @@ class HomeAssistantBridge:
         while True:
             due = [t for t in (self._reconnect_at, self._connack_deadline) if t is not None]
             timeout = None if not due else max(0.0, min(due) - self._monotonic())
+            if timeout == 0.0:
+                self._timers()  # first: a steady stream of news must not starve them
+                continue
             try:
                 job = self._jobs.get(timeout=timeout)
             except queue.Empty:
@@ -349,7 +355,7 @@ class HomeAssistantBridge:
                 jobs.put(_Connected(generation))
 
         def on_connect_fail(_client: mqtt.Client, _userdata: object) -> None:
-            jobs.put(_Lost(generation, "cannot connect"))
+            jobs.put(_Lost(generation, _CANNOT_CONNECT))
 
         def on_disconnect(
             _client: mqtt.Client,
@@ -416,6 +422,8 @@ class HomeAssistantBridge:
         if not quiet:
             # Once per outage: a home broker away for hours must not fill the lamp's log.
             level = logging.DEBUG if self._warned_unreachable else logging.WARNING
+            if level == logging.WARNING and reason == _CANNOT_CONNECT:
+                reason = self._why_unreachable()
             self._warned_unreachable = True
             logger.log(
                 level,
@@ -428,6 +436,28 @@ class HomeAssistantBridge:
                 reason,
             )
         self._retry_later(reason)
+
+    def _why_unreachable(self) -> str:
+        """What paho does not say (its on_connect_fail carries no error): try once ourselves,
+        on this thread, to name the cause and its fix."""
+        port = self._settings.effective_port
+        try:
+            with socket.create_connection(
+                (self._host, port), timeout=self._settings.connect_timeout_seconds
+            ) as raw:
+                if self._tls is not None:
+                    with self._tls.wrap_socket(raw, server_hostname=self._host):
+                        pass
+        except ssl.SSLCertVerificationError as error:
+            trusted = self._settings.ca_file or "the system's CAs"
+            return (
+                f"its TLS certificate was refused: {error.verify_message}; set "
+                "TOUCHLAMP_DEVICE_HOMEASSISTANT__CA_FILE to the CA that signed it (now: "
+                f"{trusted}), and HOMEASSISTANT__HOST to a name the certificate lists"
+            )
+        except (OSError, ValueError) as error:
+            return str(error)
+        return _CANNOT_CONNECT
 
     def _retry_later(self, reason: str) -> None:
         delay = self._backoff.next_delay()
@@ -534,7 +564,10 @@ class HomeAssistantBridge:
     # ---- the record of what was published ----
 
     def _read_record(self) -> list[str]:
-        return read_record(self._state_dir)
+        # Read once, then kept here: every glow changes the status, the record rarely.
+        if self._record is None:
+            self._record = read_record(self._state_dir)
+        return self._record
 
     def _write_record(self, topics: Iterable[str]) -> None:
         wanted = sorted(set(topics))
@@ -542,6 +575,7 @@ class HomeAssistantBridge:
             return
         try:
             write_record(self._state_dir, wanted)
+            self._record = wanted
         except OSError as error:
             logger.warning(
                 "lamp %s: cannot record the Home Assistant topics in %s (%s); `device "
@@ -552,6 +586,7 @@ class HomeAssistantBridge:
             )
 
 
+_CANNOT_CONNECT = "cannot connect"
 _LOGIN_REFUSED = frozenset({4, 5, 0x86, 0x87})  # 3.1.1: bad login / not authorised; 5: the same
 
 
@@ -573,10 +608,8 @@ def read_record(state_dir: Path) -> list[str]:
 
 def write_record(state_dir: Path, topics: list[str]) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / RECORD_FILE
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"retained": topics}, indent=1) + "\n", encoding="utf-8")
-    temporary.replace(path)
+    document = json.dumps({"retained": topics}, indent=1) + "\n"
+    write_atomically(state_dir / RECORD_FILE, document, mode=0o644)
 
 
 def remove_from_home_assistant(
@@ -677,13 +710,27 @@ def _close(client: mqtt.Client) -> None:
 
 def _tls_context(ca_file: Path | None) -> ssl.SSLContext:
     try:
-        return ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
     except (OSError, ssl.SSLError) as error:
         raise HomeAssistantError(
             f"cannot load the CA file {ca_file} ({error}): point "
             "TOUCHLAMP_DEVICE_HOMEASSISTANT__CA_FILE at the PEM certificate of the CA that "
             "signed the home broker's certificate"
         ) from error
+    context.sslsocket_class = _ClosingSSLSocket
+    return context
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when the TLS handshake fails: paho 2.2 leaves the socket of a failed
+    handshake to the garbage collector, one per attempt (as device/link.py's own does)."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except OSError:
+            self.close()
+            raise
 
 
 # ---- wiring: device run, the simulator, the demo, uninstall ---------------------------------

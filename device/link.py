@@ -90,6 +90,7 @@ from touchlamp.device.link_events import (
     TouchReceipt,
 )
 from touchlamp.device.outbox import Outbox, OutboxStats, StateFileError
+from touchlamp.lifecycle import StopsOnExit
 from touchlamp.protocol import (
     DEFAULT_ROOT,
     Availability,
@@ -147,7 +148,7 @@ class _Connection:
     probe: int | None = None  # the one unrouted touch sent again, awaiting its PUBACK
 
 
-class LampLink:
+class LampLink(StopsOnExit):
     """The MQTT link of lamp ``lamp_id``. See the module docstring for threads and guarantees.
 
     ``sink`` receives every ``LinkEvent``, called from the link's thread. ``clock`` gives the

@@ -11,6 +11,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from touchlamp.errors import TouchlampError
 from touchlamp.protocol.messages import Glow, GroupState, PairResponse, Touch
 
 __all__ = [
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 
-class LinkError(RuntimeError):
+class LinkError(TouchlampError, RuntimeError):
     """The link cannot do what was asked (not connected, credentials refused, stopped)."""
 
 

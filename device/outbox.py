@@ -50,6 +50,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from touchlamp.errors import TouchlampError
 from touchlamp.protocol.messages import Touch
 
 __all__ = ["OUTBOX_FILE", "Outbox", "OutboxStats", "StateFileError"]
@@ -84,7 +85,7 @@ CREATE TABLE IF NOT EXISTS touch (
 """
 
 
-class StateFileError(OSError):
+class StateFileError(TouchlampError, OSError):
     """A file of the link in the state directory (outbox, seen glows) cannot be opened or
     written; the message names the file and the fix."""
 

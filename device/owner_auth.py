@@ -24,17 +24,18 @@ web server calls it from its threads, so every method takes the lock.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from touchlamp.errors import TouchlampError
+from touchlamp.files import write_atomically
 
 __all__ = [
     "CLAIM_SECONDS",
@@ -63,7 +64,7 @@ _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 _KEY_BYTES = 32
 
 
-class AuthError(ValueError):
+class AuthError(TouchlampError, ValueError):
     """A refused claim or login; the message says why and what to do."""
 
 
@@ -291,12 +292,4 @@ def _verify(password: str, stored: dict[str, object]) -> bool:
 
 def _write_private(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        temporary.unlink()
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    temporary.replace(path)
+    write_atomically(path, text, mode=0o600)

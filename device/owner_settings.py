@@ -33,10 +33,12 @@ from touchlamp.config.lamp_file import (
     LampFileError,
     flatten,
     nest,
+    owned_like_its_directory,
     read_lamp_file,
     write_lamp_file,
 )
 from touchlamp.device.agent import COLOR_FILE, LampAgent, load_color, save_color
+from touchlamp.errors import ConfigurationError
 from touchlamp.protocol.messages import Color
 
 __all__ = [
@@ -61,7 +63,7 @@ _PREFIX = "TOUCHLAMP_DEVICE_"
 _COLOR: TypeAdapter[str] = TypeAdapter(Color)
 
 
-class OwnerSettingError(ValueError):
+class OwnerSettingError(ConfigurationError, ValueError):
     """A key the owner may not set, or a value it may not take; the message says which and
     what would be right. ``key`` is the key at fault (``None`` for an unknown key)."""
 
@@ -325,6 +327,7 @@ class _StoppedLamp:
 
     def choose_color(self, color: str) -> None:
         save_color(self._settings.state_dir, color)
+        owned_like_its_directory(self._settings.state_dir / COLOR_FILE)
         self._color = color
 
 

@@ -37,13 +37,15 @@ from touchlamp.device.owner_page import OwnerLamp
 from touchlamp.device.owner_settings import OwnerSettings, describe_running, with_lamp_file
 from touchlamp.device.simulated import mark_simulated
 from touchlamp.device.web import LampView, UnknownLampError, Watchers
+from touchlamp.errors import ConfigurationError
+from touchlamp.lifecycle import StopsOnExit
 
 __all__ = ["NotifyingLight", "SimulatedLamp", "Simulator", "SimulatorError"]
 
 _log = logging.getLogger(__name__)
 
 
-class SimulatorError(ValueError):
+class SimulatorError(ConfigurationError, ValueError):
     """Settings the simulator cannot draw, or lamps it cannot tell apart; the message says why."""
 
 
@@ -229,7 +231,7 @@ class SimulatedLamp:
         )
 
 
-class Simulator:
+class Simulator(StopsOnExit):
     """Several ``SimulatedLamp`` s behind one ``web.Board``. ``start`` / ``stop`` all of them."""
 
     def __init__(

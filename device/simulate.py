@@ -12,14 +12,13 @@ client and the broker launcher into a lamp's process (3.1 MB of its RSS) for not
 from __future__ import annotations
 
 import errno
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from touchlamp.cli import EXIT_FAILURE, EXIT_OK
 from touchlamp.config.device import DeviceSettings
 from touchlamp.device.sim import Simulator
 from touchlamp.device.web import WebServer
+from touchlamp.errors import EXIT_OK, TouchlampError
 from touchlamp.stopping import StopSignals
 
 __all__ = ["PREFERRED_WEB_PORT", "ServeError", "run_simulator", "serve_page"]
@@ -28,7 +27,7 @@ PREFERRED_WEB_PORT = 8080
 """The demo's port; when it is taken, the page is served on any free one instead."""
 
 
-class ServeError(RuntimeError):
+class ServeError(TouchlampError, RuntimeError):
     """The page could not be served; the message says why and what to do."""
 
 
@@ -46,16 +45,11 @@ def run_simulator(
         print(f"touchlamp: simulating {names}; touch them at {url}", flush=True)
 
     # A signal while the lamps start interrupts that, so it unwinds at once.
-    with StopSignals(interrupt_until_ready=True) as stop:
-        simulator = Simulator(lamps=lamps, env_files=env_files)
-        try:
-            simulator.start()
-            serve_page(simulator, web_port, stop, ready, host=web_host)
-        except ServeError as error:
-            print(f"touchlamp: {error}", file=sys.stderr)
-            return EXIT_FAILURE
-        finally:
-            simulator.stop()
+    with (
+        StopSignals(interrupt_until_ready=True) as stop,
+        Simulator(lamps=lamps, env_files=env_files) as simulator,
+    ):
+        serve_page(simulator, web_port, stop, ready, host=web_host)
     return EXIT_OK
 
 

@@ -65,6 +65,8 @@ from urllib.parse import unquote, urlsplit
 
 from touchlamp.device.owner_auth import SESSION_SECONDS
 from touchlamp.device.owner_page import OwnerAnswer, OwnerLamp, OwnerRequest
+from touchlamp.errors import TouchlampError
+from touchlamp.lifecycle import StopsOnExit
 
 __all__ = [
     "Board",
@@ -95,11 +97,11 @@ _SECURITY_HEADERS = (
 )
 
 
-class UnknownLampError(KeyError):
+class UnknownLampError(TouchlampError, KeyError):
     """No lamp with that id on this board."""
 
 
-class TouchRefusedError(Exception):
+class TouchRefusedError(TouchlampError):
     """The board does not take touches from the page (a real lamp is touched by hand)."""
 
 
@@ -199,7 +201,7 @@ class _EventStream:
 _STREAM = _EventStream()
 
 
-class _BadRequestError(Exception):
+class _BadRequestError(TouchlampError):
     def __init__(self, status: HTTPStatus, text: str) -> None:
         super().__init__(text)
         self.response = _text(status, text)
@@ -559,7 +561,7 @@ def _shut(connection: socket.socket, how: int) -> None:
         connection.shutdown(how)
 
 
-class WebServer:
+class WebServer(StopsOnExit):
     """Serves the page for ``board`` on ``host:port`` (port 0: a free one) from its own threads.
 
     ``url`` is known after ``start``; ``stop`` ends open event streams at once, gives responses

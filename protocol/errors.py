@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from touchlamp.errors import TouchlampError
+
 __all__ = ["ProtocolError"]
 
 
-class ProtocolError(ValueError):
+class ProtocolError(TouchlampError, ValueError):
     """A topic or payload that does not follow wire protocol v1 (PROTOCOL.md).
 
     ``topic`` is where it arrived (or the text that was not a valid topic / lamp id) and

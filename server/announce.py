@@ -18,12 +18,13 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from touchlamp.config.relay import RelaySettings
+from touchlamp.errors import TouchlampError
 from touchlamp.protocol import GroupState, Topics, encode
 
 __all__ = ["AnnounceError", "announce_states"]
 
 
-class AnnounceError(RuntimeError):
+class AnnounceError(TouchlampError, RuntimeError):
     """The broker could not be reached or refused the relay's login."""
 
 

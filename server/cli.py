@@ -17,21 +17,19 @@ done, 1 refused or failed (the message says why and what to do), 2 bad settings 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from touchlamp import sdnotify
 from touchlamp.broker.admin import BrokerAdmin
-from touchlamp.broker.errors import BrokerAdminError
-from touchlamp.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from touchlamp.config.common import load_settings
 from touchlamp.config.relay import RelaySettings
+from touchlamp.errors import EXIT_OK, EXIT_USAGE, RefusedError
 from touchlamp.install_commands import register_install
 from touchlamp.protocol import (
     Enrollment,
@@ -65,10 +63,6 @@ DEFAULT_COLOR = "#ff8c1a"
 _WATCHDOG_FALLBACK_SECONDS = 5.0
 
 
-class _RefusedError(Exception):
-    """A command cannot do what was asked; the message says why and what to do (exit 1)."""
-
-
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -81,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     run = commands.add_parser(
         "run", parents=[common], help="forward touches until SIGTERM (the service's command)"
     )
-    run.set_defaults(func=_guarded(_run))
+    run.set_defaults(func=_run)
 
     lamp = commands.add_parser("lamp", help="register, list and remove lamps")
     lamps = lamp.add_subparsers(title="lamp commands", metavar="COMMAND", required=True)
@@ -98,44 +92,31 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         action="store_true",
         help='print {"lamp", "username", "password", "host", "port", "token"} instead',
     )
-    add.set_defaults(func=_guarded(_lamp_add))
+    add.set_defaults(func=_lamp_add)
     listing = lamps.add_parser("list", parents=[common], help="every lamp, its group and presence")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    listing.set_defaults(func=_guarded(_lamp_list))
+    listing.set_defaults(func=_lamp_list)
     remove = lamps.add_parser(
         "remove", parents=[common], help="forget a lamp and revoke its broker login at once"
     )
     remove.add_argument("lamp_id", metavar="ID")
-    remove.set_defaults(func=_guarded(_lamp_remove))
+    remove.set_defaults(func=_lamp_remove)
 
     pair = commands.add_parser(
         "pair", parents=[common], help="put lamps into one group (each leaves its old group)"
     )
     pair.add_argument("lamp_ids", metavar="ID", nargs="+", help="two or more lamp ids")
     pair.add_argument("--name", help="the group's name (default: the lamps' names)")
-    pair.set_defaults(func=_guarded(_pair))
+    pair.set_defaults(func=_pair)
 
     group = commands.add_parser("group", help="list groups or show one")
     groups = group.add_subparsers(title="group commands", metavar="COMMAND", required=True)
     group_list = groups.add_parser("list", parents=[common], help="every group and its members")
     group_list.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    group_list.set_defaults(func=_guarded(_group_list))
+    group_list.set_defaults(func=_group_list)
     show = groups.add_parser("show", parents=[common], help="one group, by group id or lamp id")
     show.add_argument("id", metavar="ID")
-    show.set_defaults(func=_guarded(_group_show))
-
-
-def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn a refusal into its message on stderr and exit code 1."""
-
-    def handler(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except (_RefusedError, BrokerAdminError) as refusal:
-            print(f"touchlamp: {refusal}", file=sys.stderr)
-            return EXIT_FAILURE
-
-    return handler
+    show.set_defaults(func=_group_show)
 
 
 # -- run -----------------------------------------------------------------------------------------
@@ -146,26 +127,23 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_until(stop: StopSignals, settings: RelaySettings) -> int:
-    with _store(settings) as store:
+    with _store(settings) as store, contextlib.ExitStack() as metrics_server:
         metrics = RelayMetrics()
         relay = Relay(settings=settings, store=store, metrics=metrics)
-        server = None
         if settings.metrics_port:
-            server = MetricsServer(
-                host=settings.metrics_host,
-                port=settings.metrics_port,
-                registry=metrics.registry,
-                healthy=lambda: relay.connected,
+            metrics_server.enter_context(
+                MetricsServer(
+                    host=settings.metrics_host,
+                    port=settings.metrics_port,
+                    registry=metrics.registry,
+                    healthy=lambda: relay.connected,
+                )
             )
-            server.start()
-        relay.start()
-        try:
-            return _serve(relay, settings, stop)
-        finally:
-            sdnotify.stopping("finishing in-flight touches")
-            relay.stop()
-            if server is not None:
-                server.stop()
+        with relay:
+            try:
+                return _serve(relay, settings, stop)
+            finally:
+                sdnotify.stopping("finishing in-flight touches")
 
 
 def _serve(relay: Relay, settings: RelaySettings, stop: StopSignals) -> int:
@@ -197,7 +175,7 @@ def _lamp_add(args: argparse.Namespace) -> int:
         try:
             store.add_lamp(lamp_id, name=name, color=color, now_ms=_now_ms())
         except LampExistsError:
-            raise _RefusedError(
+            raise RefusedError(
                 f"lamp {lamp_id} is already registered; remove it first "
                 f"(`touchlamp relay lamp remove {lamp_id}`) or choose another id"
             ) from None
@@ -270,9 +248,7 @@ def _lamp_remove(args: argparse.Namespace) -> int:
     lamp_id = _lamp_id(args.lamp_id)
     with _store(settings) as store:
         if store.get_lamp(lamp_id) is None:
-            raise _RefusedError(
-                f"no lamp {lamp_id} is registered (see `touchlamp relay lamp list`)"
-            )
+            raise RefusedError(f"no lamp {lamp_id} is registered (see `touchlamp relay lamp list`)")
         # Revoke first: a lamp that must go should lose its login even if the rest fails.
         with _admin(settings) as admin:
             if lamp_id in admin.list_lamps():
@@ -303,17 +279,17 @@ def _pair(args: argparse.Namespace) -> int:
         print("touchlamp: pair needs at least two different lamp ids", file=sys.stderr)
         return EXIT_USAGE
     if len(set(lamp_ids)) != len(lamp_ids):
-        raise _RefusedError("each lamp may appear only once")
+        raise RefusedError("each lamp may appear only once")
     limit = settings.pairing.max_group_size
     if len(lamp_ids) > limit:
-        raise _RefusedError(
+        raise RefusedError(
             f"a group holds at most {limit} lamps (TOUCHLAMP_RELAY_PAIRING__MAX_GROUP_SIZE)"
         )
     with _store(settings) as store:
         lamps = [store.get_lamp(lamp_id) for lamp_id in lamp_ids]
         missing = [lamp_id for lamp_id, lamp in zip(lamp_ids, lamps, strict=True) if lamp is None]
         if missing:
-            raise _RefusedError(
+            raise RefusedError(
                 f"not registered: {', '.join(missing)}; add with `touchlamp relay lamp add`"
             )
         # Lamps left behind in their old groups see a change too.
@@ -367,7 +343,7 @@ def _group_show(args: argparse.Namespace) -> int:
         if group is None:
             what = "lamp" if store.get_lamp(args.id) is not None else "group or lamp"
             detail = " is in no group" if what == "lamp" else " exists"
-            raise _RefusedError(f"no {what} {args.id!r}{detail} (see `touchlamp relay group list`)")
+            raise RefusedError(f"no {what} {args.id!r}{detail} (see `touchlamp relay group list`)")
     print(f"{group.id}  {group.name}  ({len(group.members)} lamps)")
     rows = [
         [
@@ -384,16 +360,12 @@ def _group_show(args: argparse.Namespace) -> int:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-@contextmanager
-def _store(settings: RelaySettings) -> Iterator[Store]:
+def _store(settings: RelaySettings) -> Store:
+    """The relay's store, to use in a ``with`` block (it closes it)."""
     try:
-        store = open_store(settings.store_location)
+        return open_store(settings.store_location)
     except StoreError as error:
-        raise _RefusedError(f"cannot open the relay's store: {error}") from None
-    try:
-        yield store
-    finally:
-        store.close()
+        raise RefusedError(f"cannot open the relay's store: {error}") from None
 
 
 def _admin(settings: RelaySettings) -> BrokerAdmin:
@@ -414,7 +386,7 @@ def _lamp_id(text: str) -> str:
     try:
         return validate_lamp_id(text)
     except ProtocolError as error:
-        raise _RefusedError(f"{text!r} is {error.reason}") from None
+        raise RefusedError(f"{text!r} is {error.reason}") from None
 
 
 def _color(text: str) -> str:
@@ -423,7 +395,7 @@ def _color(text: str) -> str:
     try:
         return str(TypeAdapter(Color).validate_python(text))
     except ValidationError:
-        raise _RefusedError(f"{text!r} is not a colour: use #rrggbb, e.g. #ff8c1a") from None
+        raise RefusedError(f"{text!r} is not a colour: use #rrggbb, e.g. #ff8c1a") from None
 
 
 def _read_ca(settings: RelaySettings) -> str | None:
@@ -433,7 +405,7 @@ def _read_ca(settings: RelaySettings) -> str | None:
     try:
         return path.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as error:
-        raise _RefusedError(f"cannot read the CA certificate {path}: {error}") from None
+        raise RefusedError(f"cannot read the CA certificate {path}: {error}") from None
 
 
 def _now_ms() -> int:

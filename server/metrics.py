@@ -15,6 +15,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
+from touchlamp.lifecycle import StopsOnExit
 from touchlamp.server.forwarding import DropReason
 
 __all__ = ["MetricsServer", "RelayMetrics"]
@@ -132,7 +133,7 @@ Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 
 
-class MetricsServer:
+class MetricsServer(StopsOnExit):
     """Serves ``/metrics`` and ``/healthz`` from a daemon thread until ``stop()``."""
 
     def __init__(
@@ -169,6 +170,8 @@ class MetricsServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        # shutdown() waits for serve_forever to end: for ever if it never began.
+        if self._thread.ident is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
         self._server.server_close()
-        self._thread.join(timeout=5)

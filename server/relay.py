@@ -88,6 +88,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from touchlamp.config.relay import RelaySettings
+from touchlamp.errors import ConfigurationError
+from touchlamp.lifecycle import StopsOnExit
 from touchlamp.protocol import (
     Availability,
     GroupState,
@@ -140,7 +142,7 @@ _STATES_SLICE = 10  # lamps whose group states are read and published at once
 _Result = TypeVar("_Result")
 
 
-class RelayAuthError(RuntimeError):
+class RelayAuthError(ConfigurationError, RuntimeError):
     """The broker refused the relay's login; retrying cannot fix it."""
 
 
@@ -168,7 +170,7 @@ class _Resync:
 _RESYNC = _Resync()
 
 
-class Relay:
+class Relay(StopsOnExit):
     """One relay process's broker connection and worker. ``start()``, then ``stop()``.
 
     ``clock`` is wall time in seconds (touch records, codes, glow ``at``); ``monotonic`` drives

@@ -6,15 +6,16 @@
   never a public one. Function-scoped (a start takes a few tens of milliseconds), so no test sees
   another's lamps, sessions or retained messages. Teardown always stops Mosquitto, and the
   session checks at its end that none of the brokers it started is still running.
-- PostgreSQL: a throwaway cluster started on first use (``tests/postgres_cluster.py``), on a free
-  loopback port, never the machine's server on 5432; the session removes it at its end.
+- PostgreSQL: a throwaway cluster started on first use (``tests/support/postgres_cluster.py``),
+  on a free loopback port, never the machine's server on 5432; the session removes it at its end.
 - An ERROR (or worse) logged by any ``touchlamp`` logger fails the test: that is how an
   exception swallowed in a callback shows up. Opt out with ``@pytest.mark.allow_error_logs``
   in a test that provokes one on purpose.
 - The same for the processes a test starts (a relay, a simulated lamp) that log to a ``*.log``
   file under the test's ``tmp_path``: an ERROR record of a touchlamp logger, or a traceback
-  nobody logged, fails the test (``tests/child_logs.py``). Allow the lines a test provokes on
-  purpose with ``@pytest.mark.allow_child_errors(r"regex", ...)`` (``re.search`` per line).
+  nobody logged, fails the test (``tests/support/child_logs.py``). Allow the lines a test
+  provokes on purpose with ``@pytest.mark.allow_child_errors(r"regex", ...)`` (``re.search``
+  per line).
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.child_logs import errors_under
-from tests.postgres_cluster import session_cluster_running, stop_session_cluster
 from tests.support.broker import BrokerFixture, start_managed_broker, started_brokers
+from tests.support.child_logs import errors_under
+from tests.support.postgres_cluster import session_cluster_running, stop_session_cluster
 
 # pytester runs a small test session in-process: how the error-log guard itself is tested.
 pytest_plugins = ["pytester"]

@@ -171,6 +171,8 @@ function render() {
     ? `Touches missed since you last touched the lamp: ${lamp.missed_touches}.`
     : "";
   $("quiet-state").textContent = lamp.quiet ? "Quiet now: touches stay dark." : "";
+  $("quiet-now").checked = lamp.quiet_now;
+  $("quiet-now").disabled = !state.signed_in;
 
   $("claim-form").hidden = state.claimed;
   $("login-form").hidden = !state.claimed || state.signed_in;
@@ -178,7 +180,12 @@ function render() {
   $("reset-seconds").textContent = String(state.reset_hold_seconds);
   $("looks-fields").disabled = !state.signed_in;
   $("pairing-fields").disabled = !state.signed_in;
-  if (!state.signed_in) say("looks-message", "Sign in to change the lamp.");
+  const signIn = "Sign in to change the lamp.";
+  if (!state.signed_in) {
+    say("looks-message", signIn);
+  } else if ($("looks-message").textContent === signIn) {
+    say("looks-message", "");
+  }
   fillLooks();
 }
 
@@ -319,6 +326,12 @@ $("login-form").addEventListener("submit", async (event) => {
 
 $("logout").addEventListener("click", async () => {
   await call("logout", {});
+  refresh();
+});
+
+$("quiet-now").addEventListener("change", async (event) => {
+  const answer = await call("quiet", { on: event.target.checked });
+  if (!answer.ok) say("owner-message", answer.data.error, true);
   refresh();
 });
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Self
+
+from touchlamp.errors import TouchlampError
 
 __all__ = [
     "CodeExistsError",
@@ -34,7 +36,7 @@ __all__ = [
 ]
 
 
-class StoreError(Exception):
+class StoreError(TouchlampError):
     """Base of the store's errors; the message names the lamp, group or code concerned."""
 
     def __str__(self) -> str:
@@ -130,6 +132,11 @@ class Store(Protocol):
         ``SchemaTooNewError`` if the database was migrated by a newer touchlamp."""
 
     def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        """``with open_store(…) as store:`` closes it when the block ends."""
+
+    def __exit__(self, *_exception: object) -> None: ...
 
     # -- lamps ----------------------------------------------------------------------------------
     def add_lamp(self, lamp_id: str, *, name: str, color: str, now_ms: int) -> Lamp:

@@ -26,6 +26,8 @@ from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol
 
+from touchlamp.errors import TouchlampError
+from touchlamp.lifecycle import ClosesOnExit
 from touchlamp.server.store.base import (
     CodeExistsError,
     Group,
@@ -68,11 +70,11 @@ class Rows(Protocol):
     def fetchall(self) -> list[tuple[Any, ...]]: ...
 
 
-class DuplicateRowError(Exception):
+class DuplicateRowError(TouchlampError):
     """A unique constraint refused a row (a backend translates its driver's error into this)."""
 
 
-class MissingReferenceError(Exception):
+class MissingReferenceError(TouchlampError):
     """A foreign key refused a row (a backend translates its driver's error into this)."""
 
 
@@ -107,7 +109,7 @@ _MOVE_LAST_TOUCH = (
 _IN_CHUNK = 500  # ids per "IN (…)" list: far below SQLite's limit on parameters
 
 
-class SqlStore(ABC):
+class SqlStore(ClosesOnExit, ABC):
     """The ``Store`` interface over a DB-API connection; see ``SqliteStore``/``PostgresStore``."""
 
     dialect: ClassVar[Dialect]

@@ -1,10 +1,14 @@
 """The benchmarks' pure parts: percentiles, the result table, /proc readings, the latency
-benchmark's watch on lamp B's frames."""
+benchmark's watch on lamp B's frames, the garbage-collection pause's command."""
 
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +140,22 @@ def test_a_frame_on_lamp_bs_thread_wakes_the_waiting_benchmark() -> None:
         assert watch.wait_dark(30.0)
     finally:
         drawer.join()
+
+
+def test_gc_pause_times_a_lamp_process_full_collection_before_and_after_freezing() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.gc_pause"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    found = re.fullmatch(
+        r"lamp process: ([\d,]+) tracked objects; full collection [\d.]+ ms, "
+        r"after gc\.freeze\(\) [\d.]+ ms \(([\d,]+) frozen\)\n",
+        completed.stdout,
+    )
+    assert found is not None, completed.stdout + completed.stderr
+    tracked, frozen = (int(group.replace(",", "")) for group in found.groups())
+    assert 0 < frozen <= tracked

@@ -201,7 +201,11 @@ def test_device_run_is_a_well_behaved_systemd_service(
             "WATCHDOG_USEC": "200000",
         }
         process = subprocess.Popen(
-            [str(TOUCHLAMP), "device", "run", "--env-file", str(env_file)],
+            # The lamp's own page on a free loopback port (a real lamp's default is 0.0.0.0:8080).
+            [
+                *(str(TOUCHLAMP), "device", "run", "--env-file", str(env_file)),
+                *("--web-host", "127.0.0.1", "--web-port", "0"),
+            ],
             env=environment,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -218,6 +222,7 @@ def test_device_run_is_a_well_behaved_systemd_service(
             process.send_signal(signal.SIGTERM)
             _, err = process.communicate(timeout=WAIT)
             assert process.returncode == 0, err
+            assert "the lamp's page is at http://127.0.0.1:" in err
             rest = []
             with contextlib.suppress(TimeoutError):
                 notify.settimeout(0.5)

@@ -1,6 +1,6 @@
 """The lamp in Home Assistant, against real brokers: the lamps' own (with the relay) and a second
-Mosquitto as the home's broker (``tests.ha.home_broker``), watched by an MQTT client standing in
-for Home Assistant. The lamps are the simulator's (the wiring ``touchlamp sim`` uses).
+Mosquitto as the home's broker (``tests.support.home_broker``), watched by an MQTT client
+standing in for Home Assistant. The lamps are the simulator's (the wiring ``touchlamp sim`` uses).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from tests.support.broker import MqttProbe, Received
 from tests.support.home_broker import HomeBroker
 from tests.support.proxy import FaultProxy
 from tests.support.waiting import wait_until
+from touchlamp.broker.certs import make_certificates
 from touchlamp.cli import main
 from touchlamp.config.device import DeviceSettings, HomeAssistantSettings
 from touchlamp.device.homeassistant import RECORD_FILE, remove_from_home_assistant
@@ -356,3 +357,56 @@ def test_an_unreadable_home_broker_ca_stops_the_lamp_naming_the_setting(
     error = capsys.readouterr().err
     assert "TOUCHLAMP_DEVICE_HOMEASSISTANT__CA_FILE" in error
     assert str(not_a_certificate) in error
+
+
+def test_the_bridge_speaks_mqtt_5_too(
+    world: World, home: HomeBroker, ha: HomeAssistantStandIn
+) -> None:
+    config = home_settings(home.host, home.port, protocol="5")
+    a = with_home(world.lamp("lamp-a", color=AMBER), config)
+    b = world.lamp("lamp-b", color=BLUE)
+    world.pair("lamp-a", "lamp-b")
+    topics = HomeTopics("lamp-a")
+    with world.relay(), world.simulator(a, b) as simulator:
+        lamp_b = running(simulator, "lamp-b")
+        running(simulator, "lamp-a")
+        ha.latest(topics.availability, b"online")
+        ha.latest(topics.config("button", "send_touch"))
+        ha.publish(topics.send_touch, b"PRESS")
+        wait_until(lambda: same_hue(lamp_b.led(), AMBER, gamma=2.2), "B glowing in amber")
+    # Mosquitto logs each client's protocol: p5 is MQTT 5 (p4 would be 3.1.1).
+    assert "as touchlamp-lamp-a (p5," in (home.directory / "mosquitto.log").read_text()
+
+
+def test_the_home_broker_over_tls_trusts_its_ca_only(
+    world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    certificates = make_certificates(tmp_path / "home-tls", hosts=["127.0.0.1"])
+    stranger = make_certificates(tmp_path / "another-ca", hosts=["127.0.0.1"])
+    users = {HA_USER: HA_PASSWORD}
+    with HomeBroker(tmp_path / "tls-home", users=users, tls=certificates) as home:
+        ha = HomeAssistantStandIn(home)
+        try:
+            trusting = home_settings(
+                "127.0.0.1", home.tls_port, tls=True, ca_file=certificates.ca_certificate
+            )
+            fooled = home_settings(
+                "127.0.0.1", home.tls_port, tls=True, ca_file=stranger.ca_certificate
+            )
+            a = with_home(world.lamp("lamp-a", color=AMBER), trusting)
+            b = with_home(world.lamp("lamp-b", color=BLUE), fooled)
+            world.pair("lamp-a", "lamp-b")
+            with world.relay(), world.simulator(a, b) as simulator:
+                running(simulator, "lamp-a")
+                lamp_b = running(simulator, "lamp-b")
+                ha.latest(HomeTopics("lamp-a").availability, b"online")
+                wait_until(
+                    lambda: "lamp lamp-b: cannot reach the home broker" in caplog.text,
+                    "lamp B's refusal of the other CA's certificate logged",
+                )
+                assert "TOUCHLAMP_DEVICE_HOMEASSISTANT__CA_FILE" in caplog.text
+                assert "certificate" in caplog.text
+                assert lamp_b.home is not None
+                assert lamp_b.home.connections == 0  # it never talked to an untrusted broker
+        finally:
+            ha.close()

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from touchlamp.config.device import HomeAssistantSettings
-from touchlamp.device.homeassistant import settings_from_url
+from touchlamp.config.device import DeviceSettings, HomeAssistantSettings
+from touchlamp.device.homeassistant import settings_from_url, with_home_assistant
 from touchlamp.device.homeassistant_discovery import (
     DiscoveryDevice,
     HomeTopics,
@@ -279,3 +279,13 @@ def test_a_bad_home_broker_address_says_what_is_wrong_and_the_form(url: str, say
 def test_bad_home_assistant_settings_name_the_fix(fields: dict[str, str], says: str) -> None:
     with pytest.raises(ValidationError, match=says):
         HomeAssistantSettings(**fields)
+
+
+def test_the_command_lines_home_broker_goes_to_every_lamp_with_the_page_port() -> None:
+    lamp = DeviceSettings(lamp_id="lamp-a")
+    home = settings_from_url("mqtt://ha.local:1883")
+    assert with_home_assistant(lamp, home, 8181).homeassistant.page_port == 8181
+    # A free port chosen later (0): the default link stays until the page is known.
+    assert with_home_assistant(lamp, home, 0).homeassistant.page_port == 8080
+    fixed = home.model_copy(update={"configuration_url": "http://lamp.example/"})
+    assert with_home_assistant(lamp, fixed, 8181).homeassistant.page_port == 8080

@@ -15,12 +15,15 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import pytest
+from pydantic import SecretStr
 
 from tests.e2e.world import BrokerLike, World, served_page
+from tests.support.ports import free_port
 from tests.support.waiting import WAIT, wait_until
-from touchlamp.config.device import DeviceSettings
+from touchlamp.config.device import DeviceSettings, MqttSettings
 from touchlamp.config.lamp_file import LAMP_FILE
 from touchlamp.device.lamp_board import LampBoard
+from touchlamp.device.looks import Rgb
 from touchlamp.device.owner_auth import OWNER_FILE, RESET_HOLD_SECONDS
 from touchlamp.device.sim import SimulatedLamp, Simulator
 from touchlamp.device.web import WebServer
@@ -368,5 +371,31 @@ def test_a_real_lamps_page_opens_on_the_lamp_and_cannot_touch_it(simulator: Simu
         assert "touched by hand" in refused.data["error"]
         assert browser.get("lamp-a").data["lamp"]["online"] is True
         assert browser.request("GET", "/api/lamps").data[0]["id"] == "lamp-a"
+        # Drawn from the frame the LED was given, as it is given (not the status snapshot,
+        # which is replaced only after the frame: the last frame of a fade would never show).
+        board.changed(Rgb(0.5, 0.0, 0.25))
+        assert browser.request("GET", "/api/lamps").data[0]["led"] == [0.5, 0.0, 0.25]
     finally:
         server.stop()
+
+
+def test_a_lamp_that_is_not_connected_says_why_and_the_fix(tmp_path: Path) -> None:
+    # No broker where its settings say: the page's status names the doctor's finding.
+    settings = DeviceSettings(
+        lamp_id="lamp-x",
+        state_dir=tmp_path / "lamp-x",
+        mqtt=MqttSettings(host="127.0.0.1", port=free_port(), password=SecretStr("p" * 22)),
+    )
+    simulator = Simulator(lamps=[settings])
+    simulator.start()
+    try:
+        with served_page(simulator) as url:
+            browser = Browser(url)
+            assert browser.get("lamp-x").data["lamp"]["online"] is False
+            doctor = browser.get("lamp-x", "doctor").data
+            assert doctor["connected"] is False
+            [finding] = doctor["findings"]
+            assert "is not reachable" in finding["text"]
+            assert "TOUCHLAMP_DEVICE_MQTT__HOST/PORT" in finding["fix"]
+    finally:
+        simulator.stop()

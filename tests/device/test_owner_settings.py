@@ -265,3 +265,22 @@ def test_a_name_and_colour_changed_on_the_lamp_reach_the_relay_and_the_group(
         stored = world.store.get_lamp("lamp-a")
         assert stored is not None
         assert (stored.name, stored.color) == ("Attic", "#22c7c7")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file away")
+def test_set_by_root_on_a_stopped_service_leaves_files_the_service_can_read(
+    tmp_path: Path,
+) -> None:
+    # The service's state directory belongs to its dynamic user; `sudo touchlamp device set`
+    # must not leave root-owned 0600 files there that the lamp cannot read when it starts.
+    env_file = _env_file(tmp_path)
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chown(state, 61234, 61234)
+
+    args = ["looks.glow.breaths", "2", "color", "#3c78ff", "--env-file", str(env_file)]
+    assert main(["device", "set", *args]) == 0
+
+    for name in (LAMP_FILE, "color"):
+        info = (state / name).stat()
+        assert (info.st_uid, info.st_gid) == (61234, 61234), name

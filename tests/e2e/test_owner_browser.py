@@ -111,6 +111,7 @@ def test_claim_looks_pairing_touch_leave_and_restart_in_the_browser(
 
             _claim(a, "lamp-a")
             _claim(b, "lamp-b")
+            assert "Sign in" not in b.locator("#looks-message").inner_text()
             assert simulator.lamp("lamp-a").agent.color == AMBER  # the hold picked no colour
 
             # Pairing: a code made on A's page, joined on B's.
@@ -261,3 +262,10 @@ def test_a_stranger_gets_403_and_another_site_cannot_post(world: World, chromium
             == 200
         )
         wait_until(lambda: lamp.agent.status().quiet_now, "quiet now")
+        # The page's own switch for it.
+        owner.reload()
+        owner.locator("#signed-in").wait_for()
+        assert owner.locator("#quiet-now").is_checked()
+        owner.uncheck("#quiet-now")
+        wait_until(lambda: not lamp.agent.status().quiet_now, "quiet now off")
+        assert stranger.locator("#quiet-now").is_disabled()

@@ -14,7 +14,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +23,7 @@ from tests.faults.lamps import FaultLamp, LampPlan
 from tests.support.broker import BrokerFixture
 from tests.support.ports import free_listening_port
 from tests.support.proxy import FaultProxy
-from tests.support.relay import running_relay
+from tests.support.relay import relay_metrics, running_relay
 from tests.support.waiting import WAIT, wait_until
 from touchlamp.config.relay import RelaySettings
 from touchlamp.server.relay import Relay
@@ -149,15 +148,7 @@ class RelayProcess:
 
     def metrics(self) -> dict[str, float]:
         """The relay's Prometheus counters and gauges, by name with labels."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            text = response.read().decode()
-        values: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                values[name] = float(value)
-        return values
+        return relay_metrics(self.metrics_port)
 
 
 class FaultWorld:

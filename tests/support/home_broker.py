@@ -17,7 +17,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from tests.support.children import stop_child
 from tests.support.ports import free_port
+from touchlamp.broker.certs import Certificates
 from touchlamp.broker.parent_watch import ParentWatch
 from touchlamp.broker.passwords import hash_password
 
@@ -29,11 +31,15 @@ _START_TIMEOUT = 10.0
 class HomeBroker:
     """``users`` maps username to password; ``host``/``port`` once started."""
 
-    def __init__(self, directory: Path, *, users: dict[str, str]) -> None:
+    def __init__(
+        self, directory: Path, *, users: dict[str, str], tls: Certificates | None = None
+    ) -> None:
         self.directory = directory
         self.users = users
         self.host = "127.0.0.1"
         self.port = 0
+        self.tls = tls
+        self.tls_port = 0  # with ``tls``: a second listener, TLS only
         self._process: subprocess.Popen[bytes] | None = None
         self._watcher: ParentWatch | None = None
 
@@ -48,22 +54,26 @@ class HomeBroker:
         passwords.write_text("\n".join(lines) + "\n")
         passwords.chmod(0o600)
         self.port = port or free_port()
+        lines = [
+            "user root",  # no user switch: files and signals stay simple
+            "per_listener_settings false",
+            "allow_anonymous false",
+            f"password_file {passwords}",
+            "persistence false",
+            f"log_dest file {self.directory / 'mosquitto.log'}",
+            "log_type all",
+            f"listener {self.port} {self.host}",
+        ]
+        if self.tls is not None:
+            self.tls_port = self.tls_port or free_port()
+            lines += [
+                f"listener {self.tls_port} {self.host}",
+                f"cafile {self.tls.ca_certificate}",
+                f"certfile {self.tls.certificate}",
+                f"keyfile {self.tls.key}",
+            ]
         config = self.directory / "mosquitto.conf"
-        config.write_text(
-            "\n".join(
-                [
-                    "user root",  # no user switch: files and signals stay simple
-                    "per_listener_settings false",
-                    f"listener {self.port} {self.host}",
-                    "allow_anonymous false",
-                    f"password_file {passwords}",
-                    "persistence false",
-                    f"log_dest file {self.directory / 'mosquitto.log'}",
-                    "log_type all",
-                    "",
-                ]
-            )
-        )
+        config.write_text("\n".join([*lines, ""]))
         with (self.directory / "watch.log").open("ab") as watch_log:
             watcher = self._watcher = ParentWatch(watch_log)
         self._process = subprocess.Popen(
@@ -97,15 +107,7 @@ class HomeBroker:
     def stop(self) -> None:
         process, self._process = self._process, None
         watcher, self._watcher = self._watcher, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-        if watcher is not None:
-            watcher.dismiss()
+        stop_child(process, watcher, timeout=10)
 
     def __enter__(self) -> Self:
         self.start()

@@ -5,6 +5,7 @@ kill is ``RelayProcess`` in tests/faults/world.py: the fault suite is its only u
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -13,7 +14,7 @@ from touchlamp.config.relay import RelaySettings
 from touchlamp.server.relay import Relay
 from touchlamp.server.store import Store
 
-__all__ = ["running_relay"]
+__all__ = ["relay_metrics", "running_relay"]
 
 
 @contextmanager
@@ -21,10 +22,20 @@ def running_relay(
     settings: RelaySettings, store: Store, *, clock: Callable[[], float] = time.time
 ) -> Iterator[Relay]:
     """A ``Relay`` on ``store`` with a wall ``clock`` (``time.time``), connected to its broker."""
-    relay = Relay(settings=settings, store=store, clock=clock)
-    relay.start()
-    try:
+    with Relay(settings=settings, store=store, clock=clock) as relay:
         assert relay.wait_connected(WAIT), "the relay did not connect and subscribe"
         yield relay
-    finally:
-        relay.stop()
+
+
+def relay_metrics(port: int) -> dict[str, float]:
+    """A relay's Prometheus counters and gauges from its ``/metrics`` on ``port``, by sample
+    name with labels."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
