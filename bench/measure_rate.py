@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO
@@ -41,7 +41,7 @@ from touchlamp.server.store import Store, open_store
 _STALL_SECONDS = 10.0
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--touches", type=int, default=20_000)
     parser.add_argument("--senders", type=int, default=2)
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument(
         "--store", default="sqlite", help="sqlite (a temporary file), a path or a DSN"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as name, ExitStack() as stack:
         directory = Path(name)
         broker = stack.enter_context(_broker(directory, queue=10 * args.touches))
