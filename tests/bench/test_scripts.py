@@ -1,14 +1,16 @@
 """The small measuring scripts under bench/ that BENCHMARKS.md names beside its figures:
-``bench.fsync``, ``bench.imports``, ``bench.saves``, ``bench.spread``."""
+``bench.fsync``, ``bench.imports``, ``bench.saves``, ``bench.spread``; and
+``bench.measure_rate``, the quick relay rate measurement."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from bench import fsync, imports, saves, spread
+from bench import fsync, imports, measure_rate, saves, spread
 from bench.results import Measure, Result, write_json
 
 
@@ -79,3 +81,16 @@ def test_spread_needs_two_runs() -> None:
     with pytest.raises(SystemExit) as exited:
         spread.main(["--runs", "1", "--quick"])
     assert exited.value.code == 2
+
+
+@pytest.mark.skipif(
+    shutil.which("mosquitto_pub") is None or shutil.which("mosquitto_sub") is None,
+    reason="needs Debian's mosquitto-clients",
+)
+def test_measure_rate_forwards_every_touch_once_and_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    measure_rate.main(["--touches", "200", "--senders", "2"])
+    out = capsys.readouterr().out
+    assert "200/200 touches forwarded (0 duplicates)" in out, out
+    assert "touches/s = glows/s (2 sending lamps, as fast as possible, store SqliteStore)" in out
