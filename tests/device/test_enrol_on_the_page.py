@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker.harness import free_port
 from tests.device.test_owner_page import Browser
-from tests.e2e.world import WAIT, BrokerLike, World, wait_until
+from tests.e2e.world import BrokerLike, World
+from tests.support.ports import free_port
+from tests.support.waiting import WAIT, wait_until
 from touchlamp.cli import main
 from touchlamp.config.common import SettingsError, load_settings
 from touchlamp.config.device import DeviceSettings

@@ -20,8 +20,9 @@ from tests.device.test_homeassistant_bridge import (
     home,
 )
 from tests.device.test_owner_page import Browser, _quick_hold, owner_of
-from tests.e2e.world import BrokerLike, World, served_page, wait_until
-from tests.ha.home_broker import HomeBroker
+from tests.e2e.world import BrokerLike, World, served_page
+from tests.support.home_broker import HomeBroker
+from tests.support.waiting import wait_until
 from touchlamp.cli import main
 from touchlamp.config.common import load_settings
 from touchlamp.config.device import DeviceSettings
