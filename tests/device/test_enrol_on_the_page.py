@@ -11,6 +11,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +26,21 @@ from touchlamp.cli import main
 from touchlamp.config.common import SettingsError, load_settings
 from touchlamp.config.device import DeviceSettings
 from touchlamp.config.enrolment_file import ENROLMENT_FILE, write_enrolment_file
+from touchlamp.device.agent import LampAgent
+from touchlamp.device.clock import SystemClock
+from touchlamp.device.hardware import mock_pin_factory, open_light_output, open_touch_input
+from touchlamp.device.lamp_board import FrameTap, LampBoard
 from touchlamp.device.owner_auth import OwnerAuth
-from touchlamp.device.unenrolled import UNENROLLED_ID, load_or_unenrolled
+from touchlamp.device.owner_page import OwnerLamp
+from touchlamp.device.owner_settings import OwnerSettings
+from touchlamp.device.unenrolled import (
+    NOT_ENROLLED_EVENT,
+    UNENROLLED_ID,
+    Enroller,
+    UnenrolledLink,
+    load_or_unenrolled,
+)
+from touchlamp.device.web import WebServer
 from touchlamp.protocol import Enrollment, encode_token
 
 TOUCHLAMP = Path(sys.executable).with_name("touchlamp")
@@ -222,3 +236,67 @@ def test_device_enroll_replaces_a_token_pasted_on_the_page(
     assert not (state / ENROLMENT_FILE).exists()
     settings = load_settings(DeviceSettings, env_file=env_file)
     assert (settings.lamp_id, settings.mqtt.host) == ("lamp-new", "new.example.net")
+
+
+def test_before_enrolment_the_owner_claims_the_lamp_with_a_hold_as_ever(tmp_path: Path) -> None:
+    # The parts `device run` puts together for a lamp without a token (device/cli.py), on mock
+    # pins this process can press: the claim waits for a hold on the lamp's own sensor.
+    env_file = tmp_path / "device.env"
+    env_file.write_text(
+        f"TOUCHLAMP_DEVICE_STATE_DIR={tmp_path / 'state'}\n"
+        "TOUCHLAMP_DEVICE_LOOKS__HOLD_SECONDS=1.0\n"
+    )
+    settings = load_or_unenrolled(env_file)
+    assert settings.lamp_id == UNENROLLED_ID
+    pins = mock_pin_factory()
+    light = FrameTap(open_light_output(settings.hardware, pin_factory=pins))
+    agent = LampAgent(
+        settings=settings,
+        touch=open_touch_input(settings.hardware, pin_factory=pins),
+        light=light,
+        link=lambda _sink: UnenrolledLink(),
+        clock=SystemClock(),
+    )
+    agent.post(NOT_ENROLLED_EVENT)
+    auth = OwnerAuth(state_dir=settings.state_dir, now=time.monotonic)
+    enroller = Enroller(state_dir=settings.state_dir, env_file=env_file)
+    owner_lamp = OwnerLamp(
+        agent=agent,
+        owner=OwnerSettings(lamp=agent, env_file=env_file),
+        link=UnenrolledLink(),
+        auth=auth,
+        broker=(settings.mqtt.host, settings.mqtt.effective_port),
+        enroller=enroller,
+    )
+    board = LampBoard(agent=agent, owner=owner_lamp)
+    light.listeners.append(board.changed)
+    token = encode_token(
+        Enrollment(lamp="lamp-a", password="p" * 20, host="mqtt.example.net", port=8883)
+    )
+    with agent, WebServer(board=board) as server:  # the agent starts here; both stop on exit
+        browser = Browser(server.start())
+        assert browser.post(UNENROLLED_ID, "enrol", {"token": token}).status == 403
+
+        answers: list[int] = []
+        asking = threading.Thread(
+            target=lambda: answers.append(
+                browser.post(UNENROLLED_ID, "claim", {"password": PASSWORD}).status
+            )
+        )
+        asking.start()
+        wait_until(lambda: auth.claim_waiting, "the claim waits for a hold")
+        touch_pin = pins.pin(settings.hardware.touch_pin)
+        touch_pin.drive_high()
+        time.sleep(1.5)
+        touch_pin.drive_low()
+        asking.join(WAIT)
+        assert answers == [200]
+
+        answer = browser.post(UNENROLLED_ID, "enrol", {"token": token})
+        assert answer.status == 200, answer.data
+        assert enroller.enrolled.is_set()
+        assert load_settings(DeviceSettings, env_file=env_file).lamp_id == "lamp-a"
+        # Once: a second token before the restart is refused, the first one stays.
+        again = browser.post(UNENROLLED_ID, "enrol", {"token": token})
+        assert again.status == 400
+        assert "just enrolled" in again.data["error"]
