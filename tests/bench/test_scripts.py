@@ -1,18 +1,29 @@
 """The small measuring scripts under bench/ that BENCHMARKS.md names beside its figures:
 ``bench.fsync``, ``bench.imports``, ``bench.saves``, ``bench.spread``, ``bench.handoff``,
-``bench.seen_writes``, ``bench.lamp_creation``."""
+``bench.seen_writes``, ``bench.lamp_creation``; and ``bench.measure_rate``, the quick relay rate
+measurement."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from bench import fsync, handoff, imports, lamp_creation, saves, seen_writes, spread
+from bench import (
+    fsync,
+    handoff,
+    imports,
+    lamp_creation,
+    measure_rate,
+    saves,
+    seen_writes,
+    spread,
+)
 from bench.results import Measure, Result, write_json
 
 
@@ -157,3 +168,16 @@ def test_lamp_creation_refuses_too_few_lamps_for_its_three_steps() -> None:
     with pytest.raises(SystemExit) as exited:
         lamp_creation.main(["--lamps", "2", "--each", "1"])
     assert exited.value.code == 2
+
+
+@pytest.mark.skipif(
+    shutil.which("mosquitto_pub") is None or shutil.which("mosquitto_sub") is None,
+    reason="needs Debian's mosquitto-clients",
+)
+def test_measure_rate_forwards_every_touch_once_and_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    measure_rate.main(["--touches", "200", "--senders", "2"])
+    out = capsys.readouterr().out
+    assert "200/200 touches forwarded (0 duplicates)" in out, out
+    assert "touches/s = glows/s (2 sending lamps, as fast as possible, store SqliteStore)" in out
