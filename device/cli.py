@@ -33,7 +33,7 @@ from touchlamp.config.device import DeviceSettings, HomeAssistantSettings, defau
 from touchlamp.config.enrolment_file import ENROLMENT_FILE
 from touchlamp.config.lamp_file import state_owned_like_its_directory
 from touchlamp.device import owner_settings
-from touchlamp.device.agent import AgentLink, LampAgent
+from touchlamp.device.agent import AgentLink, LampAgent, freeze_start_up_objects
 from touchlamp.device.clock import SystemClock
 from touchlamp.device.control import (
     ControlServer,
@@ -402,6 +402,7 @@ def _run_on_pins(
             control.start()
             agent.start()
             home.start()
+            freeze_start_up_objects()
             web = _announce_and_wait(settings, page, stop, enroller) or web
         finally:
             if page is not None:
