@@ -17,17 +17,16 @@ import contextlib
 import json
 import logging
 import queue
-import ssl
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from touchlamp.broker.acl import (
@@ -41,6 +40,7 @@ from touchlamp.broker.acl import (
 )
 from touchlamp.broker.errors import BrokerAdminError
 from touchlamp.broker.passwords import generate_password
+from touchlamp.mqtt.client import new_client, tls_for_file
 from touchlamp.protocol.topics import LAMP_ID_PATTERN, Topics, validate_lamp_id
 
 if TYPE_CHECKING:
@@ -133,8 +133,13 @@ class BrokerAdmin:
         self._password = password
         self._topics = topics or Topics()
         self._timeout = timeout
-        self._tls = tls or tls_cafile is not None
-        self._tls_cafile = tls_cafile
+        # Without a CA file: the system's trusted CAs.
+        self._tls_context = tls_for_file(
+            tls or tls_cafile is not None,
+            Path(tls_cafile) if tls_cafile is not None else None,
+            setting="TOUCHLAMP_RELAY_MQTT__CA_FILE",
+            error=BrokerAdminError,
+        )
         self._events: queue.Queue[_Event] = queue.Queue()
         self._lock = threading.Lock()
         self._client = self._new_client()
@@ -143,16 +148,14 @@ class BrokerAdmin:
     def _new_client(self) -> mqtt.Client:
         # A fresh paho client per connection: paho's loop_start() makes a new socket pair each
         # time without closing the previous one, so reusing a client leaks sockets.
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
+        client = new_client(
             # Unique: an operator's CLI and the relay may administer at the same time.
-            client_id=f"touchlamp-admin-{uuid.uuid4().hex[:12]}",
-            protocol=MQTTProtocolVersion.MQTTv5,
+            f"touchlamp-admin-{uuid.uuid4().hex[:12]}",
+            username=self._username,
+            password=self._password,
+            tls=self._tls_context,
+            log_as=f"{__name__}.paho",
         )
-        client.username_pw_set(self._username, self._password)
-        if self._tls:
-            # Without a CA file: the system's trusted CAs.
-            client.tls_set(ca_certs=self._tls_cafile, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message

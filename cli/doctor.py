@@ -41,7 +41,6 @@ import ssl
 import stat
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -49,12 +48,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ValidationError
 
 from touchlamp.config.common import SettingsError, load_settings
@@ -64,7 +57,10 @@ from touchlamp.config.relay import RelaySettings
 from touchlamp.device.control import ControlError, NoLampRunningError, ask_running_lamp
 from touchlamp.device.gpio import LgpioState, lgpio_state, uses_gpio
 from touchlamp.device.simulated import is_simulated
-from touchlamp.errors import EXIT_FAILURE, EXIT_OK, TouchlampError
+from touchlamp.errors import EXIT_FAILURE, EXIT_OK
+from touchlamp.mqtt.client import new_client
+from touchlamp.mqtt.session import NoAnswerError, Session
+from touchlamp.mqtt.tls import CAFileError, tls_context
 from touchlamp.protocol import (
     PairAction,
     PairRequest,
@@ -285,7 +281,7 @@ def _check_lamp_session(
         yield _paired(response, settings.lamp_id)
         return
     mqtt_settings = settings.mqtt
-    with _Session.open(
+    with _open_session(
         host=mqtt_settings.host,
         port=mqtt_settings.effective_port,
         username=username,
@@ -330,7 +326,7 @@ def _check_relay_login(
             "relay login: not checked while the relay runs (it holds the client id); set "
             "TOUCHLAMP_RELAY_METRICS_PORT so that doctor can ask the relay itself"
         )
-    with _Session.open(
+    with _open_session(
         host=mqtt_settings.host,
         port=mqtt_settings.effective_port,
         username=username,
@@ -360,7 +356,7 @@ def _check_admin_login(
             "(only `touchlamp relay lamp add/remove` need it)"
         )
     mqtt_settings = settings.mqtt
-    with _Session.open(
+    with _open_session(
         host=mqtt_settings.host,
         port=mqtt_settings.effective_port,
         username=admin.username,
@@ -543,10 +539,10 @@ def _check_tls(
             f"set {prefix}__TLS=true (and {prefix}__CA_FILE for a private CA)",
         )
     try:
-        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    except (OSError, ssl.SSLError) as error:
+        context = tls_context(ca_file, setting=f"{prefix}__CA_FILE")
+    except CAFileError as error:
         return None, fail(
-            f"cannot load the CA file {ca_file} ({error})",
+            f"cannot load the CA file {ca_file} ({error.__cause__})",
             f"point {prefix}__CA_FILE at the PEM certificate of the broker's CA",
         )
     try:
@@ -719,7 +715,7 @@ def _store_kind(location: str) -> str:
     return "PostgreSQL" if location.startswith(("postgresql:", "postgres:")) else location
 
 
-def _check_pairing(session: _Session, settings: DeviceSettings) -> Iterator[Finding]:
+def _check_pairing(session: Session, settings: DeviceSettings) -> Iterator[Finding]:
     topics = Topics(root=settings.mqtt.topic_root)
     lamp_id = settings.lamp_id
     started = time.monotonic()
@@ -728,8 +724,9 @@ def _check_pairing(session: _Session, settings: DeviceSettings) -> Iterator[Find
             topics.pair(lamp_id),
             topics.pair_response(lamp_id),
             encode(PairRequest(action=PairAction.STATUS)),
+            what="a pairing request",
         )
-    except _NoAnswerError as error:
+    except NoAnswerError as error:
         yield fail(
             f"relay responding: {error}",
             "on the relay's host: sudo systemctl status touchlamp-relay, and "
@@ -760,12 +757,19 @@ def _paired(response: PairResponse, lamp_id: str) -> Finding:
 # ---- a short MQTT session of the doctor's own ----
 
 
-class _NoAnswerError(TouchlampError):
-    pass
-
-
-class _Session:
-    """A short MQTT 5 connection of doctor's own.
+@contextlib.contextmanager
+def _open_session(
+    *,
+    host: str,
+    port: int,
+    username: str,
+    password: str,
+    context: ssl.SSLContext | None,
+    timeout: float,
+    client_id: str | None = None,
+    session_expiry: int = 0,
+) -> Iterator[Session]:
+    """A short MQTT 5 connection of doctor's own (mqtt/session.py).
 
     Without ``client_id`` it is a clean, non-persistent session under a random client id, so
     nothing of the service's is touched. With ``client_id`` (a service's id, which the broker may
@@ -775,126 +779,22 @@ class _Session:
     unacknowledged messages again when the service reconnects). Use it only when the service
     is not running: a second connection with its client id would take over its session.
     """
-
-    def __init__(self, client: mqtt.Client, timeout: float) -> None:
-        self._client = client
-        self._timeout = timeout
-        self._connected = threading.Event()
-        self._subscribed = threading.Event()
-        self._expected: set[bytes] = set()
-        self._answers: dict[bytes, bytes] = {}
-        self._answered = threading.Condition()
-        self._granted = False
-        self.refused: str | None = None
-
-    @classmethod
-    @contextlib.contextmanager
-    def open(
-        cls,
-        *,
-        host: str,
-        port: int,
-        username: str,
-        password: str,
-        context: ssl.SSLContext | None,
-        timeout: float,
-        client_id: str | None = None,
-        session_expiry: int = 0,
-    ) -> Iterator[_Session]:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"{username}-doctor-{secrets.token_hex(3)}",
-            protocol=MQTTProtocolVersion.MQTTv5,
-            manual_ack=True,
-        )
-        session = cls(client, timeout)
-        client.username_pw_set(username, password)
-        if context is not None:
-            client.tls_set_context(context)
-        client.on_connect = session._on_connect
-        client.on_subscribe = session._on_subscribe
-        client.on_message = session._on_message
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        if client_id is not None:
-            properties.SessionExpiryInterval = session_expiry
-        try:
-            client.connect(
-                host,
-                port,
-                keepalive=30,
-                clean_start=client_id is None,
-                properties=properties,
-            )
-        except (OSError, ssl.SSLError) as error:
-            session.refused = f"connection failed: {error}"
-            yield session
-            return
-        client.loop_start()
-        try:
-            if not session._connected.wait(timeout):
-                session.refused = f"no CONNACK within {timeout:g} s"
-            yield session
-        finally:
-            client.disconnect()
-            client.loop_stop()
-
-    def request(self, topic: str, response_topic: str, payload: bytes) -> bytes:
-        """Publish a request and wait for the answer carrying its correlation data."""
-        self._client.subscribe(response_topic, options=SubscribeOptions(qos=1))
-        if not self._subscribed.wait(self._timeout) or not self._granted:
-            raise _NoAnswerError(f"the broker did not let the lamp subscribe to {response_topic}")
-        correlation = secrets.token_bytes(16)
-        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        properties.ResponseTopic = response_topic
-        properties.CorrelationData = correlation
-        properties.MessageExpiryInterval = max(1, round(self._timeout))
-        with self._answered:
-            self._expected.add(correlation)
-        info = self._client.publish(topic, payload, qos=1, properties=properties)
-        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            raise _NoAnswerError(f"could not publish the request ({info.rc.name})")
-        with self._answered:
-            if not self._answered.wait_for(lambda: correlation in self._answers, self._timeout):
-                raise _NoAnswerError(
-                    f"the relay did not answer a pairing request within {self._timeout:g} s"
-                )
-            return self._answers[correlation]
-
-    # paho's callbacks (its network thread): they only record what arrived.
-
-    def _on_connect(
-        self,
-        _client: mqtt.Client,
-        _userdata: object,
-        _flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        _properties: Properties | None,
-    ) -> None:
-        if reason.is_failure:
-            self.refused = reason.getName()
-        self._connected.set()
-
-    def _on_subscribe(
-        self,
-        _client: mqtt.Client,
-        _userdata: object,
-        _mid: int,
-        reasons: list[ReasonCode],
-        _properties: Properties | None,
-    ) -> None:
-        self._granted = all(not reason.is_failure for reason in reasons)
-        self._subscribed.set()
-
-    def _on_message(
-        self, client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage
-    ) -> None:
-        correlation = getattr(message.properties, "CorrelationData", None)
-        with self._answered:
-            if correlation is None or bytes(correlation) not in self._expected:
-                return  # the service's message: left unacknowledged, so it comes again later
-            self._answers[bytes(correlation)] = bytes(message.payload)
-            self._answered.notify_all()
-        client.ack(message.mid, message.qos)
+    client = new_client(
+        client_id or f"{username}-doctor-{secrets.token_hex(3)}",
+        username=username,
+        password=password,
+        tls=context,
+        log_as=f"{__name__}.paho",
+        manual_ack=True,
+    )
+    with Session.open(
+        client,
+        host=host,
+        port=port,
+        timeout=timeout,
+        session_expiry=session_expiry if client_id is not None else None,
+    ) as session:
+        yield session
 
 
 # ---- running it ----
