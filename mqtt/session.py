@@ -7,13 +7,16 @@ session's ``timeout``. A long-lived client (the relay, a lamp) uses ``MqttDriver
 
 A request carries MQTT 5 correlation data and a response topic; the answer is the message on
 that topic carrying the same correlation data. Other messages there are left unacknowledged
-(manual acks), so the broker delivers them again to whoever they were for.
+(manual acks), so the broker delivers them again to whoever they were for. A service that
+answers in its payload instead (Mosquitto's dynamic-security plugin) is read with ``listen``
+and ``next_message``.
 
 Thread: one caller thread; paho's own thread runs the callbacks.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import secrets
 import ssl
@@ -32,11 +35,19 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from touchlamp.errors import TouchlampError
 from touchlamp.mqtt.client import connect_properties, properties
 
-__all__ = ["NoAnswerError", "Session"]
+__all__ = ["ConnectionLostError", "NoAnswerError", "Session"]
 
 
 class NoAnswerError(TouchlampError, TimeoutError):
     """The broker (or the service behind it) did not answer in time, or refused a subscription."""
+
+
+class ConnectionLostError(TouchlampError, ConnectionError):
+    """The broker closed the session's connection; ``reason`` is its reason code."""
+
+    def __init__(self, reason: ReasonCode) -> None:
+        super().__init__(f"the broker closed the connection ({reason})")
+        self.reason = reason
 
 
 class Session:
@@ -55,6 +66,10 @@ class Session:
         self._expected: set[bytes] = set()
         self._answers: dict[bytes, bytes] = {}
         self._answered = threading.Condition()
+        self._listening: set[str] = set()
+        self._heard: collections.deque[bytes] = collections.deque()
+        self._lost: ReasonCode | None = None
+        self._gone = threading.Event()
         self.refused: str | None = None
         self.unreachable: OSError | None = None
         self.refusal: ReasonCode | None = None
@@ -82,6 +97,7 @@ class Session:
         client.on_connect = session._on_connect
         client.on_subscribe = session._on_subscribe
         client.on_message = session._on_message
+        client.on_disconnect = session._on_disconnect
         try:
             client.connect(
                 host,
@@ -102,23 +118,52 @@ class Session:
             yield session
         finally:
             client.disconnect()
+            # paho closes its socket when it reports the disconnect; stopping its loop before
+            # that would leave the socket open.
+            if session.refused is None:
+                session._gone.wait(timeout)
             client.loop_stop()
 
     @property
     def client(self) -> mqtt.Client:
         return self._client
 
-    def subscribe(self, topic: str, *, qos: int = 1) -> None:
-        """Subscribe and wait for the broker's grant; ``NoAnswerError`` if refused or late."""
+    def subscribe(self, topic: str, *, qos: int = 1) -> list[ReasonCode]:
+        """Subscribe and return the broker's answer (a failure code: refused).
+
+        Raises: ``NoAnswerError`` when the broker does not answer within ``timeout``.
+        """
         with self._subscribed:
             _, mid = self._client.subscribe(topic, options=SubscribeOptions(qos=qos))
             if mid is None or not self._subscribed.wait_for(
                 lambda: mid in self._subacks, self.timeout
             ):
-                raise NoAnswerError(f"the broker did not answer the subscription to {topic}")
-            granted = self._subacks.pop(mid)
-        if any(reason.is_failure for reason in granted):
-            raise NoAnswerError(f"the broker did not let this client subscribe to {topic}")
+                raise NoAnswerError(
+                    f"the broker did not answer the subscription to {topic} "
+                    f"within {self.timeout:g} s"
+                )
+            return self._subacks.pop(mid)
+
+    def listen(self, topic: str) -> None:
+        """Keep every message on ``topic`` (no wildcards) for ``next_message``."""
+        self._listening.add(topic)
+
+    def next_message(self, deadline: float) -> bytes | None:
+        """The payload of the next message on a ``listen``ed topic; ``None`` once
+        ``deadline`` (``time.monotonic()``) has passed.
+
+        Raises: ``ConnectionLostError`` when the broker closed the connection meanwhile.
+        """
+        with self._answered:
+            self._answered.wait_for(
+                lambda: self._heard or self._lost is not None,
+                max(0.0, deadline - time.monotonic()),
+            )
+            if self._heard:
+                return self._heard.popleft()
+            if self._lost is not None:
+                raise ConnectionLostError(self._lost)
+            return None
 
     def request(
         self, topic: str, response_topic: str, payload: bytes, *, what: str = "a request"
@@ -127,7 +172,8 @@ class Session:
 
         Raises: ``NoAnswerError`` naming ``what`` when no answer comes within ``timeout``.
         """
-        self.subscribe(response_topic)
+        if any(reason.is_failure for reason in self.subscribe(response_topic)):
+            raise NoAnswerError(f"the broker did not let this client subscribe to {response_topic}")
         correlation = secrets.token_bytes(16)
         request = properties(PacketTypes.PUBLISH)
         request.ResponseTopic = response_topic
@@ -189,8 +235,24 @@ class Session:
     ) -> None:
         correlation = getattr(message.properties, "CorrelationData", None)
         with self._answered:
-            if correlation is None or bytes(correlation) not in self._expected:
+            if message.topic in self._listening:
+                self._heard.append(bytes(message.payload))
+            elif correlation is None or bytes(correlation) not in self._expected:
                 return  # someone else's message: left unacknowledged, so it comes again later
-            self._answers[bytes(correlation)] = bytes(message.payload)
+            else:
+                self._answers[bytes(correlation)] = bytes(message.payload)
             self._answered.notify_all()
         client.ack(message.mid, message.qos)
+
+    def _on_disconnect(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        with self._answered:
+            self._lost = reason
+            self._answered.notify_all()
+        self._gone.set()
