@@ -319,12 +319,12 @@ def _echo_baseline(
     seconds: float,
 ) -> LoadRun:
     """The same load through a relay that does no work (bench/peer.py ``echo``)."""
-    credentials = site.broker.credentials
+    username, password = site.relay_login("bench-echo")
     echo = PeerProcess(
         "echo",
         site=site,
-        username=credentials.relay_username,
-        password=credentials.relay_password,
+        username=username,
+        password=password,
         client_id="bench-echo",
         root=site.topics.root,
         pairs=",".join(":".join(pair) for pair in pairs),

@@ -170,13 +170,12 @@ class _Watcher:
 
     def __enter__(self) -> _Watcher:
         site = self._site
-        credentials = site.broker.credentials
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id="bench-watcher",
             protocol=MQTTProtocolVersion.MQTTv5,
         )
-        client.username_pw_set(credentials.relay_username, credentials.relay_password)
+        client.username_pw_set(*site.relay_login("bench-watcher"))
         client.on_message = self._on_message
         client.on_subscribe = lambda *_args: self._subscribed.set()
         client.connect(site.broker.host, site.broker.port)

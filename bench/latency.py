@@ -318,12 +318,8 @@ class _OneHop:
         self._arrived: list[float] = []
         self.samples: list[float] = []
         self._payload = encode(Touch(seq=0, stream=1, color=_SENDER_COLOR, ts=0))
-        credentials = site.broker.credentials
-        self._sender = _client(
-            f"hop-pub-{uuid.uuid4().hex[:6]}",
-            credentials.relay_username,
-            credentials.relay_password,
-        )
+        sender = f"hop-pub-{uuid.uuid4().hex[:6]}"
+        self._sender = _client(sender, *site.relay_login(sender))
         self._receiver = _client("hop-a", "hop-a", site.passwords["hop-a"])
         self._site = site
 

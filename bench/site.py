@@ -135,6 +135,7 @@ class BenchSite:
         self.colors: dict[str, str] = {}
         self._broker: ManagedBroker | None = None
         self._relays: list[RelayProcess] = []
+        self._relay_logins: dict[str, str] = {}
 
     @property
     def broker(self) -> ManagedBroker:
@@ -218,19 +219,27 @@ class BenchSite:
         finally:
             store.close()
 
+    def relay_login(self, name: str) -> tuple[str, str]:
+        """A relay login (username, password) bound to client id ``name``, made once: the
+        broker binds each relay login to its name (SECURITY.md)."""
+        if name not in self._relay_logins:
+            with self.broker.admin() as admin:
+                self._relay_logins[name] = admin.add_relay(name)
+        return name, self._relay_logins[name]
+
     def relay_env(
         self, *, client_id: str, rate_limited: bool = True, metrics_port: int = 0
     ) -> dict[str, str]:
         """``TOUCHLAMP_RELAY_*`` for a relay on this site; ``rate_limited=False`` lifts the
         per-lamp limit (a burst measures the relay, not its policy)."""
-        credentials = self.broker.credentials
+        username, password = self.relay_login(client_id)
         env = {
             "TOUCHLAMP_RELAY_STATE_DIR": str(self.directory / "relay-state"),
             "TOUCHLAMP_RELAY_STORE_URL": str(self.store_path),
             "TOUCHLAMP_RELAY_MQTT__HOST": self.broker.host,
             "TOUCHLAMP_RELAY_MQTT__PORT": str(self.broker.port),
-            "TOUCHLAMP_RELAY_MQTT__USERNAME": credentials.relay_username,
-            "TOUCHLAMP_RELAY_MQTT__PASSWORD": credentials.relay_password,
+            "TOUCHLAMP_RELAY_MQTT__USERNAME": username,
+            "TOUCHLAMP_RELAY_MQTT__PASSWORD": password,
             "TOUCHLAMP_RELAY_MQTT__CLIENT_ID": client_id,
             "TOUCHLAMP_RELAY_MQTT__TOPIC_ROOT": self.topics.root,
             "TOUCHLAMP_RELAY_METRICS_PORT": str(metrics_port),

@@ -145,12 +145,12 @@ def run(context: BenchContext) -> list[Result]:
 
 def one_hop(site: BenchSite, lamps: PairedLamps, *, touches: int) -> BurstOutcome:
     """The same windowed burst into one plain paho subscriber in a process of its own."""
-    credentials = site.broker.credentials
+    username, password = site.relay_login("bench-sink")
     sink = PeerProcess(
         "sink",
         site=site,
-        username=credentials.relay_username,
-        password=credentials.relay_password,
+        username=username,
+        password=password,
         client_id="bench-sink",
         topic=site.topics.every(Kind.TOUCH),
         every="100",

@@ -24,6 +24,7 @@ __all__ = [
     "ADMIN_ROLE",
     "CONTROL_TOPIC",
     "DEFAULT_ACL_ACCESS",
+    "INSTALLED_RELAY_CLIENT_ID",
     "LAMP_CLIENT_TEXT",
     "LAMP_ROLE_PREFIX",
     "RELAY_CLIENT_TEXT",
@@ -55,6 +56,10 @@ LAMP_ROLE_PREFIX = "lamp:"
 # textName of the dynsec clients we create: tells an operator's `mosquitto_ctrl` listing who is who.
 LAMP_CLIENT_TEXT = "touchlamp lamp"
 RELAY_CLIENT_TEXT = "touchlamp relay"
+# The one client id the relay login ``touchlamp broker`` installs may use: the relay's default
+# client id (RelaySettings), so an upgraded relay keeps its persistent session and the touches
+# queued in it. No lamp or other relay may take this id (BrokerAdmin refuses it).
+INSTALLED_RELAY_CLIENT_ID = "touchlamp-relay"
 
 # What nobody may do unless a role allows it: nothing.
 DEFAULT_ACL_ACCESS: Mapping[str, bool] = {

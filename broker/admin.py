@@ -29,6 +29,7 @@ import paho.mqtt.client as mqtt
 
 from touchlamp.broker.acl import (
     CONTROL_TOPIC,
+    INSTALLED_RELAY_CLIENT_ID,
     LAMP_CLIENT_TEXT,
     RELAY_CLIENT_TEXT,
     RELAY_ROLE,
@@ -213,6 +214,7 @@ class BrokerAdmin:
         """
         for lamp_id in lamp_ids:
             validate_lamp_id(lamp_id)
+            _refuse_the_relays_client_id(lamp_id, "a lamp id")
         repeated = sorted({lamp_id for lamp_id in lamp_ids if lamp_ids.count(lamp_id) > 1})
         if repeated:
             raise BrokerAdminError(f"lamp ids given more than once: {', '.join(repeated)}")
@@ -320,22 +322,23 @@ class BrokerAdmin:
         log.info("lamp %s has a new password", lamp_id)
         return new_password
 
-    def add_relay(self, username: str, *, client_id: str | None = None) -> str:
-        """Create relay user ``username``; return its password.
+    def add_relay(self, username: str) -> str:
+        """Create relay user ``username``, bound to client id ``username``; return its password.
 
-        One relay login may serve several relay processes (each with its own client id), which
-        split the work with a shared subscription (``$share/<name>/…``). Give ``client_id`` to
-        bind the login to that one client id: measured on Mosquitto 2.0.11, an unbound login may
-        connect with *any* client id, including a lamp's, and so take over that lamp's session.
+        Each relay process has its own login, whose client id is its name, as a lamp's is: on
+        Mosquitto 2.0.11 a login not bound to a client id may connect with *any*, a lamp's
+        included, and so take over that lamp's session (SECURITY.md). Names are unique among
+        lamps and relays alike, so no lamp can take a relay's client id either.
         """
         if not LAMP_ID_PATTERN.fullmatch(username):
             raise BrokerAdminError(
                 f"{username!r} is not a usable relay name: "
                 "use 3-32 characters from a-z, 0-9 and '-'"
             )
-        return self._connected_for(lambda: self._add_relay(username, client_id))
+        _refuse_the_relays_client_id(username, "a relay name")
+        return self._connected_for(lambda: self._add_relay(username))
 
-    def _add_relay(self, username: str, client_id: str | None) -> str:
+    def _add_relay(self, username: str) -> str:
         if self._get_client(username) is not None:
             raise BrokerAdminError(
                 f"{username!r} already exists on the broker: choose another name"
@@ -345,14 +348,26 @@ class BrokerAdmin:
             "command": "createClient",
             "username": username,
             "password": password,
+            "clientid": username,
             "textname": RELAY_CLIENT_TEXT,
             "roles": [{"rolename": RELAY_ROLE}],
         }
-        if client_id is not None:
-            command["clientid"] = client_id
         self._run([command])
         log.info("relay user %s added to the broker", username)
         return password
+
+    def remove_relay(self, username: str) -> None:
+        """Delete relay user ``username`` (made by ``add_relay``); its live connection closes."""
+        self._connected_for(lambda: self._remove_relay(username))
+
+    def _remove_relay(self, username: str) -> None:
+        client = self._get_client(username)
+        roles = client.get("roles") if client is not None else None
+        names = [role.get("rolename") for role in roles or [] if isinstance(role, dict)]
+        if RELAY_ROLE not in names:
+            raise BrokerAdminError(f"{username!r} is not a relay user on the broker")
+        self._run([{"command": "deleteClient", "username": username}])
+        log.info("relay user %s removed from the broker", username)
 
     def list_lamps(self) -> list[str]:
         """The ids of all lamps on the broker, sorted."""
@@ -485,6 +500,14 @@ def _batches(
         batches[-1].append(item)
         used += item_size
     return batches
+
+
+def _refuse_the_relays_client_id(name: str, what: str) -> None:
+    # Its login would be bound to the installed relay's client id, and could push it off.
+    if name == INSTALLED_RELAY_CLIENT_ID:
+        raise BrokerAdminError(
+            f"{name!r} is the relay's client id, not usable as {what}: choose another name"
+        )
 
 
 def _is_lamp(username: str, client: Mapping[str, Any]) -> bool:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from touchlamp.broker.acl import INSTALLED_RELAY_CLIENT_ID
 from touchlamp.broker.admin import BrokerAdmin
 from touchlamp.broker.certs import (
     DEFAULT_SERVER_DAYS,
@@ -138,6 +139,30 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     _connection_options(listing)
     listing.set_defaults(func=_lamp_list)
 
+    relay = commands.add_parser(
+        "relay",
+        help="add or remove the login of a further relay process on a running broker",
+        description=(
+            "Each relay login may use one client id only (SECURITY.md): 'relay' the relay's "
+            "default, touchlamp-relay; a login added here its own NAME. A second relay process "
+            "runs with TOUCHLAMP_RELAY_MQTT__USERNAME=NAME and "
+            "TOUCHLAMP_RELAY_MQTT__CLIENT_ID=NAME."
+        ),
+    )
+    relay_commands = relay.add_subparsers(title="relay commands", metavar="COMMAND", required=True)
+    relay_add = relay_commands.add_parser(
+        "add", help="add relay login NAME (client id NAME) and print its password (once)"
+    )
+    relay_add.add_argument("name", metavar="NAME", help="login and client id, e.g. relay-2")
+    _connection_options(relay_add)
+    relay_add.set_defaults(func=_relay_add)
+    relay_remove = relay_commands.add_parser(
+        "remove", help="remove relay login NAME (disconnects it now)"
+    )
+    relay_remove.add_argument("name", metavar="NAME")
+    _connection_options(relay_remove)
+    relay_remove.set_defaults(func=_relay_remove)
+
 
 def _argument(validate: Callable[[str], str]) -> Callable[[str], str]:
     """An argparse ``type`` that turns a validator's ValueError into a usage error (exit 2)."""
@@ -224,7 +249,10 @@ def _describe(broker: ManagedBroker) -> None:
     lines += [
         f"  topic root     {settings.topic_root}",
         f"  admin user     {admin!r}, password in {layout.admin_password_file}",
-        f"  relay user     {relay!r}, password in {layout.relay_password_file}",
+        (
+            f"  relay user     {relay!r} (client id {INSTALLED_RELAY_CLIENT_ID!r}), password in "
+            f"{layout.relay_password_file}"
+        ),
         f"  log            {layout.log_file}",
         (
             f"  add a lamp:    touchlamp broker lamp add ID --state-dir {layout.root} "
@@ -342,6 +370,27 @@ def _lamp_remove(args: argparse.Namespace) -> int:
     def remove(admin: BrokerAdmin) -> None:
         admin.remove_lamp(args.lamp_id)
         print(f"touchlamp: lamp {args.lamp_id!r} removed; it was disconnected if it was online")
+
+    return _with_admin(args, remove)
+
+
+def _relay_add(args: argparse.Namespace) -> int:
+    def add(admin: BrokerAdmin) -> None:
+        password = admin.add_relay(args.name)
+        print(
+            f"touchlamp: relay login {args.name!r} added (username and client id {args.name!r}). "
+            "Its password follows on standard output; it is not shown again:",
+            file=sys.stderr,
+        )
+        print(password)
+
+    return _with_admin(args, add)
+
+
+def _relay_remove(args: argparse.Namespace) -> int:
+    def remove(admin: BrokerAdmin) -> None:
+        admin.remove_relay(args.name)
+        print(f"touchlamp: relay login {args.name!r} removed; its connection was closed")
 
     return _with_admin(args, remove)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from touchlamp.broker.acl import ADMIN_ROLE as ADMIN_ROLE_NAME
 from touchlamp.broker.acl import (
     DEFAULT_ACL_ACCESS,
+    INSTALLED_RELAY_CLIENT_ID,
     RELAY_CLIENT_TEXT,
     admin_role,
     relay_role,
@@ -150,8 +151,9 @@ def render_dynsec_json(
         *(
             {
                 "username": relay.username,
-                # Not bound to a client id: several relay processes (and the relay's CLI) share
-                # this login with client ids of their own. BrokerAdmin.add_relay can bind one.
+                # Bound to one client id, as lamps are: an unbound login may take any client
+                # id, a lamp's included, and push that lamp off (SECURITY.md).
+                "clientid": INSTALLED_RELAY_CLIENT_ID,
                 "textName": RELAY_CLIENT_TEXT,
                 **_password_fields(relay.password),
                 "roles": [{"rolename": RELAY_ROLE_NAME}],

@@ -29,7 +29,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from touchlamp.broker.acl import LAMP_CLIENT_TEXT, RELAY_ROLE, lamp_role, relay_role
+from touchlamp.broker.acl import (
+    INSTALLED_RELAY_CLIENT_ID,
+    LAMP_CLIENT_TEXT,
+    RELAY_ROLE,
+    lamp_role,
+    relay_role,
+)
 from touchlamp.broker.errors import BrokerStateError
 from touchlamp.broker.passwords import generate_password, hash_password
 from touchlamp.broker.render import (
@@ -194,6 +200,11 @@ def import_lamps(settings: BrokerSettings, lamp_ids: Sequence[str]) -> dict[str,
     """
     for lamp_id in lamp_ids:
         validate_lamp_id(lamp_id)
+        if lamp_id == INSTALLED_RELAY_CLIENT_ID:
+            # Its login would be bound to the relay's client id, and could push the relay off.
+            raise BrokerStateError(
+                f"{lamp_id!r} is the relay's client id, not usable as a lamp id: choose another"
+            )
     if len(set(lamp_ids)) != len(lamp_ids):
         repeated = sorted({lamp_id for lamp_id in lamp_ids if lamp_ids.count(lamp_id) > 1})
         raise BrokerStateError(f"lamp ids given more than once: {', '.join(repeated)}")

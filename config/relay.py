@@ -63,6 +63,8 @@ class MqttSettings(BrokerConnection):
     # The broker's relay login (``touchlamp broker`` creates "relay"; its password is in the
     # broker's credentials/relay.password).
     username: str = "relay"
+    # The broker binds each relay login to one client id (SECURITY.md): "relay" to this one, a
+    # login from ``touchlamp broker relay add NAME`` to NAME. Another id is refused.
     client_id: Word = "touchlamp-relay"
     # Relays with the same share name split the touches between them ($share/<name>/…).
     share_name: Word = "touchlamp-relay"

@@ -168,7 +168,7 @@ def _register_owner(
 
 
 def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
-    # The demo (demo.py) pulls in the relay and the broker launcher, and the simulator
+    # The demo (touchlamp.demo) pulls in the relay and the broker launcher, and the simulator
     # (simulate.py) the page: both are imported only by the command that runs them.
     web = argparse.ArgumentParser(add_help=False)
     web.add_argument(
@@ -243,7 +243,7 @@ def _port(text: str) -> int:
 
 # -- demo and sim ----------------------------------------------------------------------------------
 def _demo(args: argparse.Namespace) -> int:
-    from touchlamp.device import demo  # noqa: PLC0415  pulls in the relay and the broker launcher
+    from touchlamp import demo  # noqa: PLC0415  pulls in the relay and the broker launcher
 
     return demo.run_demo(
         lamps=2,
@@ -272,7 +272,7 @@ def _sim(args: argparse.Namespace) -> int:
         if args.homeassistant is not None:
             lamps = [with_home_assistant(lamp, args.homeassistant, web_port) for lamp in lamps]
         return simulate.run_simulator(lamps=lamps, web_port=web_port, env_files=env_files)
-    from touchlamp.device import demo  # noqa: PLC0415  pulls in the relay and the broker launcher
+    from touchlamp import demo  # noqa: PLC0415  pulls in the relay and the broker launcher
 
     count = 2 if args.lamps is None else args.lamps
     if not 1 <= count <= demo.MAX_LAMPS:
@@ -293,7 +293,7 @@ def _sim(args: argparse.Namespace) -> int:
 def _device_run(args: argparse.Namespace) -> int:
     settings = load_settings(DeviceSettings, env_file=args.env_file)
     if args.simulate:
-        # Not demo.py, which would bring the relay and the broker launcher into a lamp.
+        # Not touchlamp.demo, which would bring the relay and the broker launcher into a lamp.
         from touchlamp.device import simulate  # noqa: PLC0415  the page, only with --simulate
 
         return simulate.run_simulator(

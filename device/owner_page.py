@@ -156,10 +156,11 @@ class OwnerLamp:
         if self._agent.status().online:
             return OwnerAnswer(HTTPStatus.OK, {"connected": True, "findings": []})
         # doctor's own check, imported only when asked: it is not a lamp's everyday code.
-        from touchlamp.doctor import Outcome, _check_reachable  # noqa: PLC0415
+        from touchlamp.doctor.findings import Outcome  # noqa: PLC0415
+        from touchlamp.doctor.network import check_reachable  # noqa: PLC0415
 
         host, port = self._broker
-        found = _check_reachable(host, port, _DOCTOR_TIMEOUT, "TOUCHLAMP_DEVICE_MQTT")
+        found = check_reachable(host, port, _DOCTOR_TIMEOUT, "TOUCHLAMP_DEVICE_MQTT")
         if found.outcome is Outcome.OK:
             text = f"{found.text}, but the lamp is not connected to it"
             fix = (

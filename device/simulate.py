@@ -1,11 +1,11 @@
 """Serve simulated lamps' page until a signal: ``device run --simulate`` and ``sim --env-file``.
 
 ``run_simulator`` runs lamps that are already enrolled with some relay on mock pins and serves
-their page; ``serve_page`` is shared with the demo (demo.py), which adds a broker and a relay of
-its own around them. Both stop on SIGTERM, SIGINT or SIGHUP (``touchlamp.stopping``).
+their page; ``serve_page`` is shared with the demo (``touchlamp.demo``), which adds a broker and
+a relay of its own around them. Both stop on SIGTERM, SIGINT or SIGHUP (``touchlamp.stopping``).
 
-This is a module of its own, not a part of demo.py, because a simulated lamp is measured as a
-lamp (bench/footprint.py): importing demo.py would bring the relay, its store, Prometheus'
+This is a module of its own, not a part of the demo, because a simulated lamp is measured as a
+lamp (bench/footprint.py): importing the demo would bring the relay, its store, Prometheus'
 client and the broker launcher into a lamp's process (3.1 MB of its RSS) for nothing.
 """
 

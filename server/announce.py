@@ -1,15 +1,19 @@
 """Publishing retained group states from the command line, after an operator's change.
 
 ``relay pair``, ``relay lamp remove`` change the store directly; the running relay does not
-notice, so the command tells the lamps itself: a short MQTT 5 connection with the relay's
-credentials (its own random client id and a clean session, so the relay's persistent session is
-untouched) publishes each affected lamp's retained group state and waits for the broker's acks.
+notice, so the command tells the lamps itself: a short MQTT 5 connection publishes each affected
+lamp's retained group state and waits for the broker's acks. The relay's own login is bound to
+the running relay's client id (SECURITY.md), so the command makes a relay login of its own with
+the admin login (``relay-cli-…``, bound to that name, a clean session) and deletes it after.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 
+from touchlamp.broker.admin import BrokerAdmin
+from touchlamp.broker.errors import BrokerAdminError
 from touchlamp.config.relay import RelaySettings
 from touchlamp.errors import TouchlampError
 from touchlamp.mqtt.client import new_client, tls_for
@@ -17,6 +21,8 @@ from touchlamp.mqtt.session import Session
 from touchlamp.protocol import GroupState, Topics, encode
 
 __all__ = ["AnnounceError", "announce_states"]
+
+log = logging.getLogger(__name__)
 
 
 class AnnounceError(TouchlampError, RuntimeError):
@@ -29,12 +35,39 @@ def announce_states(
     """Publish ``states`` (lamp id → state) retained at QoS 1; ``AnnounceError`` on failure."""
     if not states:
         return
+    if settings.admin.password is None:
+        raise AnnounceError(
+            "no admin password to make the command's own relay login: "
+            "set TOUCHLAMP_RELAY_ADMIN__PASSWORD_FILE"
+        )
+    admin = BrokerAdmin.from_relay_settings(settings, timeout=timeout)
+    username = f"relay-cli-{secrets.token_hex(4)}"
+    try:
+        password = admin.add_relay(username)
+    except BrokerAdminError as error:
+        raise AnnounceError(f"cannot make the command's relay login: {error}") from error
+    try:
+        _publish(settings, states, username, password, timeout)
+    finally:
+        try:
+            admin.remove_relay(username)
+        except BrokerAdminError as error:
+            log.warning("relay login %s left on the broker (%s): delete it", username, error)
+
+
+def _publish(
+    settings: RelaySettings,
+    states: dict[str, GroupState],
+    username: str,
+    password: str,
+    timeout: float,
+) -> None:
     mqtt_settings = settings.mqtt
     topics = Topics(mqtt_settings.topic_root)
     client = new_client(
-        f"{mqtt_settings.client_id}-cli-{secrets.token_hex(4)}",
-        username=mqtt_settings.username,
-        password=mqtt_settings.password,
+        username,
+        username=username,
+        password=password,
         tls=tls_for(mqtt_settings, setting="TOUCHLAMP_RELAY_MQTT__CA_FILE"),
         log_as=f"{__name__}.paho",
     )

@@ -16,6 +16,9 @@ revision (``_bump_revision``, last in its transaction: whoever holds that row's 
 other lock, so it adds no deadlock). The relay caches groups and records touches only while the
 revision is the one its cache was read at (``record_touches``), so a pairing made by another relay
 or by the CLI is seen by the very next batch of touches.
+
+Over 500 lines on purpose: it is the one body of SQL above, and cutting ``SqlStore`` into parts
+would split the locking order that its methods share.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from touchlamp.broker.acl import INSTALLED_RELAY_CLIENT_ID
 from touchlamp.broker.admin import BrokerAdmin
 from touchlamp.broker.launcher import ManagedBroker
 from touchlamp.protocol.topics import Topics
@@ -264,6 +265,7 @@ class BrokerFixture:
         self.topics: Topics = managed.topics
         self._admin: BrokerAdmin | None = None
         self._probes: list[MqttProbe] = []
+        self._relays: dict[str, str] = {}
 
     @property
     def host(self) -> str:
@@ -280,6 +282,18 @@ class BrokerFixture:
     @property
     def relay_password(self) -> str:
         return self.managed.credentials.relay_password
+
+    def relay_login(self, name: str | None = None) -> tuple[str, str]:
+        """A relay login (username, password) that may use client id ``name``: the installed
+        one for its client id (``INSTALLED_RELAY_CLIENT_ID``, or no name), else one made once
+        with ``add_relay``, which binds it to ``name``."""
+        if name is None or name == INSTALLED_RELAY_CLIENT_ID:
+            return self.relay_username, self.relay_password
+        if name not in self._relays:
+            # A connection of its own: a test may have restarted the broker under ``admin``.
+            with self.managed.admin() as admin:
+                self._relays[name] = admin.add_relay(name)
+        return name, self._relays[name]
 
     @property
     def admin(self) -> BrokerAdmin:
@@ -346,11 +360,12 @@ class BrokerFixture:
         *,
         client_id: str | None = None,
     ) -> MqttProbe:
-        """Connect as the relay user (or another relay user created with ``add_relay``)."""
-        name = username or self.relay_username
-        probe = self.probe(
-            username=name, password=password or self.relay_password, client_id=client_id
-        )
+        """Connect as a relay: the login ``relay_login(client_id)`` unless ``username`` is given."""
+        if username is None:
+            username, password = self.relay_login(client_id)
+        name = username
+        bound = INSTALLED_RELAY_CLIENT_ID if name == self.relay_username else name
+        probe = self.probe(username=name, password=password, client_id=client_id or bound)
         reason = probe.connect()
         assert not reason.is_failure, f"relay {name} could not connect: {reason}"
         return probe

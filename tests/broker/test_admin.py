@@ -138,15 +138,21 @@ def test_removing_an_unknown_lamp_or_a_non_lamp_is_refused(broker: BrokerFixture
     broker.connect_relay()  # still there
 
 
-def test_a_relay_login_serves_several_client_ids_unless_bound(broker: BrokerFixture) -> None:
-    shared = broker.admin.add_relay("relay-2")
-    broker.connect_relay("relay-2", shared, client_id="relay-2-a")
-    broker.connect_relay("relay-2", shared, client_id="relay-2-b")
-
-    bound = broker.admin.add_relay("relay-3", client_id="relay-3")
-    elsewhere = broker.probe(username="relay-3", password=bound, client_id="lamp-a")
-    assert elsewhere.connect().is_failure
-    broker.connect_relay("relay-3", bound, client_id="relay-3")
+def test_a_relay_login_is_bound_to_its_name_as_client_id(broker: BrokerFixture) -> None:
+    password = broker.admin.add_relay("relay-3")
+    for other in ("lamp-a", "relay-3-b"):
+        elsewhere = broker.probe(username="relay-3", password=password, client_id=other)
+        assert str(elsewhere.connect()) == "Not authorized", other
+    broker.connect_relay("relay-3", password, client_id="relay-3")
+    broker.admin.remove_relay("relay-3")
+    assert broker.probe(username="relay-3", password=password).connect().is_failure
+    with pytest.raises(BrokerAdminError, match="not a relay user"):
+        broker.admin.remove_relay(broker.managed.credentials.admin_username)
+    # A lamp or relay of that name would be bound to the installed relay's client id.
+    for add in (broker.admin.add_lamp, broker.admin.add_relay):
+        with pytest.raises(BrokerAdminError, match="the relay's client id"):
+            add("touchlamp-relay")
+    broker.connect_relay()  # the installed login, with its client id
 
 
 def test_each_call_connects_by_itself_without_a_with_block(broker: BrokerFixture) -> None:
@@ -240,6 +246,8 @@ def test_importing_into_a_running_broker_or_an_existing_lamp_is_refused(
     before = broker.managed.layout.dynsec_file.read_bytes()
     with pytest.raises(BrokerStateError, match="lamp-a already exist"):
         import_lamps(settings, ["lamp-b", "lamp-a"])
+    with pytest.raises(BrokerStateError, match="'touchlamp-relay' is the relay's client id"):
+        import_lamps(settings, ["lamp-b", "touchlamp-relay"])
     assert broker.managed.layout.dynsec_file.read_bytes() == before  # all or none
 
 

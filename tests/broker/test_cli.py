@@ -126,8 +126,8 @@ def test_mosquittos_own_clients_work_with_credentials_from_touchlamp(running: Ru
 
     # The relay publishes the lamp's (retained) group state; the lamp reads it.
     subprocess.run(
-        ["mosquitto_pub", *common, "-u", "relay", "-P", relay_password, "-r",
-         "-t", topics.group("lamp-a"), "-m", '{"members": []}'],
+        ["mosquitto_pub", *common, "-u", "relay", "-i", "touchlamp-relay", "-P", relay_password,
+         "-r", "-t", topics.group("lamp-a"), "-m", '{"members": []}'],
         check=True, timeout=WAIT,
     )  # fmt: skip
     got = subprocess.run(
@@ -185,6 +185,25 @@ def test_lamp_add_prints_the_password_once_and_it_works(
     assert main(_lamp_cli(broker, "list")) == 0
     assert capsys.readouterr().out.splitlines() == ["lamp-a"]
     assert password not in capsys.readouterr().out
+
+
+def test_relay_add_makes_a_login_bound_to_its_name_and_remove_drops_it(
+    broker: BrokerFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, port = str(broker.managed.layout.root), str(broker.port)
+    where = ["--state-dir", state, "--port", port]
+    assert main(["broker", "relay", "add", "relay-2", *where]) == 0
+    out, err = capsys.readouterr()
+    password = out.strip()
+    assert "not shown again" in err
+    live = broker.connect_relay("relay-2", password)  # client id relay-2
+    elsewhere = broker.probe(username="relay-2", password=password, client_id="lamp-a")
+    assert str(elsewhere.connect()) == "Not authorized"
+
+    assert main(["broker", "relay", "remove", "relay-2", *where]) == 0
+    assert str(live.wait_disconnected()) == "Administrative action"
+    assert main(["broker", "relay", "remove", "relay-2", *where]) == 1
+    assert "'relay-2' is not a relay user" in capsys.readouterr().err
 
 
 def test_lamp_add_with_several_ids_prints_one_line_per_lamp(

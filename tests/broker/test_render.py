@@ -35,6 +35,7 @@ from touchlamp.config.broker import (
     TlsSettings,
     WebsocketsSettings,
 )
+from touchlamp.config.relay import RelaySettings
 from touchlamp.protocol.topics import Topics
 
 ROOT = "touchlamp/v1"
@@ -193,9 +194,9 @@ def test_the_store_holds_hashes_only() -> None:
     assert hash_password("relay secret", salt=salt).hash_b64 == relay["password"]
 
 
-def test_the_relay_has_its_role_and_may_use_several_client_ids() -> None:
+def test_the_relay_has_its_role_and_is_bound_to_the_relays_client_id() -> None:
     clients = _clients()
-    assert "clientid" not in clients["relay"]
+    assert clients["relay"]["clientid"] == RelaySettings().mqtt.client_id == "touchlamp-relay"
     assert clients["relay"]["roles"] == [{"rolename": RELAY_ROLE}]
     assert clients["admin"]["roles"] == [{"rolename": ADMIN_ROLE}]
     assert _store()["README"] == "what this is"

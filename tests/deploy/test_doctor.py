@@ -523,11 +523,11 @@ def test_an_unknown_ca_is_a_failure_naming_the_setting(
 
 
 def test_plain_mqtt_is_fine_locally_but_not_across_the_internet() -> None:
-    from touchlamp.doctor import _check_tls  # the decision alone, without a broker
+    from touchlamp.doctor.network import check_tls  # the decision alone, without a broker
 
-    _, local = _check_tls("192.168.1.20", 1883, tls=False, ca_file=None, timeout=1, prefix="P")
+    _, local = check_tls("192.168.1.20", 1883, tls=False, ca_file=None, timeout=1, prefix="P")
     assert local.outcome is Outcome.SKIP
-    _, remote = _check_tls("mqtt.example.net", 1883, tls=False, ca_file=None, timeout=1, prefix="P")
+    _, remote = check_tls("mqtt.example.net", 1883, tls=False, ca_file=None, timeout=1, prefix="P")
     assert remote.outcome is Outcome.FAIL
     assert remote.fix == "set P__TLS=true (and P__CA_FILE for a private CA)"
 
@@ -599,14 +599,17 @@ def test_a_stopped_relays_login_is_checked_without_taking_its_touches(
     with running_relay(site):
         pass  # the relay's persistent session now exists
     a.touch(1)  # queued in the stopped relay's session
+    username, password = site.broker.relay_login(site.relay_client_id)
     settings = relay_settings(
         site,
         tmp_path,
+        TOUCHLAMP_RELAY_MQTT__USERNAME=username,
+        TOUCHLAMP_RELAY_MQTT__PASSWORD=password,
         TOUCHLAMP_RELAY_MQTT__CLIENT_ID=site.relay_client_id,
         TOUCHLAMP_RELAY_MQTT__TOPIC_ROOT=site.root,
     )
     lines = report(check_relay(settings, probes=pi))
-    assert "OK   the broker accepted the relay user relay" in lines
+    assert f"OK   the broker accepted the relay user {username}" in lines
     with running_relay(site):
         assert [glow.touch for glow in b.wait_glows(1)] == [f"lamp-a:{a.stream}:1"]
 

@@ -246,6 +246,30 @@ def test_the_command_line_installs_and_reports_bad_sources(
     assert f"--from {not_touchlamp}: expected a touchlamp wheel" in error
 
 
+def test_python_dash_m_runs_the_installer(root: Path) -> None:
+    """``python -m touchlamp.install`` is the way in where only the package is at hand; it must
+    survive the installer being a package rather than one module."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "touchlamp.install",
+            "relay",
+            "install",
+            "--root",
+            str(root),
+            "--no-venv",
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"would write {root}/etc/systemd/system/touchlamp-relay.service" in result.stdout
+    assert not (root / "etc/systemd/system/touchlamp-relay.service").exists()
+
+
 def test_no_venv_needs_a_touchlamp_command(root: Path) -> None:
     options = InstallOptions(role="device", root=root, venv=False, command=root / "missing")
     with pytest.raises(InstallError, match="no touchlamp command at"):

@@ -109,12 +109,14 @@ class Setup:
         return self._passwords[lamp_id]
 
     def relay(self, *filters: str, persistent: bool = False) -> RelayClient:
+        client_id = f"relay-{next(_ids)}"
+        username, password = self.broker.relay_login(client_id)
         client = RelayClient(
             host=self.broker.host,
             port=self.broker.port,
-            username=self.broker.relay_username,
-            password=self.broker.relay_password,
-            client_id=f"relay-{next(_ids)}",
+            username=username,
+            password=password,
+            client_id=client_id,
             persistent=persistent,
         )
         self._closers.append(client.close)

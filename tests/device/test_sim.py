@@ -65,7 +65,7 @@ def test_a_simulated_lamp_loads_no_relay_broker_or_web_framework() -> None:
         [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=WAIT
     ).stdout.split()
     assert "touchlamp.device.web" in loaded
-    unwanted = ("touchlamp.server", "touchlamp.broker", "touchlamp.device.demo", "aiohttp")
+    unwanted = ("touchlamp.server", "touchlamp.broker", "touchlamp.demo", "aiohttp")
     assert [name for name in loaded if name.startswith(unwanted)] == []
 
 

@@ -99,8 +99,6 @@ class World:
                 "port": self.broker.port,
                 "username": self.broker.relay_username,
                 "password": self.broker.relay_password,
-                # The broker lets the relay user connect with its own name as client id only.
-                "client_id": self.broker.relay_username,
                 "topic_root": self.root,
                 "reconnect_min_seconds": 0.1,
                 "reconnect_max_seconds": 1.0,

@@ -223,10 +223,11 @@ def test_duplicates_injected_by_a_raw_client_show_once(world: FaultWorld) -> Non
         b.wait_received(3, sender="lamp-a")
         wait_until(lambda: relay.metrics.duplicates._value.get() == 4, "four duplicates counted")
 
+        username, password = world.broker.relay_login("impostor")
         impostor = RawClient(
             port=world.broker.port,
-            username=world.broker.relay_username,
-            password=world.broker.relay_password,
+            username=username,
+            password=password,
             client_id="impostor",
         )
         for seq, dup in ((3, False), (3, True), (4, False), (4, True)):

@@ -237,6 +237,7 @@ class FaultWorld:
         self, *, client_id: str = "relay-1", via: FaultProxy | None = None, **overrides: Any
     ) -> dict[str, Any]:
         """Relay settings as nested values (``RelaySettings(**values)`` or the environment)."""
+        username, password = self.broker.relay_login(client_id)
         return _merge(
             {
                 **_RELAY_DEFAULTS,
@@ -245,8 +246,8 @@ class FaultWorld:
                 "mqtt": {
                     "host": self.broker.host,
                     "port": via.port if via is not None else self.broker.port,
-                    "username": self.broker.relay_username,
-                    "password": self.broker.relay_password,
+                    "username": username,
+                    "password": password,
                     "client_id": client_id,
                     "topic_root": self.root,
                     "reconnect_min_seconds": 1.0,

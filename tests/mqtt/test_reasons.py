@@ -149,12 +149,13 @@ def test_mosquitto_answers_publishes_with_success_no_subscribers_and_not_authori
     topics = broker.topics
     lamp = _probe(broker, probes, client_id="lamp-a", username="lamp-a", password=password)
     assert lamp.connack() == 0x00
+    relay_username, relay_password = broker.relay_login("relay-probe")
     relay = _probe(
         broker,
         probes,
         client_id="relay-probe",
-        username=broker.relay_username,
-        password=broker.relay_password,
+        username=relay_username,
+        password=relay_password,
     )
     assert relay.connack() == 0x00
 

@@ -20,10 +20,11 @@ LAMP = "lamp-s"
 def _responder(broker: BrokerFixture, topics: Topics, stale_first: bool) -> mqtt.Client:
     """A relay-side client that answers each request on the request's response topic, first
     (with ``stale_first``) with an answer to some other request."""
+    username, password = broker.relay_login("test-responder")
     client = new_client(
         "test-responder",
-        username=broker.relay_username,
-        password=broker.relay_password,
+        username=username,
+        password=password,
         log_as="tests.mqtt.responder.paho",
     )
     subscribed = threading.Event()

@@ -32,6 +32,8 @@ class BrokerLike(Protocol):
     @property
     def relay_password(self) -> str: ...
 
+    def relay_login(self, name: str | None = None) -> tuple[str, str]: ...
+
     @property
     def topics(self) -> Topics: ...
 
@@ -52,11 +54,12 @@ class Site:
 
     def settings(self, **overrides: Any) -> RelaySettings:
         """Relay settings for this site; ``overrides`` are top-level groups or fields."""
+        username, password = self.broker.relay_login(self.relay_client_id)
         mqtt = {
             "host": self.broker.host,
             "port": self.broker.port,
-            "username": self.broker.relay_username,
-            "password": self.broker.relay_password,
+            "username": username,
+            "password": password,
             "client_id": self.relay_client_id,
             "topic_root": self.root,
             "reconnect_min_seconds": 0.1,

@@ -163,6 +163,11 @@ def test_pair_groups_and_remove(
         # The command itself tells the lamps (no relay needs to run).
         for lamp in lamps.values():
             lamp.wait_group_state(lambda s: s.group == "family" and len(s.members) == 3, "3")
+        # With a relay login of its own, made and deleted again (the relay's is bound to the
+        # relay's client id).
+        dynsec = json.loads(broker.managed.layout.dynsec_file.read_text(encoding="utf-8"))
+        usernames = [client["username"] for client in dynsec["clients"]]
+        assert not [name for name in usernames if name.startswith("relay-cli-")], usernames
 
         assert relay(env_file, "group", "list") == 0
         assert "family" in capsys.readouterr().out

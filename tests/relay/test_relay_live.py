@@ -150,7 +150,7 @@ def test_a_touch_the_broker_redelivers_with_dup_is_forwarded_again_under_the_sam
         protocol=MQTTProtocolVersion.MQTTv5,
         manual_ack=True,
     )
-    impostor.username_pw_set(site.broker.relay_username, site.broker.relay_password)
+    impostor.username_pw_set(*site.broker.relay_login(site.relay_client_id))
 
     def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         if msg.topic.endswith("/touch"):

@@ -54,7 +54,8 @@ def test_relay_run_forwards_until_sigterm_then_exits_cleanly(site: Site, tmp_pat
         "TOUCHLAMP_RELAY_STATE_DIR": str(tmp_path / "state"),
     }
     secret = tmp_path / "relay.password"
-    secret.write_text(site.broker.relay_password + "\n")
+    assert settings.mqtt.password is not None
+    secret.write_text(settings.mqtt.password.get_secret_value() + "\n")
     env_file = tmp_path / "relay.env"
     env_file.write_text(
         f"TOUCHLAMP_RELAY_MQTT__PASSWORD_FILE={secret}\n"

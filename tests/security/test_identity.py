@@ -76,18 +76,19 @@ def test_a_lamps_client_id_cannot_be_taken_over(world: SecureWorld) -> None:
     world.exchange()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the relay's login is not bound to a client id (relay processes share it), so it "
-    "can use a lamp's; SECURITY.md (Known gaps) says what it can and cannot do then",
-)
 def test_the_relays_login_cannot_push_a_lamp_off(world: SecureWorld) -> None:
-    takeover = world.broker.probe(
-        username=world.broker.relay_username,
-        password=world.broker.relay_password,
-        client_id="lamp-a",
-    )
-    assert takeover.connect().is_failure  # today: accepted, and lamp-a is disconnected
+    # The installed relay login, and one added for a second relay process, are each bound to
+    # their own name as client id, as a lamp's login is.
+    second = world.broker.admin.add_relay("relay-2")
+    for username, password in (
+        (world.broker.relay_username, world.broker.relay_password),
+        ("relay-2", second),
+    ):
+        for client_id in ("lamp-a", "lamp-b"):
+            takeover = world.broker.probe(username=username, password=password, client_id=client_id)
+            assert str(takeover.connect()) == "Not authorized", (username, client_id)
+    assert world.a.connected
+    assert world.b.connected
     world.exchange()
 
 

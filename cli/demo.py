@@ -204,8 +204,6 @@ def _relay_settings(state_dir: Path, broker: ManagedBroker) -> RelaySettings:
             "port": broker.port,
             "username": credentials.relay_username,
             "password": credentials.relay_password,
-            # The broker lets the relay user connect with its own name as client id only.
-            "client_id": credentials.relay_username,
             "topic_root": broker.settings.topic_root,
         },
         admin={"username": credentials.admin_username, "password": credentials.admin_password},
