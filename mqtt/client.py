@@ -137,4 +137,7 @@ def _paho_levels(record: logging.LogRecord) -> bool:
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         elif not message.startswith("Caught exception"):
             record.levelno, record.levelname = logging.WARNING, "WARNING"
+        # The logger let the record through at its old level; handlers without a level of
+        # their own (logging.basicConfig's) would show it at the new one regardless.
+        return logging.getLogger(record.name).isEnabledFor(record.levelno)
     return True
