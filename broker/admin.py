@@ -208,9 +208,11 @@ class BrokerAdmin:
     def add_lamps(self, lamp_ids: Sequence[str]) -> dict[str, str]:
         """Create several lamps, all or none; return lamp id → new password.
 
-        A few messages in all instead of three round trips per lamp: the plugin rewrites its
-        whole JSON file after every message, so one lamp at a time costs more the more lamps
-        there are (measured at 1,000 lamps: 53 ms per lamp one by one, ~23 ms in batches).
+        A few messages in all instead of three round trips per lamp. It saves round trips
+        only: Mosquitto 2.0's plugin rewrites its whole JSON file after every command, so a lamp
+        costs about the same either way and more the more lamps there are
+        (`python -m bench.lamp_creation`, BENCHMARKS.md §3). Many lamps at once go faster into
+        a stopped broker: ``touchlamp broker lamp import``.
         """
         for lamp_id in lamp_ids:
             validate_lamp_id(lamp_id)

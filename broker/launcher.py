@@ -29,6 +29,7 @@ from touchlamp.broker.state import BrokerCredentials, StateLayout, prepare_state
 from touchlamp.config.broker import BrokerSettings
 from touchlamp.lifecycle import StopsOnExit
 from touchlamp.protocol.topics import Topics
+from touchlamp.stopping import uninterrupted
 
 __all__ = ["ManagedBroker", "connect_host"]
 
@@ -125,16 +126,19 @@ class ManagedBroker(StopsOnExit):
         # The watcher first: once Mosquitto runs, only the moment until watch() is unguarded.
         self._watcher = ParentWatch(self._log) if self._stop_with_parent and _PIDFDS else None
         try:
-            self._process = subprocess.Popen(  # noqa: S603  our own binary and rendered config
-                command,
-                cwd=self.layout.data_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=self._log,
-                start_new_session=True,
-            )
-            if self._watcher is not None:
-                self._watcher.watch(self._process.pid)
+            # A stop signal's interrupt waits until the pid is recorded and watched: raised
+            # inside Popen after the fork, it would leave a Mosquitto that nothing stops.
+            with uninterrupted():
+                self._process = subprocess.Popen(  # noqa: S603  our own binary and config
+                    command,
+                    cwd=self.layout.data_dir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=self._log,
+                    stderr=self._log,
+                    start_new_session=True,
+                )
+                if self._watcher is not None:
+                    self._watcher.watch(self._process.pid)
             self._wait_until_serving(log_start)
         except BaseException:
             self._terminate()

@@ -27,14 +27,40 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType, TracebackType
 from typing import Any, Self
 
-__all__ = ["STOP_SIGNALS", "StopSignals"]
+__all__ = ["STOP_SIGNALS", "StopSignals", "uninterrupted"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 """Each one asks a touchlamp command to stop cleanly; SIGHUP is a closed terminal."""
+
+# Depth of ``uninterrupted`` blocks, and whether an interrupt came while one ran (main thread).
+_held = 0
+_interrupt_held = False
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Hold back ``StopSignals``' start-up interrupt until the block has ended.
+
+    For the few steps that must not be cut in two: starting a child process and recording its
+    pid. A ``KeyboardInterrupt`` raised inside ``subprocess.Popen`` after the fork loses the
+    child's pid, so nothing would stop that child (seen: a demo given SIGTERM during start-up
+    left its Mosquitto running). A signal that arrives inside the block is taken at once (the
+    stop is requested); only the interrupt waits, and is raised when the block ends.
+    """
+    global _held, _interrupt_held  # noqa: PLW0603  per process, as signal handlers are
+    _held += 1
+    try:
+        yield
+    finally:
+        _held -= 1
+    if _held == 0 and _interrupt_held:
+        _interrupt_held = False
+        raise KeyboardInterrupt
+
 
 # What signal.signal returns and takes: a function, SIG_DFL/SIG_IGN, or None (set outside Python).
 _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
@@ -119,6 +145,10 @@ class StopSignals:
         with contextlib.suppress(OSError):  # full (a stop is already pending) or closed
             self._ring.send(b"!")
         if self._interrupting:
+            if _held:
+                global _interrupt_held  # noqa: PLW0603  see uninterrupted()
+                _interrupt_held = True
+                return
             raise KeyboardInterrupt
 
     def _say(self, message: str) -> None:

@@ -23,6 +23,7 @@ Outside the loop (the owner page, the Home Assistant bridge): ``status()`` retur
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
@@ -89,6 +90,7 @@ __all__ = [
     "AgentLink",
     "EventQueue",
     "LampAgent",
+    "freeze_start_up_objects",
     "load_color",
     "save_color",
 ]
@@ -156,6 +158,19 @@ class EventQueue(Protocol):
     def get(self, block: bool = True, timeout: float | None = None) -> _Item:
         """The next item; ``queue.Empty`` when ``timeout`` passes first."""
         ...
+
+
+def freeze_start_up_objects() -> None:
+    """Take the objects made during start-up out of every later garbage collection.
+
+    A full collection walks every tracked object (about 43,000 in a lamp once it is up) while
+    holding the interpreter, so the agent's frames wait for it: tens of milliseconds on the
+    benchmark machine, longer than a short glow (``python -m bench.gc_pause``, BENCHMARKS.md
+    §1). Start-up's objects (modules, settings, clients) live as long as the lamp, so
+    ``gc.freeze`` moves them where collections no longer look. Call it once everything has
+    started; it is process-wide, so commands call it, not the agent.
+    """
+    gc.freeze()
 
 
 def load_color(state_dir: Path) -> str | None:

@@ -30,7 +30,7 @@ from touchlamp import sdnotify
 from touchlamp.config.common import SettingsError, load_settings
 from touchlamp.config.device import DeviceSettings, HomeAssistantSettings, default_state_dir
 from touchlamp.device import owner_settings
-from touchlamp.device.agent import AgentLink, LampAgent
+from touchlamp.device.agent import AgentLink, LampAgent, freeze_start_up_objects
 from touchlamp.device.clock import SystemClock
 from touchlamp.device.control import (
     ControlServer,
@@ -366,6 +366,7 @@ def _run_on_pins(
             agent.start()
             if home is not None:
                 home.start()
+            freeze_start_up_objects()
             where = f"{settings.mqtt.host}:{settings.mqtt.effective_port}"
             sdnotify.ready(f"lamp {settings.lamp_id}, broker {where}")
             print(f"touchlamp: lamp {settings.lamp_id} running (broker {where})", file=sys.stderr)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from touchlamp.config.device import DeviceSettings
+from touchlamp.device.agent import freeze_start_up_objects
 from touchlamp.device.sim import Simulator
 from touchlamp.device.web import WebServer
 from touchlamp.errors import EXIT_OK, TouchlampError
@@ -71,6 +72,7 @@ def serve_page(
         server = WebServer(board=simulator, host=host, port=0)  # 8080 is taken: any free one
         url = server.start()
     try:
+        freeze_start_up_objects()  # the lamps and the page are up
         stop.ready()
         ready(url)
         stop.wait()

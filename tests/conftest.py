@@ -1,19 +1,21 @@
 """Fixtures shared by every test area.
 
-- ``broker``: a real Mosquitto from touchlamp's own rendering (``ManagedBroker``) on a free
+- ``broker``: a real Mosquitto from touchlamp's own rendering (``ManagedBroker``, started by
+  ``tests/support/broker.py``, the one place tests start touchlamp's broker) on a free
   loopback port, with its state in the test's ``tmp_path``; never the machine's broker on 1883,
   never a public one. Function-scoped (a start takes a few tens of milliseconds), so no test sees
   another's lamps, sessions or retained messages. Teardown always stops Mosquitto, and the
   session checks at its end that none of the brokers it started is still running.
-- PostgreSQL: a throwaway cluster started on first use (``tests/postgres_cluster.py``), on a free
-  loopback port, never the machine's server on 5432; the session removes it at its end.
+- PostgreSQL: a throwaway cluster started on first use (``tests/support/postgres_cluster.py``),
+  on a free loopback port, never the machine's server on 5432; the session removes it at its end.
 - An ERROR (or worse) logged by any ``touchlamp`` logger fails the test: that is how an
   exception swallowed in a callback shows up. Opt out with ``@pytest.mark.allow_error_logs``
   in a test that provokes one on purpose.
 - The same for the processes a test starts (a relay, a simulated lamp) that log to a ``*.log``
   file under the test's ``tmp_path``: an ERROR record of a touchlamp logger, or a traceback
-  nobody logged, fails the test (``tests/child_logs.py``). Allow the lines a test provokes on
-  purpose with ``@pytest.mark.allow_child_errors(r"regex", ...)`` (``re.search`` per line).
+  nobody logged, fails the test (``tests/support/child_logs.py``). Allow the lines a test
+  provokes on purpose with ``@pytest.mark.allow_child_errors(r"regex", ...)`` (``re.search``
+  per line).
 """
 
 from __future__ import annotations
@@ -28,18 +30,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker.harness import BrokerFixture, free_port
-from tests.child_logs import errors_under
-from tests.postgres_cluster import session_cluster_running, stop_session_cluster
-from touchlamp.broker.errors import BrokerStartError
-from touchlamp.broker.launcher import ManagedBroker
-from touchlamp.config.broker import BrokerSettings, ListenerSettings
+from tests.support.broker import BrokerFixture, start_managed_broker, started_brokers
+from tests.support.child_logs import errors_under
+from tests.support.postgres_cluster import session_cluster_running, stop_session_cluster
 
 # pytester runs a small test session in-process: how the error-log guard itself is tested.
 pytest_plugins = ["pytester"]
-
-_STARTED: list[ManagedBroker] = []
-_PORT_ATTEMPTS = 5
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -52,31 +48,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "allow_child_errors(*patterns): error lines in child processes' logs that the test "
         "provokes on purpose (regexes, re.search per line)",
     )
-
-
-def start_managed_broker(state_dir: Path, **settings: object) -> ManagedBroker:
-    """Start a ``ManagedBroker`` on a free loopback port; the session stops it at the latest.
-
-    Extra keyword arguments are ``BrokerSettings`` fields (e.g. ``topic_root``).
-    """
-    for _attempt in range(_PORT_ATTEMPTS):
-        managed = ManagedBroker(
-            BrokerSettings(
-                state_dir=state_dir,
-                listeners=[ListenerSettings(address="127.0.0.1", port=free_port())],
-                **settings,  # type: ignore[arg-type]
-            ),
-            stop_with_parent=True,
-        )
-        try:
-            managed.start()
-        except BrokerStartError as error:
-            if "cannot listen" in str(error):
-                continue  # another process took the port between free_port() and start()
-            raise
-        _STARTED.append(managed)
-        return managed
-    raise BrokerStartError(f"no free loopback port found in {_PORT_ATTEMPTS} attempts")
 
 
 @pytest.fixture
@@ -101,7 +72,7 @@ def _throwaway_postgres_removed() -> Iterator[None]:
 @pytest.fixture(scope="session", autouse=True)
 def _no_stray_brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     yield
-    stray = [managed for managed in _STARTED if managed.running]
+    stray = [managed for managed in started_brokers() if managed.running]
     for managed in stray:
         managed.stop()
     assert not stray, f"brokers left running by a test (now stopped): {stray}"

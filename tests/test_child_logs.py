@@ -1,4 +1,4 @@
-"""The guard over child processes' logs (tests/child_logs.py, tests/conftest.py): an error a
+"""The guard over child processes' logs (tests/support/child_logs.py, tests/conftest.py): an error a
 relay or lamp process logs to a file under the test's ``tmp_path`` fails the test."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.child_logs import errors_in
+from tests.support.child_logs import errors_in
 
 _STAMP = "2026-12-06 13:40:01,123"
 

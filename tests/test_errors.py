@@ -45,7 +45,7 @@ _CONFIGURATION_ERRORS = {
 def _touchlamp_exceptions() -> Iterator[type[BaseException]]:
     """Every exception class defined in a module of the package (``__main__`` runs the CLI)."""
     for module_info in pkgutil.walk_packages(touchlamp.__path__, "touchlamp."):
-        if module_info.name == "touchlamp.__main__":
+        if module_info.name.endswith(".__main__"):
             continue
         module = importlib.import_module(module_info.name)
         for _name, value in inspect.getmembers(module, inspect.isclass):

@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from tests.faults.lamps import wait_until
-from tests.postgres_cluster import _remove_abandoned, session_cluster
 from tests.relay.store_backends import postgres_admin_dsn
+from tests.support.postgres_cluster import _remove_abandoned, session_cluster
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -58,7 +58,7 @@ def test_the_cluster_ends_when_the_process_that_started_it_is_killed_hard(
     script = textwrap.dedent(
         """
         import sys, time
-        from tests.postgres_cluster import _remove_abandoned, session_cluster
+        from tests.support.postgres_cluster import _remove_abandoned, session_cluster
         cluster = session_cluster()
         print(cluster.pid, cluster.directory, flush=True)
         time.sleep(600)

@@ -9,7 +9,7 @@ from types import FrameType
 
 import pytest
 
-from touchlamp.stopping import STOP_SIGNALS, StopSignals
+from touchlamp.stopping import STOP_SIGNALS, StopSignals, uninterrupted
 
 
 @pytest.mark.parametrize("signum", STOP_SIGNALS, ids=lambda signum: signum.name)
@@ -78,3 +78,30 @@ def test_quiet_says_nothing(capfd: pytest.CaptureFixture[str]) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.wait(timeout=10)
     assert capfd.readouterr().err == ""
+
+
+def test_an_interrupt_waits_for_the_end_of_an_uninterrupted_block() -> None:
+    """Start-up steps that must not be cut in two (a child started and its pid recorded): the
+    signal is taken at once, its interrupt is raised only when the block ends."""
+    finished: list[signal.Signals | None] = []
+
+    def hold_then_finish(stop: StopSignals) -> None:
+        with uninterrupted():
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, and holds back
+            finished.append(stop.received)  # the rest of the block still runs
+
+    with StopSignals(interrupt_until_ready=True) as stop:
+        with pytest.raises(KeyboardInterrupt):
+            hold_then_finish(stop)
+        assert finished == [signal.SIGTERM]
+        with uninterrupted():  # the held interrupt was raised once, not again
+            pass
+
+
+def test_an_uninterrupted_block_without_a_signal_changes_nothing() -> None:
+    with StopSignals(interrupt_until_ready=True) as stop:
+        with uninterrupted():
+            pass
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)  # outside a block: interrupts at once
+        assert stop.received is signal.SIGTERM

@@ -1,14 +1,29 @@
 """The small measuring scripts under bench/ that BENCHMARKS.md names beside its figures:
-``bench.fsync``, ``bench.imports``, ``bench.saves``, ``bench.spread``."""
+``bench.fsync``, ``bench.imports``, ``bench.saves``, ``bench.spread``, ``bench.handoff``,
+``bench.seen_writes``, ``bench.lamp_creation``; and ``bench.measure_rate``, the quick relay rate
+measurement."""
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from bench import fsync, imports, saves, spread
+from bench import (
+    fsync,
+    handoff,
+    imports,
+    lamp_creation,
+    measure_rate,
+    saves,
+    seen_writes,
+    spread,
+)
 from bench.results import Measure, Result, write_json
 
 
@@ -79,3 +94,90 @@ def test_spread_needs_two_runs() -> None:
     with pytest.raises(SystemExit) as exited:
         spread.main(["--runs", "1", "--quick"])
     assert exited.value.code == 2
+
+
+_ROOT = Path(__file__).resolve().parents[2]
+_HANG_GUARD_SECONDS = 300  # a hang, not a timing: none of these takes more than seconds
+
+
+def _run_script(*argv: str) -> str:
+    """``python -m bench.X ARGS`` as BENCHMARKS.md names it; its output."""
+    completed = subprocess.run(
+        [sys.executable, "-m", *argv],
+        cwd=_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=_HANG_GUARD_SECONDS,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed.stdout
+
+
+def test_handoff_times_each_item_from_one_thread_to_a_sleeping_one() -> None:
+    times = handoff.handoff_times(5)
+    assert len(times) == 5
+    assert all(seconds > 0 for seconds in times)
+    output = _run_script("bench.handoff", "--count", "3")
+    assert re.search(
+        r"^thread hand-off \(3\): p50 [\d.]+ µs, p99 [\d.]+ µs", output, re.MULTILINE
+    ), output
+    assert re.search(r"^baseline, same thread \(3\): p50 [\d.]+ µs", output, re.MULTILINE), output
+    assert re.search(r"^ratio p50 \d+x$", output, re.MULTILINE), output
+
+
+def test_handoff_refuses_no_count() -> None:
+    with pytest.raises(SystemExit) as exited:
+        handoff.main(["--count", "0"])
+    assert exited.value.code == 2
+
+
+def test_seen_writes_times_both_stores_write_by_write_and_leaves_nothing(tmp_path: Path) -> None:
+    shipped, automatic = seen_writes.write_times(tmp_path, 4, pause_every=2)
+    assert (len(shipped), len(automatic)) == (4, 4)
+    assert all(seconds > 0 for seconds in shipped + automatic)
+    assert list(tmp_path.iterdir()) == []  # both stores are gone
+    output = _run_script("bench.seen_writes", "--dir", str(tmp_path), "--count", "3")
+    assert "shipped (checkpoint when glows pause): p50" in output, output
+    assert "baseline, SQLite's automatic checkpoint: p50" in output, output
+    assert re.search(r"writes over 2 ms: shipped \d+, automatic \d+ of 3$", output, re.MULTILINE), (
+        output
+    )
+
+
+def test_seen_writes_refuses_a_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exited:
+        seen_writes.main(["--dir", str(tmp_path / "nowhere")])
+    assert exited.value.code == 2
+
+
+def test_lamp_creation_creates_every_lamp_on_a_real_broker_and_prints_per_lamp_costs() -> None:
+    output = _run_script("bench.lamp_creation", "--lamps", "3", "--each", "1")
+    assert re.search(
+        r"^add_lamps, 1 lamps in one call: [\d.]+ ms per lamp$", output, re.MULTILINE
+    ), output
+    assert re.search(
+        r"^at 1 lamps: add_lamp one at a time [\d.]+ ms per lamp \(1\); baseline add_lamps "
+        r"[\d.]+ ms per lamp \(1 in one call\); ratio [\d.]+x$",
+        output,
+        re.MULTILINE,
+    ), output
+
+
+def test_lamp_creation_refuses_too_few_lamps_for_its_three_steps() -> None:
+    with pytest.raises(SystemExit) as exited:
+        lamp_creation.main(["--lamps", "2", "--each", "1"])
+    assert exited.value.code == 2
+
+
+@pytest.mark.skipif(
+    shutil.which("mosquitto_pub") is None or shutil.which("mosquitto_sub") is None,
+    reason="needs Debian's mosquitto-clients",
+)
+def test_measure_rate_forwards_every_touch_once_and_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    measure_rate.main(["--touches", "200", "--senders", "2"])
+    out = capsys.readouterr().out
+    assert "200/200 touches forwarded (0 duplicates)" in out, out
+    assert "touches/s = glows/s (2 sending lamps, as fast as possible, store SqliteStore)" in out

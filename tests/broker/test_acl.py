@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from tests.broker.harness import BrokerFixture, Received, wait_until
+from tests.support.broker import BrokerFixture, Received
+from tests.support.waiting import wait_until
 from touchlamp.broker.acl import CONTROL_TOPIC, RESPONSE_TOPIC
 from touchlamp.protocol.topics import Kind
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.broker.harness import BrokerFixture, free_port
+from tests.support.broker import BrokerFixture
+from tests.support.ports import free_port
 from touchlamp.broker.acl import CONTROL_TOPIC, RESPONSE_TOPIC
 from touchlamp.broker.admin import BrokerAdmin, _tagged
 from touchlamp.broker.errors import BrokerAdminError, BrokerStateError

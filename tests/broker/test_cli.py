@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker.harness import WAIT, BrokerFixture, MqttProbe, free_port, wait_until
+from tests.support.broker import BrokerFixture, MqttProbe
+from tests.support.ports import free_port
+from tests.support.waiting import WAIT, wait_until
 from touchlamp.cli import main
 from touchlamp.protocol.topics import Topics
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker.harness import BrokerFixture, MqttProbe, free_port
-from tests.conftest import start_managed_broker
+from tests.support.broker import BrokerFixture, MqttProbe, start_managed_broker
+from tests.support.ports import free_port
 from touchlamp.broker.certs import make_certificates
 from touchlamp.broker.errors import BrokerStartError, BrokerStateError
 from touchlamp.broker.launcher import ManagedBroker

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker.harness import free_port
 from tests.device.test_demo import TOUCHLAMP, _alive, _children, _processes_using, _read_until
-from tests.e2e.world import WAIT
+from tests.support.ports import free_port
+from tests.support.waiting import WAIT
 
 # The promise tested: after SIGKILL, nothing the command started still runs this long after.
 LEFT_BEHIND_AFTER_SECONDS = 5.0

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from tests.broker.test_launcher import _alive
-from tests.e2e.world import wait_until
+from tests.support.waiting import wait_until
 
 _LAUNCHER = """
 import subprocess, sys, time

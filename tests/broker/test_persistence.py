@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker.harness import BrokerFixture, wait_until
-from tests.conftest import start_managed_broker
+from tests.support.broker import BrokerFixture, start_managed_broker
+from tests.support.waiting import wait_until
 from touchlamp.config.broker import LimitsSettings
 
 SESSION_EXPIRY = 3600

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker.harness import BrokerFixture
 from tests.relay.live import Site
+from tests.support.broker import BrokerFixture
 from touchlamp.doctor import Probes
 from touchlamp.server.store import open_store
 

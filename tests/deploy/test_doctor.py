@@ -17,8 +17,9 @@ import pytest
 
 from tests.deploy.doctor_support import env_file, report
 from tests.device.link_support import EventLog
-from tests.relay.lamps import TestLamp, wait_until
+from tests.relay.lamps import TestLamp
 from tests.relay.live import Site, running_relay
+from tests.support.waiting import wait_until
 from touchlamp.cli import main as touchlamp_main
 from touchlamp.config.common import load_settings
 from touchlamp.config.device import DeviceSettings

@@ -4,17 +4,16 @@ under their own client ids without taking the messages queued in their sessions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from tests.broker.harness import BrokerFixture
 from tests.deploy.doctor_support import env_file, report
-from tests.relay.lamps import WAIT, Endpoint, TestLamp, wait_until
+from tests.relay.lamps import Endpoint, TestLamp
+from tests.support.broker import BrokerFixture
+from tests.support.relay import running_relay
+from tests.support.waiting import wait_until
 from touchlamp.config.relay import RelaySettings
 from touchlamp.doctor import Probes, check_device, check_relay
-from touchlamp.server.relay import Relay
-from touchlamp.server.store import Store, open_store
+from touchlamp.server.store import open_store
 
 
 def relay_settings(broker: BrokerFixture) -> RelaySettings:
@@ -29,13 +28,6 @@ def relay_settings(broker: BrokerFixture) -> RelaySettings:
             "reconnect_max_seconds": 1.0,
         },
     )
-
-
-@contextmanager
-def running_relay(broker: BrokerFixture, store: Store) -> Iterator[Relay]:
-    with Relay(settings=relay_settings(broker), store=store) as relay:
-        assert relay.wait_connected(WAIT), "the relay did not connect and subscribe"
-        yield relay
 
 
 def test_stopped_lamp_and_relay_keep_what_was_queued_for_them(
@@ -74,7 +66,7 @@ def test_stopped_lamp_and_relay_keep_what_was_queued_for_them(
         },
     )
     try:
-        with running_relay(broker, store):
+        with running_relay(relay_settings(broker), store):
             sender.touch(1)
             wait_until(
                 lambda: store.get_lamp("lamp-a").last_touch_ms,  # type: ignore[union-attr]
@@ -83,7 +75,7 @@ def test_stopped_lamp_and_relay_keep_what_was_queued_for_them(
             lamp_lines = report(check_device(lamp_file, probes=pi))
         sender.touch(2)  # the relay is stopped: its session keeps the touch
         relay_lines = report(check_relay(relay_file, probes=pi))
-        with running_relay(broker, store):
+        with running_relay(relay_settings(broker), store):
             lamp.connect()
             glows = lamp.wait_glows(2)
     finally:

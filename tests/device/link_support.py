@@ -1,13 +1,12 @@
-"""Helpers for the link's tests: an event recorder, a raw MQTT client playing the relay, and a
-TCP "cable" between lamp and broker that a test can cut (a connection dropped without DISCONNECT,
-as when a lamp loses Wi-Fi or power)."""
+"""Helpers for the link's tests: an event recorder, a paho client playing the relay, and the
+broker's throw-away TLS certificates. (The TCP "cable" a test cuts between lamp and broker is
+``FaultProxy`` from tests/support/proxy.py.)"""
 
 from __future__ import annotations
 
 import contextlib
 import queue
 import shutil
-import socket
 import sqlite3
 import subprocess
 import threading
@@ -23,22 +22,17 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from tests.support.waiting import WAIT
 from touchlamp.device.dedup import SEEN_FILE
 from touchlamp.device.link_events import LinkEvent
 
 __all__ = [
-    "WAIT",
-    "Cable",
     "Certificates",
     "EventLog",
     "Received",
     "RelayClient",
-    "eventually",
     "ids_in_seen_file",
 ]
-
-WAIT = 30.0
-"""How long a test waits for something that should happen (generous: CI machines are slow)."""
 
 E = TypeVar("E")
 
@@ -88,16 +82,6 @@ def ids_in_seen_file(state_dir: Path) -> list[str]:
             return [touch for (touch,) in db.execute("SELECT touch FROM seen ORDER BY n")]
         except sqlite3.OperationalError:  # no table yet: created in the log, not copied
             return []
-
-
-def eventually(check: Callable[[], bool], what: str) -> None:
-    """Wait until ``check()`` holds (polling a state the code under test changes)."""
-    done = threading.Event()
-    for _ in range(int(WAIT / 0.02)):
-        if check():
-            return
-        done.wait(0.02)
-    raise AssertionError(f"not within {WAIT} s: {what}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,63 +204,6 @@ class RelayClient:
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
-
-
-class Cable:
-    """A loopback TCP proxy to the broker; ``cut()`` drops every connection without a word."""
-
-    def __init__(self, *, broker_port: int) -> None:
-        self._broker_port = broker_port
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self.connections = 0
-        self.connected = threading.Condition(self._lock)
-        self._closed = False
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                inside, _ = self._listener.accept()
-            except OSError:
-                return  # closed
-            try:
-                outside = socket.create_connection(("127.0.0.1", self._broker_port))
-            except OSError:
-                inside.close()
-                continue
-            with self._lock:
-                self._sockets += [inside, outside]
-                self.connections += 1
-                self.connected.notify_all()
-            for source, target in ((inside, outside), (outside, inside)):
-                threading.Thread(target=self._pipe, args=(source, target), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, target: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                target.sendall(data)
-        with contextlib.suppress(OSError):
-            target.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        with self._lock:
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() below
-        self._listener.close()
-        self.cut()
-        self._thread.join()
 
 
 @dataclass(frozen=True, slots=True)

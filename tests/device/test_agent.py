@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.world import BrokerLike, World, same_hue, wait_until
+from tests.e2e.world import BrokerLike, World, same_hue
+from tests.support.waiting import wait_until
 from touchlamp.config.device import DeviceSettings, LookSettings
 from touchlamp.device.agent import AgentLink, LampAgent
 from touchlamp.device.clock import SystemClock

@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from tests.e2e.world import HOLD_SECONDS, WAIT, same_hue, wait_until
+from tests.e2e.world import HOLD_SECONDS, same_hue
+from tests.support.waiting import WAIT, wait_until
 from touchlamp.device.looks import Rgb
 
 TOUCHLAMP = Path(sys.executable).with_name("touchlamp")

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.world import WAIT, BrokerLike, World
+from tests.e2e.world import BrokerLike, World
+from tests.support.waiting import WAIT
 from touchlamp.cli import main
 from touchlamp.config.common import load_settings
 from touchlamp.config.device import DeviceSettings, HardwareSettings, LookSettings

@@ -1,6 +1,6 @@
 """The lamp in Home Assistant, against real brokers: the lamps' own (with the relay) and a second
-Mosquitto as the home's broker (``tests.ha.home_broker``), watched by an MQTT client standing in
-for Home Assistant. The lamps are the simulator's (the wiring ``touchlamp sim`` uses).
+Mosquitto as the home's broker (``tests.support.home_broker``), watched by an MQTT client
+standing in for Home Assistant. The lamps are the simulator's (the wiring ``touchlamp sim`` uses).
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from tests.broker.harness import MqttProbe, Received
-from tests.e2e.world import BrokerLike, World, same_hue, wait_until
-from tests.faults.proxy import FaultProxy
-from tests.ha.home_broker import HomeBroker
+from tests.e2e.world import BrokerLike, World, same_hue
+from tests.support.broker import MqttProbe, Received
+from tests.support.home_broker import HomeBroker
+from tests.support.proxy import FaultProxy
+from tests.support.waiting import wait_until
 from touchlamp.broker.certs import make_certificates
 from touchlamp.cli import main
 from touchlamp.config.device import DeviceSettings, HomeAssistantSettings

@@ -13,7 +13,7 @@ import pytest
 from tests.device.test_demo import _by_id, _demo, _lamps_until, _stop
 from tests.device.test_homeassistant_bridge import HA_PASSWORD, HA_USER, HomeAssistantStandIn
 from tests.e2e.world import same_hue
-from tests.ha.home_broker import HomeBroker
+from tests.support.home_broker import HomeBroker
 from touchlamp.device.homeassistant_discovery import HomeTopics
 from touchlamp.device.looks import Rgb
 

@@ -16,18 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker.harness import BrokerFixture, free_port
-from tests.conftest import start_managed_broker
 from tests.device.link_support import (
-    Cable,
     Certificates,
     EventLog,
     Received,
     RelayClient,
-    eventually,
     ids_in_seen_file,
 )
-from tests.faults.proxy import Direction, FaultProxy, Packet, PacketType
+from tests.support.broker import BrokerFixture, start_managed_broker
+from tests.support.ports import free_port
+from tests.support.proxy import Direction, FaultProxy, Packet, PacketType
+from tests.support.waiting import wait_until
 from touchlamp.config.broker import TlsSettings
 from touchlamp.config.device import DeviceSettings
 from touchlamp.device.clock import ManualClock
@@ -124,8 +123,9 @@ class Setup:
             client.subscribe(*filters)
         return client
 
-    def cable(self) -> Cable:
-        cable = Cable(broker_port=self.broker.port)
+    def cable(self) -> FaultProxy:
+        """A proxy to the broker whose ``cut()`` drops every connection without a word."""
+        cable = FaultProxy(target_port=self.broker.port)
         self._closers.append(cable.close)
         return cable
 
@@ -163,7 +163,7 @@ def test_a_touch_goes_out_once_with_seq_stream_qos1_not_retained(setup: Setup) -
     assert touch == receipt.touch
     assert (touch.seq, touch.stream, touch.color) == (0, link.stream, "#ff8800")
     # Acknowledged by the broker, so gone from the outbox.
-    eventually(lambda: link.outbox_stats().queued == 0, "the PUBACK empties the outbox")
+    wait_until(lambda: link.outbox_stats().queued == 0, "the PUBACK empties the outbox")
     assert link.send_touch("#ff8800").touch.seq == 1
     assert decode_touch(message.topic, relay.next().payload).seq == 1
 
@@ -183,7 +183,7 @@ def test_a_touch_made_while_the_broker_is_down_goes_out_when_it_is_back(setup: S
     events.wait_for(LinkConnected, count=2)
     delivered = decode_touch(setup.topics.touch("lamp-a"), relay.next().payload)
     assert delivered == receipt.touch
-    eventually(lambda: link.outbox_stats().queued == 0, "the PUBACK empties the outbox")
+    wait_until(lambda: link.outbox_stats().queued == 0, "the PUBACK empties the outbox")
 
 
 def test_touches_queued_before_a_restart_go_out_in_order_afterwards(setup: Setup) -> None:
@@ -219,7 +219,7 @@ def test_outbox_bound_and_expiry_are_counted(setup: Setup) -> None:
     assert decode_touch(setup.topics.touch("lamp-a"), relay.next().payload) == fresh
     stats = link.outbox_stats()
     assert (stats.dropped, stats.expired) == (1, 2)
-    eventually(lambda: link.outbox_stats().queued == 0, "the PUBACK empties the outbox")
+    wait_until(lambda: link.outbox_stats().queued == 0, "the PUBACK empties the outbox")
 
 
 def test_touches_acknowledged_before_their_disk_write_all_leave_the_outbox(setup: Setup) -> None:
@@ -235,7 +235,7 @@ def test_touches_acknowledged_before_their_disk_write_all_leave_the_outbox(setup
     emptied = OutboxStats(
         queued=0, unconfirmed=0, dropped=0, expired=0, stream=link.stream, next_seq=len(made)
     )
-    eventually(lambda: link.outbox_stats() == emptied, "every PUBACK handled, nothing queued")
+    wait_until(lambda: link.outbox_stats() == emptied, "every PUBACK handled, nothing queued")
     link.stop()
     assert _stored_touches(setup.tmp_path / "lamp-a") == []
 
@@ -440,7 +440,7 @@ def test_a_restart_says_what_the_touches_it_sends_again_are(
     events.wait_for(LinkConnected)
     link.send_touch("#000001")
     relay.next()
-    eventually(lambda: link.outbox_stats().unconfirmed == 1, "the touch acknowledged")
+    wait_until(lambda: link.outbox_stats().unconfirmed == 1, "the touch acknowledged")
     link.stop()
     caplog.clear()
     _, again = setup.lamp()
@@ -484,7 +484,7 @@ def test_shown_glows_reach_the_seen_file_at_a_checkpoint_soon_after(setup: Setup
     relay.publish(setup.topics.glow("lamp-a"), glow("lamp-b:5:1"))
     events.wait_for(GlowArrived)
 
-    eventually(
+    wait_until(
         lambda: ids_in_seen_file(setup.tmp_path / "lamp-a") == ["lamp-b:5:1"],
         "the glow's id in the database file",
     )
@@ -576,8 +576,7 @@ def test_a_wrong_password_is_reported_once_and_not_retried(
     with pytest.raises(LinkError, match="refused lamp lamp-a's credentials"):
         link.request(PairRequest(action=PairAction.STATUS), timeout=1.0)
     # With reconnects 0.05-0.3 s apart a retry loop would have knocked several times by now.
-    with cable.connected:
-        assert not cable.connected.wait_for(lambda: cable.connections > 1, timeout=1.0)
+    assert not cable.wait_accepted(2, timeout=1.0)
     errors = [r for r in caplog.records if r.levelno == logging.ERROR and "refused" in r.message]
     assert len(errors) == 1
     assert "not retrying" in errors[0].getMessage()
@@ -735,7 +734,7 @@ def test_tls_refuses_a_broker_whose_certificate_names_another_host(
 ) -> None:
     link, events = tls_lamp(tls_broker, tmp_path, host="127.0.0.1")  # not "localhost"
     try:
-        eventually(
+        wait_until(
             lambda: any("cannot reach the broker" in r.getMessage() for r in caplog.records),
             "a log line about the refused certificate",
         )

@@ -12,6 +12,7 @@ import pytest
 
 from tests.device.link_support import ids_in_seen_file
 from tests.faults.disk import fill, small_disk
+from tests.support.clock import FakeClock
 from touchlamp.device.dedup import SeenTouches
 from touchlamp.device.outbox import OUTBOX_FILE, Outbox, StateFileError
 from touchlamp.mqtt.backoff import Backoff
@@ -19,19 +20,9 @@ from touchlamp.mqtt.backoff import Backoff
 HOUR = 3600.0
 
 
-class FakeWallClock:
-    """Seconds since the epoch, moved by hand."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> FakeWallClock:
-    return FakeWallClock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 _opened: list[Outbox] = []
@@ -44,7 +35,7 @@ def _close_outboxes() -> Iterator[None]:
         _opened.pop().close()
 
 
-def open_outbox(state_dir: Path, clock: FakeWallClock, **limits: float) -> Outbox:
+def open_outbox(state_dir: Path, clock: FakeClock, **limits: float) -> Outbox:
     outbox = Outbox(
         state_dir=state_dir,
         max_entries=int(limits.get("max_entries", 1000)),
@@ -55,9 +46,7 @@ def open_outbox(state_dir: Path, clock: FakeWallClock, **limits: float) -> Outbo
     return outbox
 
 
-def test_touches_get_increasing_seqs_and_leave_in_order(
-    tmp_path: Path, clock: FakeWallClock
-) -> None:
+def test_touches_get_increasing_seqs_and_leave_in_order(tmp_path: Path, clock: FakeClock) -> None:
     outbox = open_outbox(tmp_path, clock)
     made = [
         outbox.add(color=color, ts_ms=1000 + i)
@@ -76,7 +65,7 @@ def test_touches_get_increasing_seqs_and_leave_in_order(
     assert [touch.seq for touch in outbox.pending()] == [0, 2]
 
 
-def test_seq_stream_and_queue_survive_a_restart(tmp_path: Path, clock: FakeWallClock) -> None:
+def test_seq_stream_and_queue_survive_a_restart(tmp_path: Path, clock: FakeClock) -> None:
     first = open_outbox(tmp_path, clock)
     queued = first.add(color="#112233", ts_ms=5)
     first.add(color="#112233", ts_ms=6)
@@ -91,9 +80,7 @@ def test_seq_stream_and_queue_survive_a_restart(tmp_path: Path, clock: FakeWallC
     assert again.add(color="#112233", ts_ms=7).seq == 2
 
 
-def test_a_reserved_touch_is_queued_before_it_is_written(
-    tmp_path: Path, clock: FakeWallClock
-) -> None:
+def test_a_reserved_touch_is_queued_before_it_is_written(tmp_path: Path, clock: FakeClock) -> None:
     """The link publishes between ``reserve`` and ``persist``: the touch is queued all along."""
     outbox = open_outbox(tmp_path, clock)
     touch = outbox.reserve(color="#FF0000", ts_ms=1)
@@ -110,7 +97,7 @@ def test_a_reserved_touch_is_queued_before_it_is_written(
 
 
 def test_a_puback_before_the_commit_keeps_the_touch_until_it_is_confirmed(
-    tmp_path: Path, clock: FakeWallClock
+    tmp_path: Path, clock: FakeClock
 ) -> None:
     outbox = open_outbox(tmp_path, clock)
     touch = outbox.reserve(color="#00ff00", ts_ms=1)
@@ -126,7 +113,7 @@ def test_a_puback_before_the_commit_keeps_the_touch_until_it_is_confirmed(
 
 
 def test_a_touch_confirmed_before_its_commit_is_never_written(
-    tmp_path: Path, clock: FakeWallClock
+    tmp_path: Path, clock: FakeClock
 ) -> None:
     outbox = open_outbox(tmp_path, clock)
     first, second = (outbox.reserve(color="#0000ff", ts_ms=ts) for ts in (1, 2))
@@ -146,7 +133,7 @@ def test_a_touch_confirmed_before_its_commit_is_never_written(
 
 
 def test_a_crash_before_the_commit_loses_that_touch_but_never_reuses_its_seq(
-    tmp_path: Path, clock: FakeWallClock
+    tmp_path: Path, clock: FakeClock
 ) -> None:
     """Published, then the power went before ``persist``: after the restart the touch is not
     sent again (it relies on the broker), and no new touch gets its seq — the relay would drop
@@ -165,7 +152,7 @@ def test_a_crash_before_the_commit_loses_that_touch_but_never_reuses_its_seq(
 
 
 def test_seqs_stay_unique_however_reserve_persist_and_crashes_interleave(
-    tmp_path: Path, clock: FakeWallClock
+    tmp_path: Path, clock: FakeClock
 ) -> None:
     rng = random.Random(7)
     outbox = open_outbox(tmp_path, clock)
@@ -190,7 +177,7 @@ def test_seqs_stay_unique_however_reserve_persist_and_crashes_interleave(
     assert handed_out == sorted(handed_out)
 
 
-def test_a_fresh_state_dir_is_a_new_stream(tmp_path: Path, clock: FakeWallClock) -> None:
+def test_a_fresh_state_dir_is_a_new_stream(tmp_path: Path, clock: FakeClock) -> None:
     streams = {open_outbox(tmp_path / str(i), clock).stream for i in range(3)}
     # Three random 32-bit numbers; a collision would be a one-in-a-billion event.
     assert len(streams) == 3
@@ -198,7 +185,7 @@ def test_a_fresh_state_dir_is_a_new_stream(tmp_path: Path, clock: FakeWallClock)
 
 
 def test_full_outbox_drops_the_oldest_counted_and_logged(
-    tmp_path: Path, clock: FakeWallClock, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     outbox = open_outbox(tmp_path, clock, max_entries=3)
     for ts in range(5):
@@ -214,7 +201,7 @@ def test_full_outbox_drops_the_oldest_counted_and_logged(
 
 
 def test_old_touches_expire_counted_and_logged(
-    tmp_path: Path, clock: FakeWallClock, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     outbox = open_outbox(tmp_path, clock, max_age_seconds=2 * HOUR)
     outbox.add(color="#000001", ts_ms=1)
@@ -230,7 +217,7 @@ def test_old_touches_expire_counted_and_logged(
     assert any("expired unsent (seq 0)" in r.getMessage() for r in caplog.records)
 
 
-def test_counts_survive_a_restart(tmp_path: Path, clock: FakeWallClock) -> None:
+def test_counts_survive_a_restart(tmp_path: Path, clock: FakeClock) -> None:
     outbox = open_outbox(tmp_path, clock, max_entries=1, max_age_seconds=HOUR)
     outbox.add(color="#000001", ts_ms=1)
     outbox.add(color="#000002", ts_ms=2)
@@ -242,16 +229,14 @@ def test_counts_survive_a_restart(tmp_path: Path, clock: FakeWallClock) -> None:
     assert (stats.queued, stats.dropped, stats.expired) == (0, 1, 1)
 
 
-def test_an_unreadable_outbox_names_the_file_and_the_fix(
-    tmp_path: Path, clock: FakeWallClock
-) -> None:
+def test_an_unreadable_outbox_names_the_file_and_the_fix(tmp_path: Path, clock: FakeClock) -> None:
     (tmp_path / OUTBOX_FILE).write_bytes(b"this is not an SQLite database, it only says so" * 100)
     with pytest.raises(StateFileError, match="move it aside") as raised:
         open_outbox(tmp_path, clock)
     assert str(tmp_path / OUTBOX_FILE) in str(raised.value)
 
 
-def test_bad_limits_are_refused(tmp_path: Path, clock: FakeWallClock) -> None:
+def test_bad_limits_are_refused(tmp_path: Path, clock: FakeClock) -> None:
     with pytest.raises(ValueError, match="max_entries"):
         open_outbox(tmp_path, clock, max_entries=0)
     with pytest.raises(ValueError, match="max_age_seconds"):
@@ -314,7 +299,7 @@ def test_backoff_refuses_inverted_bounds() -> None:
 
 
 def test_a_full_disk_keeps_touches_in_memory_and_never_reuses_a_seq_after_a_restart(
-    tmp_path: Path, clock: FakeWallClock
+    tmp_path: Path, clock: FakeClock
 ) -> None:
     """The disk fills up (a real tmpfs, to ENOSPC): ``persist`` says so, but the touch stays
     queued in memory; once the seqs reserved on disk run out the outbox counts on far past

@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 import pytest
 from pydantic import SecretStr
 
-from tests.broker.harness import free_port
-from tests.e2e.world import WAIT, BrokerLike, World, served_page, wait_until
+from tests.e2e.world import BrokerLike, World, served_page
+from tests.support.ports import free_port
+from tests.support.waiting import WAIT, wait_until
 from touchlamp.config.device import DeviceSettings, MqttSettings
 from touchlamp.config.lamp_file import LAMP_FILE
 from touchlamp.device.lamp_board import LampBoard

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.world import BrokerLike, World, wait_until
+from tests.e2e.world import BrokerLike, World
+from tests.support.waiting import wait_until
 from touchlamp.cli import main
 from touchlamp.config.common import SettingsError, load_settings
 from touchlamp.config.device import DeviceSettings, LookSettings

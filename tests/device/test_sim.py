@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.world import WAIT, BrokerLike, World, same_hue, wait_until
+from tests.e2e.world import BrokerLike, World, same_hue
+from tests.support.waiting import WAIT, wait_until
 from touchlamp.cli import main
 from touchlamp.config.common import load_settings
 from touchlamp.config.device import DeviceSettings, HardwareSettings

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from tests.device.test_demo import TOUCHLAMP, _read_until, _reaped
-from tests.e2e.world import WAIT
+from tests.support.waiting import WAIT
 
 
 def test_sim_speaks_for_itself_and_keeps_out_of_the_demos_state() -> None:

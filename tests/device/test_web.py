@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.world import WAIT, BrokerLike, World, same_hue, served_page
+from tests.e2e.world import BrokerLike, World, same_hue, served_page
+from tests.support.waiting import WAIT
 from touchlamp.device.looks import Rgb
 from touchlamp.device.sim import Simulator
 from touchlamp.device.web import WebServer

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.world import WAIT, BrokerLike, World, served_page
+from tests.e2e.world import BrokerLike, World, served_page
+from tests.support.waiting import WAIT
 from touchlamp.device.looks import Rgb
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
-from tests.e2e.world import WAIT, BrokerLike, World, served_page, wait_until
+from tests.e2e.world import BrokerLike, World, served_page
+from tests.support.waiting import WAIT, wait_until
 from touchlamp.config.device import DeviceSettings
 
 AMBER = "#ff8c1a"

@@ -4,64 +4,26 @@ lamps (the real agent on gpiozero's mock pins), each test under a topic root of 
 from __future__ import annotations
 
 import secrets
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Protocol
 
 from pydantic import SecretStr
 
+from tests.support.broker import BrokerLike
+from tests.support.relay import running_relay
 from touchlamp.config.device import DeviceSettings, LookSettings, MqttSettings
 from touchlamp.config.relay import RelaySettings
 from touchlamp.device.looks import Rgb
 from touchlamp.device.sim import Simulator
 from touchlamp.device.web import WebServer
-from touchlamp.protocol import Topics
 from touchlamp.server.relay import Relay
 from touchlamp.server.store import Store, open_store
 
-__all__ = ["HOLD_SECONDS", "WAIT", "BrokerLike", "World", "same_hue", "served_page", "wait_until"]
-
-WAIT = 30.0
-"""How long a test waits for something that should happen (generous: CI machines are slow)."""
+__all__ = ["HOLD_SECONDS", "BrokerLike", "World", "same_hue", "served_page"]
 
 HOLD_SECONDS = 5.0
 """How long the test lamps must be held to pick a colour (1 s by default)."""
-
-
-class BrokerLike(Protocol):
-    """What these tests use of the ``broker`` fixture (tests/broker/harness.py)."""
-
-    @property
-    def host(self) -> str: ...
-
-    @property
-    def port(self) -> int: ...
-
-    @property
-    def relay_username(self) -> str: ...
-
-    @property
-    def relay_password(self) -> str: ...
-
-    @property
-    def topics(self) -> Topics: ...
-
-    def add_lamp(self, lamp_id: str) -> str: ...
-
-
-def wait_until(
-    check: Callable[[], bool], what: str, *, wake: threading.Event | None = None
-) -> None:
-    """Wait until ``check()`` holds; re-checked when ``wake`` is set (or every 20 ms)."""
-    signal = wake or threading.Event()
-    for _ in range(int(WAIT / 0.02)):
-        if check():
-            return
-        signal.wait(0.02)
-        signal.clear()
-    raise AssertionError(f"not within {WAIT} s: {what}")
 
 
 def same_hue(shown: Rgb, color: str, *, gamma: float, tolerance: float = 0.03) -> bool:
@@ -148,15 +110,8 @@ class World:
     def pair(self, *lamp_ids: str) -> None:
         self.store.create_group(list(lamp_ids), name="home", group_id=f"g-{secrets.token_hex(3)}")
 
-    @contextmanager
-    def relay(self) -> Iterator[Relay]:
-        relay = Relay(settings=self.relay_settings(), store=self.store)
-        relay.start()
-        try:
-            assert relay.wait_connected(WAIT), "the relay did not connect and subscribe"
-            yield relay
-        finally:
-            relay.stop()
+    def relay(self) -> AbstractContextManager[Relay]:
+        return running_relay(self.relay_settings(), self.store)
 
     @contextmanager
     def simulator(self, *lamps: DeviceSettings) -> Iterator[Simulator]:

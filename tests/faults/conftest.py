@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker.harness import BrokerFixture
-from tests.conftest import start_managed_broker
 from tests.faults.world import FaultWorld
+from tests.support.broker import BrokerFixture, start_managed_broker
 
 
 @pytest.fixture

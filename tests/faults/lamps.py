@@ -16,17 +16,17 @@ each (lamp, stream, seq) a lamp sent reached each peer's core exactly once, in o
 
 from __future__ import annotations
 
-import datetime as dt
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import SecretStr
 
+from tests.support.waiting import WAIT
 from touchlamp.config.device import DeviceSettings, LookSettings, MqttSettings
 from touchlamp.device.agent import AgentLink, LampAgent
 from touchlamp.device.clock import Clock, SystemClock
@@ -43,47 +43,12 @@ from touchlamp.device.looks import Rgb
 from touchlamp.protocol import Touch, touch_id
 
 __all__ = [
-    "WAIT",
     "CoreInbox",
     "FaultLamp",
     "Frame",
     "LampPlan",
-    "SkewedClock",
     "assert_delivered",
-    "wait_until",
 ]
-
-WAIT = 60.0
-"""How long a scenario waits for something that should happen (faults make things slow)."""
-
-T = TypeVar("T")
-
-
-def wait_until(check: Callable[[], T | bool | None], what: str, *, timeout: float = WAIT) -> T:
-    """Poll ``check`` (state with no event to wait on) until it is truthy; fail naming ``what``."""
-    pause = threading.Event()
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result  # type: ignore[return-value]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        pause.wait(0.02)
-
-
-class SkewedClock:
-    """The system's clocks, with the wall clock moved by ``offset`` (a lamp set wrong)."""
-
-    def __init__(self, offset: dt.timedelta) -> None:
-        self._system = SystemClock(timezone="UTC")
-        self.offset = offset
-
-    def monotonic(self) -> float:
-        return self._system.monotonic()
-
-    def local_now(self) -> dt.datetime:
-        return self._system.local_now() + self.offset
 
 
 @dataclass(frozen=True, slots=True)

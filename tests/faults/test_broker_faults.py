@@ -16,9 +16,10 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.faults.lamps import FaultLamp, assert_delivered, wait_until
-from tests.faults.proxy import Direction, FaultProxy, Packet, PacketType
+from tests.faults.lamps import FaultLamp, assert_delivered
 from tests.faults.world import FaultWorld, RelayProcess
+from tests.support.proxy import Direction, FaultProxy, Packet, PacketType
+from tests.support.waiting import wait_until
 from touchlamp.protocol import touch_id
 
 AMBER, BLUE = "#ff8c1a", "#3c78ff"

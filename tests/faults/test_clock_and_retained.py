@@ -11,9 +11,11 @@ from __future__ import annotations
 import datetime as dt
 
 from tests.e2e.world import same_hue
-from tests.faults.lamps import FaultLamp, SkewedClock, assert_delivered, wait_until
-from tests.faults.raw import RawClient
+from tests.faults.lamps import FaultLamp, assert_delivered
 from tests.faults.world import FaultWorld
+from tests.support.clock import FakeClock
+from tests.support.raw_mqtt import RawClient
+from tests.support.waiting import wait_until
 from touchlamp.config.device import LookSettings, QuietHours
 from touchlamp.device.clock import ManualClock, epoch_ms
 from touchlamp.device.core import Connected, GlowReceived, LampCore
@@ -31,8 +33,8 @@ def _glowing_in(lamp: FaultLamp, color: str) -> bool:
 def test_lamps_whose_clocks_are_a_year_off_still_light_each_other(world: FaultWorld) -> None:
     """Lamp A's clock is a year behind, lamp B's a year ahead. The relay stamps glows with its
     own clock, so B sees every glow as "a year old" by its own clock."""
-    a = world.lamp("lamp-a", color=AMBER, clock=SkewedClock(-YEAR))
-    b = world.lamp("lamp-b", color=BLUE, clock=SkewedClock(YEAR))
+    a = world.lamp("lamp-a", color=AMBER, clock=FakeClock.shifted(-YEAR.total_seconds()))
+    b = world.lamp("lamp-b", color=BLUE, clock=FakeClock.shifted(YEAR.total_seconds()))
     world.pair(a, b)
     with world.relay():
         world.start(a, b)
@@ -56,7 +58,7 @@ def test_a_retained_touch_never_lights_anything(world: FaultWorld) -> None:
     stream = 0xBAD5EED
 
     def publish_retained(seq: int) -> None:
-        client = RawClient(
+        client = RawClient.mqtt5(
             port=world.broker.port,
             username="lamp-a",
             password=a.plan.password,

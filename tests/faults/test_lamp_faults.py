@@ -22,10 +22,12 @@ from pathlib import Path
 import pytest
 
 from tests.faults.disk import fill, small_disk
-from tests.faults.lamps import WAIT, FaultLamp, assert_delivered, wait_until
-from tests.faults.proxy import FaultProxy
-from tests.faults.raw import RawClient
-from tests.faults.world import FaultWorld, free_listening_port
+from tests.faults.lamps import FaultLamp, assert_delivered
+from tests.faults.world import FaultWorld
+from tests.support.ports import free_listening_port
+from tests.support.proxy import FaultProxy
+from tests.support.raw_mqtt import RawClient
+from tests.support.waiting import WAIT, wait_until
 from touchlamp.device.core import TouchDown, TouchUp
 from touchlamp.device.looks import Rgb
 from touchlamp.device.outbox import OUTBOX_FILE
@@ -213,7 +215,7 @@ def test_duplicates_injected_by_a_raw_client_show_once(world: FaultWorld) -> Non
 
     with world.relay() as relay:
         world.start(b)
-        lamp = RawClient(
+        lamp = RawClient.mqtt5(
             port=world.broker.port, username="lamp-a", password=password, client_id="lamp-a"
         )
         for seq, dup in ((1, False), (1, False), (1, True), (2, True), (2, False), (1, False)):
@@ -224,7 +226,7 @@ def test_duplicates_injected_by_a_raw_client_show_once(world: FaultWorld) -> Non
         wait_until(lambda: relay.metrics.duplicates._value.get() == 4, "four duplicates counted")
 
         username, password = world.broker.relay_login("impostor")
-        impostor = RawClient(
+        impostor = RawClient.mqtt5(
             port=world.broker.port,
             username=username,
             password=password,

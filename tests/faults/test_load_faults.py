@@ -20,10 +20,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from tests.broker.harness import BrokerFixture
 from tests.e2e.world import same_hue
-from tests.faults.lamps import WAIT, FaultLamp, Frame, assert_delivered, wait_until
+from tests.faults.lamps import FaultLamp, Frame, assert_delivered
 from tests.faults.world import FaultWorld
+from tests.support.broker import BrokerFixture
+from tests.support.waiting import WAIT, wait_until
 from touchlamp.config.broker import LimitsSettings
 from touchlamp.config.device import LookSettings
 from touchlamp.protocol import Touch, encode

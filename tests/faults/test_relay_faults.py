@@ -12,10 +12,11 @@ import threading
 
 import pytest
 
-from tests.faults.lamps import WAIT, FaultLamp, assert_delivered, wait_until
-from tests.faults.proxy import Direction, Packet
+from tests.faults.lamps import FaultLamp, assert_delivered
 from tests.faults.test_broker_faults import touching
 from tests.faults.world import FaultWorld
+from tests.support.proxy import Direction, Packet
+from tests.support.waiting import WAIT, wait_until
 from touchlamp.device.agent import LampAgent
 from touchlamp.protocol import PairAction, PairRequest
 from touchlamp.server.confirmations import ConnectionEnds

@@ -10,53 +10,32 @@ from __future__ import annotations
 
 import functools
 import os
-import random
 import secrets
 import signal
-import socket
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.broker.harness import BrokerFixture
-from tests.faults.lamps import WAIT, FaultLamp, LampPlan, wait_until
-from tests.faults.proxy import FaultProxy
+from tests.faults.lamps import FaultLamp, LampPlan
+from tests.support.broker import BrokerFixture
+from tests.support.ports import free_listening_port
+from tests.support.proxy import FaultProxy
+from tests.support.relay import relay_metrics, running_relay
+from tests.support.waiting import WAIT, wait_until
 from touchlamp.config.relay import RelaySettings
 from touchlamp.server.relay import Relay
 from touchlamp.server.store import Store, open_store
 
-__all__ = ["FaultWorld", "RelayProcess", "free_listening_port", "free_port"]
+__all__ = ["FaultWorld", "RelayProcess"]
 
 _RELAY_DEFAULTS: dict[str, Any] = {
     "rate_limit": {"per_second": 1000.0, "burst": 10_000},
     "forwarding": {"mutual_window_seconds": 0.0},
     "bad_payload_log_seconds": 0.0,
 }
-
-
-def free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        return int(probe.getsockname()[1])
-
-
-def free_listening_port() -> int:
-    """A free port below the kernel's range for outgoing connections, for a server that binds
-    it later: a port from ``free_port`` may meanwhile become the source port of a connection
-    (seen: a restarted relay's metrics port taken, "Address already in use")."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    rng = random.SystemRandom()
-    while True:
-        port = rng.randrange(max(1024, low // 2), low)
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
 
 
 def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -169,15 +148,7 @@ class RelayProcess:
 
     def metrics(self) -> dict[str, float]:
         """The relay's Prometheus counters and gauges, by name with labels."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            text = response.read().decode()
-        values: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                values[name] = float(value)
-        return values
+        return relay_metrics(self.metrics_port)
 
 
 class FaultWorld:
@@ -262,13 +233,10 @@ class FaultWorld:
         """A relay in this process (its own store connection), stopped gracefully at the end."""
         settings = RelaySettings(**self.relay_values(**overrides))
         store = open_store(self.store_path)
-        relay = Relay(settings=settings, store=store)
-        relay.start()
         try:
-            assert relay.wait_connected(WAIT), "the relay did not connect and subscribe"
-            yield relay
+            with running_relay(settings, store) as relay:
+                yield relay
         finally:
-            relay.stop()
             store.close()
 
     def relay_process(self, **overrides: Any) -> RelayProcess:

@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 from tests.device.test_homeassistant_bridge import HA_PASSWORD, HA_USER, home_settings, with_home
-from tests.e2e.world import BrokerLike, World, same_hue, wait_until
+from tests.e2e.world import BrokerLike, World, same_hue
 from tests.ha.hass import HA_VENV, HomeAssistantCore
-from tests.ha.home_broker import HomeBroker
+from tests.support.home_broker import HomeBroker
+from tests.support.waiting import wait_until
 from touchlamp.device.homeassistant_discovery import DiscoveryDevice, HomeTopics, discovery_configs
 from touchlamp.device.status import MemberStatus
 

@@ -3,8 +3,6 @@ the real Mosquitto produces it, and the lamp and the relay stopping (or not) by 
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import struct
 import threading
 from collections.abc import Iterator
@@ -17,8 +15,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from tests.broker.harness import BrokerFixture
 from tests.device.link_support import EventLog
+from tests.support.broker import BrokerFixture
+from tests.support.proxy import Direction, FaultProxy, Packet, PacketType, remaining_length
+from tests.support.waiting import WAIT
 from touchlamp.config.relay import RelaySettings
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import CredentialsRejected
@@ -26,8 +26,6 @@ from touchlamp.mqtt import reasons
 from touchlamp.mqtt.reasons import Verdict
 from touchlamp.server.relay import Relay, RelayAuthError
 from touchlamp.server.store import open_store
-
-WAIT = 30.0
 
 # MQTT 5 §3.2.2.2 and §3.4.2.1: every code a CONNACK and a PUBACK may carry.
 _CONNACK_CODES = {0x00, *range(0x80, 0x8B), 0x8C, 0x90, 0x95, 0x97, 0x99, 0x9A, 0x9B, 0x9C}
@@ -170,73 +168,6 @@ def test_mosquitto_answers_publishes_with_success_no_subscribers_and_not_authori
 # ---- the lamp and the relay use it --------------------------------------------------------------
 
 
-class AddingAuthMethod:
-    """A loopback proxy to the broker that adds an Authentication Method property to the first
-    packet each client sends (its CONNECT), as a client configured for SCRAM would: the real
-    broker then answers 0x8C, "Bad authentication method"."""
-
-    def __init__(self, broker_port: int) -> None:
-        self._broker_port = broker_port
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self.connections = 0
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                inside, _ = self._listener.accept()
-            except OSError:
-                return
-            outside = socket.create_connection(("127.0.0.1", self._broker_port))
-            with self._lock:
-                self.connections += 1
-                self._sockets += [inside, outside]
-            threading.Thread(target=self._up, args=(inside, outside), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(outside, inside), daemon=True).start()
-
-    def _up(self, inside: socket.socket, outside: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            data = b""
-            while (packet := _whole_packet(data)) is None:
-                chunk = inside.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            connect, rest = packet
-            outside.sendall(_with_auth_method(connect, b"SCRAM-SHA-1") + rest)
-        self._pipe(inside, outside)
-
-    @staticmethod
-    def _pipe(source: socket.socket, target: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                target.sendall(data)
-        with contextlib.suppress(OSError):
-            target.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        with self._lock:
-            for sock in self._sockets:
-                sock.close()
-        self._thread.join()
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value % 128, value // 128
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
 def _read_varint(data: bytes, at: int) -> tuple[int, int] | None:
     value, shift = 0, 0
     while at < len(data):
@@ -249,20 +180,10 @@ def _read_varint(data: bytes, at: int) -> tuple[int, int] | None:
     return None
 
 
-def _whole_packet(data: bytes) -> tuple[bytes, bytes] | None:
-    """The first whole packet in ``data`` and what follows it; None if it is not all there."""
-    parsed = _read_varint(data, 1)
-    if parsed is None or len(data) < parsed[1] + parsed[0]:
-        return None
-    end = parsed[1] + parsed[0]
-    return data[:end], data[end:]
-
-
-def _with_auth_method(connect: bytes, method: bytes) -> bytes:
+def _with_auth_method(connect: Packet, method: bytes) -> bytes:
     """An MQTT 5 CONNECT with property 0x15 (Authentication Method) added."""
-    assert connect[0] >> 4 == 1, "not a CONNECT"
-    _, body_at = _read_varint(connect, 1) or (0, 0)
-    body = connect[body_at:]
+    assert connect.kind == PacketType.CONNECT, "not a CONNECT"
+    body = connect.body
     (name_length,) = struct.unpack_from("!H", body)
     header_end = 2 + name_length + 1 + 1 + 2  # protocol name, level, flags, keepalive
     assert body[2 + name_length] == 5, "not MQTT 5"
@@ -271,23 +192,33 @@ def _with_auth_method(connect: bytes, method: bytes) -> bytes:
     properties += b"\x15" + struct.pack("!H", len(method)) + method
     new_body = (
         body[:header_end]
-        + _varint(len(properties))
+        + remaining_length(len(properties))
         + properties
         + body[properties_at + properties_length :]
     )
-    return bytes([connect[0]]) + _varint(len(new_body)) + new_body
+    return Packet(kind=connect.kind, flags=connect.flags, body=new_body).wire
 
 
 @pytest.fixture
-def adding_auth_method(broker: BrokerFixture) -> Iterator[AddingAuthMethod]:
-    proxy = AddingAuthMethod(broker.port)
+def adding_auth_method(broker: BrokerFixture) -> Iterator[FaultProxy]:
+    """A proxy to the broker that adds an Authentication Method property to each client's
+    CONNECT, as a client configured for SCRAM would: the real broker then answers 0x8C, "Bad
+    authentication method"."""
+    proxy = FaultProxy(target_port=broker.port)
+    proxy.rewrite(
+        lambda direction, packet: (
+            _with_auth_method(packet, b"SCRAM-SHA-1")
+            if direction is Direction.UP and packet.kind == PacketType.CONNECT
+            else None
+        )
+    )
     yield proxy
     proxy.close()
 
 
 @pytest.mark.allow_error_logs
 def test_a_lamp_refused_for_its_authentication_method_stops_retrying(
-    broker: BrokerFixture, adding_auth_method: AddingAuthMethod, tmp_path: Path
+    broker: BrokerFixture, adding_auth_method: FaultProxy, tmp_path: Path
 ) -> None:
     """Before the table, the lamp matched three refusal *names* and retried 0x8C for ever."""
     events = EventLog()
@@ -308,14 +239,14 @@ def test_a_lamp_refused_for_its_authentication_method_stops_retrying(
         assert rejected.reason == "Bad authentication method (0x8C)"
         # Retrying every 0.05-0.2 s, it would have knocked again many times by now.
         threading.Event().wait(1.5)
-        assert adding_auth_method.connections == 1
+        assert adding_auth_method.accepted == 1
     finally:
         link.stop()
 
 
 @pytest.mark.allow_error_logs
 def test_a_relay_refused_for_its_authentication_method_stops_too(
-    broker: BrokerFixture, adding_auth_method: AddingAuthMethod, tmp_path: Path
+    broker: BrokerFixture, adding_auth_method: FaultProxy, tmp_path: Path
 ) -> None:
     settings = RelaySettings(
         store_url=str(tmp_path / "relay.sqlite3"),
@@ -335,7 +266,7 @@ def test_a_relay_refused_for_its_authentication_method_stops_too(
     try:
         with pytest.raises(RelayAuthError, match=r"Bad authentication method \(0x8C\)"):
             relay.wait_connected(3.0)
-        assert adding_auth_method.connections == 1
+        assert adding_auth_method.accepted == 1
     finally:
         relay.stop()
         store.close()

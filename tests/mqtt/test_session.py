@@ -9,7 +9,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 
-from tests.broker.harness import BrokerFixture
+from tests.support.broker import BrokerFixture
 from touchlamp.mqtt.client import new_client, properties
 from touchlamp.mqtt.session import NoAnswerError, Session
 from touchlamp.protocol import Topics

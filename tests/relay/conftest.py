@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker.harness import BrokerFixture
 from tests.relay.live import Site
 from tests.relay.store_backends import fresh_backend
+from tests.support.broker import BrokerFixture
 from touchlamp.server.store import Store, open_store
 
 

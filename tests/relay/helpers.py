@@ -1,27 +1,11 @@
-"""Small helpers shared by the relay tests: a clock moved by hand, and stores with lamps in them."""
+"""Small helpers shared by the relay tests: stores with lamps in them."""
 
 from __future__ import annotations
 
+from tests.support.clock import START
 from touchlamp.server.store import Group, Store
 
-__all__ = ["START", "StepClock", "add_lamps", "group_of"]
-
-START = 1_700_000_000.0  # a fixed wall-clock time (seconds since the epoch) to start tests at
-
-
-class StepClock:
-    """A clock (seconds) that moves only when told; callable like ``time.time``."""
-
-    def __init__(self, start: float = START) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError("a clock does not go backwards: advance by seconds >= 0")
-        self.now += seconds
+__all__ = ["add_lamps", "group_of"]
 
 
 def add_lamps(store: Store, *lamp_ids: str, group: str | None = None) -> None:

@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -22,6 +20,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from tests.support.waiting import WAIT, wait_until
 from touchlamp.protocol import (
     Availability,
     Glow,
@@ -38,25 +37,7 @@ from touchlamp.protocol import (
     encode_availability,
 )
 
-__all__ = ["WAIT", "Endpoint", "TestLamp", "wait_until"]
-
-WAIT = 30.0
-"""How long a test waits for something that should happen (generous: CI machines are slow)."""
-
-T = TypeVar("T")
-
-
-def wait_until(check: Callable[[], T | None], what: str, *, timeout: float = WAIT) -> T:
-    """Poll ``check`` until it returns something other than None/False; fail naming ``what``."""
-    pause = threading.Event()
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result is not None and result is not False:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        pause.wait(0.02)
+__all__ = ["Endpoint", "TestLamp"]
 
 
 @dataclass(frozen=True, slots=True)

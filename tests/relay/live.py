@@ -4,40 +4,18 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, Protocol
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
 
-from tests.relay.lamps import WAIT, Endpoint, TestLamp
+from tests.relay.lamps import Endpoint, TestLamp
+from tests.support.broker import BrokerLike
+from tests.support.relay import running_relay as run_relay
 from touchlamp.config.relay import RelaySettings
-from touchlamp.protocol import Topics
 from touchlamp.server.relay import Relay
 from touchlamp.server.store import Store
 
 __all__ = ["BrokerLike", "Site", "running_relay"]
-
-
-class BrokerLike(Protocol):
-    """What the relay tests use of the ``broker`` fixture (tests/broker/harness.py)."""
-
-    @property
-    def host(self) -> str: ...
-
-    @property
-    def port(self) -> int: ...
-
-    @property
-    def relay_username(self) -> str: ...
-
-    @property
-    def relay_password(self) -> str: ...
-
-    def relay_login(self, name: str | None = None) -> tuple[str, str]: ...
-
-    @property
-    def topics(self) -> Topics: ...
-
-    def add_lamp(self, lamp_id: str) -> str: ...
 
 
 class Site:
@@ -97,11 +75,8 @@ class Site:
             lamp.disconnect()
 
 
-@contextmanager
 def running_relay(
     site: Site, *, clock: Callable[[], float] = time.time, **overrides: Any
-) -> Iterator[Relay]:
-    """A relay with ``site.settings(**overrides)`` and a wall ``clock`` (``time.time``)."""
-    with Relay(settings=site.settings(**overrides), store=site.store, clock=clock) as relay:
-        assert relay.wait_connected(WAIT), "the relay did not connect and subscribe"
-        yield relay
+) -> AbstractContextManager[Relay]:
+    """The tests' relay runner with ``site.settings(**overrides)`` on the site's store."""
+    return run_relay(site.settings(**overrides), site.store, clock=clock)

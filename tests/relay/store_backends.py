@@ -3,7 +3,7 @@
 ``fresh_backend("sqlite" | "postgres", tmp_path)`` yields a ``Backend``: the setting that
 ``open_store`` takes (a file in ``tmp_path``, or a DSN of a database created for this test and
 dropped after it). PostgreSQL is a throwaway cluster the run starts on first use on a free
-loopback port (``tests/postgres_cluster.py``), never the machine's server on 5432; set
+loopback port (``tests/support/postgres_cluster.py``), never the machine's server on 5432; set
 ``TOUCHLAMP_TEST_PG_DSN`` (a ``postgresql://`` URL whose user may create databases) to use a
 server of your own instead. Either way, a server that cannot be started or reached fails the
 test, naming why: the PostgreSQL tests never skip.
@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.postgres_cluster import ClusterStartError, session_cluster
+from tests.support.postgres_cluster import ClusterStartError, session_cluster
 from touchlamp.server.store import Store, open_store
 
 __all__ = ["BACKENDS", "Backend", "BackendName", "fresh_backend", "postgres_admin_dsn"]

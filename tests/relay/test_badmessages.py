@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.relay.helpers import StepClock
+from tests.support.clock import FakeClock
 from touchlamp.server.badmessages import LogThrottle, safe_excerpt
 
 
@@ -30,7 +30,7 @@ def test_short_payloads_are_shown_whole() -> None:
 
 
 def test_one_line_per_key_per_interval_and_the_rest_are_counted() -> None:
-    clock = StepClock()
+    clock = FakeClock()
     throttle = LogThrottle(interval=60, clock=clock)
     assert throttle.should_log("lamp-a")
     assert not throttle.should_log("lamp-a")

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.relay.helpers import START, StepClock, add_lamps
+from tests.relay.helpers import add_lamps
+from tests.support.clock import START, FakeClock
 from touchlamp.protocol import Glow, Topics, Touch, encode
 from touchlamp.server.confirmations import ConnectionEnds
 from touchlamp.server.forwarding import (
@@ -33,7 +34,7 @@ def touch(seq: int, *, stream: int = STREAM, color: str = "#ff8800") -> bytes:
 
 def make_rule(
     store: Store,
-    clock: StepClock,
+    clock: FakeClock,
     *,
     window: float = 60.0,
     burst: int = 100,
@@ -60,7 +61,7 @@ def forwarded(decision: Forward | Drop) -> dict[str, Glow]:
 
 
 def test_a_touch_glows_on_every_other_member_in_the_touch_colour(store: Store) -> None:
-    clock = StepClock()
+    clock = FakeClock()
     add_lamps(store, "lamp-a", "lamp-b", "lamp-c", group="home")
     glows = forwarded(decide(make_rule(store, clock), "lamp-b", touch(17, color="#12AB34")))
     assert set(glows) == {"lamp-a", "lamp-c"}
@@ -87,7 +88,7 @@ def test_a_touch_glows_on_every_other_member_in_the_touch_colour(store: Store) -
 )
 def test_a_bad_payload_is_dropped_with_the_reason(store: Store, payload: bytes) -> None:
     add_lamps(store, "lamp-a", "lamp-b", group="home")
-    decision = decide(make_rule(store, StepClock()), "lamp-a", payload)
+    decision = decide(make_rule(store, FakeClock()), "lamp-a", payload)
     assert isinstance(decision, Drop)
     assert decision.reason is DropReason.BAD_PAYLOAD
     assert decision.error is not None
@@ -96,24 +97,24 @@ def test_a_bad_payload_is_dropped_with_the_reason(store: Store, payload: bytes) 
 
 
 def test_an_unknown_lamp_is_told_it_is_not_paired(store: Store) -> None:
-    decision = decide(make_rule(store, StepClock()), "lamp-ghost", touch(1))
+    decision = decide(make_rule(store, FakeClock()), "lamp-ghost", touch(1))
     assert decision == Drop(DropReason.UNKNOWN_LAMP, notify_sender=True)
 
 
 def test_an_unpaired_lamp_is_told_it_is_not_paired(store: Store) -> None:
     add_lamps(store, "lamp-a")
-    decision = decide(make_rule(store, StepClock()), "lamp-a", touch(1))
+    decision = decide(make_rule(store, FakeClock()), "lamp-a", touch(1))
     assert decision == Drop(DropReason.UNPAIRED, notify_sender=True)
 
 
 def test_a_lamp_alone_in_its_group_lights_nobody(store: Store) -> None:
     add_lamps(store, "lamp-a", group="solo")
-    assert decide(make_rule(store, StepClock()), "lamp-a", touch(1)) == Drop(DropReason.ALONE)
+    assert decide(make_rule(store, FakeClock()), "lamp-a", touch(1)) == Drop(DropReason.ALONE)
 
 
 def test_a_redelivered_touch_is_forwarded_once(store: Store) -> None:
     add_lamps(store, "lamp-a", "lamp-b", group="home")
-    rule = make_rule(store, StepClock())
+    rule = make_rule(store, FakeClock())
     assert isinstance(decide(rule, "lamp-a", touch(5)), Forward)
     assert decide(rule, "lamp-a", touch(5)) == Drop(DropReason.DUPLICATE)
     assert isinstance(decide(rule, "lamp-a", touch(6)), Forward)
@@ -123,11 +124,11 @@ def test_the_duplicate_record_survives_a_relay_restart(tmp_path: Path) -> None:
     path = tmp_path / "relay.sqlite3"
     first = open_store(path)
     add_lamps(first, "lamp-a", "lamp-b", group="home")
-    assert isinstance(decide(make_rule(first, StepClock()), "lamp-a", touch(5)), Forward)
+    assert isinstance(decide(make_rule(first, FakeClock()), "lamp-a", touch(5)), Forward)
     first.close()
     second = open_store(path)
     try:
-        assert decide(make_rule(second, StepClock()), "lamp-a", touch(5)) == Drop(
+        assert decide(make_rule(second, FakeClock()), "lamp-a", touch(5)) == Drop(
             DropReason.DUPLICATE
         )
     finally:
@@ -139,7 +140,7 @@ def test_a_repeat_is_forwarded_again_if_a_connection_ended_soon_after_its_record
 ) -> None:
     """The broker may have died with the glows unsaved (server/confirmations.py): then the
     lamp's repeat goes out again, same touch id, so the peer still shows it once."""
-    clock = StepClock()
+    clock = FakeClock()
     ends = ConnectionEnds(window_seconds=60.0, clock=clock)
     add_lamps(store, "lamp-a", "lamp-b", group="home")
     rule = make_rule(store, clock, ends=ends)
@@ -162,7 +163,7 @@ def test_a_repeat_is_forwarded_again_if_a_connection_ended_soon_after_its_record
 
 def test_a_lamp_whose_counter_was_reset_is_forwarded_again(store: Store) -> None:
     add_lamps(store, "lamp-a", "lamp-b", group="home")
-    rule = make_rule(store, StepClock())
+    rule = make_rule(store, FakeClock())
     assert isinstance(decide(rule, "lamp-a", touch(1, stream=111)), Forward)
     # Factory reset: a new random stream, and the counter starts over.
     glows = forwarded(decide(rule, "lamp-a", touch(1, stream=222)))
@@ -170,7 +171,7 @@ def test_a_lamp_whose_counter_was_reset_is_forwarded_again(store: Store) -> None
 
 
 def test_a_flooding_lamp_is_rate_limited_and_others_still_pass(store: Store) -> None:
-    clock = StepClock()
+    clock = FakeClock()
     add_lamps(store, "lamp-a", "lamp-b", group="home")
     rule = make_rule(store, clock, burst=3)
     results = [decide(rule, "lamp-a", touch(seq)) for seq in range(10)]
@@ -182,7 +183,7 @@ def test_a_flooding_lamp_is_rate_limited_and_others_still_pass(store: Store) -> 
 
 
 def test_touches_crossing_within_the_window_are_mutual_for_both(store: Store) -> None:
-    clock = StepClock()
+    clock = FakeClock()
     add_lamps(store, "lamp-a", "lamp-b", "lamp-c", group="home")
     rule = make_rule(store, clock, window=60)
     first = forwarded(decide(rule, "lamp-a", touch(1, color="#ff0000")))
@@ -203,7 +204,7 @@ def test_touches_crossing_within_the_window_are_mutual_for_both(store: Store) ->
 
 
 def test_touches_further_apart_than_the_window_are_not_mutual(store: Store) -> None:
-    clock = StepClock()
+    clock = FakeClock()
     add_lamps(store, "lamp-a", "lamp-b", group="home")
     rule = make_rule(store, clock, window=60)
     decide(rule, "lamp-a", touch(1))
@@ -214,7 +215,7 @@ def test_touches_further_apart_than_the_window_are_not_mutual(store: Store) -> N
 
 
 def test_a_lamp_touching_twice_is_not_mutual_with_itself(store: Store) -> None:
-    clock = StepClock()
+    clock = FakeClock()
     add_lamps(store, "lamp-a", "lamp-b", group="home")
     rule = make_rule(store, clock)
     decide(rule, "lamp-a", touch(1))
@@ -225,7 +226,7 @@ def test_a_lamp_touching_twice_is_not_mutual_with_itself(store: Store) -> None:
 
 
 def test_the_answer_comes_from_the_member_who_touched_last(store: Store) -> None:
-    clock = StepClock()
+    clock = FakeClock()
     add_lamps(store, "lamp-a", "lamp-b", "lamp-c", group="home")
     rule = make_rule(store, clock)
     decide(rule, "lamp-a", touch(1))
@@ -239,7 +240,7 @@ def test_the_answer_comes_from_the_member_who_touched_last(store: Store) -> None
 
 
 def test_a_redelivered_touch_does_not_make_a_later_one_mutual(store: Store) -> None:
-    clock = StepClock()
+    clock = FakeClock()
     add_lamps(store, "lamp-a", "lamp-b", group="home")
     rule = make_rule(store, clock)
     decide(rule, "lamp-a", touch(1))
@@ -250,7 +251,7 @@ def test_a_redelivered_touch_does_not_make_a_later_one_mutual(store: Store) -> N
 
 
 def test_a_window_of_zero_turns_mutual_off(store: Store) -> None:
-    clock = StepClock()
+    clock = FakeClock()
     add_lamps(store, "lamp-a", "lamp-b", group="home")
     rule = make_rule(store, clock, window=0)
     decide(rule, "lamp-a", touch(1))
@@ -262,7 +263,7 @@ def test_a_window_of_zero_turns_mutual_off(store: Store) -> None:
 def test_every_glow_is_addressed_to_a_member(store: Store) -> None:
     add_lamps(store, "lamp-a", "lamp-b", group="home")
     add_lamps(store, "lamp-x", "lamp-y", group="other")
-    decision = decide(make_rule(store, StepClock()), "lamp-a", touch(1))
+    decision = decide(make_rule(store, FakeClock()), "lamp-a", touch(1))
     assert isinstance(decision, Forward)
     assert [a.to for a in decision.glows] == ["lamp-b"]
     assert all(isinstance(a, Addressed) for a in decision.glows)
@@ -293,7 +294,7 @@ def _comparable(decision: Forward | Drop) -> object:
     return decision
 
 
-def _world(clock: StepClock) -> tuple[Store, ForwardingRule]:
+def _world(clock: FakeClock) -> tuple[Store, ForwardingRule]:
     store = open_store(":memory:")
     add_lamps(store, "lamp-a", "lamp-b", "lamp-c", group="home")
     add_lamps(store, "lamp-d")
@@ -310,7 +311,7 @@ def _world(clock: StepClock) -> tuple[Store, ForwardingRule]:
 def test_a_batch_is_decided_exactly_as_its_touches_one_by_one(
     batches: list[tuple[list[tuple[str, int, int, bool, bool]], float]],
 ) -> None:
-    one_clock, batch_clock = StepClock(), StepClock()
+    one_clock, batch_clock = FakeClock(), FakeClock()
     one_store, one_by_one = _world(one_clock)
     batch_store, batched = _world(batch_clock)
     try:
@@ -341,7 +342,7 @@ def test_a_batch_is_decided_exactly_as_its_touches_one_by_one(
 
 # -- groups changed by someone else (another relay, `touchlamp relay pair`) ----------------------
 def test_a_group_changed_elsewhere_is_used_by_the_very_next_touch(tmp_path: Path) -> None:
-    clock = StepClock()
+    clock = FakeClock()
     store = open_store(tmp_path / "relay.sqlite3")
     elsewhere = open_store(tmp_path / "relay.sqlite3")
     try:

@@ -5,15 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.clock import FakeClock
 from touchlamp.server.glows_waiting import GlowsWaiting, WaitingGlow
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def payloads(glows: list[WaitingGlow]) -> list[bytes]:
@@ -21,7 +14,7 @@ def payloads(glows: list[WaitingGlow]) -> list[bytes]:
 
 
 def test_a_bounced_glow_and_the_ones_behind_it_go_in_order_when_the_lamp_is_online() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     waiting = GlowsWaiting(clock=clock)
     first, second = (waiting.new("b", p, expiry_seconds=60) for p in (b"1", b"2"))
     # both went out before the first answer; both bounced, the second answered first
@@ -46,7 +39,7 @@ def test_a_bounced_glow_and_the_ones_behind_it_go_in_order_when_the_lamp_is_onli
 
 
 def test_without_news_of_the_lamp_the_oldest_is_tried_alone_with_backoff() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     waiting = GlowsWaiting(clock=clock, retry_min_seconds=1.0, retry_max_seconds=4.0)
     glows = [waiting.new("b", bytes([n]), expiry_seconds=600) for n in range(3)]
     for glow in glows:
@@ -68,7 +61,7 @@ def test_without_news_of_the_lamp_the_oldest_is_tried_alone_with_backoff() -> No
 
 
 def test_expired_glows_are_dropped_and_counted_and_the_bounds_push_out_the_oldest() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     waiting = GlowsWaiting(clock=clock, per_lamp=3, total=4)
     old = waiting.new("b", b"old", expiry_seconds=5)
     waiting.answered(old, kept=True, resent=False)
@@ -94,11 +87,11 @@ def test_expired_glows_are_dropped_and_counted_and_the_bounds_push_out_the_oldes
 
 def test_bounds_are_checked() -> None:
     with pytest.raises(ValueError, match="per_lamp"):
-        GlowsWaiting(clock=Clock(), per_lamp=10, total=5)
+        GlowsWaiting(clock=FakeClock(100.0), per_lamp=10, total=5)
 
 
 def test_a_lamp_back_while_its_probe_is_out_gets_everything_once_the_probe_is_answered() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     waiting = GlowsWaiting(clock=clock)
     glows = [waiting.new("b", bytes([n]), expiry_seconds=600) for n in range(3)]
     for glow in glows:
@@ -113,7 +106,7 @@ def test_a_lamp_back_while_its_probe_is_out_gets_everything_once_the_probe_is_an
 
 
 def test_a_lone_glow_bounced_while_its_lamp_came_back_goes_again_at_once() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     waiting = GlowsWaiting(clock=clock)
     glow = waiting.new("b", b"only", expiry_seconds=600)
     waiting.answered(glow, kept=True, resent=False)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.relay.helpers import StepClock, add_lamps, group_of
+from tests.relay.helpers import add_lamps, group_of
+from tests.support.clock import FakeClock
 from touchlamp.config.relay import PairingSettings
 from touchlamp.protocol import PairAction, PairRequest, PairResponse
 from touchlamp.server.pairing import CODE_ALPHABET, Pairing, PairOutcome, bad_request
 from touchlamp.server.store import Store
 
 
-def make_pairing(store: Store, clock: StepClock, **settings: float) -> Pairing:
+def make_pairing(store: Store, clock: FakeClock, **settings: float) -> Pairing:
     return Pairing(store=store, settings=PairingSettings(**settings), clock=clock)
 
 
@@ -35,7 +36,7 @@ def refused(outcome: PairOutcome, error: str) -> PairResponse:
 
 
 def test_create_then_join_pairs_the_two_lamps(store: Store) -> None:
-    clock = StepClock()
+    clock = FakeClock()
     add_lamps(store, "lamp-a", "lamp-b")
     pairing = make_pairing(store, clock)
     outcome = pairing.handle("lamp-a", PairRequest(action=PairAction.CREATE))
@@ -62,7 +63,7 @@ def test_the_code_alphabet_has_no_look_alikes() -> None:
 
 def test_codes_are_typed_forgivingly(store: Store) -> None:
     add_lamps(store, "lamp-a", "lamp-b")
-    pairing = make_pairing(store, StepClock())
+    pairing = make_pairing(store, FakeClock())
     code = create(pairing, "lamp-a")
     typed = f" {code[:4].lower()}-{code[4:]} "
     # The wire allows only [A-Za-z0-9-]; spaces are trimmed by the lamp, dashes by the relay.
@@ -71,7 +72,7 @@ def test_codes_are_typed_forgivingly(store: Store) -> None:
 
 def test_a_code_works_once(store: Store) -> None:
     add_lamps(store, "lamp-a", "lamp-b", "lamp-c")
-    pairing = make_pairing(store, StepClock())
+    pairing = make_pairing(store, FakeClock())
     code = create(pairing, "lamp-a")
     assert join(pairing, "lamp-b", code).response.ok
     refused(join(pairing, "lamp-c", code), "bad-code")
@@ -79,7 +80,7 @@ def test_a_code_works_once(store: Store) -> None:
 
 
 def test_a_code_expires(store: Store) -> None:
-    clock = StepClock()
+    clock = FakeClock()
     add_lamps(store, "lamp-a", "lamp-b")
     pairing = make_pairing(store, clock, code_ttl_seconds=600)
     code = create(pairing, "lamp-a")
@@ -89,7 +90,7 @@ def test_a_code_expires(store: Store) -> None:
 
 
 def test_a_code_just_before_expiry_still_works(store: Store) -> None:
-    clock = StepClock()
+    clock = FakeClock()
     add_lamps(store, "lamp-a", "lamp-b")
     pairing = make_pairing(store, clock, code_ttl_seconds=600)
     code = create(pairing, "lamp-a")
@@ -98,7 +99,7 @@ def test_a_code_just_before_expiry_still_works(store: Store) -> None:
 
 
 def test_wrong_codes_lock_the_lamp_out_then_it_may_try_again(store: Store) -> None:
-    clock = StepClock()
+    clock = FakeClock()
     add_lamps(store, "lamp-a", "lamp-b")
     pairing = make_pairing(
         store, clock, lockout_failures=5, lockout_seconds=900, code_ttl_seconds=7200
@@ -118,7 +119,7 @@ def test_wrong_codes_lock_the_lamp_out_then_it_may_try_again(store: Store) -> No
 
 def test_impossible_codes_are_refused_without_counting_as_guesses(store: Store) -> None:
     add_lamps(store, "lamp-a", "lamp-b")
-    pairing = make_pairing(store, StepClock(), lockout_failures=2)
+    pairing = make_pairing(store, FakeClock(), lockout_failures=2)
     code = create(pairing, "lamp-a")
     for typo in ("ABCD", "OOOOOOOO", "11111111", "ABCDEFGHJK"):
         response = refused(join(pairing, "lamp-b", typo), "bad-code")
@@ -127,7 +128,7 @@ def test_impossible_codes_are_refused_without_counting_as_guesses(store: Store) 
 
 
 def test_the_global_limit_stops_guessing_from_many_lamps(store: Store) -> None:
-    clock = StepClock()
+    clock = FakeClock()
     guessers = [f"lamp-g{index}" for index in range(4)]
     add_lamps(store, "lamp-a", "lamp-b", *guessers)
     pairing = make_pairing(
@@ -149,7 +150,7 @@ def test_the_global_limit_stops_guessing_from_many_lamps(store: Store) -> None:
 
 def test_a_full_group_refuses_a_joiner_and_keeps_the_code(store: Store) -> None:
     add_lamps(store, "lamp-a", "lamp-b", "lamp-c")
-    pairing = make_pairing(store, StepClock(), max_group_size=2)
+    pairing = make_pairing(store, FakeClock(), max_group_size=2)
     first, second = create(pairing, "lamp-a"), create(pairing, "lamp-a")
     assert join(pairing, "lamp-b", first).response.ok
     refused(join(pairing, "lamp-c", second), "group-full")
@@ -160,14 +161,14 @@ def test_a_full_group_refuses_a_joiner_and_keeps_the_code(store: Store) -> None:
 
 def test_joining_your_own_group_is_refused_and_the_code_survives(store: Store) -> None:
     add_lamps(store, "lamp-a", "lamp-b")
-    pairing = make_pairing(store, StepClock())
+    pairing = make_pairing(store, FakeClock())
     code = create(pairing, "lamp-a")
     refused(join(pairing, "lamp-a", code), "already-paired")
     assert join(pairing, "lamp-b", code).response.ok
 
 
 def test_a_lamp_holds_a_few_live_codes_at_most(store: Store) -> None:
-    clock = StepClock()
+    clock = FakeClock()
     add_lamps(store, "lamp-a")
     pairing = make_pairing(store, clock, max_codes_per_lamp=3, code_ttl_seconds=600)
     for _ in range(3):
@@ -180,7 +181,7 @@ def test_a_lamp_holds_a_few_live_codes_at_most(store: Store) -> None:
 def test_joining_moves_a_lamp_out_of_its_old_group(store: Store) -> None:
     add_lamps(store, "lamp-a", "lamp-b", "lamp-c", "lamp-d")
     store.create_group(["lamp-c", "lamp-d"], name="old", group_id="g-old")
-    pairing = make_pairing(store, StepClock())
+    pairing = make_pairing(store, FakeClock())
     outcome = join(pairing, "lamp-c", create(pairing, "lamp-a"))
     assert outcome.response.ok
     # D lost a member, so its group state changed too.
@@ -190,7 +191,7 @@ def test_joining_moves_a_lamp_out_of_its_old_group(store: Store) -> None:
 
 def test_leave_and_status(store: Store) -> None:
     add_lamps(store, "lamp-a", "lamp-b", group="home")
-    pairing = make_pairing(store, StepClock())
+    pairing = make_pairing(store, FakeClock())
     status = pairing.handle("lamp-b", PairRequest(action=PairAction.STATUS)).response
     assert status.ok
     assert status.group == "home"
@@ -207,7 +208,7 @@ def test_leave_and_status(store: Store) -> None:
 
 def test_a_new_colour_reaches_the_whole_group(store: Store) -> None:
     add_lamps(store, "lamp-a", "lamp-b", group="home")
-    pairing = make_pairing(store, StepClock())
+    pairing = make_pairing(store, FakeClock())
     outcome = pairing.handle(
         "lamp-a", PairRequest(action=PairAction.COLOR, color="#ABCDEF", name="Kitchen")
     )
@@ -220,7 +221,7 @@ def test_a_new_colour_reaches_the_whole_group(store: Store) -> None:
 
 
 def test_a_lamp_the_relay_does_not_know_is_told_to_enroll(store: Store) -> None:
-    pairing = make_pairing(store, StepClock())
+    pairing = make_pairing(store, FakeClock())
     response = refused(
         pairing.handle("lamp-x", PairRequest(action=PairAction.CREATE)), "not-enrolled"
     )
@@ -229,7 +230,7 @@ def test_a_lamp_the_relay_does_not_know_is_told_to_enroll(store: Store) -> None:
 
 def test_join_without_a_code_says_what_is_missing(store: Store) -> None:
     add_lamps(store, "lamp-a")
-    pairing = make_pairing(store, StepClock())
+    pairing = make_pairing(store, FakeClock())
     refused(pairing.handle("lamp-a", PairRequest(action=PairAction.JOIN)), "bad-request")
 
 

@@ -11,8 +11,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from tests.broker.harness import BrokerFixture
-from tests.relay.lamps import WAIT, Endpoint, TestLamp, wait_until
+from tests.relay.lamps import Endpoint, TestLamp
+from tests.support.broker import BrokerFixture
+from tests.support.waiting import WAIT, wait_until
 from touchlamp.cli import main
 from touchlamp.protocol import decode_token
 

@@ -17,10 +17,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 
-from tests.relay.lamps import WAIT, properties, wait_until
+from tests.relay.lamps import properties
 from tests.relay.live import Site, running_relay
+from tests.support.relay import running_relay as running_relay_on
+from tests.support.waiting import WAIT, wait_until
 from touchlamp.protocol import Availability, GroupState, PairAction, Topics
-from touchlamp.server.relay import Relay
 from touchlamp.server.store import SqliteStore
 
 
@@ -388,22 +389,20 @@ def test_a_store_locked_for_a_while_delays_a_touch_and_keeps_the_broker_connecti
     path = tmp_path / "relay.sqlite3"  # the site's store (the `store` fixture)
     # Each attempt waits 1.5 s for the lock: the relay's retries then span ~17 s.
     impatient = SqliteStore(path, busy_timeout_s=1.5)
-    relay = Relay(settings=site.settings(mqtt={"keepalive_seconds": 5}), store=impatient)
-    relay.start()
+    settings = site.settings(mqtt={"keepalive_seconds": 5})
     try:
-        assert relay.wait_connected(WAIT)
-        caplog.set_level(logging.INFO, logger="touchlamp.server")
-        with sqlite3.connect(path, isolation_level=None) as other_process:
-            other_process.execute("BEGIN IMMEDIATE")  # holds the write lock
-            a.touch(1)
-            wait_until(
-                lambda: "store unavailable" in caplog.text, "the relay to find the store busy"
-            )
-            threading.Event().wait(13.0)  # without pings meanwhile, the broker drops the relay
-            other_process.execute("ROLLBACK")
-        assert [glow.touch for glow in b.wait_glows(1)] == [f"lamp-a:{a.stream}:1"]
-        assert relay.connected
-        assert "lost the broker connection" not in caplog.text
+        with running_relay_on(settings, impatient) as relay:
+            caplog.set_level(logging.INFO, logger="touchlamp.server")
+            with sqlite3.connect(path, isolation_level=None) as other_process:
+                other_process.execute("BEGIN IMMEDIATE")  # holds the write lock
+                a.touch(1)
+                wait_until(
+                    lambda: "store unavailable" in caplog.text, "the relay to find the store busy"
+                )
+                threading.Event().wait(13.0)  # without pings meanwhile, the broker drops the relay
+                other_process.execute("ROLLBACK")
+            assert [glow.touch for glow in b.wait_glows(1)] == [f"lamp-a:{a.stream}:1"]
+            assert relay.connected
+            assert "lost the broker connection" not in caplog.text
     finally:
-        relay.stop()
         impatient.close()

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.broker.harness import BrokerFixture
-from tests.relay.lamps import WAIT, wait_until
 from tests.relay.live import Site
+from tests.support.broker import BrokerFixture
+from tests.support.ports import free_port
+from tests.support.waiting import WAIT, wait_until
 from touchlamp.server.metrics import MetricsServer
 from touchlamp.server.relay import Relay
-
-
-def free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        return int(probe.getsockname()[1])
 
 
 def get(url: str) -> tuple[int, str]:

@@ -13,8 +13,9 @@ import threading
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from tests.broker.harness import WAIT, BrokerFixture
 from tests.relay.live import Site, running_relay
+from tests.support.broker import BrokerFixture
+from tests.support.waiting import WAIT
 from touchlamp.protocol import Availability
 
 _FILLERS = 400  # lamps whose group states come before the receiving lamp's (sorted by id)

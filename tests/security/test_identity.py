@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker.harness import wait_until
-from tests.security.raw import RawClient, connect_packet
 from tests.security.world import SecureWorld
+from tests.support.raw_mqtt import RawClient, connect_packet
+from tests.support.waiting import wait_until
 from touchlamp.broker.passwords import PASSWORD_BITS, generate_password
 from touchlamp.cli import main
 

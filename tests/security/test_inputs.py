@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.request
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.security.raw import RawClient, connect_packet, publish_packet, remaining_length
 from tests.security.world import Mischief, SecureWorld
+from tests.support.raw_mqtt import RawClient, connect_packet, publish_packet, remaining_length
+from tests.support.relay import relay_metrics
 from touchlamp.protocol import (
     MAX_PAYLOAD_BYTES,
     Topics,
@@ -77,7 +77,7 @@ def test_a_valid_payload_padded_past_the_protocols_limit_is_dropped_for_its_size
     )
     metrics.start()
     try:
-        before = _scrape(metrics.port)
+        before = relay_metrics(metrics.port)
         with caplog.at_level(logging.WARNING, logger="touchlamp"):
             attacker.publish(topics.touch("lamp-big"), padded_touch)
             attacker.publish(
@@ -87,7 +87,7 @@ def test_a_valid_payload_padded_past_the_protocols_limit_is_dropped_for_its_size
                 correlation=b"1",
             )
             world.exchange()
-        after = _scrape(metrics.port)
+        after = relay_metrics(metrics.port)
     finally:
         metrics.stop()
     dropped = 'touchlamp_relay_touches_dropped_total{reason="bad-payload"}'
@@ -102,19 +102,6 @@ def test_a_valid_payload_padded_past_the_protocols_limit_is_dropped_for_its_size
     assert len([message for message in said if too_big in message]) == 2, said
     world.assert_only_legit_glows()
     assert world.relay.connected
-
-
-def _scrape(port: int) -> dict[str, float]:
-    """The relay's /metrics, by sample name with labels."""
-    url = f"http://127.0.0.1:{port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
 
 
 def test_the_relay_never_answers_a_request_on_another_lamps_topic(world: SecureWorld) -> None:

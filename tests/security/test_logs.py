@@ -15,8 +15,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.device.link_support import EventLog, eventually
+from tests.device.link_support import EventLog
 from tests.security.world import SecureWorld
+from tests.support.waiting import wait_until
 from touchlamp.cli import main
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import BadMessage, LinkConnected
@@ -102,7 +103,7 @@ def test_the_lamps_log_line_about_a_hostile_glow_is_inert(
         hostile = b"".join(HOSTILE.values()) * 100
         relay_login.publish(world.topics.glow("lamp-t"), hostile)
         events.wait_for(BadMessage)
-        eventually(
+        wait_until(
             lambda: any("dropped a bad message" in r.getMessage() for r in caplog.records),
             "the lamp's log line about the bad glow",
         )

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker.harness import MqttProbe
-from tests.device.link_support import EventLog, eventually
-from tests.security.raw import RawClient, connect_packet
+from tests.device.link_support import EventLog
 from tests.security.world import SecureWorld
+from tests.support.broker import MqttProbe
+from tests.support.raw_mqtt import RawClient, connect_packet
+from tests.support.waiting import wait_until
 from touchlamp.broker.certs import CertificateError, make_certificates
 from touchlamp.broker.render import MosquittoPaths, render_mosquitto_conf
 from touchlamp.cli import main
@@ -232,7 +233,7 @@ def test_a_lamp_refuses_a_broker_certificate_from_another_ca(
     link = _link(world, tmp_path, host="localhost", ca_file=other.ca_certificate)
     link.start()
     try:
-        eventually(lambda: bool(_refusals(caplog)), "a log line refusing the certificate")
+        wait_until(lambda: bool(_refusals(caplog)), "a log line refusing the certificate")
         world.exchange()  # meanwhile, the legitimate lamps go on
         assert not link.connected
     finally:
@@ -250,7 +251,7 @@ def test_a_lamp_refuses_a_broker_certificate_for_another_host_name(
     link = _link(world, tmp_path, host="127.0.0.1", ca_file=world.certificates.ca_certificate)
     link.start()
     try:
-        eventually(lambda: bool(_refusals(caplog)), "a log line refusing the certificate")
+        wait_until(lambda: bool(_refusals(caplog)), "a log line refusing the certificate")
         world.exchange()
         assert not link.connected
     finally:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 
-from tests.broker.harness import MqttProbe
 from tests.security.world import SecureWorld
+from tests.support.broker import MqttProbe
 from touchlamp.broker.acl import CONTROL_TOPIC, RESPONSE_TOPIC
 from touchlamp.protocol import Kind, Touch, encode
 

@@ -10,8 +10,8 @@ unaffected" is asserted, not assumed.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -20,33 +20,21 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from tests.broker.harness import BrokerFixture, free_port
-from tests.conftest import start_managed_broker
-from tests.relay.lamps import TestLamp, properties, wait_until
+from tests.relay.lamps import TestLamp, properties
 from tests.relay.live import Site
+from tests.support.broker import BrokerFixture, start_managed_broker
+from tests.support.clock import FakeClock
+from tests.support.ports import free_port
+from tests.support.relay import running_relay
+from tests.support.waiting import WAIT, wait_until
 from touchlamp.broker.certs import Certificates, make_certificates
 from touchlamp.config.broker import TlsSettings
 from touchlamp.protocol import Availability, PairResponse, Topics, decode_pair_response
-from touchlamp.server.relay import Relay
 from touchlamp.server.store import Store, open_store
 
-__all__ = ["LEGIT", "Mischief", "SecureWorld", "ShiftedClock"]
+__all__ = ["LEGIT", "Mischief", "SecureWorld"]
 
 LEGIT = ("lamp-a", "lamp-b")
-_WAIT = 30.0
-
-
-class ShiftedClock:
-    """Wall time plus an offset a test can move forward (the relay's pairing windows)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
 
 
 class SecureWorld:
@@ -79,7 +67,7 @@ class SecureWorld:
         self._relay_store = open_store(store_file)
         self.site = Site(self.broker, self.store)
         self.topics = self.broker.topics
-        self.clock = ShiftedClock()
+        self.clock = FakeClock.shifted()
         self.a = self.site.lamp(LEGIT[0])
         self.b = self.site.lamp(LEGIT[1])
         self.site.pair(self.a, self.b)
@@ -87,13 +75,12 @@ class SecureWorld:
             lamp.announce(Availability.ONLINE)
         # No mutual touches: each touch then makes exactly one glow, which exchange() counts.
         relay_overrides.setdefault("forwarding", {"mutual_window_seconds": 0})
-        self.relay = Relay(
-            settings=self.site.settings(**relay_overrides),
-            store=self._relay_store,
-            clock=self.clock,
+        self._running = ExitStack()
+        self.relay = self._running.enter_context(
+            running_relay(
+                self.site.settings(**relay_overrides), self._relay_store, clock=self.clock
+            )
         )
-        self.relay.start()
-        assert self.relay.wait_connected(_WAIT), "the relay did not connect and subscribe"
         wait_until(self.legit_online, "the legitimate lamps shown online")
         self._seq = 0
         self.exchanges = 0
@@ -173,7 +160,7 @@ class SecureWorld:
     def close(self) -> None:
         for client in self._clients:
             client.close()
-        self.relay.stop()
+        self._running.close()  # stops the relay
         self.site.close()
         self._relay_store.close()
         self.store.close()
@@ -212,7 +199,7 @@ class Mischief:
         client.connect(*self._where)
         client.loop_start()
         with self._changed:
-            assert self._changed.wait_for(lambda: self._connected, timeout=_WAIT), (
+            assert self._changed.wait_for(lambda: self._connected, timeout=WAIT), (
                 f"{self._lamp_id} could not connect"
             )
         return client
@@ -242,7 +229,7 @@ class Mischief:
         assert info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS, f"publish failed locally: {info.rc}"
         with self._changed:
             answered = self._changed.wait_for(
-                lambda: info.mid in self._acks or not self._connected, timeout=_WAIT
+                lambda: info.mid in self._acks or not self._connected, timeout=WAIT
             )
             assert answered, f"no PUBACK for {topic}"
             return self._acks.pop(info.mid, None)
@@ -262,9 +249,7 @@ class Mischief:
             )
             assert info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS, f"publish failed locally: {info.rc}"
         with self._changed:
-            done = self._changed.wait_for(
-                lambda: len(self._answers) >= len(requests), timeout=_WAIT
-            )
+            done = self._changed.wait_for(lambda: len(self._answers) >= len(requests), timeout=WAIT)
             assert done, f"{len(self._answers)} of {len(requests)} pairing answers came"
             return [self._answers[number] for number in range(len(requests))]
 

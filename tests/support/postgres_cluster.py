@@ -24,7 +24,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.ports import free_port
 
 __all__ = [
     "ClusterStartError",
@@ -146,11 +147,6 @@ def _remove_abandoned(parent: Path, *, now: float | None = None) -> list[Path]:
     return removed
 
 
-def _free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        return int(probe.getsockname()[1])
-
-
 class ThrowawayPostgres:
     """One cluster: ``start()`` makes and starts it, ``dsn`` reaches it, ``stop()`` removes it."""
 
@@ -201,7 +197,7 @@ class ThrowawayPostgres:
                 f"initdb failed ({initdb.returncode}) in {data}:\n{initdb.stderr.strip()}"
             )
         for _attempt in range(_PORT_ATTEMPTS):
-            self.port = _free_port()
+            self.port = free_port()
             if self._serve(bindir, data, owner):
                 return
         raise ClusterStartError(

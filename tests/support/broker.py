@@ -1,4 +1,5 @@
-"""Test helpers around a real Mosquitto: an MQTT probe client and the ``broker`` fixture's object.
+"""The one way tests run Mosquitto: ``start_managed_broker`` (touchlamp's own rendering on a free
+loopback port), the ``broker`` fixture's object, and an MQTT probe client.
 
 ``MqttProbe`` records everything paho reports (CONNACK, SUBACK, PUBACK, messages, disconnects)
 under one condition variable, so a test waits for *events* with a generous timeout instead of
@@ -7,12 +8,12 @@ sleeping. It never reconnects on its own: a test sees exactly what the broker di
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -20,40 +21,56 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from tests.support.ports import free_port
+from tests.support.waiting import WAIT
 from touchlamp.broker.acl import INSTALLED_RELAY_CLIENT_ID
 from touchlamp.broker.admin import BrokerAdmin
+from touchlamp.broker.errors import BrokerStartError
 from touchlamp.broker.launcher import ManagedBroker
+from touchlamp.config.broker import BrokerSettings, ListenerSettings
 from touchlamp.protocol.topics import Topics
 
 __all__ = [
-    "WAIT",
     "BrokerFixture",
+    "BrokerLike",
     "MqttProbe",
     "Received",
-    "free_port",
-    "wait_until",
+    "start_managed_broker",
+    "started_brokers",
 ]
 
-# Generous: a loaded CI machine must not turn a slow answer into a failure.
-WAIT = 10.0
-_POLL = 0.01
+_STARTED: list[ManagedBroker] = []
+_PORT_ATTEMPTS = 5
 
 
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago (the launcher re-checks before use)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+def start_managed_broker(state_dir: Path, **settings: object) -> ManagedBroker:
+    """Start a ``ManagedBroker`` on a free loopback port; the session stops it at the latest.
+
+    Extra keyword arguments are ``BrokerSettings`` fields (e.g. ``topic_root``).
+    """
+    for _attempt in range(_PORT_ATTEMPTS):
+        managed = ManagedBroker(
+            BrokerSettings(
+                state_dir=state_dir,
+                listeners=[ListenerSettings(address="127.0.0.1", port=free_port())],
+                **settings,  # type: ignore[arg-type]
+            ),
+            stop_with_parent=True,
+        )
+        try:
+            managed.start()
+        except BrokerStartError as error:
+            if "cannot listen" in str(error):
+                continue  # another process took the port between free_port() and start()
+            raise
+        _STARTED.append(managed)
+        return managed
+    raise BrokerStartError(f"no free loopback port found in {_PORT_ATTEMPTS} attempts")
 
 
-def wait_until(predicate: Callable[[], bool], *, what: str, timeout: float = WAIT) -> None:
-    """Poll ``predicate`` (for state with no event to wait on, such as a file's content)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(_POLL)
+def started_brokers() -> list[ManagedBroker]:
+    """Every broker ``start_managed_broker`` started in this process (the session checks them)."""
+    return list(_STARTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +272,30 @@ class MqttProbe:
         _p: object,
     ) -> None:
         self._update(lambda r: r.disconnects.append(reason))
+
+
+class BrokerLike(Protocol):
+    """What a test's world uses of a broker: the ``broker`` fixture's ``BrokerFixture`` or another
+    broker with touchlamp's accounts."""
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def relay_username(self) -> str: ...
+
+    @property
+    def relay_password(self) -> str: ...
+
+    def relay_login(self, name: str | None = None) -> tuple[str, str]: ...
+
+    @property
+    def topics(self) -> Topics: ...
+
+    def add_lamp(self, lamp_id: str) -> str: ...
 
 
 class BrokerFixture:

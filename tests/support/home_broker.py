@@ -17,7 +17,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from tests.broker.harness import free_port
+from tests.support.children import stop_child
+from tests.support.ports import free_port
 from touchlamp.broker.certs import Certificates
 from touchlamp.broker.parent_watch import ParentWatch
 from touchlamp.broker.passwords import hash_password
@@ -106,15 +107,7 @@ class HomeBroker:
     def stop(self) -> None:
         process, self._process = self._process, None
         watcher, self._watcher = self._watcher, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-        if watcher is not None:
-            watcher.dismiss()
+        stop_child(process, watcher, timeout=10)
 
     def __enter__(self) -> Self:
         self.start()

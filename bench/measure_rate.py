@@ -1,11 +1,11 @@
 """How many touches per second one relay forwards with zero loss (a quick measurement, not a test).
 
-    .venv/bin/python -m tests.relay.measure_rate [--touches N] [--senders N] [--rate R]
-                                                 [--store sqlite|postgres|PATH|DSN]
+    .venv/bin/python -m bench.measure_rate [--touches N] [--senders N] [--rate R]
+                                           [--store sqlite|PATH|DSN]
 
 Starts touchlamp's own Mosquitto (``ManagedBroker``) on a free loopback port, a relay in this
-process (its own worker thread, a real store: SQLite in a temporary directory by default,
-``postgres`` for a throwaway database on ``TOUCHLAMP_TEST_PG_DSN``), and ``--senders`` lamps each
+process (its own worker thread, a real store: SQLite in a temporary directory by default, or
+the SQLite file or ``postgresql://`` DSN given, whose tables it fills), and ``--senders`` lamps each
 paired with one receiving lamp. The lamps are ``mosquitto_pub``/``mosquitto_sub`` processes, so
 they do not share the relay's interpreter. Every sender publishes its share of the touches
 (QoS 1), as fast as the broker takes them or at ``--rate`` touches/s in total. The receivers'
@@ -24,42 +24,45 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO
 
-from tests.broker.harness import BrokerFixture, free_port
-from tests.relay.live import Site
-from tests.relay.store_backends import fresh_backend
+from bench.site import free_port
+from touchlamp.broker.admin import BrokerAdmin
 from touchlamp.broker.launcher import ManagedBroker
 from touchlamp.config.broker import BrokerSettings, LimitsSettings, ListenerSettings
-from touchlamp.protocol import Topics, Touch, decode_glow, encode
+from touchlamp.config.relay import RelaySettings
+from touchlamp.protocol import Touch, decode_glow, encode
 from touchlamp.server.relay import Relay
 from touchlamp.server.store import Store, open_store
 
 _STALL_SECONDS = 10.0
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--touches", type=int, default=20_000)
     parser.add_argument("--senders", type=int, default=2)
     parser.add_argument("--rate", type=float, help="touches/s offered in total (default: max)")
-    parser.add_argument("--store", default="sqlite", help="sqlite, postgres, a path or a DSN")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--store", default="sqlite", help="sqlite (a temporary file), a path or a DSN"
+    )
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as name, ExitStack() as stack:
         directory = Path(name)
         broker = stack.enter_context(_broker(directory, queue=10 * args.touches))
         store = stack.enter_context(_store(args.store, directory))
-        bench = _Bench(Site(broker, store), directory=directory)
+        admin = stack.enter_context(broker.admin())
+        bench = _Bench(broker, admin, store, directory=directory)
         print(bench.run(touches=args.touches, senders=args.senders, rate=args.rate))
         if not bench.complete:
             raise SystemExit(f"lost touches: no glow arrived for {_STALL_SECONDS:.0f} s")
 
 
 @contextmanager
-def _broker(directory: Path, *, queue: int) -> Iterator[BrokerFixture]:
+def _broker(directory: Path, *, queue: int) -> Iterator[ManagedBroker]:
     managed = ManagedBroker(
         BrokerSettings(
             state_dir=directory / "broker",
@@ -68,31 +71,29 @@ def _broker(directory: Path, *, queue: int) -> Iterator[BrokerFixture]:
         )
     )
     managed.start()
-    broker = BrokerFixture(managed)
     try:
-        yield broker
+        yield managed
     finally:
-        broker.close()
+        managed.stop()
 
 
 @contextmanager
 def _store(which: str, directory: Path) -> Iterator[Store]:
-    with ExitStack() as stack:
-        if which == "sqlite":
-            location = str(directory / "relay.sqlite3")
-        elif which == "postgres":
-            location = stack.enter_context(fresh_backend("postgres", directory)).url
-        else:
-            location = which
-        store = open_store(location)
-        stack.callback(store.close)
+    store = open_store(str(directory / "relay.sqlite3") if which == "sqlite" else which)
+    try:
         yield store
+    finally:
+        store.close()
 
 
 class _Bench:
-    def __init__(self, site: Site, *, directory: Path) -> None:
-        self._site = site
-        self._topics = Topics(site.root)
+    def __init__(
+        self, broker: ManagedBroker, admin: BrokerAdmin, store: Store, *, directory: Path
+    ) -> None:
+        self._broker = broker
+        self._admin = admin
+        self._store = store
+        self._topics = broker.topics
         self._directory = directory
         self._received: set[str] = set()
         self._duplicates = 0
@@ -106,11 +107,22 @@ class _Bench:
         per_sender = touches // senders
         self._expected = per_sender * senders
         commands = [self._pair(index, per_sender) for index in range(senders)]
-        settings = self._site.settings(
+        broker = self._broker
+        settings = RelaySettings(
+            mqtt={
+                "host": broker.host,
+                "port": broker.port,
+                "username": broker.credentials.relay_username,
+                "password": broker.credentials.relay_password,
+                "topic_root": broker.topics.root,
+                "reconnect_min_seconds": 0.1,
+                "reconnect_max_seconds": 1.0,
+            },
             rate_limit={"per_second": 1e9, "burst": 10**9},
             forwarding={"mutual_window_seconds": 0},
+            bad_payload_log_seconds=0.0,
         )
-        relay = Relay(settings=settings, store=self._site.store)
+        relay = Relay(settings=settings, store=self._store)
         relay.start()
         try:
             assert relay.wait_connected(30), "the relay did not connect"
@@ -128,16 +140,16 @@ class _Bench:
             f"{len(self._received)}/{self._expected} touches forwarded "
             f"({self._duplicates} duplicates) in {elapsed:.2f} s: "
             f"{len(self._received) / elapsed:,.0f} touches/s = glows/s "
-            f"({senders} sending lamps, {offered}, store {type(self._site.store).__name__})"
+            f"({senders} sending lamps, {offered}, store {type(self._store).__name__})"
         )
 
     def _pair(self, index: int, per_sender: int) -> tuple[list[str], Path]:
         """A sender and a receiver lamp, paired; the receiver starts listening at once."""
-        site = self._site
+        store = self._store
         sender_id, receiver_id = f"send-{index}", f"recv-{index}"
         for lamp_id in (sender_id, receiver_id):
-            site.store.add_lamp(lamp_id, name=lamp_id, color="#ffffff", now_ms=0)
-        site.store.create_group([sender_id, receiver_id], name="bench", group_id=f"g-{index}")
+            store.add_lamp(lamp_id, name=lamp_id, color="#ffffff", now_ms=0)
+        store.create_group([sender_id, receiver_id], name="bench", group_id=f"g-{index}")
         receiver = self._start(
             [*self._login(receiver_id), "-t", self._topics.glow(receiver_id)],
             tool="mosquitto_sub",
@@ -156,10 +168,10 @@ class _Bench:
         return command, lines
 
     def _login(self, lamp_id: str) -> list[str]:
-        broker = self._site.broker
+        broker = self._broker
         return [
             "-h", broker.host, "-p", str(broker.port), "-V", "mqttv5", "-q", "1",
-            "-i", lamp_id, "-u", lamp_id, "-P", broker.add_lamp(lamp_id),
+            "-i", lamp_id, "-u", lamp_id, "-P", self._admin.add_lamp(lamp_id),
         ]  # fmt: skip
 
     def _start(

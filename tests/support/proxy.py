@@ -1,7 +1,8 @@
 """A loopback TCP proxy that can break the connections through it the ways networks break.
 
-``FaultProxy`` stands between one kind of client (a lamp, a relay) and the broker. Unlike
-``tests.device.link_support.Cable`` (which can only cut), it can:
+``FaultProxy`` stands between one kind of client (a lamp, a relay) and the broker. It is the
+tests' only TCP proxy: the link's tests use it as a cable to cut, the fault scenarios for the
+rest. It can:
 
 - ``pause()`` — hold every byte, in one or both directions, in the proxy: the connection stays
   open and nothing is lost, as on a congested link or a stalled Wi-Fi; ``resume()`` delivers
@@ -18,7 +19,8 @@
 
 ``watch`` hooks see every MQTT packet that passes (parsed by ``MqttSplitter``) *before* it is
 forwarded, so a test can act at an exact point of the protocol — e.g. kill the broker the moment
-its PUBACK for a touch leaves it, before the lamp has read it.
+its PUBACK for a touch leaves it, before the lamp has read it. A ``rewrite`` hook changes packets
+on their way (a CONNECT with a property a misconfigured client would send).
 """
 
 from __future__ import annotations
@@ -31,7 +33,25 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Direction", "FaultProxy", "MqttSplitter", "Packet", "PacketType"]
+__all__ = [
+    "Direction",
+    "FaultProxy",
+    "MqttSplitter",
+    "Packet",
+    "PacketType",
+    "Rewriter",
+    "remaining_length",
+]
+
+
+def remaining_length(size: int) -> bytes:
+    """MQTT's variable byte integer (a packet's remaining length, a properties length)."""
+    encoded = bytearray()
+    while True:
+        size, digit = divmod(size, 128)
+        encoded.append(digit | (0x80 if size else 0))
+        if not size:
+            return bytes(encoded)
 
 
 class Direction(enum.Enum):
@@ -60,6 +80,11 @@ class Packet:
     kind: int
     flags: int
     body: bytes
+
+    @property
+    def wire(self) -> bytes:
+        """The packet as it is sent."""
+        return bytes([self.kind << 4 | self.flags]) + remaining_length(len(self.body)) + self.body
 
     @property
     def dup(self) -> bool:
@@ -126,6 +151,7 @@ class MqttSplitter:
 
 
 Watcher = Callable[[Direction, Packet], None]
+Rewriter = Callable[[Direction, Packet], bytes | None]
 
 
 class _Link:
@@ -164,6 +190,7 @@ class FaultProxy:
         self._blackhole = False
         self._refusing = False
         self._watchers: list[Watcher] = []
+        self._rewriters: list[Rewriter] = []
         self.accepted = 0
         self._closed = False
         self._thread = threading.Thread(target=self._accept, name="fault-proxy", daemon=True)
@@ -224,6 +251,14 @@ class FaultProxy:
         """Call ``watcher`` with every packet, before it is forwarded (on the proxy's thread)."""
         with self._lock:
             self._watchers.append(watcher)
+
+    def rewrite(self, rewriter: Rewriter) -> None:
+        """Forward what ``rewriter`` returns for a packet instead of it (``None``: unchanged).
+
+        Call it before clients connect: a rewritten stream is cut into whole packets from its
+        first byte on."""
+        with self._lock:
+            self._rewriters.append(rewriter)
 
     @property
     def open_connections(self) -> int:
@@ -294,10 +329,16 @@ class FaultProxy:
             while data := source.recv(65536):
                 with self._lock:
                     watchers = list(self._watchers)
-                if watchers:
-                    for packet in splitter.feed(data):
+                    rewriters = list(self._rewriters)
+                if watchers or rewriters:
+                    packets = splitter.feed(data)
+                    for packet in packets:
                         for watcher in watchers:
                             watcher(direction, packet)
+                    if rewriters:
+                        data = b"".join(_rewritten(direction, p, rewriters) for p in packets)
+                        if not data:
+                            continue  # no whole packet yet
                 with link.sending[direction]:
                     with self._lock:
                         if link.blackholed:
@@ -322,3 +363,11 @@ class FaultProxy:
                 with contextlib.suppress(OSError):
                     for chunk in chunks:
                         target.sendall(chunk)
+
+
+def _rewritten(direction: Direction, packet: Packet, rewriters: list[Rewriter]) -> bytes:
+    for rewriter in rewriters:
+        replaced = rewriter(direction, packet)
+        if replaced is not None:
+            return replaced
+    return packet.wire
