@@ -7,8 +7,9 @@ disconnects (``BrokerAdmin.from_relay_settings(settings).add_lamp(...)``). Chang
 effect at once, without a restart; removing a lamp (or changing its password) also disconnects
 its live connection. This is what ``touchlamp broker lamp …`` and the relay's lamp commands call.
 
-Paho's callbacks run on its network thread and only put events on a queue; the calling thread
-reads the queue. One command exchange runs at a time (a lock), so the object may be shared.
+The connection is a ``touchlamp.mqtt.session.Session``: paho's callbacks only record what
+arrived, the calling thread waits for it. One command exchange runs at a time (a lock), so the
+object may be shared.
 """
 
 from __future__ import annotations
@@ -16,19 +17,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import queue
-import ssl
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.reasoncodes import ReasonCode
 
 from touchlamp.broker.acl import (
     CONTROL_TOPIC,
@@ -42,6 +39,8 @@ from touchlamp.broker.acl import (
 )
 from touchlamp.broker.errors import BrokerAdminError
 from touchlamp.broker.passwords import generate_password
+from touchlamp.mqtt.client import new_client, tls_for_file
+from touchlamp.mqtt.session import ConnectionLostError, NoAnswerError, Session
 from touchlamp.protocol.topics import LAMP_ID_PATTERN, Topics, validate_lamp_id
 
 if TYPE_CHECKING:
@@ -62,28 +61,6 @@ _Item = TypeVar("_Item")
 _CLIENT_NOT_FOUND = "Client not found"
 
 
-@dataclass(frozen=True, slots=True)
-class _Connack:
-    reason: ReasonCode
-
-
-@dataclass(frozen=True, slots=True)
-class _Suback:
-    reasons: tuple[ReasonCode, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class _Response:
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class _Disconnected:
-    reason: ReasonCode
-
-
-_Event = _Connack | _Suback | _Response | _Disconnected
-_Awaited = TypeVar("_Awaited", _Connack, _Suback)
 _Result = TypeVar("_Result")
 
 
@@ -134,84 +111,81 @@ class BrokerAdmin:
         self._password = password
         self._topics = topics or Topics()
         self._timeout = timeout
-        self._tls = tls or tls_cafile is not None
-        self._tls_cafile = tls_cafile
-        self._events: queue.Queue[_Event] = queue.Queue()
+        # Without a CA file: the system's trusted CAs.
+        self._tls_context = tls_for_file(
+            tls or tls_cafile is not None,
+            Path(tls_cafile) if tls_cafile is not None else None,
+            setting="TOUCHLAMP_RELAY_MQTT__CA_FILE",
+            error=BrokerAdminError,
+        )
         self._lock = threading.Lock()
-        self._client = self._new_client()
-        self._connected = False
+        self._session: Session | None = None
+        self._closing: contextlib.ExitStack | None = None
 
     def _new_client(self) -> mqtt.Client:
         # A fresh paho client per connection: paho's loop_start() makes a new socket pair each
         # time without closing the previous one, so reusing a client leaks sockets.
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
+        return new_client(
             # Unique: an operator's CLI and the relay may administer at the same time.
-            client_id=f"touchlamp-admin-{uuid.uuid4().hex[:12]}",
-            protocol=MQTTProtocolVersion.MQTTv5,
+            f"touchlamp-admin-{uuid.uuid4().hex[:12]}",
+            username=self._username,
+            password=self._password,
+            tls=self._tls_context,
+            log_as=f"{__name__}.paho",
         )
-        client.username_pw_set(self._username, self._password)
-        if self._tls:
-            # Without a CA file: the system's trusted CAs.
-            client.tls_set(ca_certs=self._tls_cafile, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        client.on_disconnect = self._on_disconnect
-        return client
 
     # -- life cycle ----------------------------------------------------------------------------
 
     def connect(self) -> None:
         """Log in and subscribe to the plugin's responses; raise if the broker refuses."""
+        self.close()  # an earlier connection's session
         where = f"{self._host}:{self._port}"
-        while not self._events.empty():  # events of an earlier connection
-            self._events.get_nowait()
-        if self._client.is_connected() or self._client.host:
-            self._client = self._new_client()
+        closing = contextlib.ExitStack()
+        session = closing.enter_context(
+            Session.open(
+                self._new_client(),
+                host=self._host,
+                port=self._port,
+                timeout=self._timeout,
+                keepalive=30,
+            )
+        )
         try:
-            self._client.connect(self._host, self._port, keepalive=30)
-        except OSError as error:
+            self._log_in(session, where)
+        except BaseException:
+            closing.close()
+            raise
+        self._session, self._closing = session, closing
+
+    def _log_in(self, session: Session, where: str) -> None:
+        if session.unreachable is not None:
+            error = session.unreachable
             raise BrokerAdminError(
                 f"cannot reach the broker at {where} ({error.strerror or error}): "
                 "is it running (touchlamp broker run) and is the port right?"
             ) from error
-        self._client.loop_start()
-        try:
-            self._log_in(where)
-        except BaseException:
-            # disconnect() first: otherwise paho's loop thread sits in its reconnect back-off.
-            self._client.disconnect()
-            self._shutdown()
-            raise
-        self._connected = True
-
-    def _log_in(self, where: str) -> None:
-        connack = self._wait_for(_Connack, "the broker's answer to the admin login")
-        if connack.reason.is_failure:
+        if session.refusal is not None:
             raise BrokerAdminError(
                 f"the broker at {where} refused admin user {self._username!r}: "
-                f"{connack.reason}; check the admin password file in the broker's state dir"
+                f"{session.refusal}; check the admin password file in the broker's state dir"
             )
-        self._client.subscribe(RESPONSE_TOPIC, qos=1)
-        suback = self._wait_for(_Suback, "the broker's answer to the admin subscription")
-        if any(reason.is_failure for reason in suback.reasons):
+        if session.refused is not None:
+            raise self._no_answer("the broker's answer to the admin login")
+        session.listen(RESPONSE_TOPIC)
+        try:
+            granted = session.subscribe(RESPONSE_TOPIC)
+        except NoAnswerError:
+            raise self._no_answer("the broker's answer to the admin subscription") from None
+        if any(reason.is_failure for reason in granted):
             raise BrokerAdminError(
                 f"user {self._username!r} may not read {RESPONSE_TOPIC} "
-                f"({suback.reasons[0]}): is it the dynamic-security admin?"
+                f"({granted[0]}): is it the dynamic-security admin?"
             )
 
     def close(self) -> None:
-        if self._connected:
-            self._connected = False
-            self._client.disconnect()
-            # Paho closes its socket when it reports the disconnect; stopping its loop before
-            # that would leave the socket open (and a second connect() would leak it).
-            deadline = time.monotonic() + self._timeout
-            with contextlib.suppress(BrokerAdminError):
-                while not isinstance(self._next_event(deadline, "the disconnect"), _Disconnected):
-                    pass
-        self._shutdown()
+        closing, self._closing, self._session = self._closing, None, None
+        if closing is not None:
+            closing.close()
 
     def __enter__(self) -> Self:
         self.connect()
@@ -422,7 +396,7 @@ class BrokerAdmin:
 
     def _connected_for(self, action: Callable[[], _Result]) -> _Result:
         """Run ``action`` on the open connection, or on one opened just for it."""
-        if self._connected:
+        if self._session is not None:
             return action()
         with self:
             return action()
@@ -455,13 +429,14 @@ class BrokerAdmin:
         A response with an ``error`` raises ``BrokerAdminError`` unless the error is in
         ``tolerate`` (then the response is returned as it is).
         """
-        if not self._connected:
+        session = self._session
+        if session is None:
             raise BrokerAdminError("the admin client is not connected: call connect() first")
         tolerated = set(tolerate)
         with self._lock:
             tagged = _tagged(commands)
-            self._client.publish(CONTROL_TOPIC, json.dumps({"commands": tagged}), qos=1)
-            by_tag = self._collect({str(command["correlationData"]) for command in tagged})
+            session.client.publish(CONTROL_TOPIC, json.dumps({"commands": tagged}), qos=1)
+            by_tag = self._collect(session, {str(command["correlationData"]) for command in tagged})
         responses = [by_tag[str(command["correlationData"])] for command in tagged]
         for command, response in zip(commands, responses, strict=True):
             error = response.get("error")
@@ -471,17 +446,20 @@ class BrokerAdmin:
                 )
         return responses
 
-    def _collect(self, tags: set[str]) -> dict[str, Mapping[str, Any]]:
+    def _collect(self, session: Session, tags: set[str]) -> dict[str, Mapping[str, Any]]:
         found: dict[str, Mapping[str, Any]] = {}
         deadline = time.monotonic() + self._timeout
         while len(found) < len(tags):
-            event = self._next_event(deadline, "the dynamic-security plugin's answer")
-            if isinstance(event, _Disconnected):
-                raise BrokerAdminError(f"the broker closed the admin connection ({event.reason})")
-            if not isinstance(event, _Response):
-                continue
             try:
-                document = json.loads(event.payload)
+                payload = session.next_message(deadline)
+            except ConnectionLostError as lost:
+                raise BrokerAdminError(
+                    f"the broker closed the admin connection ({lost.reason})"
+                ) from None
+            if payload is None:
+                raise self._no_answer("the dynamic-security plugin's answer")
+            try:
+                document = json.loads(payload)
             except ValueError:
                 continue  # not an answer to us; the plugin only sends JSON
             for response in document.get("responses", []) if isinstance(document, dict) else []:
@@ -490,64 +468,12 @@ class BrokerAdmin:
                     found[tag] = response
         return found
 
-    def _wait_for(self, kind: type[_Awaited], what: str) -> _Awaited:
-        deadline = time.monotonic() + self._timeout
-        while True:
-            event = self._next_event(deadline, what)
-            if isinstance(event, kind):
-                return event
-            if isinstance(event, _Disconnected) and kind is not _Connack:
-                raise BrokerAdminError(f"the broker closed the admin connection ({event.reason})")
-
-    def _next_event(self, deadline: float, what: str) -> _Event:
-        try:
-            return self._events.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            raise BrokerAdminError(
-                f"no answer from the broker at {self._host}:{self._port} within "
-                f"{self._timeout:g} s while waiting for {what}: is the dynamic-security plugin "
-                "loaded (see the broker's log)?"
-            ) from None
-
-    def _shutdown(self) -> None:
-        self._client.loop_stop()
-
-    # Paho callbacks: called from paho's network thread; they only queue events.
-
-    def _on_connect(
-        self,
-        _client: mqtt.Client,
-        _userdata: object,
-        _flags: mqtt.ConnectFlags,
-        reason_code: ReasonCode,
-        _properties: object,
-    ) -> None:
-        self._events.put(_Connack(reason_code))
-
-    def _on_subscribe(
-        self,
-        _client: mqtt.Client,
-        _userdata: object,
-        _mid: int,
-        reason_codes: list[ReasonCode],
-        _properties: object,
-    ) -> None:
-        self._events.put(_Suback(tuple(reason_codes)))
-
-    def _on_message(
-        self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage
-    ) -> None:
-        self._events.put(_Response(bytes(message.payload)))
-
-    def _on_disconnect(
-        self,
-        _client: mqtt.Client,
-        _userdata: object,
-        _flags: mqtt.DisconnectFlags,
-        reason_code: ReasonCode,
-        _properties: object,
-    ) -> None:
-        self._events.put(_Disconnected(reason_code))
+    def _no_answer(self, what: str) -> BrokerAdminError:
+        return BrokerAdminError(
+            f"no answer from the broker at {self._host}:{self._port} within "
+            f"{self._timeout:g} s while waiting for {what}: is the dynamic-security plugin "
+            "loaded (see the broker's log)?"
+        )
 
 
 def _tagged(commands: Sequence[Mapping[str, object]]) -> list[dict[str, object]]:

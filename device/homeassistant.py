@@ -47,13 +47,12 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import SecretStr
 
 from touchlamp.config.common import SettingsError, load_settings
 from touchlamp.config.device import DeviceSettings, HomeAssistantSettings
-from touchlamp.device.backoff import Backoff
 from touchlamp.device.homeassistant_discovery import (
     AVAILABLE,
     COMMAND_PRESS,
@@ -70,6 +69,9 @@ from touchlamp.device.homeassistant_discovery import (
 from touchlamp.device.status import GlowNews, LampListener, LampNews, LampStatus, StatusChanged
 from touchlamp.errors import TouchlampError
 from touchlamp.files import write_atomically
+from touchlamp.mqtt.backoff import Backoff
+from touchlamp.mqtt.client import Will, new_client
+from touchlamp.mqtt.tls import tls_context
 
 __all__ = [
     "RECORD_FILE",
@@ -199,7 +201,7 @@ class HomeAssistantBridge:
             rng=rng or random.Random(),
         )
         self._thread: threading.Thread | None = None
-        self._tls = _tls_context(settings.ca_file) if settings.tls else None
+        self._tls = _tls_context(settings) if settings.tls else None
         # The bridge thread's own state.
         self._generation = 0
         self._client: mqtt.Client | None = None
@@ -321,24 +323,14 @@ class HomeAssistantBridge:
 
     def _new_client(self, generation: int) -> mqtt.Client:
         settings = self._settings
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"touchlamp-{self._lamp.lamp_id}",
-            protocol=(
-                MQTTProtocolVersion.MQTTv5
-                if settings.protocol == "5"
-                else MQTTProtocolVersion.MQTTv311
-            ),
-            reconnect_on_failure=False,
+        client = _home_client(
+            settings,
+            f"touchlamp-{self._lamp.lamp_id}",
+            tls=self._tls,
+            connect_timeout=settings.connect_timeout_seconds,
+            will=Will(self._topics.availability, NOT_AVAILABLE),
+            max_queued=_MAX_QUEUED,
         )
-        client.connect_timeout = settings.connect_timeout_seconds
-        client.max_queued_messages_set(_MAX_QUEUED)
-        if settings.username is not None:
-            password = settings.password.get_secret_value() if settings.password else None
-            client.username_pw_set(settings.username, password)
-        if self._tls is not None:
-            client.tls_set_context(self._tls)
-        client.will_set(self._topics.availability, NOT_AVAILABLE, qos=1, retain=True)
         jobs = self._jobs
 
         def on_connect(
@@ -638,20 +630,12 @@ def remove_from_home_assistant(
     where = f"{settings.host}:{settings.effective_port}"
     done = threading.Event()
     outcome: list[str] = []
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"touchlamp-{lamp_id}-remove",
-        protocol=(
-            MQTTProtocolVersion.MQTTv5 if settings.protocol == "5" else MQTTProtocolVersion.MQTTv311
-        ),
-        reconnect_on_failure=False,
+    client = _home_client(
+        settings,
+        f"touchlamp-{lamp_id}-remove",
+        tls=_tls_context(settings) if settings.tls else None,
+        connect_timeout=min(timeout, settings.connect_timeout_seconds),
     )
-    client.connect_timeout = min(timeout, settings.connect_timeout_seconds)
-    if settings.username is not None:
-        password = settings.password.get_secret_value() if settings.password else None
-        client.username_pw_set(settings.username, password)
-    if settings.tls:
-        client.tls_set_context(_tls_context(settings.ca_file))
 
     def on_connect(
         _client: mqtt.Client,
@@ -708,29 +692,38 @@ def _close(client: mqtt.Client) -> None:
     client.loop_stop()
 
 
-def _tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    try:
-        context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
-    except (OSError, ssl.SSLError) as error:
-        raise HomeAssistantError(
-            f"cannot load the CA file {ca_file} ({error}): point "
-            "TOUCHLAMP_DEVICE_HOMEASSISTANT__CA_FILE at the PEM certificate of the CA that "
-            "signed the home broker's certificate"
-        ) from error
-    context.sslsocket_class = _ClosingSSLSocket
-    return context
+def _home_client(
+    settings: HomeAssistantSettings,
+    client_id: str,
+    *,
+    tls: ssl.SSLContext | None,
+    connect_timeout: float,
+    will: Will | None = None,
+    max_queued: int | None = None,
+) -> mqtt.Client:
+    """A client of the home broker (its own login and protocol); it connects once, the bridge
+    reconnects with its own backoff."""
+    return new_client(
+        client_id,
+        username=settings.username,
+        password=settings.password,
+        tls=tls,
+        log_as=f"{__name__}.paho",
+        mqtt5=settings.protocol == "5",
+        reconnect_on_failure=False,
+        connect_timeout=connect_timeout,
+        will=will,
+        max_queued=max_queued,
+    )
 
 
-class _ClosingSSLSocket(ssl.SSLSocket):
-    """Closes itself when the TLS handshake fails: paho 2.2 leaves the socket of a failed
-    handshake to the garbage collector, one per attempt (as device/link.py's own does)."""
-
-    def do_handshake(self, block: bool = False) -> None:
-        try:
-            super().do_handshake(block)
-        except OSError:
-            self.close()
-            raise
+def _tls_context(settings: HomeAssistantSettings) -> ssl.SSLContext:
+    return tls_context(
+        settings.ca_file,
+        setting="TOUCHLAMP_DEVICE_HOMEASSISTANT__CA_FILE",
+        whose="the home broker's",
+        error=HomeAssistantError,
+    )
 
 
 # ---- wiring: device run, the simulator, the demo, uninstall ---------------------------------

@@ -37,7 +37,7 @@ Delivery rules, the first two found by the fault scenarios (tests/faults, RELIAB
 - **Acknowledged once kept.** paho acknowledges a message when it reads it by default; the
   link uses ``manual_ack`` and acknowledges a glow only after recording it as seen and handing
   it to the sink, so a lamp killed in between gets it again (RELIABILITY.md, change 12).
-- **One rule for the broker's reason codes** (protocol/reasons.py): a refusal that retrying
+- **One rule for the broker's reason codes** (mqtt/reasons.py): a refusal that retrying
   cannot fix stops the link; a touch refused for now waits like one nobody subscribed to.
 - **Published, then written.** A touch gets its seq from the outbox in memory, goes to paho,
   and is written to disk (``synchronous=FULL``: an fsync, 5-30 ms on an SD card) right after, so
@@ -62,14 +62,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from touchlamp.config.device import DeviceSettings
-from touchlamp.device.backoff import Backoff
 from touchlamp.device.clock import Clock, SystemClock, epoch_ms
 from touchlamp.device.dedup import SeenTouches
 from touchlamp.device.glow_expiry import load_glow_expiry, save_glow_expiry
@@ -91,6 +90,11 @@ from touchlamp.device.link_events import (
 )
 from touchlamp.device.outbox import Outbox, OutboxStats, StateFileError
 from touchlamp.lifecycle import StopsOnExit
+from touchlamp.mqtt import reasons
+from touchlamp.mqtt.backoff import Backoff
+from touchlamp.mqtt.client import Will, connect_properties, new_client, tls_for_file
+from touchlamp.mqtt.client import properties as mqtt_properties
+from touchlamp.mqtt.tls import why_untrusted
 from touchlamp.protocol import (
     DEFAULT_ROOT,
     Availability,
@@ -105,7 +109,6 @@ from touchlamp.protocol import (
     decode_pair_response,
     encode,
     encode_availability,
-    reasons,
     validate_lamp_id,
 )
 
@@ -143,7 +146,7 @@ class _Connection:
     ready: bool = False  # subscribed, online published, outbox pumped: new touches go out now
     handed: dict[int, int] = field(default_factory=dict)  # paho mid → touch seq
     handed_up_to: int = -1  # highest seq published on this connection
-    # Acknowledged with "no matching subscribers", or refused for now (protocol/reasons.py).
+    # Acknowledged with "no matching subscribers", or refused for now (mqtt/reasons.py).
     unrouted: set[int] = field(default_factory=set)
     probe: int | None = None  # the one unrouted touch sent again, awaiting its PUBACK
 
@@ -188,7 +191,9 @@ class LampLink(StopsOnExit):
         self._host = host
         self._port = port
         self._topics = Topics(topic_root)
-        self._tls_context = _tls_context(ca_file) if tls else None
+        self._tls_context = tls_for_file(
+            tls, ca_file, setting="TOUCHLAMP_DEVICE_MQTT__CA_FILE", error=LinkError
+        )
         self._ca_file = ca_file
         self._keepalive = keepalive_seconds
         self._session_expiry = session_expiry_seconds
@@ -447,20 +452,19 @@ class LampLink(StopsOnExit):
                 return
         self._generation += 1
         client = self._new_client(self._generation)
-        connect_properties = _properties(PacketTypes.CONNECT)
-        connect_properties.SessionExpiryInterval = self._session_expiry
+        session = connect_properties(session_expiry_seconds=self._session_expiry)
         try:
             client.connect(
                 self._host,
                 self._port,
                 keepalive=self._keepalive,
                 clean_start=False,
-                properties=connect_properties,
+                properties=session,
             )
         except (OSError, ValueError) as error:
             delay = self._backoff.next_delay()
             why = (
-                _why_untrusted(error, host=self._host, ca_file=self._ca_file)
+                why_untrusted(error, host=self._host, ca_file=self._ca_file)
                 if isinstance(error, ssl.SSLCertVerificationError)
                 else str(error)
             )
@@ -481,24 +485,19 @@ class LampLink(StopsOnExit):
         client.loop_start()
 
     def _new_client(self, generation: int) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.lamp_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+        client = new_client(
+            self.lamp_id,
+            username=self._username,
+            password=self._password,
+            tls=self._tls_context,
+            log_as=f"{__name__}.paho",
             reconnect_on_failure=False,
             manual_ack=True,  # see on_message: acknowledged once handled, not once read
+            connect_timeout=self._connect_timeout,
+            will=Will(
+                self._topics.availability(self.lamp_id), encode_availability(Availability.OFFLINE)
+            ),
         )
-        client.on_log = _log_paho
-        client.connect_timeout = self._connect_timeout
-        client.username_pw_set(self._username, self._password)
-        client.will_set(
-            self._topics.availability(self.lamp_id),
-            encode_availability(Availability.OFFLINE),
-            qos=1,
-            retain=True,
-        )
-        if self._tls_context is not None:
-            client.tls_set_context(self._tls_context)
 
         subscriptions = [
             self._topics.glow(self.lamp_id),
@@ -950,7 +949,7 @@ class LampLink(StopsOnExit):
                 connection.handed_up_to = touch.seq
 
     def _publish_request(self, request: PairRequest, correlation: bytes, expiry: int) -> None:
-        properties = _properties(PacketTypes.PUBLISH)
+        properties = mqtt_properties(PacketTypes.PUBLISH)
         properties.ResponseTopic = self._topics.pair_response(self.lamp_id)
         properties.CorrelationData = correlation
         # A request nobody answered in time must not be carried out later by surprise.
@@ -998,95 +997,3 @@ class LampLink(StopsOnExit):
     def _close_files(self) -> None:
         self._outbox.close()
         self._seen.close()
-
-
-_paho_logger = logging.getLogger(f"{__name__}.paho")
-# paho reports a dropped connection ("failed to receive on socket") as an error; for a lamp that
-# is ordinary weather, which the link itself logs as a warning with what it does about it.
-_PAHO_LEVELS: dict[int, int] = {
-    mqtt.MQTT_LOG_DEBUG: logging.DEBUG,
-    mqtt.MQTT_LOG_INFO: logging.INFO,
-    mqtt.MQTT_LOG_NOTICE: logging.INFO,
-    mqtt.MQTT_LOG_WARNING: logging.WARNING,
-    mqtt.MQTT_LOG_ERR: logging.WARNING,
-}
-
-
-def _log_paho(_client: mqtt.Client, _userdata: object, level: int, text: str) -> None:
-    """paho's own log lines, under ``touchlamp.device.link.paho``.
-
-    An exception raised in one of our callbacks stays an error. paho 2.2's network thread runs
-    its loop once more after a clean ``disconnect()`` and logs "Client is not connected" each
-    time: noise, so DEBUG.
-    """
-    if text.startswith("Caught exception"):
-        python_level = logging.ERROR
-    elif text.startswith("Client is not connected"):
-        python_level = logging.DEBUG
-    else:
-        python_level = _PAHO_LEVELS.get(level, logging.DEBUG)
-    _paho_logger.log(python_level, "%s", text)
-
-
-def _properties(packet_type: int) -> Properties:
-    # paho 2.2 leaves Properties.__init__ unannotated.
-    return Properties(packet_type)  # type: ignore[no-untyped-call]
-
-
-def _tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    """Certificate *and* host name checked; ``ca_file`` for a private CA, else the system's."""
-    try:
-        context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
-    except (OSError, ssl.SSLError) as error:
-        raise LinkError(
-            f"cannot load the CA file {ca_file} ({error}): point TOUCHLAMP_DEVICE_MQTT__CA_FILE "
-            "at the PEM certificate of the CA that signed the broker's certificate"
-        ) from error
-    context.sslsocket_class = _ClosingSSLSocket
-    return context
-
-
-# OpenSSL's X509_V_ERR_* codes (SSLCertVerificationError.verify_code) a lamp owner can act on.
-_NAME_MISMATCH = frozenset({62, 64})  # hostname, IP address
-_UNTRUSTED_ISSUER = frozenset({2, 18, 19, 20, 21})  # no issuer / self-signed / unknown CA
-_NOT_YET_VALID, _EXPIRED = 9, 10
-
-
-def _why_untrusted(error: ssl.SSLCertVerificationError, *, host: str, ca_file: Path | None) -> str:
-    """Why the broker's certificate was refused, in words that point at the fix (one line)."""
-    code = error.verify_code
-    detail = f"certificate verify failed: {error.verify_message}"
-    if code in _NAME_MISMATCH:
-        return (
-            f"its TLS certificate is not valid for {host!r}, the name this lamp dials; enroll "
-            "with a name the certificate lists, or re-issue it with `touchlamp broker certs`, "
-            f"adding --host {host} ({detail})"
-        )
-    if code in _UNTRUSTED_ISSUER:
-        trusted = f"the CA in {ca_file}" if ca_file is not None else "a CA this system trusts"
-        return (
-            f"its TLS certificate is not signed by {trusted} (wrong CA): enroll the lamp with a "
-            "new token from this broker's relay, or set TOUCHLAMP_DEVICE_MQTT__CA_FILE to the CA "
-            f"that signed it ({detail})"
-        )
-    if code in {_NOT_YET_VALID, _EXPIRED}:
-        return (
-            "its TLS certificate is outside its validity dates: check this lamp's clock "
-            f"(timedatectl), or renew it with `touchlamp broker certs` ({detail})"
-        )
-    return f"its TLS certificate was refused ({detail})"
-
-
-class _ClosingSSLSocket(ssl.SSLSocket):
-    """Closes itself when the TLS handshake fails.
-
-    paho 2.2 leaves the socket of a failed handshake (a wrong certificate) open for the garbage
-    collector, one per reconnect attempt; ``SSLContext.sslsocket_class`` is the documented hook.
-    """
-
-    def do_handshake(self, block: bool = False) -> None:
-        try:
-            super().do_handshake(block)
-        except OSError:
-            self.close()
-            raise

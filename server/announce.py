@@ -11,18 +11,13 @@ from __future__ import annotations
 
 import logging
 import secrets
-import ssl
-import threading
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from touchlamp.broker.admin import BrokerAdmin
 from touchlamp.broker.errors import BrokerAdminError
 from touchlamp.config.relay import RelaySettings
 from touchlamp.errors import TouchlampError
+from touchlamp.mqtt.client import new_client, tls_for
+from touchlamp.mqtt.session import Session
 from touchlamp.protocol import GroupState, Topics, encode
 
 __all__ = ["AnnounceError", "announce_states"]
@@ -69,50 +64,26 @@ def _publish(
 ) -> None:
     mqtt_settings = settings.mqtt
     topics = Topics(mqtt_settings.topic_root)
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=username,
-        protocol=MQTTProtocolVersion.MQTTv5,
+    client = new_client(
+        username,
+        username=username,
+        password=password,
+        tls=tls_for(mqtt_settings, setting="TOUCHLAMP_RELAY_MQTT__CA_FILE"),
+        log_as=f"{__name__}.paho",
     )
-    client.username_pw_set(username, password)
-    if mqtt_settings.tls:
-        client.tls_set(
-            ca_certs=str(mqtt_settings.ca_file) if mqtt_settings.ca_file else None,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
-    connected = threading.Event()
-    refused: list[str] = []
-
-    def on_connect(
-        _client: mqtt.Client,
-        _userdata: object,
-        _flags: mqtt.ConnectFlags,
-        reason_code: ReasonCode,
-        _properties: Properties | None,
-    ) -> None:
-        if reason_code.is_failure:
-            refused.append(str(reason_code))
-        connected.set()
-
-    client.on_connect = on_connect
     where = f"{mqtt_settings.host}:{mqtt_settings.effective_port}"
-    try:
-        client.connect(mqtt_settings.host, mqtt_settings.effective_port, clean_start=True)
-    except OSError as error:
-        raise AnnounceError(f"cannot reach the broker at {where}: {error}") from error
-    client.loop_start()
-    try:
-        if not connected.wait(timeout) or refused:
-            why = refused[0] if refused else "no answer"
+    with Session.open(
+        client, host=mqtt_settings.host, port=mqtt_settings.effective_port, timeout=timeout
+    ) as session:
+        if session.unreachable is not None:
+            error = session.unreachable
+            raise AnnounceError(f"cannot reach the broker at {where}: {error}") from error
+        if session.refused is not None:
+            why = str(session.refusal) if session.refusal is not None else "no answer"
             raise AnnounceError(f"the broker at {where} did not accept the relay's login ({why})")
-        infos = [
-            client.publish(topics.group(lamp_id), encode(state), qos=1, retain=True)
-            for lamp_id, state in states.items()
-        ]
-        for info in infos:
-            info.wait_for_publish(timeout)
-        if not all(info.is_published() for info in infos):
+        published = session.publish_all(
+            ((topics.group(lamp_id), encode(state)) for lamp_id, state in states.items()),
+            retain=True,
+        )
+        if not published:
             raise AnnounceError(f"the broker at {where} did not acknowledge the group states")
-    finally:
-        client.disconnect()
-        client.loop_stop()

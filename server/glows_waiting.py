@@ -7,7 +7,7 @@ new session, a glow the relay publishes before the lamp has subscribed again goe
 broker says so in its PUBACK (reason 0x10, a *success* code), and paho reports it; before this,
 the relay ignored it and the glow was lost. The same happens to a lamp whose session expired.
 
-The rule (protocol/reasons.py says which PUBACK codes mean what):
+The rule (mqtt/reasons.py says which PUBACK codes mean what):
 
 - A glow answered ``NO_SUBSCRIBERS`` or ``RETRY`` is kept for its lamp. While a lamp has glows
   kept (or being sent again), newer glows for it queue behind them instead of going out, so

@@ -21,7 +21,7 @@ What to know before changing it:
   not keep shared subscriptions over its own restart, so the relay subscribes on every connect
   and lamps retry a touch nobody was subscribed to; and it keeps queueing a share of the
   touches for a relay that is gone, until that relay's session comes back or expires.
-- **One thread.** The worker owns the paho client (server/mqttdriver.py: it reads, writes and
+- **One thread.** The worker owns the paho client (mqtt/driver.py: it reads, writes and
   reconnects between batches). paho's own network thread would cost a socket-pair wake-up and a
   GIL hand-over per publish and per ack, and a queue crossing per message: about a sixth of the
   relay's CPU per touch (issue 7). Nothing is read while a batch is handled: the broker's data
@@ -42,7 +42,7 @@ What to know before changing it:
   an ack for a message of an earlier connection is skipped, never sent on the new one (its
   packet id may by then name another message).
 - **A glow nobody received is kept.** A glow's PUBACK says what became of it
-  (protocol/reasons.py): "no matching subscribers" (0x10) means its lamp has no session or has
+  (mqtt/reasons.py): "no matching subscribers" (0x10) means its lamp has no session or has
   not subscribed again yet (a broker killed between saves forgets recent sessions). Such glows
   are kept per lamp and sent again when the lamp says it is online (server/glows_waiting.py,
   RELIABILITY.md change 11); a refused one is dropped and logged with the fix.
@@ -72,7 +72,6 @@ import collections
 import contextlib
 import logging
 import math
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -81,7 +80,7 @@ from functools import partial
 from typing import TypeVar
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -90,6 +89,10 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from touchlamp.config.relay import RelaySettings
 from touchlamp.errors import ConfigurationError
 from touchlamp.lifecycle import StopsOnExit
+from touchlamp.mqtt import reasons
+from touchlamp.mqtt.client import connect_properties, new_client, tls_for
+from touchlamp.mqtt.client import properties as _properties
+from touchlamp.mqtt.driver import MqttDriver
 from touchlamp.protocol import (
     Availability,
     GroupState,
@@ -99,7 +102,6 @@ from touchlamp.protocol import (
     decode_availability,
     decode_pair_request,
     encode,
-    reasons,
 )
 from touchlamp.server.badmessages import LogThrottle, safe_excerpt
 from touchlamp.server.confirmations import ConnectionEnds
@@ -114,7 +116,6 @@ from touchlamp.server.forwarding import (
 from touchlamp.server.glows_waiting import GlowsWaiting, WaitingGlow
 from touchlamp.server.groupstate import NOT_PAIRED, states_for
 from touchlamp.server.metrics import RelayMetrics
-from touchlamp.server.mqttdriver import MqttDriver
 from touchlamp.server.pairing import Pairing, bad_request
 from touchlamp.server.presence import Presence
 from touchlamp.server.ratelimit import RateLimiter
@@ -255,8 +256,7 @@ class Relay(StopsOnExit):
     def start(self) -> None:
         self._note_previous_connection_end()
         mqtt_settings = self._settings.mqtt
-        connect = _properties(PacketTypes.CONNECT)
-        connect.SessionExpiryInterval = mqtt_settings.session_expiry_seconds
+        connect = connect_properties(session_expiry_seconds=mqtt_settings.session_expiry_seconds)
         connect.ReceiveMaximum = self._settings.queue_size
         self._net.connect_async(
             mqtt_settings.host,
@@ -324,24 +324,16 @@ class Relay(StopsOnExit):
     # -- paho wiring ----------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
         settings = self._settings.mqtt
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=settings.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+        client = new_client(
+            settings.client_id,
+            username=settings.username,
+            password=settings.password,
+            tls=tls_for(settings, setting="TOUCHLAMP_RELAY_MQTT__CA_FILE"),
+            log_as=f"{__name__}.paho",
             manual_ack=True,
+            max_inflight=settings.max_inflight,
+            max_queued=settings.max_queued,
         )
-        password = settings.password.get_secret_value() if settings.password else None
-        client.username_pw_set(settings.username, password)
-        client.max_inflight_messages_set(settings.max_inflight)
-        client.max_queued_messages_set(settings.max_queued)
-        if settings.tls:
-            client.tls_set(
-                ca_certs=str(settings.ca_file) if settings.ca_file else None,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-        paho_log = logging.getLogger(f"{__name__}.paho")
-        paho_log.addFilter(_demote_paho_noise)
-        client.enable_logger(paho_log)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -888,11 +880,6 @@ class Relay(StopsOnExit):
         return f"Relay(client_id={self._settings.mqtt.client_id!r})"
 
 
-def _properties(packet_type: int) -> Properties:
-    # paho's Properties.__init__ has no annotations; this is the one place that calls it.
-    return Properties(packet_type)  # type: ignore[no-untyped-call]
-
-
 class _PackedOnce(Properties):
     """Properties that never change, serialised once: paho packs a message's properties on every
     publish by walking all 27 property names: some 7 % of the relay's CPU (py-spy, issue 7)."""
@@ -911,18 +898,3 @@ class _PackedOnce(Properties):
         if "_packed" in self.__dict__:
             raise AttributeError(f"{type(self).__name__} is packed already: cannot set {name}")
         super().__setattr__(name, value)  # type: ignore[no-untyped-call]
-
-
-def _demote_paho_noise(record: logging.LogRecord) -> bool:
-    """paho 2.2 logs "Client is not connected" at ERROR on every loop turn while it is
-    reconnecting (or after its own disconnect): expected states, not errors. Shown at DEBUG.
-    It also logs a connection the broker dropped ("failed to receive on socket: … reset by
-    peer", e.g. at every broker restart) at ERROR: the relay reconnects, and ``_on_disconnect``
-    already says so as a warning, so that one is a WARNING."""
-    if record.levelno >= logging.ERROR:
-        message = str(record.msg)
-        if message.startswith("Client is not connected"):
-            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-        elif message.startswith("failed to receive on socket"):
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-    return True

@@ -24,6 +24,7 @@ from touchlamp.device.link_events import LinkError, LinkTimeoutError
 from touchlamp.device.owner_settings import OwnerSettingError
 from touchlamp.device.sim import SimulatorError
 from touchlamp.errors import EXIT_FAILURE, EXIT_USAGE, ConfigurationError, TouchlampError
+from touchlamp.mqtt.tls import CAFileError
 from touchlamp.protocol import ProtocolError
 from touchlamp.server.relay import RelayAuthError
 from touchlamp.server.store import StoreError, UnknownLampError
@@ -39,6 +40,7 @@ _CONFIGURATION_ERRORS = {
     OwnerSettingError,
     SimulatorError,
     RelayAuthError,
+    CAFileError,  # a CA file named in the settings that cannot be loaded
 }
 
 

@@ -19,7 +19,7 @@ from touchlamp.device.simulated import is_simulated
 from touchlamp.doctor.findings import Finding, fail, ok, skip
 from touchlamp.doctor.network import check_broker
 from touchlamp.doctor.probes import UNITS, Probes, check_clock, check_service
-from touchlamp.doctor.session import DoctorSession, NoAnswerError
+from touchlamp.doctor.session import NoAnswerError, Session, open_session
 from touchlamp.doctor.settings_file import read_settings
 from touchlamp.protocol import (
     PairAction,
@@ -107,7 +107,7 @@ def _check_lamp_session(
         yield _paired(response, settings.lamp_id)
         return
     mqtt_settings = settings.mqtt
-    with DoctorSession.open(
+    with open_session(
         host=mqtt_settings.host,
         port=mqtt_settings.effective_port,
         username=username,
@@ -216,7 +216,7 @@ def _group_access(devices: Sequence[Path], group: str, what: str, probes: Probes
     return ok(f"{what} {names} accessible to group {group}")
 
 
-def _check_pairing(session: DoctorSession, settings: DeviceSettings) -> Iterator[Finding]:
+def _check_pairing(session: Session, settings: DeviceSettings) -> Iterator[Finding]:
     topics = Topics(root=settings.mqtt.topic_root)
     lamp_id = settings.lamp_id
     started = time.monotonic()
@@ -225,6 +225,7 @@ def _check_pairing(session: DoctorSession, settings: DeviceSettings) -> Iterator
             topics.pair(lamp_id),
             topics.pair_response(lamp_id),
             encode(PairRequest(action=PairAction.STATUS)),
+            what="a pairing request",
         )
     except NoAnswerError as error:
         yield fail(

@@ -14,6 +14,7 @@ from pathlib import Path
 from touchlamp.config.mqtt import BrokerConnection
 from touchlamp.doctor.findings import Finding, Outcome, fail, ok, skip
 from touchlamp.doctor.probes import Probes
+from touchlamp.mqtt.tls import CAFileError, tls_context
 
 __all__ = ["Reached", "check_broker", "check_reachable", "check_tls"]
 
@@ -87,10 +88,10 @@ def check_tls(
             f"set {prefix}__TLS=true (and {prefix}__CA_FILE for a private CA)",
         )
     try:
-        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    except (OSError, ssl.SSLError) as error:
+        context = tls_context(ca_file, setting=f"{prefix}__CA_FILE")
+    except CAFileError as error:
         return None, fail(
-            f"cannot load the CA file {ca_file} ({error})",
+            f"cannot load the CA file {ca_file} ({error.__cause__})",
             f"point {prefix}__CA_FILE at the PEM certificate of the broker's CA",
         )
     try:

@@ -13,7 +13,7 @@ from touchlamp.config.relay import RelaySettings
 from touchlamp.doctor.findings import Finding, fail, ok, skip
 from touchlamp.doctor.network import check_broker
 from touchlamp.doctor.probes import UNITS, Probes, check_clock, check_service
-from touchlamp.doctor.session import DoctorSession
+from touchlamp.doctor.session import open_session
 from touchlamp.doctor.settings_file import read_settings
 
 __all__ = ["check_relay"]
@@ -75,7 +75,7 @@ def _check_relay_login(
             "relay login: not checked while the relay runs (it holds the client id); set "
             "TOUCHLAMP_RELAY_METRICS_PORT so that doctor can ask the relay itself"
         )
-    with DoctorSession.open(
+    with open_session(
         host=mqtt_settings.host,
         port=mqtt_settings.effective_port,
         username=username,
@@ -105,7 +105,7 @@ def _check_admin_login(
             "(only `touchlamp relay lamp add/remove` need it)"
         )
     mqtt_settings = settings.mqtt
-    with DoctorSession.open(
+    with open_session(
         host=mqtt_settings.host,
         port=mqtt_settings.effective_port,
         username=admin.username,

@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -286,7 +287,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = tmp_path_factory.mktemp("source")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(checkout / name, source / name)
-    for folder in ("cli", "protocol", "device", "server", "broker", "config", "systemd"):
+    # Every folder pyproject.toml maps into the touchlamp namespace (a new one is copied too).
+    package_dirs = tomllib.loads((checkout / "pyproject.toml").read_text())["tool"]["setuptools"]
+    for folder in sorted(set(package_dirs["package-dir"].values())):
         shutil.copytree(
             checkout / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__")
         )

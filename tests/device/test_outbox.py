@@ -13,9 +13,9 @@ import pytest
 from tests.device.link_support import ids_in_seen_file
 from tests.faults.disk import fill, small_disk
 from tests.support.clock import FakeClock
-from touchlamp.device.backoff import Backoff
 from touchlamp.device.dedup import SeenTouches
 from touchlamp.device.outbox import OUTBOX_FILE, Outbox, StateFileError
+from touchlamp.mqtt.backoff import Backoff
 
 HOUR = 3600.0
 

@@ -11,9 +11,11 @@ paho's documented external-event-loop use (``loop_read``, ``loop_write``, ``loop
 ``on_socket_register_write``), as bench/swarm.py uses it for many clients.
 
 ``loop_forever`` would also connect and reconnect, so ``poll`` does: the first attempt at once,
-then, after a failed attempt or a lost connection, a delay that doubles from ``min_delay`` up to
-``max_delay``, back to ``min_delay`` once connected (paho's own policy). Connecting blocks for
-at most paho's connect timeout. ``close()`` disconnects for good.
+then, after a failed attempt or a lost connection, the jittered delay of ``mqtt/backoff.py``
+(drawn between ``min_delay`` and a ceiling that doubles up to ``max_delay``; paho's own policy
+has no jitter, so after a broker restart every client would knock at the same instants), back to
+the first delay once connected. Connecting blocks for at most paho's connect timeout.
+``close()`` disconnects for good.
 
 Not thread-safe: one thread calls everything, and the client's callbacks run on it.
 """
@@ -21,6 +23,7 @@ Not thread-safe: one thread calls everything, and the client's callbacks run on 
 from __future__ import annotations
 
 import logging
+import random
 import select
 import ssl
 import time
@@ -29,6 +32,8 @@ from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
+
+from touchlamp.mqtt.backoff import Backoff
 
 if TYPE_CHECKING:
     from paho.mqtt.client import SocketLike
@@ -44,7 +49,10 @@ class MqttDriver:
     """Runs ``client``'s network side on the caller's thread; see the module's doc.
 
     ``idle(seconds)`` is how the driver waits while there is no connection (an interruptible
-    wait, e.g. ``threading.Event().wait``); ``clock`` is monotonic seconds.
+    wait, e.g. ``threading.Event().wait``); ``clock`` is monotonic seconds; ``rng`` draws the
+    reconnect jitter (seeded in tests).
+
+    Thread: the caller's only; the client's callbacks run inside ``poll``.
     """
 
     def __init__(
@@ -55,13 +63,12 @@ class MqttDriver:
         max_delay: float,
         idle: Callable[[float], object] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
     ) -> None:
         self._client = client
-        self._min_delay = min_delay
-        self._max_delay = max_delay
+        self._backoff = Backoff(minimum=min_delay, maximum=max_delay, rng=rng or random.Random())
         self._idle = idle
         self._clock = clock
-        self._delay: float | None = None  # the last wait before reconnecting; None: connected
         self._due: float | None = None  # when to try connecting next
         self._closed = False
         # Set, paho queues what ``publish()`` and ``ack()`` produce instead of writing it at
@@ -147,13 +154,11 @@ class MqttDriver:
         self.flush()  # the CONNECT
 
     def _next_delay(self) -> float:
-        delay = self._min_delay if self._delay is None else min(self._delay * 2, self._max_delay)
-        self._delay = delay
-        return delay
+        return self._backoff.next_delay()
 
     def _note_state(self) -> None:
         if self._client.is_connected():
-            self._delay = None  # the next loss waits min_delay again
+            self._backoff.reset()  # the next loss starts from the first delay again
         elif self._client.socket() is None and self._due is None:
             self._due = self._clock() + self._next_delay()
 

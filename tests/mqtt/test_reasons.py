@@ -1,4 +1,4 @@
-"""One rule for the broker's reason codes (protocol/reasons.py): the table itself, each code as
+"""One rule for the broker's reason codes (mqtt/reasons.py): the table itself, each code as
 the real Mosquitto produces it, and the lamp and the relay stopping (or not) by it."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from tests.support.waiting import WAIT
 from touchlamp.config.relay import RelaySettings
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_events import CredentialsRejected
-from touchlamp.protocol import reasons
-from touchlamp.protocol.reasons import Verdict
+from touchlamp.mqtt import reasons
+from touchlamp.mqtt.reasons import Verdict
 from touchlamp.server.relay import Relay, RelayAuthError
 from touchlamp.server.store import open_store
 
