@@ -26,6 +26,7 @@ from typing import IO
 from bench.procfs import ProcessSample, sample
 from touchlamp.broker.errors import BrokerStartError
 from touchlamp.broker.launcher import ManagedBroker
+from touchlamp.broker.parent_watch import ParentWatch
 from touchlamp.config.broker import BrokerSettings, LimitsSettings, ListenerSettings
 from touchlamp.protocol import Topics
 from touchlamp.server.store import open_store
@@ -69,6 +70,8 @@ class RelayProcess:
         self.name = name
         self._log_path = log
         self._log: IO[bytes] = log.open("wb")
+        # Killed hard, the benchmark takes its relay down too, as it does its Mosquitto.
+        self._watcher = ParentWatch(self._log)
         self._process = subprocess.Popen(
             touchlamp_command("relay", "run"),
             env={**os.environ, **env},
@@ -76,6 +79,7 @@ class RelayProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
+        self._watcher.watch(self._process.pid)
 
     @property
     def pid(self) -> int:
@@ -108,6 +112,7 @@ class RelayProcess:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+        self._watcher.dismiss()
         self._log.close()
         return self._process.returncode
 
