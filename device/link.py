@@ -94,6 +94,7 @@ from touchlamp.mqtt import reasons
 from touchlamp.mqtt.backoff import Backoff
 from touchlamp.mqtt.client import Will, connect_properties, new_client, tls_for_file
 from touchlamp.mqtt.client import properties as mqtt_properties
+from touchlamp.mqtt.linger import lingering_close
 from touchlamp.mqtt.tls import why_untrusted
 from touchlamp.protocol import (
     DEFAULT_ROOT,
@@ -907,8 +908,10 @@ class LampLink(StopsOnExit):
                 if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                     info.wait_for_publish(timeout)
             # A normal DISCONNECT: the broker discards the will, ``offline`` is already there.
-            client.disconnect()
-            client.loop_stop()
+            # Lingering, so that it and the last PUBACKs reach the broker (mqtt/linger.py).
+            with lingering_close(client, seconds=timeout):
+                client.disconnect()
+                client.loop_stop()
         # Whatever paho handed over before it stopped (PUBACKs, the disconnect) still counts.
         while True:
             try:

@@ -34,6 +34,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 
 from touchlamp.mqtt.backoff import Backoff
+from touchlamp.mqtt.linger import lingering_close
 
 if TYPE_CHECKING:
     from paho.mqtt.client import SocketLike
@@ -42,7 +43,7 @@ __all__ = ["MqttDriver"]
 
 _log = logging.getLogger(__name__)
 
-_CLOSE_SECONDS = 2.0  # for the DISCONNECT to leave a socket whose buffer is full
+_CLOSE_SECONDS = 2.0  # for the DISCONNECT to leave, and the broker to hang up after it
 
 
 class MqttDriver:
@@ -123,14 +124,16 @@ class MqttDriver:
         """Disconnect (a DISCONNECT packet, so the broker keeps no will) and stop reconnecting."""
         self._closed = True
         client = self._client
-        client.disconnect()
         deadline = self._clock() + _CLOSE_SECONDS
-        while (sock := client.socket()) is not None and client.want_write():
-            client.loop_write()  # paho closes the socket once the DISCONNECT is out
-            remaining = deadline - self._clock()
-            if client.socket() is None or remaining <= 0:
-                break
-            _wait_writable(sock, remaining)
+        # Lingering: the acks written just before must reach the broker (mqtt/linger.py).
+        with lingering_close(client, seconds=_CLOSE_SECONDS, clock=self._clock):
+            client.disconnect()
+            while (sock := client.socket()) is not None and client.want_write():
+                client.loop_write()  # paho closes the socket once the DISCONNECT is out
+                remaining = deadline - self._clock()
+                if client.socket() is None or remaining <= 0:
+                    break
+                _wait_writable(sock, remaining)
 
     # -- connecting -------------------------------------------------------------------------------
     def _connect_when_due(self, timeout: float) -> None:

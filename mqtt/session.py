@@ -34,6 +34,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from touchlamp.errors import TouchlampError
 from touchlamp.mqtt.client import connect_properties, properties
+from touchlamp.mqtt.linger import lingering_close
 
 __all__ = ["ConnectionLostError", "NoAnswerError", "Session"]
 
@@ -117,12 +118,14 @@ class Session:
                 session.refused = f"no CONNACK within {timeout:g} s"
             yield session
         finally:
-            client.disconnect()
-            # paho closes its socket when it reports the disconnect; stopping its loop before
-            # that would leave the socket open.
-            if session.refused is None:
-                session._gone.wait(timeout)
-            client.loop_stop()
+            # Lingering: what was written just before reaches the broker (mqtt/linger.py).
+            with lingering_close(client, seconds=timeout):
+                client.disconnect()
+                # paho closes its socket when it reports the disconnect; stopping its loop
+                # before that would leave the socket open.
+                if session.refused is None:
+                    session._gone.wait(timeout)
+                client.loop_stop()
 
     @property
     def client(self) -> mqtt.Client:
