@@ -50,7 +50,7 @@ from touchlamp.config.device import DeviceSettings, HomeAssistantSettings, defau
 from touchlamp.config.relay import RelaySettings
 from touchlamp.device.enroll import write_enrollment
 from touchlamp.device.homeassistant import with_home_assistant
-from touchlamp.device.link_events import LinkError
+from touchlamp.device.link_api import LinkError
 from touchlamp.device.sim import SimulatedLamp, Simulator
 from touchlamp.device.simulate import serve_page
 from touchlamp.errors import EXIT_OK, TouchlampError

@@ -39,17 +39,15 @@ from touchlamp.device.clock import Clock
 from touchlamp.device.core import (
     AnnounceColor,
     ClaimHeld,
-    Connected,
-    Disconnected,
     Effect,
-    Event,
-    GlowReceived,
-    GroupChanged,
     LampCore,
     PersistColor,
     SendTouch,
+)
+from touchlamp.device.events import (
+    Event,
+    GroupChanged,
     SetQuietNow,
-    StateTrouble,
     Tick,
     TouchDown,
     TouchOutcome,
@@ -57,21 +55,7 @@ from touchlamp.device.core import (
     TouchUp,
 )
 from touchlamp.device.hardware import LightOutput, TouchInput
-from touchlamp.device.link_events import (
-    BadMessage,
-    CredentialsRejected,
-    GlowArrived,
-    GroupArrived,
-    LinkConnected,
-    LinkDisconnected,
-    LinkError,
-    LinkEvent,
-    LinkSink,
-    PairResponseArrived,
-    StateFileTrouble,
-    TouchDelivery,
-    TouchReceipt,
-)
+from touchlamp.device.link_api import LinkError, LinkSink, TouchReceipt
 from touchlamp.device.outbox import StateFileError
 from touchlamp.device.status import (
     GlowNews,
@@ -147,7 +131,7 @@ class _Claim:
     on_held: Callable[[float], object] | None
 
 
-_Item = Event | LinkEvent | _Stop | _Reconfigure | _ChooseColor | _Claim
+_Item = Event | _Stop | _Reconfigure | _ChooseColor | _Claim
 
 
 class EventQueue(Protocol):
@@ -313,7 +297,7 @@ class LampAgent(StopsOnExit):
         """Quiet now on or off, on top of quiet hours (from any thread)."""
         self._queue.put(SetQuietNow(on))
 
-    def post(self, event: Event | LinkEvent) -> None:
+    def post(self, event: Event) -> None:
         """Hand an event to the loop. Called from any thread (gpiozero's, paho's, the web's)."""
         self._queue.put(event)
 
@@ -406,15 +390,15 @@ class LampAgent(StopsOnExit):
                 self._publish(core.last_glow)
                 deadline = core.next_change(now)
                 continue
-            event = self._to_core(item)
-            if event is not None:
-                glow_before = core.last_glow
-                for effect in core.handle(event, now):
-                    self._carry_out(effect, now)
-                self._online = core.connected
-                self._color = core.color
-                self._show(now)
-                self._publish(glow_before)
+            if isinstance(item, GroupChanged):
+                self._note_group(item)
+            glow_before = core.last_glow
+            for effect in core.handle(item, now):
+                self._carry_out(effect, now)
+            self._online = core.connected
+            self._color = core.color
+            self._show(now)
+            self._publish(glow_before)
             deadline = core.next_change(now)
             if network_at is None:
                 network_at = self._network_check_due(now)
@@ -501,28 +485,10 @@ class LampAgent(StopsOnExit):
                         listener,
                     )
 
-    def _to_core(self, item: Event | LinkEvent) -> Event | None:
-        """A link event as the core's event (``None``: nothing for the core)."""
-        match item:
-            case LinkConnected():
-                return Connected()
-            case LinkDisconnected():
-                return Disconnected()
-            case CredentialsRejected():
-                return Disconnected(auth_failed=True)  # the link has logged what to do
-            case GlowArrived(glow=glow, waited_seconds=waited):
-                return GlowReceived.from_message(glow, waited_seconds=waited)
-            case GroupArrived(group=group):
-                changed = GroupChanged.from_message(group)
-                self._partners = tuple(m.id for m in changed.members if m.id != self.lamp_id)
-                self._check_announced_color(changed)
-                return changed
-            case PairResponseArrived() | BadMessage():
-                return None  # the link answers requests and logs bad messages itself
-            case StateFileTrouble(error=error):
-                return StateTrouble(failing=error is not None)  # the link has logged the fix
-            case _:
-                return item
+    def _note_group(self, group: GroupChanged) -> None:
+        """What the agent itself keeps of a group state: the partners, this lamp's colour."""
+        self._partners = tuple(m.id for m in group.members if m.id != self.lamp_id)
+        self._check_announced_color(group)
 
     def _check_announced_color(self, group: GroupChanged) -> None:
         for member in group.members:
@@ -568,11 +534,7 @@ class LampAgent(StopsOnExit):
                     _log.error("lamp %s: the touch was not sent: %s", self.lamp_id, error)
                     outcome = TouchOutcome.REFUSED
                 else:
-                    outcome = (
-                        TouchOutcome.SENT
-                        if receipt.delivery is TouchDelivery.SENT
-                        else TouchOutcome.QUEUED
-                    )
+                    outcome = receipt.delivery
                 for follow_up in self._core.handle(TouchResult(outcome=outcome), now):
                     self._carry_out(follow_up, now)
             case AnnounceColor(color=color):

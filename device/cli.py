@@ -57,7 +57,7 @@ from touchlamp.device.homeassistant import settings_from_url, with_home_assistan
 from touchlamp.device.homeassistant_switch import HomeAssistantSwitch
 from touchlamp.device.lamp_board import FrameTap, LampBoard
 from touchlamp.device.link import LampLink
-from touchlamp.device.link_events import LinkSink
+from touchlamp.device.link_api import LinkSink
 from touchlamp.device.network import has_default_route
 from touchlamp.device.owner_auth import OwnerAuth
 from touchlamp.device.owner_page import OwnerLamp

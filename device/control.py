@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Protocol
 
 from touchlamp.config.lamp_file import LampFileError
-from touchlamp.device.link_events import LinkError
+from touchlamp.device.link_api import LinkError
 from touchlamp.device.owner_settings import OwnerSettingError, OwnerSettings, answer
 from touchlamp.errors import TouchlampError
 from touchlamp.lifecycle import StopsOnExit

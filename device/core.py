@@ -70,13 +70,27 @@ Gestures and looks (timings and levels in ``LookSettings``):
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import assert_never
 
 from touchlamp.config.device import GlowLook, LookSettings, PulseLook, QuietHours, StatusLook
+from touchlamp.device.events import (
+    Connected,
+    Disconnected,
+    Event,
+    GlowReceived,
+    GroupChanged,
+    Member,
+    SetQuietNow,
+    StateTrouble,
+    Tick,
+    TouchDown,
+    TouchOutcome,
+    TouchResult,
+    TouchUp,
+)
 from touchlamp.device.looks import (
     BLACK,
     Rgb,
@@ -87,163 +101,15 @@ from touchlamp.device.looks import (
     to_output,
 )
 from touchlamp.device.status import GlowNews
-from touchlamp.protocol.messages import Glow, GroupState
 
 __all__ = [
     "AnnounceColor",
     "ClaimHeld",
-    "Connected",
-    "Disconnected",
     "Effect",
-    "Event",
-    "GlowReceived",
-    "GroupChanged",
     "LampCore",
-    "Member",
     "PersistColor",
     "SendTouch",
-    "SetQuietNow",
-    "StateTrouble",
-    "Tick",
-    "TouchDown",
-    "TouchOutcome",
-    "TouchResult",
-    "TouchUp",
 ]
-
-
-# ---- events in --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TouchDown:
-    """The touch sensor is touched (or the button pressed)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TouchUp:
-    """The touch sensor is let go."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GlowReceived:
-    """A partner touched their lamp (the wire's ``Glow``; ``sender`` is its ``from``).
-
-    ``touch`` is the touch id (``"lamp-a:3735928559:17"``), ``color`` is ``"#rrggbb"``, ``at``
-    is the relay's clock in epoch milliseconds when it received the touch; ``waited_seconds``
-    how long the broker kept it, if known (see the module docstring).
-    """
-
-    touch: str
-    sender: str
-    color: str
-    at: int
-    mutual: bool = False
-    waited_seconds: float | None = None
-
-    def __post_init__(self) -> None:
-        Rgb.from_hex(self.color)  # a bad colour fails here, at the edge, not mid-animation
-
-    @classmethod
-    def from_message(cls, glow: Glow, *, waited_seconds: float | None = None) -> GlowReceived:
-        return cls(
-            touch=glow.touch,
-            sender=glow.sender,
-            color=glow.color,
-            at=glow.at,
-            mutual=glow.mutual,
-            waited_seconds=waited_seconds,
-        )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Member:
-    """One lamp of the group, as the relay last described it."""
-
-    id: str
-    name: str
-    color: str
-    online: bool
-
-    def __post_init__(self) -> None:
-        Rgb.from_hex(self.color)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GroupChanged:
-    """The group's members (this lamp may be among them); empty when the lamp is not paired."""
-
-    members: tuple[Member, ...]
-
-    @classmethod
-    def from_message(cls, state: GroupState) -> GroupChanged:
-        return cls(
-            members=tuple(
-                Member(id=m.id, name=m.name, color=m.color, online=m.online) for m in state.members
-            )
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Connected:
-    """The MQTT link is up (connected and subscribed)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Disconnected:
-    """The MQTT link is down; ``auth_failed`` when the broker refused the credentials (the link
-    has stopped retrying); ``not_enrolled`` when there is no link at all, the lamp has no token
-    yet (device/unenrolled.py)."""
-
-    auth_failed: bool = False
-    not_enrolled: bool = False
-
-
-class TouchOutcome(enum.Enum):
-    SENT = "sent"  # on its way to the relay
-    QUEUED = "queued"  # offline: waiting in the outbox
-    REFUSED = "refused"  # not paired: nobody to send it to
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TouchResult:
-    """What became of the most recent tap's ``SendTouch``."""
-
-    outcome: TouchOutcome
-
-
-@dataclass(frozen=True, slots=True)
-class SetQuietNow:
-    """The owner asks for quiet now (``on``), on top of quiet hours, or ends it."""
-
-    on: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """Time passed (the driver's wait for ``next_change`` ended without another event)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StateTrouble:
-    """The lamp's state directory refuses writes (a full disk, a read-only SD card) — or, with
-    ``failing`` False, takes them again. The lamp carries on; ``looks.state_trouble`` says so."""
-
-    failing: bool
-
-
-Event = (
-    TouchDown
-    | TouchUp
-    | GlowReceived
-    | GroupChanged
-    | Connected
-    | Disconnected
-    | TouchResult
-    | SetQuietNow
-    | Tick
-    | StateTrouble
-)
 
 
 # ---- effects out ------------------------------------------------------------------------------

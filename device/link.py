@@ -71,23 +71,17 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from touchlamp.config.device import DeviceSettings
 from touchlamp.device.clock import Clock, SystemClock, epoch_ms
 from touchlamp.device.dedup import SeenTouches
-from touchlamp.device.glow_expiry import load_glow_expiry, save_glow_expiry
-from touchlamp.device.link_events import (
-    BadMessage,
-    CredentialsRejected,
-    GlowArrived,
-    GroupArrived,
-    LinkConnected,
-    LinkDisconnected,
-    LinkError,
-    LinkEvent,
-    LinkSink,
-    LinkTimeoutError,
-    PairResponseArrived,
-    StateFileTrouble,
-    TouchDelivery,
-    TouchReceipt,
+from touchlamp.device.events import (
+    Connected,
+    Disconnected,
+    Event,
+    GlowReceived,
+    GroupChanged,
+    StateTrouble,
+    TouchOutcome,
 )
+from touchlamp.device.glow_expiry import load_glow_expiry, save_glow_expiry
+from touchlamp.device.link_api import LinkError, LinkSink, LinkTimeoutError, TouchReceipt
 from touchlamp.device.outbox import Outbox, OutboxStats, StateFileError
 from touchlamp.lifecycle import StopsOnExit
 from touchlamp.mqtt import reasons
@@ -155,9 +149,10 @@ class _Connection:
 class LampLink(StopsOnExit):
     """The MQTT link of lamp ``lamp_id``. See the module docstring for threads and guarantees.
 
-    ``sink`` receives every ``LinkEvent``, called from the link's thread. ``clock`` gives the
-    touches' timestamps and the outbox's notion of age (its wall clock); reconnect timing uses
-    the real monotonic clock, scaled by ``reconnect_min_seconds`` / ``reconnect_max_seconds``.
+    ``sink`` receives every event (device/events.py), called from the link's thread.
+    ``clock`` gives the touches' timestamps and the outbox's notion of age (its wall clock);
+    reconnect timing uses the real monotonic clock, scaled by ``reconnect_min_seconds`` /
+    ``reconnect_max_seconds``.
     """
 
     def __init__(
@@ -358,12 +353,13 @@ class LampLink(StopsOnExit):
             else:
                 self._state_trouble("outbox", None)
         return TouchReceipt(
-            touch=touch, delivery=TouchDelivery.SENT if sent else TouchDelivery.QUEUED
+            touch=touch, delivery=TouchOutcome.SENT if sent else TouchOutcome.QUEUED
         )
 
     def send_request(self, request: PairRequest, *, expiry_seconds: int = 60) -> bytes:
         """Publish ``request`` to the pairing service without waiting; returns the correlation
-        data its ``PairResponseArrived`` event will carry. ``LinkError`` when not connected."""
+        data its answer will carry (an answer nobody waits for is logged, a refusal as a
+        warning). ``LinkError`` when not connected."""
         correlation = secrets.token_bytes(16)
         self._publish_request(request, correlation, expiry_seconds)
         return correlation
@@ -628,7 +624,7 @@ class LampLink(StopsOnExit):
                 session,
                 waiting,
             )
-        self._emit(LinkConnected(session_present=session_present))
+        self._emit(Connected(session_present=session_present))
 
     def _on_refused(self, generation: int, reason: reasons.Reason) -> None:
         if generation != self._generation:
@@ -660,7 +656,7 @@ class LampLink(StopsOnExit):
             reason.fix,
             how,
         )
-        self._emit(CredentialsRejected(reason=str(reason)))
+        self._emit(Disconnected(reason=str(reason), auth_failed=True))
 
     def _on_disconnected(self, generation: int, reason: str) -> None:
         with self._lock:
@@ -685,7 +681,7 @@ class LampLink(StopsOnExit):
                 "lamp %s lost the broker (%s); reconnecting in %.1f s", self.lamp_id, reason, delay
             )
         if connection.ready:
-            self._emit(LinkDisconnected(reason=reason))
+            self._emit(Disconnected(reason=reason))
 
     def _on_published(self, generation: int, mid: int, code: ReasonCode) -> None:
         reason = reasons.puback(code.value)
@@ -786,7 +782,6 @@ class LampLink(StopsOnExit):
                 error.reason,
                 payload[:_EXCERPT_BYTES],
             )
-            self._emit(BadMessage(topic=topic, error=error.reason))
 
     def _dispatch(
         self, topic: str, payload: bytes, correlation: bytes | None, expiry: object = None
@@ -801,14 +796,14 @@ class LampLink(StopsOnExit):
         if match.kind is Kind.GLOW:
             glow = decode_glow(topic, payload)
             if self._first_time(glow.touch):
-                self._emit(GlowArrived(glow=glow, waited_seconds=self._waited(expiry)))
+                self._emit(GlowReceived.from_message(glow, waited_seconds=self._waited(expiry)))
                 if self._seen.unchecked >= _SEEN_CHECKPOINT_IDS:
                     self._checkpoint_seen()  # the glow is on its way to the LED already
                 self._checkpoint_at = time.monotonic() + _SEEN_CHECKPOINT_QUIET_SECONDS
             else:
                 logger.debug("lamp %s: dropped repeated glow %s", self.lamp_id, glow.touch)
         elif match.kind is Kind.GROUP:
-            self._emit(GroupArrived(group=decode_group(topic, payload)))
+            self._emit(GroupChanged.from_message(decode_group(topic, payload)))
         elif match.kind is Kind.PAIR_RESPONSE:
             response = decode_pair_response(topic, payload)
             with self._lock:
@@ -816,7 +811,13 @@ class LampLink(StopsOnExit):
             if waiter is not None:
                 waiter.response = response
                 waiter.done.set()
-            self._emit(PairResponseArrived(response=response, correlation=correlation))
+            elif not response.ok:  # fire and forget (a colour announced): say what went wrong
+                logger.warning(
+                    "lamp %s: the pairing service refused %s: %s",
+                    self.lamp_id,
+                    response.action.value,
+                    response.reason or response.error,
+                )
         else:
             raise ProtocolError(topic, f"lamps do not receive {match.kind.value} messages")
 
@@ -868,10 +869,10 @@ class LampLink(StopsOnExit):
                 self.lamp_id,
                 error,
             )
-            self._emit(StateFileTrouble(error=str(error)))
+            self._emit(StateTrouble(failing=True, error=str(error)))
         elif before and not after:
             logger.warning("lamp %s: its state directory takes writes again", self.lamp_id)
-            self._emit(StateFileTrouble(error=None))
+            self._emit(StateTrouble(failing=False))
 
     def _waited(self, remaining: object) -> float | None:
         """How long the broker kept a glow, told by its expiry alone (no clock involved).
@@ -990,7 +991,7 @@ class LampLink(StopsOnExit):
             return f"the link of lamp {self.lamp_id} is not running: call start() first"
         return f"lamp {self.lamp_id} is not connected to the broker at {self._host}:{self._port}"
 
-    def _emit(self, event: LinkEvent) -> None:
+    def _emit(self, event: Event) -> None:
         try:
             self._sink(event)
         except Exception:

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from touchlamp.config.lamp_file import LampFileError
 from touchlamp.device.agent import LampAgent
-from touchlamp.device.link_events import LinkError
+from touchlamp.device.link_api import LinkError
 from touchlamp.device.owner_auth import AuthError, OwnerAuth, TooManyAttemptsError
 from touchlamp.device.owner_settings import OwnerSettingError, OwnerSettings
 from touchlamp.device.status import LampStatus

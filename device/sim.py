@@ -31,7 +31,7 @@ from touchlamp.device.hardware import (
 from touchlamp.device.homeassistant import HomeAssistantBridge
 from touchlamp.device.homeassistant_switch import HomeAssistantSwitch
 from touchlamp.device.link import LampLink
-from touchlamp.device.link_events import LinkSink
+from touchlamp.device.link_api import LinkSink
 from touchlamp.device.looks import Rgb
 from touchlamp.device.owner_auth import OwnerAuth
 from touchlamp.device.owner_page import OwnerLamp

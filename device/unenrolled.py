@@ -24,8 +24,8 @@ from pathlib import Path
 from touchlamp.config.common import SettingsError, load_settings
 from touchlamp.config.device import DeviceSettings
 from touchlamp.config.enrolment_file import ENROLMENT_FILE, write_enrolment_file
-from touchlamp.device.core import Disconnected
-from touchlamp.device.link_events import LinkError, TouchReceipt
+from touchlamp.device.events import Disconnected
+from touchlamp.device.link_api import LinkError, TouchReceipt
 from touchlamp.errors import TouchlampError
 from touchlamp.protocol import Enrollment, PairRequest, PairResponse, ProtocolError, decode_token
 

@@ -20,7 +20,7 @@ from touchlamp.config.common import SettingsError
 from touchlamp.config.lamp_file import LampFileError
 from touchlamp.device.gpio import GpioUnavailableError
 from touchlamp.device.hardware import HardwareError, MissingExtraError
-from touchlamp.device.link_events import LinkError, LinkTimeoutError
+from touchlamp.device.link_api import LinkError, LinkTimeoutError
 from touchlamp.device.owner_settings import OwnerSettingError
 from touchlamp.device.sim import SimulatorError
 from touchlamp.errors import EXIT_FAILURE, EXIT_USAGE, ConfigurationError, TouchlampError

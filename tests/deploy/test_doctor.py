@@ -25,8 +25,8 @@ from touchlamp.config.common import load_settings
 from touchlamp.config.device import DeviceSettings
 from touchlamp.config.relay import AdminSettings, MqttSettings
 from touchlamp.device.control import ControlServer
+from touchlamp.device.events import Connected
 from touchlamp.device.link import LampLink
-from touchlamp.device.link_events import LinkConnected
 from touchlamp.device.simulated import mark_simulated, unmark_simulated
 from touchlamp.doctor import (
     Outcome,
@@ -121,7 +121,7 @@ def test_a_running_lamp_is_asked_through_its_control_socket(
         link.start()
         control.start()
         try:
-            events.wait_for(LinkConnected)
+            events.wait_for(Connected)
             lines = report(check_device(settings_file, probes=pi))
             assert link.connected
         finally:
@@ -130,7 +130,7 @@ def test_a_running_lamp_is_asked_through_its_control_socket(
     assert "OK   the running lamp is connected: the broker accepted user lamp-kitchen" in lines
     assert "OK   the relay answered the running lamp's pairing request" in lines
     assert "OK   paired: group home with lamp-studio" in lines
-    assert len(events.of(LinkConnected)) == 1  # never kicked off and reconnected
+    assert len(events.of(Connected)) == 1  # never kicked off and reconnected
 
 
 def test_a_stopped_lamp_keeps_the_glows_queued_for_it(

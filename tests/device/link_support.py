@@ -24,7 +24,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from tests.support.waiting import WAIT
 from touchlamp.device.dedup import SEEN_FILE
-from touchlamp.device.link_events import LinkEvent
+from touchlamp.device.events import Event
 
 __all__ = [
     "Certificates",
@@ -41,10 +41,10 @@ class EventLog:
     """A link sink that records events and lets a test wait for one (called from any thread)."""
 
     def __init__(self) -> None:
-        self._events: list[LinkEvent] = []
+        self._events: list[Event] = []
         self._changed = threading.Condition()
 
-    def __call__(self, event: LinkEvent) -> None:
+    def __call__(self, event: Event) -> None:
         with self._changed:
             self._events.append(event)
             self._changed.notify_all()

@@ -22,7 +22,7 @@ from touchlamp.device.agent import AgentLink, LampAgent
 from touchlamp.device.clock import SystemClock
 from touchlamp.device.hardware import mock_pin_factory, open_light_output, open_touch_input
 from touchlamp.device.link import LampLink
-from touchlamp.device.link_events import LinkSink
+from touchlamp.device.link_api import LinkSink
 from touchlamp.device.looks import Rgb
 from touchlamp.device.sim import NotifyingLight
 from touchlamp.device.status import GlowNews, LampNews, LampStatus, MemberStatus, StatusChanged

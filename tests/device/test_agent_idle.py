@@ -25,16 +25,10 @@ from pydantic import SecretStr
 from touchlamp.config.device import DeviceSettings, LookSettings, MqttSettings
 from touchlamp.device.agent import AgentLink, LampAgent, load_color
 from touchlamp.device.clock import ManualClock, epoch_ms
-from touchlamp.device.core import Event, TouchDown, TouchUp
+from touchlamp.device.events import Connected, Event, GlowReceived, GroupChanged, TouchDown, TouchUp
 from touchlamp.device.hardware import mock_pin_factory, open_light_output, open_touch_input
 from touchlamp.device.link import LampLink
-from touchlamp.device.link_events import (
-    GlowArrived,
-    GroupArrived,
-    LinkConnected,
-    LinkEvent,
-    LinkSink,
-)
+from touchlamp.device.link_api import LinkSink
 from touchlamp.protocol import Glow, GroupMember, GroupState
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -53,12 +47,12 @@ class SimulatedTime:
         self._clock = clock
         self._horizon = horizon
         self._ready: collections.deque[Any] = collections.deque()
-        self._scheduled: list[tuple[float, Event | LinkEvent]] = []
+        self._scheduled: list[tuple[float, Event | Event]] = []
         self.timeouts: list[float | None] = []
         self.probe: Callable[[], None] = lambda: None
         """Called at every wait, i.e. right after the agent showed a frame."""
 
-    def at(self, seconds: float, event: Event | LinkEvent) -> None:
+    def at(self, seconds: float, event: Event | Event) -> None:
         """Deliver ``event`` once the clock reads ``seconds`` (from the clock's start)."""
         self._scheduled.append((seconds, event))
         self._scheduled.sort(key=lambda entry: entry[0])
@@ -151,21 +145,21 @@ def lamp(tmp_path: Path) -> Iterator[Lamp]:
     made.close()
 
 
-def _paired() -> GroupArrived:
+def _paired() -> GroupChanged:
     members = [
         GroupMember(id="lamp-a", name="Kitchen", color="#ff8800", online=True),
         GroupMember(id="lamp-b", name="Grandma", color=GREEN, online=True),
     ]
-    return GroupArrived(group=GroupState(group="g-1", members=members))
+    return GroupChanged.from_message(GroupState(group="g-1", members=members))
 
 
-def _glow(clock: ManualClock) -> GlowArrived:
+def _glow(clock: ManualClock) -> GlowReceived:
     glow = Glow(touch="lamp-b:1:1", sender="lamp-b", color=GREEN, at=epoch_ms(clock.local_now()))
-    return GlowArrived(glow=glow)
+    return GlowReceived.from_message(glow)
 
 
 def test_an_idle_connected_lamp_sleeps_until_an_event(lamp: Lamp) -> None:
-    lamp.time.at(0.0, LinkConnected(session_present=False))
+    lamp.time.at(0.0, Connected(session_present=False))
     lamp.time.at(0.1, _paired())
 
     lamp.run_until_asleep()
@@ -179,7 +173,7 @@ def test_a_day_of_idling_after_a_glow_costs_no_wakeups(lamp: Lamp) -> None:
     """A glow animates (breathing at the frame rate, then a 30-minute fade drawn only when its
     brightness moves by a step), then the lamp sleeps with no timeout: zero wake-ups from then on,
     however long it stays idle."""
-    lamp.time.at(0.0, LinkConnected(session_present=False))
+    lamp.time.at(0.0, Connected(session_present=False))
     lamp.time.at(0.1, _paired())
     lamp.time.at(10.0, _glow(lamp.clock))
 
@@ -203,7 +197,7 @@ def test_a_day_of_idling_after_a_glow_costs_no_wakeups(lamp: Lamp) -> None:
 
 
 def test_a_glow_lights_the_pins_in_the_senders_colour(lamp: Lamp) -> None:
-    lamp.time.at(0.0, LinkConnected(session_present=False))
+    lamp.time.at(0.0, Connected(session_present=False))
     lamp.time.at(0.1, _paired())
     lamp.time.at(1.0, _glow(lamp.clock))
 
@@ -218,7 +212,7 @@ def test_a_glow_lights_the_pins_in_the_senders_colour(lamp: Lamp) -> None:
 
 def test_a_tap_is_kept_in_the_outbox_and_shown_in_the_lamps_colour(lamp: Lamp) -> None:
     """The link reports the touch queued (it has no connection): the "queued" feedback shows."""
-    lamp.time.at(0.0, LinkConnected(session_present=False))
+    lamp.time.at(0.0, Connected(session_present=False))
     lamp.time.at(0.0, _paired())
     lamp.time.at(1.0, TouchDown())
     lamp.time.at(1.1, TouchUp())
@@ -237,7 +231,7 @@ def test_a_tap_is_kept_in_the_outbox_and_shown_in_the_lamps_colour(lamp: Lamp) -
 def test_a_hold_picks_a_colour_that_outlives_a_restart(lamp: Lamp, tmp_path: Path) -> None:
     hold = lamp.settings.looks.hold_seconds
     cycle = lamp.settings.looks.hue_cycle_seconds
-    lamp.time.at(0.0, LinkConnected(session_present=False))
+    lamp.time.at(0.0, Connected(session_present=False))
     lamp.time.at(0.0, _paired())
     lamp.time.at(1.0, TouchDown())
     # Orange's hue (0.089) plus a third of a cycle: green-ish.
@@ -269,7 +263,7 @@ def test_with_a_watchdog_the_idle_loop_wakes_only_for_its_heartbeat(tmp_path: Pa
     lamp = Lamp(tmp_path, heartbeat=heartbeat, heartbeat_seconds=15.0)
     clock_of.append(lamp.clock)
     try:
-        lamp.time.at(0.0, LinkConnected(session_present=False))
+        lamp.time.at(0.0, Connected(session_present=False))
         lamp.time.at(0.1, _paired())
 
         lamp.run_until_asleep()

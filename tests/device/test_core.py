@@ -22,18 +22,14 @@ from touchlamp.config.device import (
     TapRefusedLook,
 )
 from touchlamp.device.clock import ManualClock, epoch_ms
-from touchlamp.device.core import (
-    AnnounceColor,
+from touchlamp.device.core import AnnounceColor, Effect, LampCore, PersistColor, SendTouch
+from touchlamp.device.events import (
     Connected,
     Disconnected,
-    Effect,
     Event,
     GlowReceived,
     GroupChanged,
-    LampCore,
     Member,
-    PersistColor,
-    SendTouch,
     SetQuietNow,
     Tick,
     TouchDown,

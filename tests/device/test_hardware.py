@@ -16,16 +16,8 @@ import pytest
 
 from touchlamp.config.device import HardwareSettings, LookSettings, QuietHours
 from touchlamp.device.clock import ManualClock
-from touchlamp.device.core import (
-    Connected,
-    Event,
-    GroupChanged,
-    LampCore,
-    Member,
-    SendTouch,
-    TouchDown,
-    TouchUp,
-)
+from touchlamp.device.core import LampCore, SendTouch
+from touchlamp.device.events import Connected, Event, GroupChanged, Member, TouchDown, TouchUp
 from touchlamp.device.hardware import (
     GpioTouch,
     HardwareError,

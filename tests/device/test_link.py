@@ -31,19 +31,15 @@ from touchlamp.config.broker import TlsSettings
 from touchlamp.config.device import DeviceSettings
 from touchlamp.device.clock import ManualClock
 from touchlamp.device.dedup import SEEN_FILE
-from touchlamp.device.link import LampLink
-from touchlamp.device.link_events import (
-    BadMessage,
-    CredentialsRejected,
-    GlowArrived,
-    GroupArrived,
-    LinkConnected,
-    LinkDisconnected,
-    LinkError,
-    LinkTimeoutError,
-    PairResponseArrived,
-    TouchDelivery,
+from touchlamp.device.events import (
+    Connected,
+    Disconnected,
+    GlowReceived,
+    GroupChanged,
+    TouchOutcome,
 )
+from touchlamp.device.link import LampLink
+from touchlamp.device.link_api import LinkError, LinkTimeoutError
 from touchlamp.device.outbox import OUTBOX_FILE, OutboxStats
 from touchlamp.protocol import (
     Glow,
@@ -151,11 +147,11 @@ def glow(touch: str, *, sender: str = "lamp-b", color: str = "#00ff88") -> bytes
 def test_a_touch_goes_out_once_with_seq_stream_qos1_not_retained(setup: Setup) -> None:
     relay = setup.relay(setup.topics.every(Kind.TOUCH))
     link, events = setup.lamp()
-    events.wait_for(LinkConnected)
+    events.wait_for(Connected)
 
     receipt = link.send_touch("#FF8800")
 
-    assert receipt.delivery is TouchDelivery.SENT
+    assert receipt.delivery is TouchOutcome.SENT
     message = relay.next()
     assert message.topic == setup.topics.touch("lamp-a")
     assert (message.qos, message.retain) == (1, False)
@@ -171,16 +167,16 @@ def test_a_touch_goes_out_once_with_seq_stream_qos1_not_retained(setup: Setup) -
 def test_a_touch_made_while_the_broker_is_down_goes_out_when_it_is_back(setup: Setup) -> None:
     relay = setup.relay(setup.topics.every(Kind.TOUCH), persistent=True)
     link, events = setup.lamp()
-    events.wait_for(LinkConnected)
+    events.wait_for(Connected)
 
     setup.broker.managed.stop()
-    events.wait_for(LinkDisconnected)
+    events.wait_for(Disconnected)
     receipt = link.send_touch("#123456")
-    assert receipt.delivery is TouchDelivery.QUEUED
+    assert receipt.delivery is TouchOutcome.QUEUED
     assert link.outbox_stats().queued == 1
 
     setup.broker.managed.start()
-    events.wait_for(LinkConnected, count=2)
+    events.wait_for(Connected, count=2)
     delivered = decode_touch(setup.topics.touch("lamp-a"), relay.next().payload)
     assert delivered == receipt.touch
     wait_until(lambda: link.outbox_stats().queued == 0, "the PUBACK empties the outbox")
@@ -193,7 +189,7 @@ def test_touches_queued_before_a_restart_go_out_in_order_afterwards(setup: Setup
     before.stop()
 
     after, events = setup.lamp()
-    events.wait_for(LinkConnected)
+    events.wait_for(Connected)
 
     received = [decode_touch(m.topic, m.payload) for m in (relay.next() for _ in made)]
     assert received == made
@@ -214,7 +210,7 @@ def test_outbox_bound_and_expiry_are_counted(setup: Setup) -> None:
     fresh = link.send_touch("#000004").touch
 
     link.start()
-    events.wait_for(LinkConnected)
+    events.wait_for(Connected)
 
     assert decode_touch(setup.topics.touch("lamp-a"), relay.next().payload) == fresh
     stats = link.outbox_stats()
@@ -227,7 +223,7 @@ def test_touches_acknowledged_before_their_disk_write_all_leave_the_outbox(setup
     ``confirm_seconds=0`` it removes the touch at once. Either order, none is left behind."""
     relay = setup.relay(setup.topics.every(Kind.TOUCH))
     link, events = setup.lamp(confirm_seconds=0.0)
-    events.wait_for(LinkConnected)
+    events.wait_for(Connected)
 
     made = [link.send_touch(f"#0000{n:02x}").touch for n in range(40)]
 
@@ -246,7 +242,7 @@ _CRASHING_LAMP = """
 import os, sys, threading
 from pathlib import Path
 from touchlamp.device.link import LampLink
-from touchlamp.device.link_events import LinkConnected
+from touchlamp.device.events import Connected
 from touchlamp.device.outbox import Outbox
 
 host, port, root, password, state_dir = sys.argv[1:]
@@ -272,7 +268,7 @@ Outbox.persist = persist_unless_it_is_the_second
 connected = threading.Event()
 link = LampLink(
     lamp_id="lamp-a", password=password, host=host, port=int(port), topic_root=root,
-    state_dir=Path(state_dir), sink=lambda e: isinstance(e, LinkConnected) and connected.set(),
+    state_dir=Path(state_dir), sink=lambda e: isinstance(e, Connected) and connected.set(),
 )
 link.start()
 connected.wait(30)
@@ -302,7 +298,7 @@ def test_a_crash_between_the_publish_and_the_disk_write_repeats_nothing_but_sent
     assert _stored_touches(lamp_dir) == [0]
 
     link, events = setup.lamp()
-    events.wait_for(LinkConnected)
+    events.wait_for(Connected)
     after = link.send_touch("#000003").touch
 
     assert decode_touch(topic, relay.next().payload) == before[0]  # the repeat
@@ -323,15 +319,15 @@ _TELLING_LAMP = """
 import sys, threading
 from pathlib import Path
 from touchlamp.device.link import LampLink
-from touchlamp.device.link_events import GlowArrived, LinkConnected
+from touchlamp.device.events import Connected, GlowReceived
 
 host, port, root, password, state_dir = sys.argv[1:]
 
 def sink(event):
-    if isinstance(event, LinkConnected):
+    if isinstance(event, Connected):
         print("connected", flush=True)
-    elif isinstance(event, GlowArrived):
-        print("glow", event.glow.touch, flush=True)
+    elif isinstance(event, GlowReceived):
+        print("glow", event.touch, flush=True)
 
 link = LampLink(
     lamp_id="lamp-a", password=password, host=host, port=int(port), topic_root=root,
@@ -437,14 +433,14 @@ def test_a_restart_says_what_the_touches_it_sends_again_are(
     caplog.set_level(logging.INFO, logger="touchlamp.device.link")
     relay = setup.relay(setup.topics.every(Kind.TOUCH))
     link, events = setup.lamp()
-    events.wait_for(LinkConnected)
+    events.wait_for(Connected)
     link.send_touch("#000001")
     relay.next()
     wait_until(lambda: link.outbox_stats().unconfirmed == 1, "the touch acknowledged")
     link.stop()
     caplog.clear()
     _, again = setup.lamp()
-    again.wait_for(LinkConnected)
+    again.wait_for(Connected)
     [said] = [r.getMessage() for r in caplog.records if " connected to " in r.getMessage()]
     assert "sent the 1 touch(es) its outbox holds" in said
     assert "sent before and not yet confirmed (the relay drops those it already has)" in said
@@ -457,32 +453,32 @@ def test_a_redelivered_glow_is_shown_once_even_after_a_restart(setup: Setup) -> 
     relay = setup.relay()
     glow_topic = setup.topics.glow("lamp-a")
     link, events = setup.lamp()
-    events.wait_for(LinkConnected)
+    events.wait_for(Connected)
 
     relay.publish(glow_topic, glow("lamp-b:7:1"))
     relay.publish(glow_topic, glow("lamp-b:7:1"))
     relay.publish(glow_topic, glow("lamp-b:7:2"))
-    events.wait_for(GlowArrived, lambda e: e.glow.touch == "lamp-b:7:2")
-    assert [e.glow.touch for e in events.of(GlowArrived)] == ["lamp-b:7:1", "lamp-b:7:2"]
-    assert events.of(GlowArrived)[0].glow.color == "#00ff88"
+    events.wait_for(GlowReceived, lambda e: e.touch == "lamp-b:7:2")
+    assert [e.touch for e in events.of(GlowReceived)] == ["lamp-b:7:1", "lamp-b:7:2"]
+    assert events.of(GlowReceived)[0].color == "#00ff88"
 
     link.stop()
     _, again = setup.lamp()
-    again.wait_for(LinkConnected)
+    again.wait_for(Connected)
     relay.publish(glow_topic, glow("lamp-b:7:2"))
     relay.publish(glow_topic, glow("lamp-b:7:3"))
-    again.wait_for(GlowArrived, lambda e: e.glow.touch == "lamp-b:7:3")
-    assert [e.glow.touch for e in again.of(GlowArrived)] == ["lamp-b:7:3"]
+    again.wait_for(GlowReceived, lambda e: e.touch == "lamp-b:7:3")
+    assert [e.touch for e in again.of(GlowReceived)] == ["lamp-b:7:3"]
 
 
 def test_shown_glows_reach_the_seen_file_at_a_checkpoint_soon_after(setup: Setup) -> None:
     """The link checkpoints the seen glows itself (not SQLite, in front of a glow)."""
     relay = setup.relay()
     _, events = setup.lamp()
-    events.wait_for(LinkConnected)
+    events.wait_for(Connected)
 
     relay.publish(setup.topics.glow("lamp-a"), glow("lamp-b:5:1"))
-    events.wait_for(GlowArrived)
+    events.wait_for(GlowReceived)
 
     wait_until(
         lambda: ids_in_seen_file(setup.tmp_path / "lamp-a") == ["lamp-b:5:1"],
@@ -496,19 +492,19 @@ def test_a_malformed_glow_is_reported_and_the_link_carries_on(
     relay = setup.relay()
     glow_topic = setup.topics.glow("lamp-a")
     link, events = setup.lamp()
-    events.wait_for(LinkConnected)
+    events.wait_for(Connected)
 
     relay.publish(glow_topic, b'{"touch": "lamp-b:1:1", "color": "red"}')
     relay.publish(glow_topic, b"\xff\xfe not even text")
     relay.publish(glow_topic, glow("lamp-b:1:2"))
 
-    events.wait_for(GlowArrived)
-    bad = events.of(BadMessage)
-    assert [b.topic for b in bad] == [glow_topic, glow_topic]
-    assert "not a valid Glow" in bad[0].error
-    assert "not UTF-8" in bad[1].error
+    assert events.wait_for(GlowReceived).touch == "lamp-b:1:2"  # in order: after the two bad
+    assert len(events.of(GlowReceived)) == 1
     warnings = [r.getMessage() for r in caplog.records if "dropped a bad message" in r.getMessage()]
     assert len(warnings) == 2
+    assert all(glow_topic in warning for warning in warnings)
+    assert "not a valid Glow" in warnings[0]
+    assert "not UTF-8" in warnings[1]
     assert "not even text" in warnings[1]  # a safe excerpt of the payload, for the log reader
     assert link.connected
 
@@ -523,7 +519,7 @@ def test_the_retained_group_state_arrives(setup: Setup) -> None:
 
     _, events = setup.lamp()
 
-    assert events.wait_for(GroupArrived).group == state
+    assert events.wait_for(GroupChanged) == GroupChanged.from_message(state)
 
 
 # ---- availability -----------------------------------------------------------------------------
@@ -535,7 +531,7 @@ def test_online_is_retained_and_offline_is_the_will_when_the_connection_drops(
     availability = setup.topics.availability("lamp-a")
     cable = setup.cable()
     _, events = setup.lamp(port=cable.port)
-    events.wait_for(LinkConnected)
+    events.wait_for(Connected)
 
     watcher = setup.relay(availability)  # subscribes late: sees the retained value
     first = watcher.next()
@@ -543,19 +539,19 @@ def test_online_is_retained_and_offline_is_the_will_when_the_connection_drops(
 
     cable.cut()  # no DISCONNECT: the broker publishes the will
     assert watcher.next().payload == b"offline"
-    events.wait_for(LinkDisconnected)
-    events.wait_for(LinkConnected, count=2)
+    events.wait_for(Disconnected)
+    events.wait_for(Connected, count=2)
     assert watcher.next().payload == b"online"
 
 
 def test_stop_publishes_offline_retained(setup: Setup) -> None:
     availability = setup.topics.availability("lamp-a")
     link, events = setup.lamp()
-    events.wait_for(LinkConnected)
+    events.wait_for(Connected)
 
     link.stop()
 
-    assert events.wait_for(LinkDisconnected)
+    assert events.wait_for(Disconnected)
     late = setup.relay(availability).next()
     assert (late.payload, late.retain) == (b"offline", True)
 
@@ -570,7 +566,7 @@ def test_a_wrong_password_is_reported_once_and_not_retried(
     cable = setup.cable()
     link, events = setup.lamp(port=cable.port, password="not-the-password")
 
-    rejected = events.wait_for(CredentialsRejected)
+    rejected = events.wait_for(Disconnected, lambda event: event.auth_failed)
 
     assert rejected.reason in ("Bad User Name or Password (0x86)", "Not authorized (0x87)")
     with pytest.raises(LinkError, match="refused lamp lamp-a's credentials"):
@@ -580,7 +576,7 @@ def test_a_wrong_password_is_reported_once_and_not_retried(
     errors = [r for r in caplog.records if r.levelno == logging.ERROR and "refused" in r.message]
     assert len(errors) == 1
     assert "not retrying" in errors[0].getMessage()
-    assert link.send_touch("#ffffff").delivery is TouchDelivery.QUEUED
+    assert link.send_touch("#ffffff").delivery is TouchOutcome.QUEUED
 
 
 # ---- pairing requests -------------------------------------------------------------------------
@@ -599,7 +595,7 @@ def answer_pairing(relay: RelayClient, message: Received) -> None:
 def test_a_pairing_request_gets_its_answer(setup: Setup) -> None:
     responder = setup.relay(setup.topics.every(Kind.PAIR))
     responder.handler = answer_pairing
-    link, events = setup.lamp()
+    link, _events = setup.lamp()
 
     response = link.request(PairRequest(action=PairAction.CREATE), timeout=20.0)
 
@@ -607,15 +603,44 @@ def test_a_pairing_request_gets_its_answer(setup: Setup) -> None:
     request = responder.next()
     assert request.topic == setup.topics.pair("lamp-a")
     assert request.response_topic == setup.topics.pair_response("lamp-a")
-    arrived = events.wait_for(PairResponseArrived)
-    assert arrived.correlation == request.correlation
-    assert arrived.correlation is not None
-    assert len(arrived.correlation) == 16
+    assert request.correlation is not None
+    assert len(request.correlation) == 16
+
+
+def test_a_refusal_of_a_request_nobody_waits_for_is_logged(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A colour announced is fire and forget: if the pairing service refuses it, the owner
+    reading the log learns why."""
+
+    def refuse(relay: RelayClient, message: Received) -> None:
+        request = decode_pair_request(message.topic, message.payload)
+        assert message.response_topic is not None
+        refusal = PairResponse(action=request.action, ok=False, error="not-paired")
+        relay.publish(
+            message.response_topic, encode(refusal), correlation=message.correlation, wait=False
+        )
+
+    responder = setup.relay(setup.topics.every(Kind.PAIR))
+    responder.handler = refuse
+    link, events = setup.lamp()
+    events.wait_for(Connected)
+
+    link.send_request(PairRequest(action=PairAction.COLOR, color="#123456"))
+
+    wait_until(
+        lambda: any(
+            "the pairing service refused color: not-paired" in r.getMessage()
+            for r in caplog.records
+            if r.levelno == logging.WARNING
+        ),
+        "the warning about the refused announcement",
+    )
 
 
 def test_a_pairing_request_without_a_relay_times_out(setup: Setup) -> None:
     link, events = setup.lamp()
-    events.wait_for(LinkConnected)
+    events.wait_for(Connected)
 
     with pytest.raises(LinkTimeoutError, match="is the relay running"):
         link.request(PairRequest(action=PairAction.STATUS), timeout=0.5)
@@ -626,14 +651,14 @@ def test_glows_sent_while_the_lamp_was_off_arrive_when_it_is_back(setup: Setup) 
     # first connection of every process (paho's default would start each process clean).
     relay = setup.relay()
     link, events = setup.lamp()
-    events.wait_for(LinkConnected)
+    events.wait_for(Connected)
     link.stop()
 
     relay.publish(setup.topics.glow("lamp-a"), glow("lamp-b:9:1"))
 
     _, again = setup.lamp()
-    assert again.wait_for(GlowArrived).glow.touch == "lamp-b:9:1"
-    assert again.wait_for(LinkConnected).session_present
+    assert again.wait_for(GlowReceived).touch == "lamp-b:9:1"
+    assert again.wait_for(Connected).session_present
 
 
 def test_a_glow_that_waited_while_the_lamp_restarted_is_aged_by_its_expiry(setup: Setup) -> None:
@@ -642,16 +667,16 @@ def test_a_glow_that_waited_while_the_lamp_restarted_is_aged_by_its_expiry(setup
     # LOOKS__GLOW_MAX_AGE_SECONDS let a stale one glow.
     relay = setup.relay()
     link, events = setup.lamp()
-    events.wait_for(LinkConnected)
+    events.wait_for(Connected)
     relay.publish(setup.topics.glow("lamp-a"), glow("lamp-b:9:1"), expiry=3600)
-    assert events.wait_for(GlowArrived).waited_seconds == 0.0
+    assert events.wait_for(GlowReceived).waited_seconds == 0.0
     link.stop()
 
     relay.publish(setup.topics.glow("lamp-a"), glow("lamp-b:9:2"), expiry=3600)
     time.sleep(2.2)  # the broker counts the expiry down in whole seconds
 
     _, again = setup.lamp()
-    waited = again.wait_for(GlowArrived).waited_seconds
+    waited = again.wait_for(GlowReceived).waited_seconds
     assert waited is not None
     assert waited >= 2.0
 
@@ -661,15 +686,15 @@ def test_stopping_while_the_broker_is_away_keeps_the_queue(setup: Setup) -> None
     setup.broker.managed.stop()
     link.start()
     queued = link.send_touch("#0a0b0c")
-    assert queued.delivery is TouchDelivery.QUEUED
+    assert queued.delivery is TouchOutcome.QUEUED
 
     link.stop()
 
-    assert events.of(LinkConnected) == []
+    assert events.of(Connected) == []
     setup.broker.managed.start()
     relay = setup.relay(setup.topics.every(Kind.TOUCH))
     _, again = setup.lamp()
-    again.wait_for(LinkConnected)
+    again.wait_for(Connected)
     assert decode_touch(setup.topics.touch("lamp-a"), relay.next().payload) == queued.touch
 
 
@@ -721,8 +746,8 @@ def test_tls_with_a_private_ca_connects(
 ) -> None:
     link, events = tls_lamp(tls_broker, tmp_path, host="localhost")  # the certificate's name
     try:
-        events.wait_for(LinkConnected)
-        assert link.send_touch("#010203").delivery is TouchDelivery.SENT
+        events.wait_for(Connected)
+        assert link.send_touch("#010203").delivery is TouchOutcome.SENT
     finally:
         link.stop()
 
@@ -743,7 +768,7 @@ def test_tls_refuses_a_broker_whose_certificate_names_another_host(
     line = next(r.getMessage() for r in caplog.records if "cannot reach" in r.getMessage())
     assert "certificate verify failed" in line
     assert "127.0.0.1" in line
-    assert events.of(LinkConnected) == []
+    assert events.of(Connected) == []
 
 
 def test_an_unreadable_ca_file_is_named(tmp_path: Path) -> None:

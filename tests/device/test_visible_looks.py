@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 
 from touchlamp.config.device import LookSettings, QuietHours
 from touchlamp.device.clock import ManualClock
-from touchlamp.device.core import Connected, GroupChanged, LampCore, Member, StateTrouble
+from touchlamp.device.core import LampCore
+from touchlamp.device.events import Connected, GroupChanged, Member, StateTrouble
 from touchlamp.device.looks import Rgb
 
 AMBER = "#ff8c1a"

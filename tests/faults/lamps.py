@@ -30,15 +30,10 @@ from tests.support.waiting import WAIT
 from touchlamp.config.device import DeviceSettings, LookSettings, MqttSettings
 from touchlamp.device.agent import AgentLink, LampAgent
 from touchlamp.device.clock import Clock, SystemClock
+from touchlamp.device.events import Connected, Event, GlowReceived, StateTrouble
 from touchlamp.device.hardware import mock_pin_factory, open_light_output, open_touch_input
 from touchlamp.device.link import LampLink
-from touchlamp.device.link_events import (
-    GlowArrived,
-    LinkConnected,
-    LinkEvent,
-    LinkSink,
-    StateFileTrouble,
-)
+from touchlamp.device.link_api import LinkSink
 from touchlamp.device.looks import Rgb
 from touchlamp.protocol import Touch, touch_id
 
@@ -65,9 +60,9 @@ class CoreInbox:
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._changed = threading.Condition()
-        self.glows: list[tuple[float, GlowArrived]] = []
-        self.connects: list[tuple[float, LinkConnected]] = []
-        self.troubles: list[StateFileTrouble] = []
+        self.glows: list[tuple[float, GlowReceived]] = []
+        self.connects: list[tuple[float, Connected]] = []
+        self.troubles: list[StateTrouble] = []
 
     # the agent's EventQueue
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:  # noqa: ARG002  queue's signature
@@ -78,17 +73,17 @@ class CoreInbox:
         return self._queue.get(block, timeout)
 
     # the link's sink, for a lamp without a core
-    def __call__(self, event: LinkEvent) -> None:
+    def __call__(self, event: Event) -> None:
         self._record(event)
 
     def _record(self, item: object) -> None:
         now = time.monotonic()
         with self._changed:
-            if isinstance(item, GlowArrived):
+            if isinstance(item, GlowReceived):
                 self.glows.append((now, item))
-            elif isinstance(item, LinkConnected):
+            elif isinstance(item, Connected):
                 self.connects.append((now, item))
-            elif isinstance(item, StateFileTrouble):
+            elif isinstance(item, StateTrouble):
                 self.troubles.append(item)
             self._changed.notify_all()
 
@@ -259,17 +254,17 @@ class FaultLamp:
     def received(self, *, sender: str | None = None) -> list[str]:
         """Touch ids of the glows the core was given, in arrival order."""
         with self.inbox._changed:
-            glows = [event.glow for _at, event in self.inbox.glows]
+            glows = [event for _at, event in self.inbox.glows]
         return [g.touch for g in glows if sender is None or g.sender == sender]
 
     def arrivals(self) -> dict[str, float]:
         """Touch id → monotonic time its glow reached the core (the first time)."""
         with self.inbox._changed:
-            return {event.glow.touch: at for at, event in reversed(self.inbox.glows)}
+            return {event.touch: at for at, event in reversed(self.inbox.glows)}
 
     def wait_received(self, count: int, *, sender: str, timeout: float = WAIT) -> None:
         self.inbox.wait(
-            lambda inbox: sum(1 for _, e in inbox.glows if e.glow.sender == sender) >= count,
+            lambda inbox: sum(1 for _, e in inbox.glows if e.sender == sender) >= count,
             f"{self.lamp_id}'s core given {count} glow(s) from {sender} "
             f"(has {len(self.received(sender=sender))})",
             timeout=timeout,

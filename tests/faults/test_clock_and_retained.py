@@ -18,7 +18,8 @@ from tests.support.raw_mqtt import RawClient
 from tests.support.waiting import wait_until
 from touchlamp.config.device import LookSettings, QuietHours
 from touchlamp.device.clock import ManualClock, epoch_ms
-from touchlamp.device.core import Connected, GlowReceived, LampCore
+from touchlamp.device.core import LampCore
+from touchlamp.device.events import Connected, GlowReceived
 from touchlamp.protocol import Touch, encode, touch_id
 
 AMBER, BLUE = "#ff8c1a", "#3c78ff"

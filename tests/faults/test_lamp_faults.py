@@ -28,7 +28,7 @@ from tests.support.ports import free_listening_port
 from tests.support.proxy import FaultProxy
 from tests.support.raw_mqtt import RawClient
 from tests.support.waiting import WAIT, wait_until
-from touchlamp.device.core import TouchDown, TouchUp
+from touchlamp.device.events import TouchDown, TouchUp
 from touchlamp.device.looks import Rgb
 from touchlamp.device.outbox import OUTBOX_FILE
 from touchlamp.protocol import Glow, Touch, encode, touch_id

@@ -20,8 +20,8 @@ from tests.support.broker import BrokerFixture
 from tests.support.proxy import Direction, FaultProxy, Packet, PacketType, remaining_length
 from tests.support.waiting import WAIT
 from touchlamp.config.relay import RelaySettings
+from touchlamp.device.events import Disconnected
 from touchlamp.device.link import LampLink
-from touchlamp.device.link_events import CredentialsRejected
 from touchlamp.mqtt import reasons
 from touchlamp.mqtt.reasons import Verdict
 from touchlamp.server.relay import Relay, RelayAuthError
@@ -235,7 +235,7 @@ def test_a_lamp_refused_for_its_authentication_method_stops_retrying(
     )
     link.start()
     try:
-        rejected = events.wait_for(CredentialsRejected)
+        rejected = events.wait_for(Disconnected, lambda event: event.auth_failed)
         assert rejected.reason == "Bad authentication method (0x8C)"
         # Retrying every 0.05-0.2 s, it would have knocked again many times by now.
         threading.Event().wait(1.5)

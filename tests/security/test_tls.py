@@ -24,8 +24,8 @@ from touchlamp.cli import main
 from touchlamp.config.broker import BrokerSettings, TlsSettings
 from touchlamp.config.common import SettingsError, load_settings
 from touchlamp.config.device import DeviceSettings
+from touchlamp.device.events import Connected
 from touchlamp.device.link import LampLink
-from touchlamp.device.link_events import LinkConnected
 from touchlamp.protocol import decode_token
 
 
@@ -216,7 +216,7 @@ def test_a_lamp_enrolled_with_a_token_verifies_the_broker_with_the_ca_it_carries
     link = LampLink.from_settings(settings, sink=events)
     link.start()
     try:
-        events.wait_for(LinkConnected)
+        events.wait_for(Connected)
         before = len(world.a.glows), len(world.b.glows)
         link.send_touch("#123456")
         for lamp, count in zip((world.a, world.b), before, strict=True):
