@@ -65,6 +65,10 @@ Gestures and looks (timings and levels in ``LookSettings``):
   faint steady light in their colour (``ambient_level``). The brightest of glow, status and
   ambient shows.
 - every frame is scaled by ``max_brightness``; a mono LED's adapter shows intensity only.
+
+Every gesture, and the choice of what shows, is in this one file on purpose (a newcomer finds
+the lamp's behaviour here, ARCHITECTURE.md); the animations themselves are values in
+device/animations.py, the events in device/events.py.
 """
 
 from __future__ import annotations
@@ -75,7 +79,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import assert_never
 
-from touchlamp.config.device import GlowLook, LookSettings, PulseLook, QuietHours, StatusLook
+from touchlamp.config.device import LookSettings, QuietHours, StatusLook
+from touchlamp.device.animations import GlowAnimation, Pulse, frame_interval, status_sample
 from touchlamp.device.events import (
     Connected,
     Disconnected,
@@ -96,8 +101,6 @@ from touchlamp.device.looks import (
     Rgb,
     from_hue,
     mix,
-    smoothstep,
-    swell,
     to_output,
 )
 from touchlamp.device.status import GlowNews
@@ -148,135 +151,6 @@ class ClaimHeld:
 Effect = SendTouch | AnnounceColor | PersistColor | ClaimHeld
 
 
-# ---- animations (perceived values) ------------------------------------------------------------
-
-
-def _interval(*, frame_rate: float, step: float, slope: float) -> float:
-    """How long until a frame is worth drawing: ``step`` of perceived change, at most frame_rate."""
-    fastest = 1.0 / frame_rate
-    if slope <= 0.0:
-        return math.inf
-    return max(fastest, step / slope)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Pulse:
-    """``pulses`` swells of ``color`` blended over what is under it, from ``start`` to ``end``."""
-
-    color: Rgb
-    pulses: int
-    start: float
-    end: float
-
-    @classmethod
-    def of(cls, look: PulseLook, *, own: Rgb, start: float) -> _Pulse:
-        color = Rgb.from_hex(look.color) if look.color else own
-        return cls(
-            color=color.scaled(look.level),
-            pulses=look.pulses,
-            start=start,
-            end=start + look.seconds,
-        )
-
-    def weight(self, now: float) -> float:
-        if now >= self.end:
-            return 0.0
-        progress = (now - self.start) / (self.end - self.start) * self.pulses
-        return swell(progress % 1.0)
-
-    def next_change(self, now: float, frame_rate: float) -> float | None:
-        if now >= self.end:
-            return None
-        return min(now + 1.0 / frame_rate, self.end)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Glow:
-    """A received touch: attack, then breaths (or the mutual turns), then the fade."""
-
-    touch: str
-    sender: str
-    color: Rgb
-    at: int
-    mutual: bool
-    start: float
-    look: GlowLook
-    looks: LookSettings
-    # Whether the lamp was driven at or after the end of the rise (so a frame showed the glow).
-    peak_shown: bool = False
-
-    def as_driven_at(self, now: float) -> _Glow:
-        """This glow once the driver draws a frame at ``now``.
-
-        A glow that ended before any frame at or after its peak was drawn (the driver's thread
-        paused longer than the whole look) restarts with its peak at ``now``, then breathes and
-        fades as usual: a touch never passes unseen because a frame came late. A glow caught
-        mid-way keeps its timeline; it was seen, if late.
-        """
-        if self.peak_shown:
-            return self
-        attack_end, _, fade_end, _ = self._phases()
-        if now < attack_end:
-            return self
-        if now < fade_end:
-            return replace(self, peak_shown=True)
-        return replace(self, start=now - self.look.attack_seconds, peak_shown=True)
-
-    def _phases(self) -> tuple[float, float, float, float]:
-        """(end of attack, end of middle, end of fade, level the middle ends at)."""
-        attack = self.start + self.look.attack_seconds
-        if self.mutual:
-            middle = self.looks.together.turns * self.looks.together.turn_seconds
-            level = self.looks.together.level
-        else:
-            middle = self.look.breaths * self.look.breath_seconds
-            level = self.look.level
-        return attack, attack + middle, attack + middle + self.look.fade_seconds, level
-
-    def sample(self, now: float, own: Rgb) -> Rgb | None:
-        attack_end, middle_end, fade_end, level = self._phases()
-        if now >= fade_end:
-            return None
-        if now < attack_end:
-            rise = smoothstep((now - self.start) / self.look.attack_seconds)
-            return self.color.scaled(level * rise)
-        if now < middle_end:
-            elapsed = now - attack_end
-            if self.mutual:
-                turn = (elapsed / self.looks.together.turn_seconds) % 1.0
-                return mix(self.color, own, swell(turn)).scaled(level)
-            breath = (elapsed / self.look.breath_seconds) % 1.0
-            return self.color.scaled(level * (1.0 - (1.0 - self.look.breath_low) * swell(breath)))
-        # Linear in perceived brightness: to_output turns it into the gamma-shaped PWM fall.
-        remaining = (fade_end - now) / self.look.fade_seconds
-        return self.color.scaled(level * remaining)
-
-    def next_change(self, now: float) -> float | None:
-        attack_end, middle_end, fade_end, level = self._phases()
-        if now >= fade_end:
-            return None
-        rate, step = self.looks.frame_rate, self.looks.frame_step
-        if now < attack_end:
-            # smoothstep's steepest slope is 1.5 per unit of progress.
-            slope, phase_end = 1.5 * level / self.look.attack_seconds, attack_end
-        elif now < middle_end:
-            if self.mutual:
-                slope = math.pi * level / self.looks.together.turn_seconds
-            else:
-                depth = level * (1.0 - self.look.breath_low)
-                slope = math.pi * depth / self.look.breath_seconds
-            phase_end = middle_end
-        else:
-            slope, phase_end = level / self.look.fade_seconds, fade_end
-        return min(now + _interval(frame_rate=rate, step=step, slope=slope), phase_end)
-
-
-def _status_sample(look: StatusLook, *, own: Rgb, since: float, now: float) -> Rgb:
-    color = Rgb.from_hex(look.color) if look.color else own
-    phase = ((now - since) / look.period_seconds) % 1.0
-    return color.scaled(look.level * swell(phase))
-
-
 # ---- the core ---------------------------------------------------------------------------------
 
 
@@ -308,10 +182,10 @@ class LampCore:
         self._claim_waiting = False
         self._no_network = False
         self._press_hue = 0.0
-        self._feedback: _Pulse | None = None
+        self._feedback: Pulse | None = None
         self._last_tap_at: float | None = None
         self._last_tap_outcome: TouchOutcome | None = None
-        self._glow: _Glow | None = None
+        self._glow: GlowAnimation | None = None
         self._last_glow_arrival: float | None = None
         self._missed: GlowReceived | None = None
 
@@ -382,7 +256,7 @@ class LampCore:
         """The owner picked ``color`` (not by holding): as a hold's pick, without the hold."""
         self._own = Rgb.from_hex(color)
         self._own_hex = self._own.to_hex()
-        self._feedback = _Pulse.of(self._looks.color_chosen, own=self._own, start=now)
+        self._feedback = Pulse.of(self._looks.color_chosen, own=self._own, start=now)
         return [PersistColor(color=self._own_hex), AnnounceColor(color=self._own_hex)]
 
     @property
@@ -460,7 +334,7 @@ class LampCore:
         chosen = from_hue(self._hue_at(now, pressed_at)).to_hex()
         self._own = Rgb.from_hex(chosen)
         self._own_hex = chosen
-        self._feedback = _Pulse.of(self._looks.color_chosen, own=self._own, start=now)
+        self._feedback = Pulse.of(self._looks.color_chosen, own=self._own, start=now)
         return [PersistColor(color=chosen), AnnounceColor(color=chosen)]
 
     def _tap(self, now: float) -> list[Effect]:
@@ -481,7 +355,7 @@ class LampCore:
             TouchOutcome.QUEUED: self._looks.tap_queued,
             TouchOutcome.REFUSED: self._looks.tap_refused,
         }[outcome]
-        self._feedback = _Pulse.of(look, own=self._own, start=now)
+        self._feedback = Pulse.of(look, own=self._own, start=now)
 
     def _on_result(self, outcome: TouchOutcome, now: float) -> None:
         if self._last_tap_at is None:
@@ -545,7 +419,7 @@ class LampCore:
                 )
                 return
         self._last_glow = _news(event, shown=True)
-        self._glow = _Glow(
+        self._glow = GlowAnimation(
             touch=event.touch,
             sender=event.sender,
             color=color,
@@ -585,7 +459,7 @@ class LampCore:
         self._quiet = self._in_quiet_hours or self._quiet_now
         if was_quiet and not self._quiet and self._missed is not None:
             missed, self._missed = self._missed, None
-            self._glow = _Glow(
+            self._glow = GlowAnimation(
                 touch=missed.touch,
                 sender=missed.sender,
                 color=Rgb.from_hex(missed.color),
@@ -651,7 +525,7 @@ class LampCore:
             status = self._status()
             if status is not None and now >= status[1]:
                 look, since = status
-                candidates.append(_status_sample(look, own=self._own, since=since, now=now))
+                candidates.append(status_sample(look, own=self._own, since=since, now=now))
             ambient = self._ambient()
             if ambient is not None:
                 candidates.append(ambient)
@@ -702,7 +576,7 @@ class LampCore:
         if status is not None and not self._quiet and now >= status[1]:
             look = status[0]
             slope = math.pi * look.level / look.period_seconds
-            step = _interval(frame_rate=rate, step=self._looks.frame_step, slope=slope)
+            step = frame_interval(frame_rate=rate, step=self._looks.frame_step, slope=slope)
             times.append(now + step)
         return min((t for t in times if t is not None), default=None)
 
