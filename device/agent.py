@@ -1,14 +1,19 @@
 """The lamp's driver loop: one queue of events in, the core's frames to the light, effects out.
 
-Threads meet in exactly one place, the agent's queue. gpiozero calls the touch callbacks from
-its thread, paho calls the link's sink from its own; both only put an event on the queue. One
-thread — the agent's — owns the ``LampCore``: it takes an event, lets the core handle it,
-carries out the effects (send a touch, announce and persist a colour) and shows the new frame.
+One thread — the agent's — runs the lamp: it owns the ``LampCore`` and the MQTT link's paho
+client. It waits for the next event while serving the link (``AgentLink.serve``: the broker's
+socket, the link's timers); a glow arrives as an event the link emits on this thread, and a
+touch leaves through the same thread's socket. Other threads meet it in exactly one place, the
+agent's queue: gpiozero's touch callbacks, the owner page and Home Assistant only put an event
+there, which wakes the wait (an eventfd, mqtt/wakeup.py). It takes an event, lets the core
+handle it, carries out the effects (send a touch, announce and persist a colour) and shows the
+new frame.
 
-Between events the loop sleeps in ``queue.get`` until the core's ``next_change`` (the next frame
-of an animation, a timer) or the next event, whichever comes first. A lamp with nothing to
-animate waits with no timeout at all, so an idle lamp costs no CPU: ``wakeups`` counts the
-loop's iterations so tests can check that (see tests/device/test_agent_idle.py).
+Between events the loop waits until the core's ``next_change`` (the next frame of an
+animation, a timer) or the next event, whichever comes first. A lamp with nothing to animate
+waits with no timeout of its own (the link wakes it only for its keep-alive), so an idle lamp
+costs next to no CPU: ``wakeups`` counts the loop's iterations so tests can check that (see
+tests/device/test_agent_idle.py).
 
 Colour: a long hold picks a colour; the agent stores it in ``state_dir/color`` (it outlives a
 restart and wins over ``DeviceSettings.color``) and announces it to the group through the
@@ -23,10 +28,12 @@ Outside the loop (the owner page, the Home Assistant bridge): ``status()`` retur
 
 from __future__ import annotations
 
+import collections
 import gc
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +74,7 @@ from touchlamp.device.status import (
 )
 from touchlamp.files import write_atomically
 from touchlamp.lifecycle import StopsOnExit
+from touchlamp.mqtt.wakeup import Wakeup
 from touchlamp.protocol.messages import Color, PairAction, PairRequest
 
 __all__ = [
@@ -92,7 +100,14 @@ _COLOR_ADAPTER: TypeAdapter[str] = TypeAdapter(Color)
 class AgentLink(Protocol):
     """What the agent needs from the MQTT link (``touchlamp.device.link.LampLink``)."""
 
-    def start(self) -> None: ...
+    def open(self, wakeup: Wakeup) -> None:
+        """Start connecting; served by the agent's loop, whose waits end at ``wakeup``."""
+        ...
+
+    def serve(self, timeout: float | None) -> None:
+        """Wait up to ``timeout`` for the network or a wake-up and handle what came (on the
+        agent's thread; the link's events reach ``post`` from here)."""
+        ...
 
     def stop(self, *, timeout: float = 5.0) -> None: ...
 
@@ -132,6 +147,33 @@ class _Claim:
 
 
 _Item = Event | _Stop | _Reconfigure | _ChooseColor | _Claim
+
+
+class _Inbox:
+    """The agent's queue: events put from any thread; while the loop waits for one, the link
+    is served on the loop's thread (``AgentLink.serve``), so a glow goes from the socket to the
+    core and a touch from the sensor to the socket without another thread. A ``put`` wakes the
+    wait through the shared ``Wakeup`` (mqtt/wakeup.py)."""
+
+    def __init__(self, wakeup: Wakeup) -> None:
+        self._items: collections.deque[_Item] = collections.deque()
+        self._wakeup = wakeup
+        self.serve: Callable[[float | None], object] = wakeup.wait  # until the link is known
+
+    def put(self, item: _Item, block: bool = True, timeout: float | None = None) -> None:  # noqa: ARG002  queue.SimpleQueue's signature
+        self._items.append(item)  # deque.append is atomic: any thread
+        self._wakeup.notify()
+
+    def get(self, block: bool = True, timeout: float | None = None) -> _Item:  # noqa: ARG002  queue.SimpleQueue's signature
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._wakeup.clear()  # before looking: a put after this wakes the next wait
+            if self._items:
+                return self._items.popleft()
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise queue.Empty
+            self.serve(left)
 
 
 class EventQueue(Protocol):
@@ -210,8 +252,12 @@ class LampAgent(StopsOnExit):
         self._touch = touch
         self._light = light
         self._clock = clock
-        self._queue: EventQueue = events if events is not None else queue.SimpleQueue()
+        self._wakeup = Wakeup()
+        inbox = _Inbox(self._wakeup) if events is None else None
+        self._queue: EventQueue = events if events is not None else inbox  # type: ignore[assignment]
         self._link = link(self.post)
+        if inbox is not None:
+            inbox.serve = self._link.serve
         self._heartbeat = heartbeat
         self._heartbeat_seconds = heartbeat_seconds
         color = load_color(settings.state_dir) or settings.color
@@ -318,13 +364,13 @@ class LampAgent(StopsOnExit):
         self._queue.put(_ChooseColor(color))
 
     def start(self) -> None:
-        """Start the loop's thread, the touch input and the link."""
+        """Open the link (served by the loop), start the loop's thread and the touch input."""
         if self._thread is not None or self._closed:
             raise RuntimeError(f"lamp {self.lamp_id} is already running (or stopped)")
+        self._link.open(self._wakeup)
         self._thread = threading.Thread(target=self.run, name=f"lamp-{self.lamp_id}", daemon=True)
         self._thread.start()
         self._touch.start(on_press=self._pressed, on_release=self._released)
-        self._link.start()
 
     def stop(self, *, timeout: float = 10.0) -> None:
         """Stop the loop, then the link (it publishes ``offline``), then the hardware.
@@ -346,10 +392,11 @@ class LampAgent(StopsOnExit):
                     )
         finally:
             try:
-                self._link.stop()
+                self._link.stop()  # the loop has ended: the link stops on this thread
             finally:
                 self._touch.close()
                 self._light.close()
+                self._wakeup.close()
 
     def _pressed(self) -> None:
         self._queue.put(TouchDown())

@@ -2,11 +2,17 @@
 touches, and small events for the lamp core. It knows topics and payloads (through
 ``touchlamp.protocol``) but not what a glow *means*.
 
-Threads. paho's network thread (``loop_start``, one per connection) only turns what arrived
-into a job on ``_jobs``. The link's own thread runs those jobs — SQLite (outbox, seen glows),
-decoding, calling the sink — and the reconnect timer. So nothing slow runs on paho's thread: on
-a Raspberry Pi an SQLite commit may wait for the SD card, and a late PINGREQ would cost the
-connection. ``send_touch`` and ``request`` run on the caller's thread.
+Threads. The link has no thread of its own when it is part of a lamp: the lamp's loop
+(device/agent.py) owns the paho client through ``mqtt/driver.py`` and calls ``serve`` whenever
+it waits, so a glow goes from the socket to the core, and a touch from the sensor to the
+socket, without crossing to another thread. paho's callbacks run inside ``serve``; the SQLite
+work (outbox, seen glows) runs there too — an SD card's fsync (5-30 ms) delays a frame by as
+much, far inside a keepalive. Other threads (the owner page, Home Assistant) may call
+``request``, ``send_request`` and ``send_touch``: paho's publish is thread-safe, and the driver
+wakes the loop to write it. Connecting blocks (DNS, TCP, TLS), so each attempt runs on a
+short-lived thread of its own (``_dial``) and the loop takes the connection over when it is up.
+``start()`` runs the same ``serve`` on a thread of the link's own, for a link without a lamp
+(``touchlamp device pair``, tests).
 
 paho quirks worked around, deliberately:
 
@@ -51,7 +57,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import queue
 import random
 import secrets
 import ssl
@@ -88,8 +93,9 @@ from touchlamp.mqtt import reasons
 from touchlamp.mqtt.backoff import Backoff
 from touchlamp.mqtt.client import Will, connect_properties, new_client, tls_for_file
 from touchlamp.mqtt.client import properties as mqtt_properties
-from touchlamp.mqtt.linger import lingering_close
+from touchlamp.mqtt.driver import MqttDriver
 from touchlamp.mqtt.tls import why_untrusted
+from touchlamp.mqtt.wakeup import Wakeup
 from touchlamp.protocol import (
     DEFAULT_ROOT,
     Availability,
@@ -132,11 +138,26 @@ class _Waiter:
 
 
 @dataclass(slots=True)
+class _Attempt:
+    """One connection attempt, made on a short-lived thread of its own (``_dial``): connecting
+    blocks (DNS, TCP, TLS: up to the connect timeout), and the lamp's thread must keep drawing
+    frames and reading the touch sensor meanwhile. Only ``_dial`` touches ``client`` until
+    ``done``; then the lamp's thread takes it over (``_adopt``)."""
+
+    generation: int
+    client: mqtt.Client
+    started: float
+    done: bool = False
+    error: OSError | ValueError | None = None
+
+
+@dataclass(slots=True)
 class _Connection:
     """One paho client's connection; replaced (never reused) after it ends."""
 
     generation: int
     client: mqtt.Client
+    driver: MqttDriver
     started: float
     ready: bool = False  # subscribed, online published, outbox pumped: new touches go out now
     handed: dict[int, int] = field(default_factory=dict)  # paho mid → touch seq
@@ -218,9 +239,17 @@ class LampLink(StopsOnExit):
         )
         self._seen = SeenTouches(state_dir=state_dir, capacity=seen_capacity)
 
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        # What paho reported during the last ``poll`` (its callbacks run inside it, on the
+        # lamp's thread): handled right after, outside paho's locks (its on_publish runs under
+        # one, and our handlers take ``_lock``, which publishers hold while calling paho).
+        self._arrived: collections.deque[_Job] = collections.deque()
+        self._attempt: _Attempt | None = None
+        self._wakeup: Wakeup | None = None  # the owner's (set by ``open``)
+        self._own_wakeup = False  # made by ``start`` for the link's own thread: closed at stop
+        self._opened = False
+        self._stop_requested = False
         # Guards _connection, _rejected, _stopping and _waiters; held while publishing touches so
-        # that a PUBACK (handled on the link thread) always finds its mid → seq mapping.
+        # that a PUBACK (handled on the lamp's thread) always finds its mid → seq mapping.
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._connection: _Connection | None = None
@@ -281,32 +310,64 @@ class LampLink(StopsOnExit):
 
     # ---- public surface (any thread) -----------------------------------------------------
 
-    def start(self) -> None:
-        """Start connecting in the background; events arrive at the sink."""
-        if self._thread is not None or self._stopping:
+    def open(self, wakeup: Wakeup) -> None:
+        """Start connecting, served from now on by the caller's loop (the lamp's thread):
+        it calls ``serve`` whenever it waits, and its waits end at ``wakeup`` (which the link
+        notifies when another thread publishes, or a connection attempt ends)."""
+        if self._opened or self._stopping:
             raise LinkError(
                 f"the link of {self.lamp_id} is already started (or stopped: a stopped link "
                 "cannot start again, create a new LampLink)"
             )
+        self._wakeup = wakeup
+        self._opened = True
         self._reconnect_at = time.monotonic()
+
+    def start(self) -> None:
+        """Start connecting on a thread of the link's own (a link without a lamp loop: the
+        ``device pair`` command, tests); events arrive at the sink from that thread."""
+        self.open(Wakeup())
+        self._own_wakeup = True
         self._thread = threading.Thread(target=self._run, name=f"link-{self.lamp_id}", daemon=True)
         self._thread.start()
+
+    def serve(self, timeout: float | None) -> None:
+        """One turn of the link, on its owner's thread: wait up to ``timeout`` seconds (None:
+        no limit) for the broker, a due timer or the owner's wake-up, then handle what came —
+        paho's callbacks, and the events they produce, run here. Returns early on a wake-up."""
+        self._run_job(self._adopt)
+        self._run_job(self._timers)
+        wait = self._until_due(timeout)
+        connection = self._connection
+        if connection is not None:
+            connection.driver.poll(self._keepalive / 4 if wait is None else wait)
+        elif self._wakeup is not None:
+            self._wakeup.wait(wait)
+        self._handle_arrived()
+        self._run_job(self._adopt)
+        self._run_job(self._timers)
 
     def stop(self, *, timeout: float = 5.0) -> None:
         """Publish ``offline``, disconnect cleanly (so the will is not sent) and close the files.
 
-        Touches still queued stay in the outbox for the next start.
+        Touches still queued stay in the outbox for the next start. With a loop of the owner's
+        (``open``), call it once that loop no longer serves the link: it runs on the caller.
         """
         thread = self._thread
-        if thread is None:
-            if not self._stopping:
-                self._stopping = True
-                self._close_files()
-            return
-        self._stop_timeout = timeout
-        self._jobs.put(None)
-        thread.join()
-        self._thread = None
+        if thread is not None:
+            self._stop_timeout = timeout
+            self._stop_requested = True
+            if self._wakeup is not None:
+                self._wakeup.notify()
+            thread.join()
+            self._thread = None
+        elif self._opened and not self._stopping:
+            self._run_job(lambda: self._shut_down(timeout))
+        elif not self._stopping:
+            self._stopping = True
+            self._close_files()
+        if self._own_wakeup and self._wakeup is not None:
+            self._wakeup.close()
 
     @property
     def connected(self) -> bool:
@@ -345,6 +406,9 @@ class LampLink(StopsOnExit):
                 if connection is not None and connection.ready:
                     self._pump(connection)
                     sent = touch.seq <= connection.handed_up_to
+            if sent and connection is not None and connection.driver.owned_here():
+                connection.driver.flush()  # out now, before the disk write (another thread's
+                # publish wakes the owner's poll instead, which writes it)
         finally:
             try:
                 self._outbox.persist(touch.seq)
@@ -404,21 +468,31 @@ class LampLink(StopsOnExit):
     # ---- the link thread -----------------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
-            due = [self._reconnect_at, self._reroute_at, self._checkpoint_at]
-            if self._confirming:
-                due.append(self._confirming[0][0])
-            wake_at = min((at for at in due if at is not None), default=None)
-            timeout = None if wake_at is None else max(0.0, wake_at - time.monotonic())
-            try:
-                # Timers that are due go first: a busy link must not starve them.
-                job = self._timers if timeout == 0.0 else self._jobs.get(timeout=timeout)
-            except queue.Empty:
-                job = self._timers
-            if job is None:
-                self._run_job(lambda: self._shut_down(self._stop_timeout))
-                return
-            self._run_job(job)
+        """The link's own thread (``start``): serves it until ``stop``."""
+        wakeup = self._wakeup
+        assert wakeup is not None  # set by start()
+        while not self._stop_requested:
+            wakeup.clear()
+            self.serve(None)
+        self._run_job(lambda: self._shut_down(self._stop_timeout))
+
+    def _until_due(self, timeout: float | None) -> float | None:
+        """How long ``serve`` may wait: ``timeout``, shortened to the next timer, and to a
+        quarter keepalive while connected (paho's keep-alive ping is sent from ``poll``)."""
+        due = [self._reconnect_at, self._reroute_at, self._checkpoint_at]
+        if self._confirming:
+            due.append(self._confirming[0][0])
+        wake_at = min((at for at in due if at is not None), default=None)
+        limits = [] if timeout is None else [timeout]
+        if wake_at is not None:
+            limits.append(max(0.0, wake_at - time.monotonic()))
+        if self._connection is not None:
+            limits.append(self._keepalive / 4)
+        return min(limits, default=None)
+
+    def _handle_arrived(self) -> None:
+        while self._arrived:
+            self._run_job(self._arrived.popleft())
 
     def _timers(self) -> None:
         """Whatever has come due: confirmations, re-sending unrouted touches, reconnecting,
@@ -439,47 +513,88 @@ class LampLink(StopsOnExit):
         try:
             job()
         except Exception:
-            # The link thread must outlive one bad job (a failing sink, a full disk): it is
-            # the lamp's only way to the broker. The traceback goes to the log.
+            # The loop must outlive one bad job (a failing sink, a full disk): the link is the
+            # lamp's only way to the broker. The traceback goes to the log.
             logger.exception("lamp %s: the MQTT link failed handling an event", self.lamp_id)
 
     def _connect(self) -> None:
         with self._lock:
-            if self._stopping or self._rejected is not None:
+            if self._stopping or self._rejected is not None or self._attempt is not None:
                 return
-        self._generation += 1
-        client = self._new_client(self._generation)
-        session = connect_properties(session_expiry_seconds=self._session_expiry)
+            self._generation += 1
+            attempt = _Attempt(
+                generation=self._generation,
+                client=self._new_client(self._generation),
+                started=time.monotonic(),
+            )
+            self._attempt = attempt
+        threading.Thread(
+            target=self._dial, args=(attempt,), name=f"link-{self.lamp_id}-connect", daemon=True
+        ).start()
+
+    def _dial(self, attempt: _Attempt) -> None:
+        """The attempt's own thread: connect (and send CONNECT), then hand it to the lamp's
+        thread. An attempt that ends after the link stopped is closed here."""
         try:
-            client.connect(
+            attempt.client.connect(
                 self._host,
                 self._port,
                 keepalive=self._keepalive,
                 clean_start=False,
-                properties=session,
+                properties=connect_properties(session_expiry_seconds=self._session_expiry),
             )
         except (OSError, ValueError) as error:
-            delay = self._backoff.next_delay()
-            why = (
-                why_untrusted(error, host=self._host, ca_file=self._ca_file)
-                if isinstance(error, ssl.SSLCertVerificationError)
-                else str(error)
-            )
-            logger.warning(
-                "lamp %s cannot reach the broker at %s:%d (%s); retrying in %.1f s",
-                self.lamp_id,
-                self._host,
-                self._port,
-                why,
-                delay,
-            )
-            self._reconnect_at = time.monotonic() + delay
-            return
+            attempt.error = error
         with self._lock:
-            self._connection = _Connection(
-                generation=self._generation, client=client, started=time.monotonic()
-            )
-        client.loop_start()
+            attempt.done = True
+            abandoned = self._stopping and attempt.error is None
+        if abandoned:
+            _abandon(attempt.client)
+        elif self._wakeup is not None:
+            self._wakeup.notify()
+
+    def _adopt(self) -> None:
+        """Take over the connection an attempt made (the lamp's thread), or schedule the next."""
+        with self._lock:
+            attempt = self._attempt
+            if attempt is None or not attempt.done or self._stopping:
+                return
+            self._attempt = None
+            if attempt.error is None and attempt.client.socket() is None:
+                # Lost while connecting (paho closed it writing the CONNECT, and reported that
+                # on the dialling thread): nothing to take over, try again.
+                attempt.error = ConnectionResetError("the connection closed while connecting")
+            if attempt.error is None:
+                self._connection = _Connection(
+                    generation=attempt.generation,
+                    client=attempt.client,
+                    # The lamp's own reconnect policy (a new client each time), not the driver's.
+                    driver=MqttDriver(
+                        attempt.client,
+                        min_delay=1.0,
+                        max_delay=1.0,
+                        wake=self._wakeup,
+                        reconnect=False,
+                    ),
+                    started=attempt.started,
+                )
+                return
+        error = attempt.error
+        delay = self._backoff.next_delay()
+        why = (
+            why_untrusted(error, host=self._host, ca_file=self._ca_file)
+            if isinstance(error, ssl.SSLCertVerificationError)
+            else str(error)
+        )
+        logger.warning(
+            "lamp %s cannot reach the broker at %s:%d (%s); retrying in %.1f s",
+            self.lamp_id,
+            self._host,
+            self._port,
+            why,
+            delay,
+        )
+        self._reconnect_at = time.monotonic() + delay
 
     def _new_client(self, generation: int) -> mqtt.Client:
         client = new_client(
@@ -504,7 +619,8 @@ class LampLink(StopsOnExit):
         subscribing: list[int] = []  # the mid of this connection's SUBSCRIBE
         session_present: list[bool] = []
 
-        # paho's callbacks: each only hands what arrived to the link thread.
+        # paho's callbacks run inside ``poll`` on the lamp's thread, under paho's own locks:
+        # each only notes what arrived, handled right after the poll (``_handle_arrived``).
         def on_connect(
             client: mqtt.Client,
             _userdata: object,
@@ -513,7 +629,8 @@ class LampLink(StopsOnExit):
             _properties: Properties | None,
         ) -> None:
             if reason.is_failure:
-                self._jobs.put(lambda: self._on_refused(generation, reasons.connack(reason.value)))
+                verdict = reasons.connack(reason.value)
+                self._arrived.append(lambda: self._on_refused(generation, verdict))
                 return
             # Subscribing on every connect keeps working when the broker lost the session.
             # The link reports itself connected at the SUBACK: from then on nothing sent to
@@ -543,7 +660,7 @@ class LampLink(StopsOnExit):
                 if reason.is_failure
             ]
             present = bool(session_present and session_present[0])
-            self._jobs.put(
+            self._arrived.append(
                 lambda: self._on_connected(generation, session_present=present, refused=refused)
             )
 
@@ -554,7 +671,7 @@ class LampLink(StopsOnExit):
             reason: ReasonCode,
             _properties: Properties | None,
         ) -> None:
-            self._jobs.put(lambda: self._on_disconnected(generation, str(reason)))
+            self._arrived.append(lambda: self._on_disconnected(generation, str(reason)))
 
         def on_message(client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
             correlation = getattr(message.properties, "CorrelationData", None)
@@ -569,7 +686,7 @@ class LampLink(StopsOnExit):
                 if qos:
                     client.ack(mid, qos)
 
-            self._jobs.put(handle)
+            self._arrived.append(handle)
 
         def on_publish(
             _client: mqtt.Client,
@@ -578,7 +695,7 @@ class LampLink(StopsOnExit):
             reason: ReasonCode,
             _properties: Properties | None,
         ) -> None:
-            self._jobs.put(lambda: self._on_published(generation, mid, reason))
+            self._arrived.append(lambda: self._on_published(generation, mid, reason))
 
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
@@ -670,8 +787,6 @@ class LampLink(StopsOnExit):
         self._outbox.forget_acknowledgements()
         self._confirming.clear()
         self._reroute_at = None
-        # The paho thread has called us from its last loop iteration; joining it ends it.
-        connection.client.loop_stop()
         if time.monotonic() - connection.started >= self._reconnect_max:
             self._backoff.reset()  # it held; a connection kicked at once keeps backing off
         if retry:
@@ -895,10 +1010,13 @@ class LampLink(StopsOnExit):
         with self._lock:
             self._stopping = True
             connection = self._connection
+            attempt = self._attempt if self._attempt is not None and self._attempt.done else None
             self._changed.notify_all()
         self._reconnect_at = None
+        if attempt is not None and attempt.error is None:
+            _abandon(attempt.client)  # connected, not yet taken over: nothing to say on it
         if connection is not None:
-            client = connection.client
+            client, driver = connection.client, connection.driver
             if connection.ready:
                 info = client.publish(
                     self._topics.availability(self.lamp_id),
@@ -906,21 +1024,19 @@ class LampLink(StopsOnExit):
                     qos=1,
                     retain=True,
                 )
-                if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    info.wait_for_publish(timeout)
+                deadline = time.monotonic() + timeout
+                while (
+                    info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+                    and not info.is_published()
+                    and client.socket() is not None
+                    and (left := deadline - time.monotonic()) > 0
+                ):
+                    driver.poll(min(left, 0.1))
             # A normal DISCONNECT: the broker discards the will, ``offline`` is already there.
-            # Lingering, so that it and the last PUBACKs reach the broker (mqtt/linger.py).
-            with lingering_close(client, seconds=timeout):
-                client.disconnect()
-                client.loop_stop()
-        # Whatever paho handed over before it stopped (PUBACKs, the disconnect) still counts.
-        while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:  # stop() puts None once; nothing else does
-                self._run_job(job)
+            # The driver's close lingers, so that it and the last PUBACKs reach the broker.
+            driver.close()
+        # Whatever paho reported until the end (PUBACKs, the disconnect) still counts.
+        self._handle_arrived()
         with self._lock:
             if self._connection is not None and self._connection is connection:
                 self._connection = None
@@ -971,7 +1087,7 @@ class LampLink(StopsOnExit):
     def _wait_until_ready(self, deadline: float) -> None:
         with self._changed:
             while self._connection is None or not self._connection.ready:
-                if self._rejected is not None or self._stopping or self._thread is None:
+                if self._rejected is not None or self._stopping or not self._opened:
                     raise LinkError(self._not_connected_reason())
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -987,7 +1103,7 @@ class LampLink(StopsOnExit):
                 f"the broker refused lamp {self.lamp_id}'s credentials ({self._rejected}): "
                 "re-enroll the lamp or fix its password"
             )
-        if self._thread is None or self._stopping:
+        if not self._opened or self._stopping:
             return f"the link of lamp {self.lamp_id} is not running: call start() first"
         return f"lamp {self.lamp_id} is not connected to the broker at {self._host}:{self._port}"
 
@@ -1001,3 +1117,13 @@ class LampLink(StopsOnExit):
     def _close_files(self) -> None:
         self._outbox.close()
         self._seen.close()
+
+
+def _abandon(client: mqtt.Client) -> None:
+    """Close a connection the link no longer wants (made while it stopped): DISCONNECT, so the
+    broker keeps the session and sends no will, then the socket."""
+    client.on_socket_register_write = None  # written at once, here
+    client.disconnect()
+    sock = client.socket()
+    if sock is not None:
+        sock.close()

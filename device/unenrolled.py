@@ -27,6 +27,7 @@ from touchlamp.config.enrolment_file import ENROLMENT_FILE, write_enrolment_file
 from touchlamp.device.events import Disconnected
 from touchlamp.device.link_api import LinkError, TouchReceipt
 from touchlamp.errors import TouchlampError
+from touchlamp.mqtt.wakeup import Wakeup
 from touchlamp.protocol import Enrollment, PairRequest, PairResponse, ProtocolError, decode_token
 
 __all__ = [
@@ -58,8 +59,16 @@ NOT_ENROLLED_EVENT = Disconnected(not_enrolled=True)
 class UnenrolledLink:
     """The link of a lamp with no token: never connects, refuses everything with the fix."""
 
-    def start(self) -> None:
-        pass
+    def __init__(self) -> None:
+        self._wakeup: Wakeup | None = None
+
+    def open(self, wakeup: Wakeup) -> None:
+        self._wakeup = wakeup
+
+    def serve(self, timeout: float | None) -> None:
+        """Nothing to serve: only the agent's own wake-ups end the wait."""
+        if self._wakeup is not None:
+            self._wakeup.wait(timeout)
 
     def stop(self, *, timeout: float = 5.0) -> None:
         pass

@@ -17,7 +17,11 @@ has no jitter, so after a broker restart every client would knock at the same in
 the first delay once connected. Connecting blocks for at most paho's connect timeout.
 ``close()`` disconnects for good.
 
-Not thread-safe: one thread calls everything, and the client's callbacks run on it.
+Not thread-safe: one thread calls everything, and the client's callbacks run on it. Other
+threads may only publish through the client (paho's ``publish`` is thread-safe), and then,
+with a ``wake`` (mqtt/wakeup.py), the owner's ``poll`` wakes to write it; ``poll`` also
+returns when anyone calls ``wake.notify()``. ``reconnect=False``: a lost connection stays
+lost (the lamp's link makes a new client for each connection, device/link.py).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import logging
 import random
 import select
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -35,6 +40,7 @@ from paho.mqtt.properties import Properties
 
 from touchlamp.mqtt.backoff import Backoff
 from touchlamp.mqtt.linger import lingering_close
+from touchlamp.mqtt.wakeup import Wakeup
 
 if TYPE_CHECKING:
     from paho.mqtt.client import SocketLike
@@ -65,6 +71,8 @@ class MqttDriver:
         idle: Callable[[float], object] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        wake: Wakeup | None = None,
+        reconnect: bool = True,
     ) -> None:
         self._client = client
         self._backoff = Backoff(minimum=min_delay, maximum=max_delay, rng=rng or random.Random())
@@ -72,9 +80,14 @@ class MqttDriver:
         self._clock = clock
         self._due: float | None = None  # when to try connecting next
         self._closed = False
+        self._reconnect = reconnect
+        self._wake = wake
+        self._owner = threading.get_ident()
         # Set, paho queues what ``publish()`` and ``ack()`` produce instead of writing it at
-        # once: it leaves in ``flush()``, a whole batch of the caller's work at a time.
-        client.on_socket_register_write = _no_op
+        # once: it leaves in ``flush()``, a whole batch of the caller's work at a time. A
+        # publish from another thread (paho's publish is thread-safe) wakes the owner's
+        # ``poll`` to write it, when the driver has a ``wake``.
+        client.on_socket_register_write = _no_op if wake is None else self._wake_owner
 
     def connect_async(
         self,
@@ -98,16 +111,22 @@ class MqttDriver:
         client = self._client
         sock = client.socket()
         if sock is None:
-            self._connect_when_due(timeout)
+            if self._reconnect:
+                self._connect_when_due(timeout)
+            elif self._wake is not None:
+                self._wake.wait(timeout)
+            else:
+                self._idle(timeout)
             return
         # TLS: bytes already decrypted and buffered are not seen by select.
         buffered = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
         writing = [sock] if client.want_write() else []
+        waiting: list[SocketLike | Wakeup] = [sock] if self._wake is None else [sock, self._wake]
         try:
-            readable, _, _ = select.select([sock], writing, [], 0.0 if buffered else timeout)
+            ready, _, _ = select.select(waiting, writing, [], 0.0 if buffered else timeout)
         except (OSError, ValueError):  # closed under us: paho notices on the next read
-            readable = [sock]
-        if readable or buffered:
+            ready = [sock]
+        if sock in ready or buffered:
             client.loop_read()
         if client.socket() is not None and client.want_write():
             client.loop_write()
@@ -155,6 +174,14 @@ class MqttDriver:
             _log.info("cannot reach the broker (%s); trying again in %.0f s", error, delay)
             return
         self.flush()  # the CONNECT
+
+    def owned_here(self) -> bool:
+        """Whether the caller is the owner's thread (the one that made the driver)."""
+        return threading.get_ident() == self._owner
+
+    def _wake_owner(self, _client: mqtt.Client, _userdata: object, _sock: SocketLike) -> None:
+        if self._wake is not None and threading.get_ident() != self._owner:
+            self._wake.notify()
 
     def _next_delay(self) -> float:
         return self._backoff.next_delay()

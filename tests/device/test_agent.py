@@ -242,3 +242,30 @@ def test_quiet_now_keeps_the_lamp_dark_and_counts_the_missed_touch(world: World)
         finally:
             a.agent.stop()
             b.agent.stop()
+
+
+def test_each_lamp_runs_on_one_thread(world: World) -> None:
+    """The lamp's loop owns its paho client (issue 12): no paho network thread, no link thread.
+    A touch goes from the sensor's callback to the socket, and a glow from the socket to the
+    LED, on the lamp's own thread; connecting alone has a short-lived thread, ended once up."""
+    a = PinLamp(world.lamp("lamp-a", color=AMBER))
+    b = PinLamp(world.lamp("lamp-b", color=BLUE))
+    world.pair("lamp-a", "lamp-b")
+    with world.relay():
+        try:
+            _running(a, b)
+            a.touch()
+            b.wait_for(lambda it: max(it.led()) > 0.5, "lamp B glowing")
+            wait_until(
+                lambda: not [t for t in threading.enumerate() if t.name.endswith("-connect")],
+                "the connecting threads ended",
+            )
+            lamps = sorted(
+                thread.name
+                for thread in threading.enumerate()
+                if thread.name.startswith(("lamp-lamp-", "link-lamp-", "paho-mqtt-client-lamp-"))
+            )
+            assert lamps == ["lamp-lamp-a", "lamp-lamp-b"]
+        finally:
+            a.agent.stop()
+            b.agent.stop()

@@ -16,7 +16,6 @@ each (lamp, stream, seq) a lamp sent reached each peer's core exactly once, in o
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -53,26 +52,16 @@ class Frame:
 
 
 class CoreInbox:
-    """What the lamp core is given: the agent's event queue (``put``/``get``) and, for a lamp
-    without a core, the link's sink (``__call__``). Records glows and connections with the
-    monotonic time they arrived; called from any thread."""
+    """What the lamp core is given by the link: its events on their way to the agent (or, for
+    a lamp without a core, the link's sink). Records glows and connections with the monotonic
+    time they arrived; called from any thread."""
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._changed = threading.Condition()
         self.glows: list[tuple[float, GlowReceived]] = []
         self.connects: list[tuple[float, Connected]] = []
         self.troubles: list[StateTrouble] = []
 
-    # the agent's EventQueue
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:  # noqa: ARG002  queue's signature
-        self._record(item)
-        self._queue.put(item)
-
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        return self._queue.get(block, timeout)
-
-    # the link's sink, for a lamp without a core
     def __call__(self, event: Event) -> None:
         self._record(event)
 
@@ -188,7 +177,11 @@ class FaultLamp:
         links: list[LampLink] = []
 
         def link(sink: LinkSink) -> AgentLink:
-            links.append(self._make_link(sink))
+            def recorded(event: Event) -> None:
+                self.inbox(event)
+                sink(event)
+
+            links.append(self._make_link(recorded))
             return links[-1]
 
         self.agent = LampAgent(
@@ -197,7 +190,6 @@ class FaultLamp:
             light=self.light,
             link=link,
             clock=self.clock,
-            events=self.inbox,
         )
         self.link = links[0]
 
