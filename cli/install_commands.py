@@ -17,6 +17,7 @@ from touchlamp.errors import EXIT_FAILURE
 
 __all__ = ["Role", "register_install", "unit_name"]
 
+# The two things a host can run (and install, and check with ``touchlamp doctor``).
 Role = Literal["device", "relay"]
 
 
