@@ -23,7 +23,7 @@ from typing import Any
 from touchlamp.arguments import port_number
 from touchlamp.config.common import load_settings
 from touchlamp.config.device import DeviceSettings, HomeAssistantSettings
-from touchlamp.device.homeassistant import settings_from_url, with_home_assistant
+from touchlamp.device.homeassistant_settings import settings_from_url, with_home_assistant
 from touchlamp.errors import EXIT_USAGE
 
 __all__ = ["register"]
