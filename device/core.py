@@ -76,7 +76,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import assert_never
 
-from touchlamp.config.device import GlowLook, LookSettings, PulseLook, QuietHours, StatusLook
+from touchlamp.config.looks import GlowLook, LookSettings, PulseLook, QuietHours, StatusLook
 from touchlamp.device.looks import (
     BLACK,
     Rgb,

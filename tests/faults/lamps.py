@@ -27,7 +27,8 @@ from typing import Any
 from pydantic import SecretStr
 
 from tests.support.waiting import WAIT
-from touchlamp.config.device import DeviceSettings, LookSettings, MqttSettings
+from touchlamp.config.device import DeviceSettings, MqttSettings
+from touchlamp.config.looks import LookSettings
 from touchlamp.device.agent import AgentLink, LampAgent
 from touchlamp.device.clock import Clock, SystemClock
 from touchlamp.device.hardware import mock_pin_factory, open_light_output, open_touch_input
