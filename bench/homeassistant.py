@@ -35,13 +35,8 @@ from bench.results import Measure, Result
 from bench.site import BenchSite, free_port
 from bench.stats import summarize
 from touchlamp.broker.parent_watch import ParentWatch
-from touchlamp.config.device import (
-    DeviceSettings,
-    GlowLook,
-    HomeAssistantSettings,
-    LookSettings,
-    MqttSettings,
-)
+from touchlamp.config.device import DeviceSettings, HomeAssistantSettings, MqttSettings
+from touchlamp.config.looks import GlowLook, LookSettings
 from touchlamp.device.sim import SimulatedLamp
 
 __all__ = ["run"]

@@ -42,7 +42,8 @@ from bench.provision import add_observer
 from bench.results import Measure, Result
 from bench.site import BenchSite
 from bench.stats import summarize
-from touchlamp.config.device import DeviceSettings, GlowLook, LookSettings, MqttSettings
+from touchlamp.config.device import DeviceSettings, MqttSettings
+from touchlamp.config.looks import GlowLook, LookSettings
 from touchlamp.device.looks import Rgb
 from touchlamp.device.sim import SimulatedLamp
 from touchlamp.protocol import Touch, encode

@@ -7,9 +7,10 @@ disconnects (``BrokerAdmin.from_relay_settings(settings).add_lamp(...)``). Chang
 effect at once, without a restart; removing a lamp (or changing its password) also disconnects
 its live connection. This is what ``touchlamp broker lamp …`` and the relay's lamp commands call.
 
-The connection is a ``touchlamp.mqtt.session.Session``: paho's callbacks only record what
-arrived, the calling thread waits for it. One command exchange runs at a time (a lock), so the
-object may be shared.
+The commands themselves are built and their answers read in broker/dynsec_commands.py (pure);
+this module sends them. The connection is a ``touchlamp.mqtt.session.Session``: paho's
+callbacks only record what arrived, the calling thread waits for it. One command exchange runs
+at a time (a lock), so the object may be shared.
 """
 
 from __future__ import annotations
@@ -27,15 +28,12 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import paho.mqtt.client as mqtt
 
+from touchlamp.broker import dynsec_commands as dynsec
 from touchlamp.broker.acl import (
     CONTROL_TOPIC,
     INSTALLED_RELAY_CLIENT_ID,
-    LAMP_CLIENT_TEXT,
-    RELAY_CLIENT_TEXT,
-    RELAY_ROLE,
     RESPONSE_TOPIC,
     lamp_role,
-    lamp_role_name,
 )
 from touchlamp.broker.errors import BrokerAdminError
 from touchlamp.broker.passwords import generate_password
@@ -49,17 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["BrokerAdmin"]
 
 log = logging.getLogger(__name__)
-
-_ROLE_NOT_FOUND = "Role not found"
-# One control message's JSON stays under this, with room for the correlation data added to
-# every command (broker max_packet_size: 64 KiB).
-_MAX_MESSAGE_BYTES = 48_000
-_ENVELOPE_BYTES = 100
-# What _run adds to every command: , "correlationData": "<32 hex digits>"
-_TAG_BYTES = len(json.dumps({"correlationData": uuid.uuid4().hex}))
-_Item = TypeVar("_Item")
-_CLIENT_NOT_FOUND = "Client not found"
-
 
 _Result = TypeVar("_Result")
 
@@ -234,30 +221,17 @@ class BrokerAdmin:
         roles = {lamp_id: lamp_role(self._topics, lamp_id) for lamp_id in lamp_ids}
         passwords = {lamp_id: generate_password() for lamp_id in lamp_ids}
         # A role left by an interrupted add may name another topic root: start afresh.
-        for deletions in _batches(
-            [{"command": "deleteRole", "rolename": role.name} for role in roles.values()]
-        ):
-            self._run(deletions, tolerate={_ROLE_NOT_FOUND})
-        commands: dict[str, list[dict[str, object]]] = {
-            lamp_id: [
-                {"command": "createRole", **roles[lamp_id].to_json()},
-                {
-                    "command": "createClient",
-                    "username": lamp_id,
-                    "password": passwords[lamp_id],
-                    # Only this lamp may use this client id, and it may use no other.
-                    "clientid": lamp_id,
-                    "textname": LAMP_CLIENT_TEXT,
-                    "roles": [{"rolename": roles[lamp_id].name}],
-                },
-            ]
+        for deletions in dynsec.batches([dynsec.delete_role(role.name) for role in roles.values()]):
+            self._run(deletions, tolerate={dynsec.ROLE_NOT_FOUND})
+        commands = {
+            lamp_id: dynsec.create_lamp(lamp_id, passwords[lamp_id], roles[lamp_id])
             for lamp_id in lamp_ids
         }
         created: list[str] = []
         try:
-            for lamps in _batches(
+            for lamps in dynsec.batches(
                 lamp_ids,
-                size=lambda lamp_id: len(json.dumps(commands[lamp_id])) + 2 * _TAG_BYTES,
+                size=lambda lamp_id: len(json.dumps(commands[lamp_id])) + 2 * dynsec.TAG_BYTES,
             ):
                 self._run([command for lamp_id in lamps for command in commands[lamp_id]])
                 created += lamps
@@ -270,26 +244,14 @@ class BrokerAdmin:
 
     def _undo_adds(self, lamp_ids: list[str]) -> None:
         """All or none: remove the lamps of earlier batches (their passwords were never shown)."""
-        commands = [
-            command
-            for lamp_id in lamp_ids
-            for command in (
-                {"command": "deleteClient", "username": lamp_id},
-                {"command": "deleteRole", "rolename": lamp_role_name(lamp_id)},
-            )
-        ]
-        for batch in _batches(commands):
+        commands = [command for lamp_id in lamp_ids for command in dynsec.delete_lamp(lamp_id)]
+        for batch in dynsec.batches(commands):
             with contextlib.suppress(BrokerAdminError):
-                self._run(batch, tolerate={_ROLE_NOT_FOUND, _CLIENT_NOT_FOUND})
+                self._run(batch, tolerate={dynsec.ROLE_NOT_FOUND, dynsec.CLIENT_NOT_FOUND})
 
     def _usernames(self) -> set[str]:
-        (response,) = self._run([{"command": "listClients", "count": -1}])
-        clients = _field(response, "data", "clients")
-        return (
-            {name for name in clients if isinstance(name, str)}
-            if isinstance(clients, list)
-            else set()
-        )
+        (response,) = self._run([dynsec.list_clients()])
+        return dynsec.client_names(response)
 
     def remove_lamp(self, lamp_id: str) -> None:
         """Delete lamp ``lamp_id``: it can no longer log in, and its live connection is closed."""
@@ -298,13 +260,7 @@ class BrokerAdmin:
 
     def _remove_lamp(self, lamp_id: str) -> None:
         self._require_lamp(lamp_id)
-        self._run(
-            [
-                {"command": "deleteClient", "username": lamp_id},
-                {"command": "deleteRole", "rolename": lamp_role_name(lamp_id)},
-            ],
-            tolerate={_ROLE_NOT_FOUND},
-        )
+        self._run(dynsec.delete_lamp(lamp_id), tolerate={dynsec.ROLE_NOT_FOUND})
         log.info("lamp %s removed from the broker", lamp_id)
 
     def set_lamp_password(self, lamp_id: str, password: str | None = None) -> str:
@@ -320,7 +276,7 @@ class BrokerAdmin:
 
     def _set_lamp_password(self, lamp_id: str, new_password: str) -> str:
         self._require_lamp(lamp_id)
-        self._run([{"command": "setClientPassword", "username": lamp_id, "password": new_password}])
+        self._run([dynsec.set_password(lamp_id, new_password)])
         log.info("lamp %s has a new password", lamp_id)
         return new_password
 
@@ -346,15 +302,7 @@ class BrokerAdmin:
                 f"{username!r} already exists on the broker: choose another name"
             )
         password = generate_password()
-        command: dict[str, object] = {
-            "command": "createClient",
-            "username": username,
-            "password": password,
-            "clientid": username,
-            "textname": RELAY_CLIENT_TEXT,
-            "roles": [{"rolename": RELAY_ROLE}],
-        }
-        self._run([command])
+        self._run([dynsec.create_relay(username, password)])
         log.info("relay user %s added to the broker", username)
         return password
 
@@ -363,12 +311,9 @@ class BrokerAdmin:
         self._connected_for(lambda: self._remove_relay(username))
 
     def _remove_relay(self, username: str) -> None:
-        client = self._get_client(username)
-        roles = client.get("roles") if client is not None else None
-        names = [role.get("rolename") for role in roles or [] if isinstance(role, dict)]
-        if RELAY_ROLE not in names:
+        if not dynsec.is_relay(self._get_client(username)):
             raise BrokerAdminError(f"{username!r} is not a relay user on the broker")
-        self._run([{"command": "deleteClient", "username": username}])
+        self._run([dynsec.delete_relay(username)])
         log.info("relay user %s removed from the broker", username)
 
     def list_lamps(self) -> list[str]:
@@ -376,14 +321,8 @@ class BrokerAdmin:
         return self._connected_for(self._list_lamps)
 
     def _list_lamps(self) -> list[str]:
-        (response,) = self._run([{"command": "listClients", "verbose": True, "count": -1}])
-        clients = _field(response, "data", "clients")
-        lamps = []
-        for client in clients if isinstance(clients, list) else []:
-            username = client.get("username") if isinstance(client, dict) else None
-            if isinstance(username, str) and _is_lamp(username, client):
-                lamps.append(username)
-        return sorted(lamps)
+        (response,) = self._run([dynsec.list_clients(verbose=True)])
+        return dynsec.lamp_names(response)
 
     def run_commands(self, commands: Sequence[Mapping[str, object]]) -> list[Mapping[str, Any]]:
         """Send raw dynamic-security ``commands`` in one message; their responses, in order.
@@ -409,17 +348,12 @@ class BrokerAdmin:
                 f"there is no lamp {lamp_id!r} on the broker "
                 "(touchlamp broker lamp list shows them)"
             )
-        if not _is_lamp(lamp_id, client):
+        if not dynsec.is_lamp(lamp_id, client):
             raise BrokerAdminError(f"{lamp_id!r} is a broker user but not a lamp: left unchanged")
 
     def _get_client(self, username: str) -> Mapping[str, Any] | None:
-        (response,) = self._run(
-            [{"command": "getClient", "username": username}], tolerate={_CLIENT_NOT_FOUND}
-        )
-        if "error" in response:
-            return None
-        client = _field(response, "data", "client")
-        return client if isinstance(client, dict) else {}
+        (response,) = self._run([dynsec.get_client(username)], tolerate={dynsec.CLIENT_NOT_FOUND})
+        return dynsec.client_of(response)
 
     def _run(
         self, commands: Sequence[Mapping[str, object]], *, tolerate: Iterable[str] = ()
@@ -434,15 +368,15 @@ class BrokerAdmin:
             raise BrokerAdminError("the admin client is not connected: call connect() first")
         tolerated = set(tolerate)
         with self._lock:
-            tagged = _tagged(commands)
-            session.client.publish(CONTROL_TOPIC, json.dumps({"commands": tagged}), qos=1)
+            tagged = dynsec.tagged(commands)
+            session.client.publish(CONTROL_TOPIC, dynsec.control_message(tagged), qos=1)
             by_tag = self._collect(session, {str(command["correlationData"]) for command in tagged})
         responses = [by_tag[str(command["correlationData"])] for command in tagged]
         for command, response in zip(commands, responses, strict=True):
             error = response.get("error")
             if error is not None and error not in tolerated:
                 raise BrokerAdminError(
-                    f"the broker refused {command['command']}{_subject(command)}: {error}"
+                    f"the broker refused {command['command']}{dynsec.subject(command)}: {error}"
                 )
         return responses
 
@@ -476,63 +410,9 @@ class BrokerAdmin:
         )
 
 
-def _tagged(commands: Sequence[Mapping[str, object]]) -> list[dict[str, object]]:
-    """``commands``, each with a fresh ``correlationData`` to match its answer by."""
-    return [{**command, "correlationData": uuid.uuid4().hex} for command in commands]
-
-
-def _batches(
-    items: Sequence[_Item],
-    *,
-    size: Callable[[_Item], int] = lambda item: len(json.dumps(item)) + _TAG_BYTES,
-) -> list[list[_Item]]:
-    """``items`` cut into runs whose JSON as sent (``size``: with the correlation data ``_run``
-    adds) stays under ``_MAX_MESSAGE_BYTES``.
-
-    The broker closes the connection of a client whose packet exceeds its ``max_packet_size``
-    (touchlamp renders 64 KiB); 100 lamps' roles and clients are more than that.
-    """
-    batches: list[list[_Item]] = []
-    used = 0
-    for item in items:
-        item_size = size(item) + 2  # and the separator
-        if not batches or used + item_size > _MAX_MESSAGE_BYTES:
-            batches.append([])
-            used = _ENVELOPE_BYTES
-        batches[-1].append(item)
-        used += item_size
-    return batches
-
-
 def _refuse_the_relays_client_id(name: str, what: str) -> None:
     # Its login would be bound to the installed relay's client id, and could push it off.
     if name == INSTALLED_RELAY_CLIENT_ID:
         raise BrokerAdminError(
             f"{name!r} is the relay's client id, not usable as {what}: choose another name"
         )
-
-
-def _is_lamp(username: str, client: Mapping[str, Any]) -> bool:
-    if not LAMP_ID_PATTERN.fullmatch(username):
-        return False
-    roles = client.get("roles")
-    names = (
-        {role.get("rolename") for role in roles if isinstance(role, dict)}
-        if isinstance(roles, list)
-        else set()
-    )
-    return lamp_role_name(username) in names
-
-
-def _field(document: Mapping[str, Any], *path: str) -> object:
-    value: object = document
-    for key in path:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
-
-
-def _subject(command: Mapping[str, object]) -> str:
-    for key in ("username", "rolename"):
-        if key in command:
-            return f" for {command[key]!r}"
-    return ""

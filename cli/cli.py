@@ -21,8 +21,8 @@ from touchlamp.errors import EXIT_FAILURE, EXIT_OK, TouchlampError
 # the command being run is imported: a lamp's `device run` does not load the relay and broker
 # code (measured: 5 MB of a Pi's memory).
 _COMMANDS = {
-    "demo": "touchlamp.device.cli",
-    "sim": "touchlamp.device.cli",
+    "demo": "touchlamp.demo_commands",
+    "sim": "touchlamp.demo_commands",
     "device": "touchlamp.device.cli",
     "pair": "touchlamp.device.cli",
     "relay": "touchlamp.server.cli",

@@ -49,7 +49,7 @@ from touchlamp.config.common import SettingsError, load_settings
 from touchlamp.config.device import DeviceSettings, HomeAssistantSettings, default_state_dir
 from touchlamp.config.relay import RelaySettings
 from touchlamp.device.enroll import write_enrollment
-from touchlamp.device.homeassistant import with_home_assistant
+from touchlamp.device.homeassistant_settings import with_home_assistant
 from touchlamp.device.link_api import LinkError
 from touchlamp.device.sim import SimulatedLamp, Simulator
 from touchlamp.device.simulate import serve_page

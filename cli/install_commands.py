@@ -17,6 +17,7 @@ from touchlamp.errors import EXIT_FAILURE
 
 __all__ = ["Role", "register_install", "unit_name"]
 
+# The two things a host can run (and install, and check with ``touchlamp doctor``).
 Role = Literal["device", "relay"]
 
 
@@ -139,7 +140,7 @@ def _uninstall_command(args: argparse.Namespace) -> int:
     remove_from_home_assistant = None
     if args.role == "device":
         # Read before the uninstall removes the settings (and the venv this runs from).
-        from touchlamp.device.homeassistant import prepare_uninstall  # noqa: PLC0415
+        from touchlamp.device.homeassistant_removal import prepare_uninstall  # noqa: PLC0415
 
         settings = on(args.root, COMPONENTS["device"].settings_path)
         remove_from_home_assistant = prepare_uninstall(settings, out=sys.stdout)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from touchlamp.config.device import GlowLook, LookSettings, PulseLook, StatusLook
+from touchlamp.config.looks import GlowLook, LookSettings, PulseLook, StatusLook
 from touchlamp.device.looks import Rgb, mix, smoothstep, swell
 
 __all__ = ["GlowAnimation", "Pulse", "frame_interval", "status_sample"]

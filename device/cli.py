@@ -1,11 +1,7 @@
-"""Subcommands that run lamps: ``demo``, ``sim``, ``device`` and ``pair``.
+"""The lamp's own commands: ``device`` and ``pair`` (``demo``, ``sim``: cli/demo_commands.py).
 
 ::
 
-    touchlamp demo [--web-port P] [--state-dir DIR] [--no-browser] [--homeassistant URL]
-    touchlamp sim --env-file F [--env-file F …] [--web-port P]   lamps enrolled with a relay
-    touchlamp sim --lamps N [--state-dir DIR] [--web-port P]      N lamps, own broker and relay
-      (sim also takes --homeassistant mqtt://[USER:PASSWORD@]HOST:PORT)
     touchlamp device run [--env-file F] [--simulate] [--web-port P] [--web-host H]
     touchlamp device enroll TOKEN [--env-file F]
     touchlamp device selftest [--env-file F] [--touch-timeout S]
@@ -25,18 +21,15 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from touchlamp import sdnotify
+from touchlamp.arguments import port_number
 from touchlamp.config.common import SettingsError, load_settings
-from touchlamp.config.device import DeviceSettings, HomeAssistantSettings, default_state_dir
+from touchlamp.config.device import DeviceSettings, default_state_dir
 from touchlamp.config.enrolment_file import ENROLMENT_FILE
 from touchlamp.config.lamp_file import state_owned_like_its_directory
 from touchlamp.device import owner_settings
-from touchlamp.device.agent import AgentLink, LampAgent, freeze_start_up_objects
 from touchlamp.device.clock import SystemClock
 from touchlamp.device.control import (
-    ControlServer,
     NoLampRunningError,
     ask_owner,
     ask_running_lamp,
@@ -47,34 +40,18 @@ from touchlamp.device.enroll import (
     write_enrollment,
 )
 from touchlamp.device.gpio import GpioUnavailableError, open_pin_factory
-from touchlamp.device.hardware import (
-    PinFactory,
-    TouchInput,
-    open_light_output,
-    open_touch_input,
-)
-from touchlamp.device.homeassistant import settings_from_url, with_home_assistant
-from touchlamp.device.homeassistant_switch import HomeAssistantSwitch
-from touchlamp.device.lamp_board import FrameTap, LampBoard
+from touchlamp.device.lamp_process import run_on_pins
 from touchlamp.device.link import LampLink
-from touchlamp.device.link_api import LinkSink
-from touchlamp.device.network import has_default_route
 from touchlamp.device.owner_auth import OwnerAuth
-from touchlamp.device.owner_page import OwnerLamp
 from touchlamp.device.selftest import run_selftest
-from touchlamp.device.simulated import unmark_simulated
 from touchlamp.device.unenrolled import (
-    NOT_ENROLLED_EVENT,
     UNENROLLED_ID,
     Enroller,
-    UnenrolledLink,
     load_or_unenrolled,
 )
-from touchlamp.device.web import WebServer
 from touchlamp.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, RefusedError
 from touchlamp.install_commands import register_install
 from touchlamp.protocol import PairAction, PairRequest, PairResponse, ProtocolError, decode_token
-from touchlamp.stopping import StopSignals
 
 __all__ = ["LAMP_WEB_PORT", "register"]
 
@@ -87,7 +64,6 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     env_file.add_argument(
         "--env-file", type=Path, help="read TOUCHLAMP_DEVICE_* settings from this file"
     )
-    _register_demo(subparsers)
 
     device = subparsers.add_parser("device", help="run, enroll or self-test a lamp")
     commands = device.add_subparsers(title="device commands", metavar="COMMAND", required=True)
@@ -102,7 +78,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     run.add_argument(
         "--web-port",
-        type=_port,
+        type=port_number,
         default=None,
         help=f"the lamp's page's port (default {LAMP_WEB_PORT} on every address; with "
         "--simulate a free one on 127.0.0.1; 0 picks a free one)",
@@ -175,128 +151,6 @@ def _register_owner(
     change.set_defaults(func=_device_set)
 
 
-def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
-    # The demo (touchlamp.demo) pulls in the relay and the broker launcher, and the simulator
-    # (simulate.py) the page: both are imported only by the command that runs them.
-    web = argparse.ArgumentParser(add_help=False)
-    web.add_argument(
-        "--web-port",
-        type=_port,
-        default=None,
-        help="the page's port on 127.0.0.1 (default 8080 for the demo, else a free one; "
-        "0 picks a free one)",
-    )
-    web.add_argument(
-        "--state-dir",
-        type=Path,
-        default=None,
-        help="where the broker, relay and lamps keep their files (default "
-        "$XDG_STATE_HOME/touchlamp/demo for the demo, …/touchlamp/sim for sim; "
-        "XDG_STATE_HOME is ~/.local/state by default)",
-    )
-    web.add_argument(
-        "--homeassistant",
-        type=_home_broker,
-        default=None,
-        metavar="URL",
-        help="make the lamps appear in the Home Assistant on this MQTT broker: "
-        "mqtt://[USER:PASSWORD@]HOST:PORT (mqtts:// for TLS)",
-    )
-    demo = subparsers.add_parser(
-        "demo",
-        parents=[web],
-        help="broker, relay and two simulated lamps you can touch in a browser",
-    )
-    demo.add_argument(
-        "--no-browser", action="store_true", help="print the page's address, do not open it"
-    )
-    demo.set_defaults(func=_demo)
-    sim = subparsers.add_parser(
-        "sim",
-        parents=[web],
-        help="run simulated lamps with a web page (enrolled ones, or N with their own broker)",
-    )
-    sim.add_argument(
-        "--env-file",
-        type=Path,
-        action="append",
-        default=[],
-        help="a lamp's settings (from `device enroll`); repeat for more lamps",
-    )
-    sim.add_argument(
-        "--lamps",
-        type=int,
-        default=None,
-        help="without --env-file: start a broker and a relay and pair N lamps (default 2)",
-    )
-    sim.set_defaults(func=_sim)
-
-
-def _home_broker(text: str) -> HomeAssistantSettings:
-    try:
-        return settings_from_url(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port (0-65535; 0 picks a free one)")
-    return port
-
-
-# -- demo and sim ----------------------------------------------------------------------------------
-def _demo(args: argparse.Namespace) -> int:
-    from touchlamp import demo  # noqa: PLC0415  pulls in the relay and the broker launcher
-
-    return demo.run_demo(
-        lamps=2,
-        web_port=8080 if args.web_port is None else args.web_port,
-        state_dir=args.state_dir or demo.DEFAULT_STATE_DIR,
-        open_browser=not args.no_browser,
-        homeassistant=args.homeassistant,
-    )
-
-
-def _sim(args: argparse.Namespace) -> int:
-    web_port = 0 if args.web_port is None else args.web_port
-    if args.env_file:
-        if args.lamps is not None or args.state_dir is not None:
-            print(
-                "touchlamp: --env-file runs lamps already enrolled with a relay; "
-                "--lamps and --state-dir are for lamps with their own broker: choose one",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
-        from touchlamp.device import simulate  # noqa: PLC0415  the page, only for this command
-
-        lamps = [load_settings(DeviceSettings, env_file=path) for path in args.env_file]
-        # Each lamp's page names its env file as a source of its settings.
-        env_files = {lamp.lamp_id: path for lamp, path in zip(lamps, args.env_file, strict=True)}
-        if args.homeassistant is not None:
-            lamps = [with_home_assistant(lamp, args.homeassistant, web_port) for lamp in lamps]
-        return simulate.run_simulator(lamps=lamps, web_port=web_port, env_files=env_files)
-    from touchlamp import demo  # noqa: PLC0415  pulls in the relay and the broker launcher
-
-    count = 2 if args.lamps is None else args.lamps
-    if not 1 <= count <= demo.MAX_LAMPS:
-        print(f"touchlamp: --lamps must be 1 to {demo.MAX_LAMPS}", file=sys.stderr)
-        return EXIT_USAGE
-    return demo.run_demo(
-        lamps=count,
-        web_port=web_port,
-        # Not the demo's: a demo and a sim run side by side would take each other's lamps.
-        state_dir=args.state_dir or demo.DEFAULT_STATE_DIR.with_name("sim"),
-        open_browser=False,
-        homeassistant=args.homeassistant,
-        name="sim",
-    )
-
-
 # -- device run ------------------------------------------------------------------------------------
 def _device_run(args: argparse.Namespace) -> int:
     if args.simulate:
@@ -331,7 +185,7 @@ def _device_run(args: argparse.Namespace) -> int:
         enroller = None
         if settings.lamp_id == UNENROLLED_ID:
             enroller = Enroller(state_dir=settings.state_dir, env_file=args.env_file)
-        code, web = _run_on_pins(
+        code, web = run_on_pins(
             settings, pins, env_file=args.env_file, web=web, auth=auth, enroller=enroller
         )
         if enroller is None or not enroller.enrolled.is_set():
@@ -340,164 +194,6 @@ def _device_run(args: argparse.Namespace) -> int:
         # the running lamp: device/unenrolled.py).
         settings = load_settings(DeviceSettings, env_file=args.env_file)
         print(f"touchlamp: enrolled as lamp {settings.lamp_id}; starting it", file=sys.stderr)
-
-
-def _run_on_pins(
-    settings: DeviceSettings,
-    pins: PinFactory,
-    *,
-    env_file: Path | None,
-    web: tuple[str, int] | None,
-    auth: OwnerAuth,
-    enroller: Enroller | None = None,
-) -> tuple[int, tuple[str, int] | None]:
-    """Run the lamp until a stop signal (or, with ``enroller``, until a token was kept);
-    returns the exit code and where the page was served (its port, once chosen, is kept)."""
-    clock = SystemClock(timezone=settings.quiet_hours.timezone)
-    links: list[AgentLink] = []
-
-    def link(sink: LinkSink) -> AgentLink:
-        if enroller is not None:
-            links.append(UnenrolledLink())
-        else:
-            links.append(LampLink.from_settings(settings, sink=sink, clock=clock))
-        return links[-1]
-
-    watchdog_every = sdnotify.watchdog_due_every()
-    touch, light = _open_hardware(settings, pins)
-    agent = LampAgent(
-        settings=settings,
-        touch=touch,
-        light=light,
-        link=link,
-        clock=clock,
-        heartbeat=sdnotify.watchdog if watchdog_every is not None else None,
-        heartbeat_seconds=watchdog_every,
-        network_up=has_default_route,
-    )
-    # Home Assistant's "Visit" link goes to this page when it is served; the owner's changes to
-    # the home broker's settings replace the bridge at once.
-    # Not before the lamp has an id of its own: Home Assistant would keep a lamp "unenrolled".
-    without_home = settings.model_copy(update={"homeassistant": HomeAssistantSettings()})
-    home = HomeAssistantSwitch(
-        settings if enroller is None else without_home, agent, page_port=web[1] if web else None
-    )
-    owner = owner_settings.OwnerSettings(
-        lamp=agent, env_file=env_file, on_change=home.apply if enroller is None else None
-    )
-    pairing = links[0]
-    assert isinstance(pairing, LampLink | UnenrolledLink)
-    control = ControlServer(
-        state_dir=settings.state_dir,
-        link=pairing,
-        owner=owner,
-        describe=lambda: owner_settings.describe_running(agent),
-    )
-    page = _lamp_page(agent, owner, pairing, light=light, web=web, auth=auth, enroller=enroller)
-    if enroller is not None:
-        agent.post(NOT_ENROLLED_EVENT)
-    unmark_simulated(settings.state_dir)  # on real pins now, whatever ran here before
-    with StopSignals() as stop:  # SIGTERM (systemd), SIGINT (Ctrl-C), SIGHUP (a closed terminal)
-        try:
-            control.start()
-            agent.start()
-            home.start()
-            freeze_start_up_objects()
-            web = _announce_and_wait(settings, page, stop, enroller) or web
-        finally:
-            if page is not None:
-                page.stop()
-            control.stop()
-            home.stop()
-            agent.stop()
-    return EXIT_OK, web
-
-
-def _open_hardware(settings: DeviceSettings, pins: PinFactory) -> tuple[TouchInput, FrameTap]:
-    touch = open_touch_input(settings.hardware, pin_factory=pins)
-    try:
-        return touch, FrameTap(open_light_output(settings.hardware, pin_factory=pins))
-    except BaseException:
-        touch.close()
-        raise
-
-
-def _announce_and_wait(
-    settings: DeviceSettings,
-    page: WebServer | None,
-    stop: StopSignals,
-    enroller: Enroller | None,
-) -> tuple[str, int] | None:
-    """Tell systemd and the terminal, serve the page, and wait for a stop (or, not enrolled
-    yet, for a token). Returns where the page is served."""
-    if enroller is not None:
-        sdnotify.ready("not enrolled: paste the lamp's token on its page")
-        print(
-            "touchlamp: this lamp is not enrolled yet; paste its token on its page "
-            "(or run `touchlamp device enroll TOKEN`)",
-            file=sys.stderr,
-        )
-    else:
-        where = f"{settings.mqtt.host}:{settings.mqtt.effective_port}"
-        sdnotify.ready(f"lamp {settings.lamp_id}, broker {where}")
-        print(f"touchlamp: lamp {settings.lamp_id} running (broker {where})", file=sys.stderr)
-    served = _start_page(page)  # a port of 0 picked one: a restart keeps it
-    if enroller is None:
-        stop.wait()
-    else:
-        while not enroller.enrolled.is_set() and not stop.wait(timeout=0.5):
-            pass  # the token arrives on the page's thread; a restart follows
-    if stop.is_set():
-        sdnotify.stopping()
-    return served
-
-
-def _lamp_page(
-    agent: LampAgent,
-    owner: owner_settings.OwnerSettings,
-    link: LampLink | UnenrolledLink,
-    *,
-    light: FrameTap,
-    web: tuple[str, int] | None,
-    auth: OwnerAuth,
-    enroller: Enroller | None,
-) -> WebServer | None:
-    """The lamp's own page (device/lamp_board.py), not started yet; None when switched off."""
-    if web is None:
-        return None
-    settings = agent.settings
-    board = LampBoard(
-        agent=agent,
-        owner=OwnerLamp(
-            agent=agent,
-            owner=owner,
-            link=link,
-            auth=auth,
-            broker=(settings.mqtt.host, settings.mqtt.effective_port),
-            enroller=enroller,
-        ),
-    )
-    light.listeners.append(board.changed)
-    host, port = web
-    return WebServer(board=board, host=host, port=port)
-
-
-def _start_page(page: WebServer | None) -> tuple[str, int] | None:
-    """Serve the page; a lamp whose page cannot be served still lights up (it says why).
-    Returns where it is served (``None``: nowhere)."""
-    if page is None:
-        return None
-    try:
-        url = page.start()
-    except OSError as error:
-        print(f"touchlamp: the lamp's page is not served: {error}", file=sys.stderr)
-        return None
-    print(
-        f"touchlamp: the lamp's page is at {url} (from another device: the Pi's name.local)",
-        file=sys.stderr,
-    )
-    port = urlsplit(url).port
-    return None if port is None else (page.host, port)
 
 
 # -- device enroll ---------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import assert_never
 
-from touchlamp.config.device import LookSettings, QuietHours, StatusLook
+from touchlamp.config.looks import LookSettings, QuietHours, StatusLook
 from touchlamp.device.animations import GlowAnimation, Pulse, frame_interval, status_sample
 from touchlamp.device.events import (
     Connected,

@@ -25,34 +25,40 @@ would repeat at every reconnect), is counted in ``bad_commands`` and logged once
 
 Which discovery configs this lamp published is kept in ``state_dir/homeassistant.json``, so
 that a member who left the group, a disabled integration (``enabled=false``) and
-``touchlamp device uninstall`` remove exactly those (empty retained messages).
+``touchlamp device uninstall`` remove exactly those (empty retained messages): the record and
+the removal are device/homeassistant_removal.py's, the home broker's client
+device/homeassistant_client.py's, and which bridge a lamp's settings ask for
+device/homeassistant_switch.py's. What is left here, past 500 lines, is one class: the bridge's
+thread and the state only it touches (the connection, its backoff, what was published, the
+commands), which split further would be one state machine spread over files.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-import json
 import logging
 import queue
 import random
-import socket
-import ssl
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Protocol
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
-from pydantic import SecretStr
 
-from touchlamp.config.common import SettingsError, load_settings
-from touchlamp.config.device import DeviceSettings, HomeAssistantSettings
+from touchlamp.config.device import HomeAssistantSettings
+from touchlamp.device.homeassistant_client import (
+    CANNOT_CONNECT,
+    LOGIN_REFUSED,
+    close_client,
+    home_client,
+    home_tls_context,
+    why_unreachable,
+)
 from touchlamp.device.homeassistant_discovery import (
     AVAILABLE,
     COMMAND_PRESS,
@@ -66,38 +72,19 @@ from touchlamp.device.homeassistant_discovery import (
     event_payload,
     on_off,
 )
+from touchlamp.device.homeassistant_removal import read_record, write_record
+from touchlamp.device.homeassistant_settings import default_configuration_url
 from touchlamp.device.status import GlowNews, LampListener, LampNews, LampStatus, StatusChanged
-from touchlamp.errors import TouchlampError
-from touchlamp.files import write_atomically
 from touchlamp.mqtt.backoff import Backoff
-from touchlamp.mqtt.client import Will, new_client
-from touchlamp.mqtt.tls import tls_context
+from touchlamp.mqtt.client import Will
 
-__all__ = [
-    "RECORD_FILE",
-    "HomeAssistantBridge",
-    "HomeAssistantError",
-    "LampHandle",
-    "default_configuration_url",
-    "home_assistant_for",
-    "prepare_uninstall",
-    "remove_from_home_assistant",
-    "settings_from_url",
-    "with_home_assistant",
-]
+__all__ = ["HomeAssistantBridge", "LampHandle"]
 
 logger = logging.getLogger(__name__)
-
-RECORD_FILE = "homeassistant.json"
-"""The retained topics this lamp published on the home broker (inside its state directory)."""
 
 # paho keeps at most this many messages of a connection that stopped answering; the states
 # are retained and sent again in full on the next connection, so nothing is lost by the cap.
 _MAX_QUEUED = 200
-
-
-class HomeAssistantError(TouchlampError):
-    """The home broker could not be reached or refused us; the message says what to do."""
 
 
 class LampHandle(Protocol):
@@ -120,11 +107,6 @@ def software_version() -> str:
         return importlib.metadata.version("touchlamp")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-def default_configuration_url(port: int) -> str:
-    """The lamp's page as the home network finds it: mDNS, ``<hostname>.local``."""
-    return f"http://{socket.gethostname().split('.')[0]}.local:{port}/"
 
 
 # ---- jobs for the bridge's thread ----------------------------------------------------------------
@@ -201,7 +183,7 @@ class HomeAssistantBridge:
             rng=rng or random.Random(),
         )
         self._thread: threading.Thread | None = None
-        self._tls = _tls_context(settings) if settings.tls else None
+        self._tls = home_tls_context(settings) if settings.tls else None
         # The bridge thread's own state.
         self._generation = 0
         self._client: mqtt.Client | None = None
@@ -323,7 +305,7 @@ class HomeAssistantBridge:
 
     def _new_client(self, generation: int) -> mqtt.Client:
         settings = self._settings
-        client = _home_client(
+        client = home_client(
             settings,
             f"touchlamp-{self._lamp.lamp_id}",
             tls=self._tls,
@@ -341,13 +323,13 @@ class HomeAssistantBridge:
             _properties: object,
         ) -> None:
             if reason.is_failure:
-                login = reason.value in _LOGIN_REFUSED
+                login = reason.value in LOGIN_REFUSED
                 jobs.put(_Refused(generation, str(reason), login))
             else:
                 jobs.put(_Connected(generation))
 
         def on_connect_fail(_client: mqtt.Client, _userdata: object) -> None:
-            jobs.put(_Lost(generation, _CANNOT_CONNECT))
+            jobs.put(_Lost(generation, CANNOT_CONNECT))
 
         def on_disconnect(
             _client: mqtt.Client,
@@ -410,12 +392,12 @@ class HomeAssistantBridge:
         client, self._client = self._client, None
         self._generation += 1  # whatever the old client still reports is ignored
         if client is not None:
-            _close(client)
+            close_client(client)
         if not quiet:
             # Once per outage: a home broker away for hours must not fill the lamp's log.
             level = logging.DEBUG if self._warned_unreachable else logging.WARNING
-            if level == logging.WARNING and reason == _CANNOT_CONNECT:
-                reason = self._why_unreachable()
+            if level == logging.WARNING and reason == CANNOT_CONNECT:
+                reason = why_unreachable(self._settings, self._host, tls=self._tls)
             self._warned_unreachable = True
             logger.log(
                 level,
@@ -428,28 +410,6 @@ class HomeAssistantBridge:
                 reason,
             )
         self._retry_later(reason)
-
-    def _why_unreachable(self) -> str:
-        """What paho does not say (its on_connect_fail carries no error): try once ourselves,
-        on this thread, to name the cause and its fix."""
-        port = self._settings.effective_port
-        try:
-            with socket.create_connection(
-                (self._host, port), timeout=self._settings.connect_timeout_seconds
-            ) as raw:
-                if self._tls is not None:
-                    with self._tls.wrap_socket(raw, server_hostname=self._host):
-                        pass
-        except ssl.SSLCertVerificationError as error:
-            trusted = self._settings.ca_file or "the system's CAs"
-            return (
-                f"its TLS certificate was refused: {error.verify_message}; set "
-                "TOUCHLAMP_DEVICE_HOMEASSISTANT__CA_FILE to the CA that signed it (now: "
-                f"{trusted}), and HOMEASSISTANT__HOST to a name the certificate lists"
-            )
-        except (OSError, ValueError) as error:
-            return str(error)
-        return _CANNOT_CONNECT
 
     def _retry_later(self, reason: str) -> None:
         delay = self._backoff.next_delay()
@@ -468,7 +428,7 @@ class HomeAssistantBridge:
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout=2.0)
         self._connected = False
-        _close(client)
+        close_client(client)
 
     # ---- what the lamp says ----
 
@@ -576,273 +536,3 @@ class HomeAssistantBridge:
                 self._state_dir,
                 error,
             )
-
-
-_CANNOT_CONNECT = "cannot connect"
-_LOGIN_REFUSED = frozenset({4, 5, 0x86, 0x87})  # 3.1.1: bad login / not authorised; 5: the same
-
-
-def read_record(state_dir: Path) -> list[str]:
-    path = state_dir / RECORD_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return []
-    except (OSError, ValueError) as error:
-        logger.warning("cannot read %s (%s); starting a new record", path, error)
-        return []
-    topics = data.get("retained") if isinstance(data, dict) else None
-    if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
-        logger.warning("%s is not a touchlamp record; starting a new one", path)
-        return []
-    return sorted(topics)
-
-
-def write_record(state_dir: Path, topics: list[str]) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    document = json.dumps({"retained": topics}, indent=1) + "\n"
-    write_atomically(state_dir / RECORD_FILE, document, mode=0o644)
-
-
-def remove_from_home_assistant(
-    settings: HomeAssistantSettings, *, lamp_id: str, state_dir: Path, timeout: float = 10.0
-) -> int:
-    """Delete the lamp's discovery configs and states on the home broker (empty retained
-    messages), then its record. Returns how many topics were cleared.
-
-    Raises ``HomeAssistantError`` (saying what to do) when the broker cannot be reached or
-    refuses the login within ``timeout``; the record is kept then, for another try.
-    """
-    if settings.host is None:
-        raise HomeAssistantError(
-            "no home broker is configured: set TOUCHLAMP_DEVICE_HOMEASSISTANT__HOST"
-        )
-    topics = HomeTopics(
-        lamp_id, topic_root=settings.topic_root, discovery_prefix=settings.discovery_prefix
-    )
-    fixed = [
-        *topics.fixed_configs,
-        topics.availability,
-        topics.quiet,
-        topics.missed_touches,
-    ]
-    clear = sorted({*read_record(state_dir), *fixed})
-    where = f"{settings.host}:{settings.effective_port}"
-    done = threading.Event()
-    outcome: list[str] = []
-    client = _home_client(
-        settings,
-        f"touchlamp-{lamp_id}-remove",
-        tls=_tls_context(settings) if settings.tls else None,
-        connect_timeout=min(timeout, settings.connect_timeout_seconds),
-    )
-
-    def on_connect(
-        _client: mqtt.Client,
-        _userdata: object,
-        _flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        _properties: object,
-    ) -> None:
-        if reason.is_failure:
-            outcome.append(f"the home broker {where} refused the connection ({reason})")
-        done.set()
-
-    def on_connect_fail(_client: mqtt.Client, _userdata: object) -> None:
-        outcome.append(f"cannot reach the home broker {where}")
-        done.set()
-
-    client.on_connect = on_connect
-    client.on_connect_fail = on_connect_fail
-    deadline = time.monotonic() + timeout
-    try:
-        client.connect_async(settings.host, settings.effective_port, settings.keepalive_seconds)
-        client.loop_start()
-        if not done.wait(timeout) and not outcome:
-            outcome.append(f"the home broker {where} did not answer within {timeout:g} s")
-        if outcome:
-            raise HomeAssistantError(
-                f"{outcome[0]}; the lamp's Home Assistant entities are still there. Check "
-                "TOUCHLAMP_DEVICE_HOMEASSISTANT__HOST/__PORT/__USERNAME/__PASSWORD and try "
-                "again, or delete the device in Home Assistant (Settings → Devices)"
-            )
-        infos = [client.publish(topic, b"", qos=1, retain=True) for topic in clear]
-        for info in infos:
-            remaining = max(0.0, deadline - time.monotonic())
-            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                raise HomeAssistantError(f"cannot publish to the home broker {where} ({info.rc})")
-            info.wait_for_publish(timeout=remaining)
-            if not info.is_published():
-                raise HomeAssistantError(
-                    f"the home broker {where} did not acknowledge the removal within "
-                    f"{timeout:g} s; try again"
-                )
-    except (OSError, ssl.SSLError) as error:
-        raise HomeAssistantError(f"cannot reach the home broker {where} ({error})") from error
-    finally:
-        _close(client)
-    with contextlib.suppress(FileNotFoundError):
-        (state_dir / RECORD_FILE).unlink()
-    return len(clear)
-
-
-def _close(client: mqtt.Client) -> None:
-    with contextlib.suppress(Exception):
-        client.disconnect()
-    client.loop_stop()
-
-
-def _home_client(
-    settings: HomeAssistantSettings,
-    client_id: str,
-    *,
-    tls: ssl.SSLContext | None,
-    connect_timeout: float,
-    will: Will | None = None,
-    max_queued: int | None = None,
-) -> mqtt.Client:
-    """A client of the home broker (its own login and protocol); it connects once, the bridge
-    reconnects with its own backoff."""
-    return new_client(
-        client_id,
-        username=settings.username,
-        password=settings.password,
-        tls=tls,
-        log_as=f"{__name__}.paho",
-        mqtt5=settings.protocol == "5",
-        reconnect_on_failure=False,
-        connect_timeout=connect_timeout,
-        will=will,
-        max_queued=max_queued,
-    )
-
-
-def _tls_context(settings: HomeAssistantSettings) -> ssl.SSLContext:
-    return tls_context(
-        settings.ca_file,
-        setting="TOUCHLAMP_DEVICE_HOMEASSISTANT__CA_FILE",
-        whose="the home broker's",
-        error=HomeAssistantError,
-    )
-
-
-# ---- wiring: device run, the simulator, the demo, uninstall ---------------------------------
-
-
-def home_assistant_for(
-    settings: DeviceSettings, lamp: LampHandle, *, page_port: int | None = None
-) -> HomeAssistantBridge | None:
-    """The bridge the lamp's settings ask for, not started; ``None`` when there is none.
-
-    ``homeassistant.enabled=false`` with a host: the lamp's entities are removed from that
-    broker in the background (once: the record goes with them) and no bridge runs.
-    """
-    home = settings.homeassistant
-    if home.host is None:
-        if read_record(settings.state_dir):
-            logger.warning(
-                "lamp %s: its Home Assistant entities may still be on a home broker (%s lists "
-                "them); to remove them, set TOUCHLAMP_DEVICE_HOMEASSISTANT__HOST (and the "
-                "login) with TOUCHLAMP_DEVICE_HOMEASSISTANT__ENABLED=false",
-                settings.lamp_id,
-                settings.state_dir / RECORD_FILE,
-            )
-        return None
-    if not home.enabled:
-        if read_record(settings.state_dir):
-            threading.Thread(
-                target=_remove_quietly,
-                args=(home, settings.lamp_id, settings.state_dir),
-                name=f"homeassistant-remove-{settings.lamp_id}",
-                daemon=True,
-            ).start()
-        return None
-    url = home.configuration_url
-    if url is None and page_port:
-        url = default_configuration_url(page_port)
-    return HomeAssistantBridge(home, lamp, state_dir=settings.state_dir, configuration_url=url)
-
-
-def _remove_quietly(home: HomeAssistantSettings, lamp_id: str, state_dir: Path) -> None:
-    try:
-        cleared = remove_from_home_assistant(home, lamp_id=lamp_id, state_dir=state_dir)
-    except HomeAssistantError as error:
-        logger.warning("lamp %s: Home Assistant is disabled, but %s", lamp_id, error)
-    else:
-        logger.info(
-            "lamp %s: Home Assistant disabled; removed its entities (%d retained topics cleared)",
-            lamp_id,
-            cleared,
-        )
-
-
-def with_home_assistant(
-    settings: DeviceSettings, home: HomeAssistantSettings, page_port: int
-) -> DeviceSettings:
-    """``settings`` with ``home`` as its home broker (``--homeassistant`` of demo and sim);
-    ``page_port`` is the simulator page's port for the device page's link (0: unknown yet)."""
-    if page_port and home.configuration_url is None:
-        home = home.model_copy(update={"page_port": page_port})
-    return settings.model_copy(update={"homeassistant": home})
-
-
-def settings_from_url(url: str) -> HomeAssistantSettings:
-    """``mqtt://[USER:PASSWORD@]HOST:PORT`` (``mqtts://`` for TLS) as settings.
-
-    ``ValueError`` names what is wrong and the form expected.
-    """
-    form = "mqtt://[USER:PASSWORD@]HOST:PORT (or mqtts:// for TLS)"
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise ValueError(f"{url!r} is not a home broker address: use {form}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"{url!r} has no valid port: use {form}") from None
-    if not parts.hostname:
-        raise ValueError(f"{url!r} names no host: use {form}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"{url!r} has more than a host and port: use {form}")
-    user = urllib.parse.unquote(parts.username) if parts.username else None
-    password = urllib.parse.unquote(parts.password) if parts.password is not None else None
-    return HomeAssistantSettings(
-        host=parts.hostname,
-        port=port,
-        username=user,
-        password=SecretStr(password) if password is not None else None,
-        tls=parts.scheme == "mqtts",
-    )
-
-
-def prepare_uninstall(settings_file: Path, *, out: TextIO) -> Callable[[bool], None] | None:
-    """Read the lamp's settings before ``device uninstall`` removes them; the function returned
-    (``None``: nothing to do) then removes the lamp's entities from Home Assistant (``dry_run``
-    only says so). A broker that cannot be reached is reported, and the uninstall goes on."""
-    if not settings_file.exists():
-        return None
-    try:
-        settings = load_settings(DeviceSettings, env_file=settings_file)
-    except SettingsError as error:
-        print(f"Home Assistant: cannot read {settings_file} ({error}); skipped", file=out)
-        return None
-    home = settings.homeassistant
-    if home.host is None:
-        return None
-    where = f"{home.host}:{home.effective_port}"
-
-    def remove(dry_run: bool) -> None:
-        if dry_run:
-            print(f"would remove the lamp's Home Assistant entities from {where}", file=out)
-            return
-        try:
-            cleared = remove_from_home_assistant(
-                home, lamp_id=settings.lamp_id, state_dir=settings.state_dir
-            )
-        except HomeAssistantError as error:
-            print(f"Home Assistant: {error}", file=out)
-            return
-        print(
-            f"removed the lamp's Home Assistant entities from {where} ({cleared} topics)", file=out
-        )
-
-    return remove

@@ -10,12 +10,23 @@ leave the bridge alone.
 
 from __future__ import annotations
 
+import logging
 import threading
+from pathlib import Path
 
-from touchlamp.config.device import DeviceSettings
-from touchlamp.device.homeassistant import HomeAssistantBridge, LampHandle, home_assistant_for
+from touchlamp.config.device import DeviceSettings, HomeAssistantSettings
+from touchlamp.device.homeassistant import HomeAssistantBridge, LampHandle
+from touchlamp.device.homeassistant_client import HomeAssistantError
+from touchlamp.device.homeassistant_removal import (
+    RECORD_FILE,
+    read_record,
+    remove_from_home_assistant,
+)
+from touchlamp.device.homeassistant_settings import default_configuration_url
 
-__all__ = ["HomeAssistantSwitch"]
+__all__ = ["HomeAssistantSwitch", "home_assistant_for"]
+
+logger = logging.getLogger(__name__)
 
 
 class HomeAssistantSwitch:
@@ -58,3 +69,50 @@ class HomeAssistantSwitch:
             self._bridge = home_assistant_for(settings, self._lamp, page_port=self._page_port)
             if self._started and self._bridge is not None:
                 self._bridge.start()
+
+
+def home_assistant_for(
+    settings: DeviceSettings, lamp: LampHandle, *, page_port: int | None = None
+) -> HomeAssistantBridge | None:
+    """The bridge the lamp's settings ask for, not started; ``None`` when there is none.
+
+    ``homeassistant.enabled=false`` with a host: the lamp's entities are removed from that
+    broker in the background (once: the record goes with them) and no bridge runs.
+    """
+    home = settings.homeassistant
+    if home.host is None:
+        if read_record(settings.state_dir):
+            logger.warning(
+                "lamp %s: its Home Assistant entities may still be on a home broker (%s lists "
+                "them); to remove them, set TOUCHLAMP_DEVICE_HOMEASSISTANT__HOST (and the "
+                "login) with TOUCHLAMP_DEVICE_HOMEASSISTANT__ENABLED=false",
+                settings.lamp_id,
+                settings.state_dir / RECORD_FILE,
+            )
+        return None
+    if not home.enabled:
+        if read_record(settings.state_dir):
+            threading.Thread(
+                target=_remove_quietly,
+                args=(home, settings.lamp_id, settings.state_dir),
+                name=f"homeassistant-remove-{settings.lamp_id}",
+                daemon=True,
+            ).start()
+        return None
+    url = home.configuration_url
+    if url is None and page_port:
+        url = default_configuration_url(page_port)
+    return HomeAssistantBridge(home, lamp, state_dir=settings.state_dir, configuration_url=url)
+
+
+def _remove_quietly(home: HomeAssistantSettings, lamp_id: str, state_dir: Path) -> None:
+    try:
+        cleared = remove_from_home_assistant(home, lamp_id=lamp_id, state_dir=state_dir)
+    except HomeAssistantError as error:
+        logger.warning("lamp %s: Home Assistant is disabled, but %s", lamp_id, error)
+    else:
+        logger.info(
+            "lamp %s: Home Assistant disabled; removed its entities (%d retained topics cleared)",
+            lamp_id,
+            cleared,
+        )

@@ -17,7 +17,7 @@ from touchlamp.device.agent import LampAgent
 from touchlamp.device.hardware import LightOutput
 from touchlamp.device.looks import Rgb
 from touchlamp.device.owner_page import OwnerLamp
-from touchlamp.device.web import LampView, TouchRefusedError, UnknownLampError, Watchers
+from touchlamp.device.web_board import LampView, TouchRefusedError, UnknownLampError, Watchers
 
 __all__ = ["FrameTap", "LampBoard"]
 

@@ -1,6 +1,6 @@
 """The lamp's own page's API: what its owner sees and changes, without a terminal.
 
-``OwnerLamp`` answers the requests under ``/api/lamps/<id>/`` that device/web.py hands it
+``OwnerLamp`` answers the requests under ``/api/lamps/<id>/`` that device/web_routes.py hands it
 (``handle``); the page itself is ``device/static/owner.html``. Everyone may look (``GET
 …/owner``: the lamp's status in words, its group, its settings and where each comes from);
 every change needs the owner's session (device/owner_auth.py), else 403:
@@ -57,7 +57,7 @@ class PairingLink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class OwnerRequest:
-    """What web.py passes on: ``path`` is what follows ``/api/lamps/<id>/``."""
+    """What web_routes.py passes on: ``path`` is what follows ``/api/lamps/<id>/``."""
 
     method: str
     path: tuple[str, ...]

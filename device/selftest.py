@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 from typing import TextIO
 
-from touchlamp.config.device import HardwareSettings, LookSettings
+from touchlamp.config.device import HardwareSettings
+from touchlamp.config.looks import LookSettings
 from touchlamp.device.hardware import PinFactory, open_light_output, open_touch_input
 from touchlamp.device.looks import BLACK, Rgb, to_output
 

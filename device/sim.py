@@ -37,7 +37,7 @@ from touchlamp.device.owner_auth import OwnerAuth
 from touchlamp.device.owner_page import OwnerLamp
 from touchlamp.device.owner_settings import OwnerSettings, describe_running, with_lamp_file
 from touchlamp.device.simulated import mark_simulated
-from touchlamp.device.web import LampView, UnknownLampError, Watchers
+from touchlamp.device.web_board import LampView, UnknownLampError, Watchers
 from touchlamp.errors import ConfigurationError
 from touchlamp.lifecycle import StopsOnExit
 

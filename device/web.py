@@ -1,27 +1,7 @@
-"""The lamps' web pages and JSON API, drawn from what the lamps' pins show.
+"""The lamps' web page served: an HTTP server on its own threads, and its event streams.
 
-Routes::
-
-    GET  /                         the lamps as drawn (device/static/index.html); a real lamp's
-                                   board sends its owner straight to the lamp's own page
-    GET  /lamp/{id}/               the lamp's own page (device/static/owner.html)
-    GET  /api/lamps                [{"id", "name", "online", "led": [r, g, b], "color", "gamma",
-                                     "revision"}]
-    POST /api/lamps/{id}/press     touch the lamp (held until release; simulated lamps only)
-    POST /api/lamps/{id}/release   let go
-    GET  /api/events               server-sent events: the same list, whenever a lamp changes
-    …    /api/lamps/{id}/…         the owner's API (device/owner_page.py)
-
-``revision`` counts the changes of a lamp's status other than its light (a touch received, a
-member coming online): the lamp's page fetches the status again when it moves.
-
-Every POST whose ``Origin`` is not the page's own is refused (403) before it reaches a route,
-so another site open in the owner's browser cannot make it change the lamp (the session
-cookie is SameSite=Strict as well). Every response forbids framing and scripts from elsewhere.
-
-``led`` is the PWM duty of the lamp's red, green and blue pins (0..1, linear light); ``color`` is
-the lamp's own colour and ``gamma`` the curve its core applied, so the page can turn the pin
-values back into what an eye would see (``looks.to_perceived``).
+What each request gets is device/web_routes.py's (the routes, the JSON API, the owner's
+requests), what the lamps behind the page are is device/web_board.py's (``Board``).
 
 Live updates are pushed, not polled: a ``Board`` calls its watchers from the lamp threads, which
 only set a ``threading.Event``; each event stream then sends one fresh snapshot. Bursts (a fade
@@ -34,7 +14,7 @@ Why the standard library's ``http.server`` and not a web framework: ``touchlamp 
 costs a lamp next to nothing (it brings ``socketserver``, ``html`` and ``mimetypes``, and no
 event loop). It parses the request line and headers, answers what it cannot parse (400, 414,
 431, 501 for a method it has no handler for, 505 for HTTP/2) and frames the responses; what is
-left here is the routes, the event streams and a stop that does not wait for the page to close.
+left to us is the routes, the event streams and a stop that does not wait for the page to close.
 
 Its limits, which suit a page on 127.0.0.1 and would not suit a public server: a thread per
 connection (two for an event stream: one writes, one notices the page hanging up), one request
@@ -47,353 +27,34 @@ with each read of it waiting at most ``_HEAD_TIMEOUT`` seconds, not a deadline f
 from __future__ import annotations
 
 import contextlib
-import importlib.resources
 import json
 import logging
 import socket
 import sys
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from email.message import Message
 from http import HTTPStatus
-from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from io import BufferedIOBase
-from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
 
-from touchlamp.device.owner_auth import SESSION_SECONDS
-from touchlamp.device.owner_page import OwnerAnswer, OwnerLamp, OwnerRequest
-from touchlamp.errors import TouchlampError
+from touchlamp.device.web_board import Board
+from touchlamp.device.web_routes import (
+    SECURITY_HEADERS,
+    BadRequestError,
+    EventStream,
+    Response,
+    read_request,
+    route,
+    snapshot,
+)
 from touchlamp.lifecycle import StopsOnExit
 
-__all__ = [
-    "Board",
-    "LampView",
-    "TouchRefusedError",
-    "UnknownLampError",
-    "Watchers",
-    "WebServer",
-]
+__all__ = ["WebServer"]
 
 _log = logging.getLogger(__name__)
 
-_STATIC_FILES = {
-    "index.html": "text/html",
-    "owner.html": "text/html",
-    "owner.js": "text/javascript",
-    "app.js": "text/javascript",
-    "style.css": "text/css",
-}
-_BODY_LIMIT = 64 * 1024  # the owner's API takes small JSON bodies; nothing needs more
 _HEAD_TIMEOUT = 30.0  # seconds each read of a request may wait, so a silent client goes away
 _STOP_GRACE = 2.0  # seconds responses being written get to finish when the server stops
-_JSON = "application/json"
-_SECURITY_HEADERS = (
-    ("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"),
-    ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "same-origin"),
-)
 
 
-class UnknownLampError(TouchlampError, KeyError):
-    """No lamp with that id on this board."""
-
-
-class TouchRefusedError(TouchlampError):
-    """The board does not take touches from the page (a real lamp is touched by hand)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LampView:
-    """One lamp as the page shows it: its pins' values right now and how to read them."""
-
-    id: str
-    name: str
-    online: bool
-    led: tuple[float, float, float]
-    color: str
-    gamma: float
-    revision: int = 0
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "online": self.online,
-            "led": [round(value, 6) for value in self.led],
-            "color": self.color,
-            "gamma": self.gamma,
-            "revision": self.revision,
-        }
-
-
-class Board(Protocol):
-    """The lamps behind the page (the simulator implements it)."""
-
-    def views(self) -> list[LampView]:
-        """Every lamp, in a stable order."""
-        ...
-
-    def press(self, lamp_id: str) -> None:
-        """Touch ``lamp_id``; ``UnknownLampError`` if there is no such lamp."""
-        ...
-
-    def release(self, lamp_id: str) -> None:
-        """Let go of ``lamp_id``; ``UnknownLampError`` if there is no such lamp."""
-        ...
-
-    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call ``callback`` (from any thread) after a lamp changes; returns the unsubscriber."""
-        ...
-
-    def owner(self, lamp_id: str) -> OwnerLamp:
-        """``lamp_id``'s owner API; ``UnknownLampError`` if there is no such lamp."""
-        ...
-
-    @property
-    def home(self) -> str | None:
-        """Where ``/`` sends the browser (a real lamp's own page), or None for the lamps' page."""
-        ...
-
-
-class Watchers:
-    """The callbacks of ``Board.watch``: added and removed from any thread, called from any."""
-
-    def __init__(self) -> None:
-        self._callbacks: dict[int, Callable[[], None]] = {}
-        self._lock = threading.Lock()
-        self._next = 0
-
-    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
-        with self._lock:
-            key = self._next
-            self._next += 1
-            self._callbacks[key] = callback
-
-        def unwatch() -> None:
-            with self._lock:
-                self._callbacks.pop(key, None)
-
-        return unwatch
-
-    def notify(self) -> None:
-        with self._lock:
-            callbacks = list(self._callbacks.values())
-        for callback in callbacks:
-            callback()
-
-
-# -- responses -------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class _Response:
-    status: HTTPStatus
-    body: bytes = b""
-    content_type: str = "text/plain"
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-class _EventStream:
-    """The route's answer for ``/api/events``: the connection becomes a stream of snapshots."""
-
-
-_STREAM = _EventStream()
-
-
-class _BadRequestError(TouchlampError):
-    def __init__(self, status: HTTPStatus, text: str) -> None:
-        super().__init__(text)
-        self.response = _text(status, text)
-
-
-def _text(status: HTTPStatus, text: str) -> _Response:
-    return _Response(status, text.encode())
-
-
-def _json(document: object, status: HTTPStatus = HTTPStatus.OK) -> _Response:
-    return _Response(status, json.dumps(document).encode(), _JSON)
-
-
-def _segments(target: str) -> tuple[str, ...]:
-    """The request target's path segments, each percent-decoded: "/" is ("",)."""
-    path = urlsplit(target).path
-    if not path.startswith("/"):
-        raise _BadRequestError(HTTPStatus.BAD_REQUEST, f"not a path: {target!r}")
-    return tuple(unquote(segment) for segment in path[1:].split("/"))
-
-
-def _read_body(headers: Message, body: BufferedIOBase) -> bytes:
-    """The request's body (if any); refuse one that is chunked or too large."""
-    if headers.get("Transfer-Encoding") is not None:
-        raise _BadRequestError(HTTPStatus.LENGTH_REQUIRED, "send a Content-Length, not chunks")
-    length_text = headers.get("Content-Length", "0").strip()
-    if not (length_text.isascii() and length_text.isdigit()):
-        raise _BadRequestError(HTTPStatus.BAD_REQUEST, f"bad Content-Length {length_text!r}")
-    if int(length_text) > _BODY_LIMIT:
-        raise _BadRequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
-    # Read even when unused: closing a socket with unread input resets the connection, and
-    # the client could lose the response.
-    return body.read(int(length_text))
-
-
-def _check_origin(method: str, headers: Message) -> None:
-    """Refuse a POST sent by a page from another origin (what a browser says in ``Origin``).
-
-    A request without ``Origin`` is not a browser's cross-site request (browsers send it with
-    every POST), and the API's other clients (scripts, tests) need not send it.
-    """
-    origin = headers.get("Origin")
-    if method != "POST" or origin is None:
-        return
-    host = headers.get("Host")
-    if host is None or origin not in (f"http://{host}", f"https://{host}"):
-        raise _BadRequestError(
-            HTTPStatus.FORBIDDEN,
-            f"refused: a request from {origin} may not change this lamp "
-            "(open the lamp's own page to change it)",
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class _Request:
-    method: str
-    segments: tuple[str, ...]
-    body: bytes
-    cookies: Mapping[str, str]
-
-
-def _cookies(headers: Message) -> dict[str, str]:
-    jar: SimpleCookie = SimpleCookie()
-    for header in headers.get_all("Cookie") or []:
-        try:
-            jar.load(header)
-        except CookieError:
-            continue  # a cookie another page set in a form we do not read
-    return {name: morsel.value for name, morsel in jar.items()}
-
-
-# -- routes ----------------------------------------------------------------------------------------
-_Handler = Callable[["Board", _Request], "_Response | _EventStream"]
-_READ = ("GET", "HEAD")
-
-
-def _route(board: Board, request: _Request) -> _Response | _EventStream:
-    found = _find(request.segments)
-    if found is None:
-        return _text(HTTPStatus.NOT_FOUND, "no such page; the lamps' page is at /")
-    methods, handler = found
-    if request.method not in methods:
-        return _Response(
-            HTTPStatus.METHOD_NOT_ALLOWED,
-            f"{request.method} is not allowed here".encode(),
-            headers=(("Allow", ", ".join(methods)),),
-        )
-    return handler(board, request)
-
-
-def _find(segments: tuple[str, ...]) -> tuple[tuple[str, ...], _Handler] | None:
-    match segments:
-        case ("",):
-            return _READ, lambda board, _request: _home(board)
-        case ("static", name):
-            return _READ, lambda _board, _request: _static_file(name)
-        case ("lamp", lamp_id, ""):
-            return _READ, lambda board, _request: _owner_page(board, lamp_id)
-        case ("lamp", lamp_id):
-            return _READ, lambda _board, _request: _redirect(f"/lamp/{lamp_id}/")
-        case ("api", "lamps"):
-            return _READ, lambda board, _request: _json(_snapshot(board))
-        case ("api", "lamps", lamp_id, "press"):
-            return ("POST",), lambda board, _request: _act(board.press, lamp_id)
-        case ("api", "lamps", lamp_id, "release"):
-            return ("POST",), lambda board, _request: _act(board.release, lamp_id)
-        case ("api", "lamps", lamp_id, *rest) if rest:
-            return ("GET", "POST"), lambda board, request: _owner(board, lamp_id, request)
-        case ("api", "events"):
-            return ("GET",), lambda _board, _request: _STREAM
-        case _:
-            return None
-
-
-def _home(board: Board) -> _Response:
-    home = board.home
-    return _static_file("index.html") if home is None else _redirect(home)
-
-
-def _redirect(location: str) -> _Response:
-    return _Response(HTTPStatus.SEE_OTHER, headers=(("Location", location),))
-
-
-def _owner_page(board: Board, lamp_id: str) -> _Response:
-    try:
-        board.owner(lamp_id)
-    except UnknownLampError:
-        return _text(HTTPStatus.NOT_FOUND, f"no lamp {lamp_id!r} here; the lamps' page is at /")
-    return _static_file("owner.html")
-
-
-def _owner(board: Board, lamp_id: str, request: _Request) -> _Response:
-    try:
-        owner = board.owner(lamp_id)
-    except UnknownLampError:
-        error = f"no lamp {lamp_id!r}; GET /api/lamps lists them"
-        return _json({"error": error}, HTTPStatus.NOT_FOUND)
-    body: Any = {}
-    if request.body.strip():
-        try:
-            body = json.loads(request.body)
-        except ValueError:
-            return _json({"error": "the request's body is not JSON"}, HTTPStatus.BAD_REQUEST)
-        if not isinstance(body, dict):
-            return _json({"error": "send a JSON object"}, HTTPStatus.BAD_REQUEST)
-    answer = owner.handle(
-        OwnerRequest(
-            method=request.method,
-            path=request.segments[3:],
-            body=body,
-            session=request.cookies.get(owner.cookie_name),
-        )
-    )
-    return _owner_response(owner, answer)
-
-
-def _owner_response(owner: OwnerLamp, answer: OwnerAnswer) -> _Response:
-    headers: list[tuple[str, str]] = [("Cache-Control", "no-store")]
-    if answer.session is not None:
-        lifetime = int(SESSION_SECONDS) if answer.session else 0
-        cookie = f"{owner.cookie_name}={answer.session}; Path=/; Max-Age={lifetime}"
-        headers.append(("Set-Cookie", f"{cookie}; HttpOnly; SameSite=Strict"))
-    if answer.retry_after is not None:
-        headers.append(("Retry-After", str(max(1, round(answer.retry_after)))))
-    body = json.dumps(answer.document).encode()
-    return _Response(answer.status, body, _JSON, tuple(headers))
-
-
-def _static_file(name: str) -> _Response:
-    content_type = _STATIC_FILES.get(name)
-    if content_type is None:
-        return _text(HTTPStatus.NOT_FOUND, f"no static file {name!r}")
-    body = (importlib.resources.files("touchlamp.device") / "static" / name).read_bytes()
-    return _Response(HTTPStatus.OK, body, content_type)
-
-
-def _snapshot(board: Board) -> list[dict[str, object]]:
-    return [view.to_json() for view in board.views()]
-
-
-def _act(action: Callable[[str], None], lamp_id: str) -> _Response:
-    try:
-        action(lamp_id)
-    except UnknownLampError:
-        error = f"no lamp {lamp_id!r}; GET /api/lamps lists them"
-        return _json({"error": error}, HTTPStatus.NOT_FOUND)
-    except TouchRefusedError as refused:
-        return _json({"error": str(refused)}, HTTPStatus.FORBIDDEN)
-    return _json({"ok": True})
-
-
-# -- the server ------------------------------------------------------------------------------------
 class _PageServer(ThreadingHTTPServer):
     """``http.server`` with the board, and a record of open connections so a stop can end them.
 
@@ -483,24 +144,21 @@ class _PageHandler(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         try:
-            segments = _segments(self.path)
-            body = _read_body(self.headers, self.rfile)
-            _check_origin(self.command, self.headers)
-        except _BadRequestError as bad:
+            request = read_request(self.command, self.path, self.headers, self.rfile)
+        except BadRequestError as bad:
             self._send(bad.response)
             return
-        request = _Request(self.command, segments, body, _cookies(self.headers))
-        answer = _route(self.server.board, request)
-        if isinstance(answer, _EventStream):
+        answer = route(self.server.board, request)
+        if isinstance(answer, EventStream):
             self._stream()
         else:
             self._send(answer)
 
-    def _send(self, response: _Response) -> None:
+    def _send(self, response: Response) -> None:
         self.send_response(response.status)
         self.send_header("Content-Type", f"{response.content_type}; charset=utf-8")
         self.send_header("Content-Length", str(len(response.body)))
-        for name, value in (*response.headers, *_SECURITY_HEADERS):
+        for name, value in (*response.headers, *SECURITY_HEADERS):
             self.send_header(name, value)
         self.send_header("Connection", "close")
         self.end_headers()
@@ -531,7 +189,7 @@ class _PageHandler(BaseHTTPRequestHandler):
         try:
             while not hung_up.is_set():
                 changed.clear()
-                payload = json.dumps(_snapshot(self.server.board), separators=(",", ":"))
+                payload = json.dumps(snapshot(self.server.board), separators=(",", ":"))
                 self.wfile.write(f"data: {payload}\n\n".encode())
                 changed.wait()
         except OSError as error:  # the page went away while a snapshot was on its way

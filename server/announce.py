@@ -5,22 +5,26 @@ notice, so the command tells the lamps itself: a short MQTT 5 connection publish
 lamp's retained group state and waits for the broker's acks. The relay's own login is bound to
 the running relay's client id (SECURITY.md), so the command makes a relay login of its own with
 the admin login (``relay-cli-…``, bound to that name, a clean session) and deletes it after.
+
+The logins are made by whoever administers the broker (``RelayLogins``: ``BrokerAdmin`` in
+broker/admin.py), handed in by the command that wires both (server/cli.py): the relay's layer
+does not import the broker's (ARCHITECTURE.md).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
+from typing import Protocol
 
-from touchlamp.broker.admin import BrokerAdmin
-from touchlamp.broker.errors import BrokerAdminError
 from touchlamp.config.relay import RelaySettings
 from touchlamp.errors import TouchlampError
 from touchlamp.mqtt.client import new_client, tls_for
 from touchlamp.mqtt.session import Session
 from touchlamp.protocol import GroupState, Topics, encode
 
-__all__ = ["AnnounceError", "announce_states"]
+__all__ = ["AnnounceError", "RelayLogins", "announce_states"]
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +33,34 @@ class AnnounceError(TouchlampError, RuntimeError):
     """The broker could not be reached or refused the relay's login."""
 
 
+class RelayLogins(Protocol):
+    """Makes and deletes relay logins on the broker.
+
+    Raises: a ``TouchlampError`` when the broker refuses or does not answer.
+    """
+
+    def add_relay(self, username: str) -> str:
+        """Make a relay login bound to client id ``username``; its new password."""
+        ...
+
+    def remove_relay(self, username: str) -> None:
+        """Delete the relay login ``username``."""
+        ...
+
+
 def announce_states(
-    settings: RelaySettings, states: dict[str, GroupState], *, timeout: float = 10.0
+    settings: RelaySettings,
+    states: dict[str, GroupState],
+    *,
+    logins: Callable[[], RelayLogins],
+    timeout: float = 10.0,
 ) -> None:
-    """Publish ``states`` (lamp id → state) retained at QoS 1; ``AnnounceError`` on failure."""
+    """Publish ``states`` (lamp id → state) retained at QoS 1, with a relay login of its own
+    made through ``logins()`` (called only when there is something to publish and an admin
+    password to make it with) and deleted after.
+
+    Raises: ``AnnounceError`` when no login could be made or the broker did not take the states.
+    """
     if not states:
         return
     if settings.admin.password is None:
@@ -40,18 +68,18 @@ def announce_states(
             "no admin password to make the command's own relay login: "
             "set TOUCHLAMP_RELAY_ADMIN__PASSWORD_FILE"
         )
-    admin = BrokerAdmin.from_relay_settings(settings, timeout=timeout)
+    admin = logins()
     username = f"relay-cli-{secrets.token_hex(4)}"
     try:
         password = admin.add_relay(username)
-    except BrokerAdminError as error:
+    except TouchlampError as error:
         raise AnnounceError(f"cannot make the command's relay login: {error}") from error
     try:
         _publish(settings, states, username, password, timeout)
     finally:
         try:
             admin.remove_relay(username)
-        except BrokerAdminError as error:
+        except TouchlampError as error:
             log.warning("relay login %s left on the broker (%s): delete it", username, error)
 
 

@@ -7,10 +7,16 @@ and a lamp sending garbage a thousand times a second must not produce a thousand
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 from collections.abc import Callable
 
-__all__ = ["LogThrottle", "safe_excerpt"]
+from touchlamp.server.inbound import Inbound
+from touchlamp.server.metrics import RelayMetrics
+
+__all__ = ["BadMessages", "LogThrottle", "safe_excerpt"]
+
+_log = logging.getLogger(__name__)
 
 
 def safe_excerpt(payload: bytes, *, limit: int = 80) -> str:
@@ -61,3 +67,31 @@ class LogThrottle:
         for key in [key for key, when in self._last.items() if when < cutoff]:
             del self._last[key]
             self._suppressed.pop(key, None)
+
+
+class BadMessages:
+    """Counting and logging the messages the relay drops as bad: by kind in
+    ``bad_messages_total``, and one throttled log line per key (a lamp, a topic)."""
+
+    def __init__(self, *, metrics: RelayMetrics, throttle: LogThrottle) -> None:
+        self._metrics = metrics
+        self._throttle = throttle
+
+    def reject(self, kind: str, item: Inbound, reason: str) -> None:
+        """Count ``item`` as a bad message of ``kind`` and log it (throttled per topic)."""
+        self._metrics.bad_messages.labels(kind=kind).inc()
+        self.log(item.topic or "?", item, reason)
+
+    def log(self, key: str, item: Inbound, reason: str) -> None:
+        """Log ``item`` as dropped, unless ``key`` was logged within the throttle's interval."""
+        if not self._throttle.should_log(key):
+            return
+        suppressed = self._throttle.take_suppressed(key)
+        more = f" (+{suppressed} similar not logged)" if suppressed else ""
+        _log.warning(
+            "dropped a bad message on %s: %s; payload %s%s",
+            safe_excerpt(item.topic.encode(), limit=120),
+            reason,
+            safe_excerpt(item.payload),
+            more,
+        )

@@ -2,7 +2,7 @@
 
 A touch arrives on ``…/lamp/{X}/touch``; X comes from the topic (the broker's ACL ties it to the
 MQTT username), never from the payload. ``ForwardingRule.decide`` answers with a ``Drop`` or a
-``Forward``; the relay (server/relay.py) only carries the answer out. The checks, in order:
+``Forward``; the relay only carries the answer out (server/glow_delivery.py). The checks, in order:
 
 1. **Bad payload** — not a valid ``Touch`` (protocol/): dropped; the relay counts it and logs it
    at most once per lamp per minute.

@@ -3,14 +3,18 @@
 Every member gets the same list (itself included, in joining order), so a lamp can show who is
 online and find its own entry. A lamp in no group — or unknown to the relay — gets
 ``{"group": null, "members": []}``, which is how a lamp learns it is "not paired".
+
+``GroupStates`` publishes them, retained, through the relay's edge (after a pairing answer, a
+presence change, at start-up, to a lamp that touched while not paired).
 """
 
 from __future__ import annotations
 
-from touchlamp.protocol import GroupMember, GroupState
+from touchlamp.protocol import GroupMember, GroupState, Topics, encode
+from touchlamp.server.inbound import Publish
 from touchlamp.server.store.base import Group, Lamp, Store
 
-__all__ = ["NOT_PAIRED", "group_state", "states_for"]
+__all__ = ["NOT_PAIRED", "GroupStates", "group_state", "states_for"]
 
 NOT_PAIRED = GroupState(group=None, members=[])
 
@@ -40,6 +44,23 @@ def states_for(store: Store, lamp_ids: list[str] | tuple[str, ...]) -> dict[str,
             if member.id in wanted:
                 states[member.id] = state
     return states
+
+
+class GroupStates:
+    """Publishes lamps' retained group states (worker thread; reads the store)."""
+
+    def __init__(self, *, store: Store, topics: Topics, publish: Publish) -> None:
+        self._store = store
+        self._topics = topics
+        self._publish = publish
+
+    def publish(self, lamp_ids: list[str]) -> None:
+        """Read and publish the state of each of ``lamp_ids``."""
+        for lamp_id, state in states_for(self._store, lamp_ids).items():
+            self.publish_one(lamp_id, state)
+
+    def publish_one(self, lamp_id: str, state: GroupState) -> None:
+        self._publish(self._topics.group(lamp_id), encode(state), retain=True)
 
 
 def _member(lamp: Lamp) -> GroupMember:

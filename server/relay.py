@@ -41,11 +41,8 @@ What to know before changing it:
   connection the message came on; after a reconnect the broker redelivers anything unacked, so
   an ack for a message of an earlier connection is skipped, never sent on the new one (its
   packet id may by then name another message).
-- **A glow nobody received is kept.** A glow's PUBACK says what became of it
-  (mqtt/reasons.py): "no matching subscribers" (0x10) means its lamp has no session or has
-  not subscribed again yet (a broker killed between saves forgets recent sessions). Such glows
-  are kept per lamp and sent again when the lamp says it is online (server/glows_waiting.py,
-  RELIABILITY.md change 11); a refused one is dropped and logged with the fix.
+- **A glow nobody received is kept** for its lamp, from what its PUBACK says
+  (server/glow_delivery.py).
 - **Back-pressure without growth.** The relay asks the broker for at most ``queue_size``
   unacknowledged deliveries (MQTT 5 Receive Maximum) and acks only after handling, so at most
   ``queue_size`` QoS 1 messages wait in the inbox. QoS 0 messages (which Receive Maximum does
@@ -64,24 +61,30 @@ What to know before changing it:
 Everything runs in the worker thread — paho's ``_on_*`` callbacks too (inside ``poll``) — which
 is the only user of the client and the store. Other threads only read events and metrics, and
 ``stop()`` sets one.
+
+What a message means is handled elsewhere, each part given only what it needs: the forwarding
+rule (server/forwarding.py) and carrying out its decisions (server/glow_delivery.py), pairing
+requests (server/pair_requests.py), availability (server/availability.py), group states
+(server/groupstate.py), start-up catch-up (server/catch_up.py), housekeeping
+(server/housekeeping.py). This module is the edge: the paho client, the worker loop, batches,
+acks and stop. It stays over 500 lines because that is one thread's state — the connection's
+generation, the inbox, what awaits a PUBACK, stopping — which paho's callbacks, the worker loop
+and the acks all change; split further, the parts would reach back into each other. A sixth of
+it is this note.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from functools import partial
+from dataclasses import replace
 from typing import TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -91,32 +94,21 @@ from touchlamp.errors import ConfigurationError
 from touchlamp.lifecycle import StopsOnExit
 from touchlamp.mqtt import reasons
 from touchlamp.mqtt.client import connect_properties, new_client, tls_for
-from touchlamp.mqtt.client import properties as _properties
 from touchlamp.mqtt.driver import MqttDriver
-from touchlamp.protocol import (
-    Availability,
-    GroupState,
-    Kind,
-    ProtocolError,
-    Topics,
-    decode_availability,
-    decode_pair_request,
-    encode,
-)
-from touchlamp.server.badmessages import LogThrottle, safe_excerpt
+from touchlamp.protocol import Kind, ProtocolError, Topics
+from touchlamp.server.availability import AvailabilityUpdates
+from touchlamp.server.badmessages import BadMessages, LogThrottle
+from touchlamp.server.catch_up import CatchUp
 from touchlamp.server.confirmations import ConnectionEnds
-from touchlamp.server.forwarding import (
-    Decision,
-    Drop,
-    DropReason,
-    Forward,
-    ForwardingRule,
-    Received,
-)
-from touchlamp.server.glows_waiting import GlowsWaiting, WaitingGlow
-from touchlamp.server.groupstate import NOT_PAIRED, states_for
+from touchlamp.server.forwarding import Forward, ForwardingRule, Received
+from touchlamp.server.glow_delivery import GlowDelivery
+from touchlamp.server.glows_waiting import GlowsWaiting
+from touchlamp.server.groupstate import GroupStates
+from touchlamp.server.housekeeping import Housekeeping
+from touchlamp.server.inbound import Inbound
 from touchlamp.server.metrics import RelayMetrics
-from touchlamp.server.pairing import Pairing, bad_request
+from touchlamp.server.pair_requests import PairRequests
+from touchlamp.server.pairing import Pairing
 from touchlamp.server.presence import Presence
 from touchlamp.server.ratelimit import RateLimiter
 from touchlamp.server.store.base import Store, StoreUnavailableError
@@ -125,9 +117,7 @@ __all__ = ["Relay", "RelayAuthError"]
 
 _log = logging.getLogger(__name__)
 
-_HOUSEKEEPING_SECONDS = 60.0
 _STORE_RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
-_KEEP_EXPIRED_CODES_MS = 24 * 3600 * 1000
 _CONFIRM_KEEPALIVES = 2.0  # a dead broker is noticed within two keepalives (no PINGRESP)
 # Messages the worker handles at once. Bigger batches share one store transaction
 # among more touches, but the first glow of a batch waits for the whole batch to be decided.
@@ -135,11 +125,6 @@ _BATCH = 64
 _IDLE_POLL_SECONDS = 0.5  # how long the worker waits for the broker when it has nothing to do
 _STOP_GRACE_SECONDS = 3.0  # beyond stop()'s timeout: the DISCONNECT, the thread's end
 _ACK_POLL_SECONDS = 0.05  # while it waits for PUBACKs (paho's queue full, or stopping)
-# Start-up catch-up (every lamp's retained availability, every group state) is done in slices
-# of about this long (at least one lamp), between touches: at 10,000 lamps it took ~13 ms a lamp
-# before the first touch was forwarded (issue 16). A lamp's presence is a store write.
-_CATCH_UP_SECONDS = 0.005
-_STATES_SLICE = 10  # lamps whose group states are read and published at once
 _Result = TypeVar("_Result")
 
 
@@ -147,25 +132,9 @@ class RelayAuthError(ConfigurationError, RuntimeError):
     """The broker refused the relay's login; retrying cannot fix it."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Inbound:
-    """One message from the broker, as the worker needs it (paho's object stays in paho)."""
-
-    topic: str
-    payload: bytes
-    qos: int
-    mid: int
-    generation: int  # which connection it came on (acks are only valid on that one)
-    redelivered: bool  # the broker's DUP flag: a relay took it before and did not ack it
-    retained: bool  # the retain flag as published (retain-as-published subscriptions)
-    received: float  # monotonic, for the latency histogram
-    response_topic: str | None
-    correlation: bytes | None
-
-
 class _Resync:
     """Queue marker: re-publish every lamp's retained group state (at start-up), a slice at a
-    time between touches (``Relay._catch_up``)."""
+    time between touches (server/catch_up.py)."""
 
 
 _RESYNC = _Resync()
@@ -190,7 +159,6 @@ class Relay(StopsOnExit):
         self._settings = settings
         self._store = store
         self.metrics = metrics if metrics is not None else RelayMetrics()
-        self._clock = clock
         self._monotonic = monotonic
         self._topics = Topics(settings.mqtt.topic_root)
         limits = settings.rate_limit
@@ -206,19 +174,12 @@ class Relay(StopsOnExit):
             mutual_window_seconds=settings.forwarding.mutual_window_seconds,
             connection_ends=self._connection_ends,
         )
-        self._pairing = Pairing(store=store, settings=settings.pairing, clock=clock)
-        self._presence = Presence(store=store)
-        self._throttle = LogThrottle(interval=settings.bad_payload_log_seconds, clock=monotonic)
 
         # Bounded by Receive Maximum and the QoS 0 rule (see the module's doc).
-        self._inbox: collections.deque[_Inbound | _Resync] = collections.deque()
+        self._inbox: collections.deque[Inbound | _Resync] = collections.deque()
         self._qos0_admit_below = settings.queue_size // 2
-        # Start-up work that must not hold touches back (worker thread only): each lamp's
-        # retained availability, sent at every subscription (acked when deferred; the newest
-        # per lamp), and the lamps whose group state is to be re-published.
-        self._deferred_presence: dict[str, _Inbound] = {}
-        self._deferred_states: collections.deque[list[str]] = collections.deque()
         self.metrics.queue_depth.set_function(lambda: len(self._inbox))
+        self._catch_up = CatchUp(monotonic=monotonic)
 
         self._stopping = threading.Event()
         self._stop_deadline = 0.0  # monotonic; set by stop() before _stopping
@@ -230,17 +191,52 @@ class Relay(StopsOnExit):
         self._generation = 0  # which connection this is (acks are only valid on their own)
         self._outstanding = 0  # glows and states handed to paho, not yet PUBACKed
         self._heartbeat = monotonic()
-        self._next_housekeeping = monotonic()
         self._lost_at: float | None = None  # monotonic, while the broker connection is lost
-        # Glows answered "no matching subscribers" (or refused for now), kept for their lamp;
-        # and every glow handed to paho, by mid, until its PUBACK says what became of it.
+
+        # What the messages mean, each part given what it needs; all publish through _publish.
+        # Glows answered "no matching subscribers" (or refused for now), kept for their lamp.
         self._waiting = GlowsWaiting(clock=monotonic)
         self.metrics.glows_waiting.set_function(lambda: len(self._waiting))
-        self._glows_sent: dict[int, tuple[WaitingGlow, bool]] = {}
-
-        # Glows are never retained and expire: a stale glow is not worth showing (PROTOCOL.md).
-        self._glow_props = _PackedOnce(
-            PacketTypes.PUBLISH, MessageExpiryInterval=settings.forwarding.glow_expiry_seconds
+        presence = Presence(store=store)
+        bad = BadMessages(
+            metrics=self.metrics,
+            throttle=LogThrottle(interval=settings.bad_payload_log_seconds, clock=monotonic),
+        )
+        self._bad = bad
+        self._states = GroupStates(store=store, topics=self._topics, publish=self._publish)
+        self._glows = GlowDelivery(
+            topics=self._topics,
+            publish=self._publish,
+            waiting=self._waiting,
+            states=self._states,
+            bad=bad,
+            metrics=self.metrics,
+            glow_expiry_seconds=settings.forwarding.glow_expiry_seconds,
+            monotonic=monotonic,
+        )
+        self._pair_requests = PairRequests(
+            pairing=Pairing(store=store, settings=settings.pairing, clock=clock),
+            memberships=self._rule.memberships,
+            topics=self._topics,
+            publish=self._publish,
+            states=self._states,
+            bad=bad,
+            metrics=self.metrics,
+        )
+        self._availability = AvailabilityUpdates(
+            presence=presence,
+            waiting=self._waiting,
+            states=self._states,
+            bad=bad,
+            metrics=self.metrics,
+        )
+        self._housekeeping = Housekeeping(
+            store=store,
+            presence=presence,
+            metrics=self.metrics,
+            dedup_retention_hours=settings.forwarding.dedup_retention_hours,
+            clock=clock,
+            monotonic=monotonic,
         )
         self._client = self._make_client()
         self._net = MqttDriver(
@@ -452,26 +448,7 @@ class Relay(StopsOnExit):
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         if self._stopping.is_set():
             return  # not acked: it stays in the broker's session for the next start
-        properties = msg.properties
-        response_topic = getattr(properties, "ResponseTopic", None)
-        correlation = getattr(properties, "CorrelationData", None)
-        generation = self._generation
-        try:
-            topic = msg.topic
-        except UnicodeDecodeError:
-            topic = ""  # the worker counts and acks it like any unroutable message
-        item = _Inbound(
-            topic=topic,
-            payload=bytes(msg.payload),
-            qos=msg.qos,
-            mid=msg.mid,
-            generation=generation,
-            redelivered=bool(msg.dup),
-            retained=bool(msg.retain),
-            received=self._monotonic(),
-            response_topic=response_topic if isinstance(response_topic, str) else None,
-            correlation=bytes(correlation) if isinstance(correlation, bytes | bytearray) else None,
-        )
+        item = Inbound.from_paho(msg, generation=self._generation, received=self._monotonic())
         if msg.qos == 0 and len(self._inbox) >= self._qos0_admit_below:
             self.metrics.bad_messages.labels(kind="qos0-overflow").inc()
             return
@@ -486,42 +463,7 @@ class Relay(StopsOnExit):
         _properties: Properties,
     ) -> None:
         self._outstanding = max(0, self._outstanding - 1)
-        sent = self._glows_sent.pop(mid, None)
-        if sent is None:
-            # A group state (retained: "no matching subscribers" is fine, the broker keeps it)
-            # or a pairing answer (the lamp that asked went away: nothing to keep it for).
-            return
-        glow, resent = sent
-        reason = reasons.puback(reason_code.value)
-        kept = reason.verdict in (reasons.Verdict.NO_SUBSCRIBERS, reasons.Verdict.RETRY)
-        self._waiting.answered(glow, kept=kept, resent=resent)
-        if kept:
-            self.metrics.glows_kept.inc()
-            _log.info(
-                "a glow for %s was answered %s; kept, to send again once the lamp is back",
-                glow.lamp_id,
-                reason,
-            )
-        elif reason.verdict is reasons.Verdict.STOP:
-            self.metrics.glows_dropped.labels(reason="refused").inc()
-            _log.error(
-                "the broker refused a glow for %s (%s); dropped it: %s (%s)",
-                glow.lamp_id,
-                reason,
-                reason.fix,
-                self._topics.glow(glow.lamp_id),
-            )
-        self._count_overflow()
-
-    def _count_overflow(self) -> None:
-        dropped = self._waiting.dropped()
-        if dropped:
-            self.metrics.glows_dropped.labels(reason="overflow").inc(dropped)
-            _log.warning(
-                "%d glow(s) kept for lamps that were away dropped: too many waiting (the oldest "
-                "go first)",
-                dropped,
-            )
+        self._glows.answered(mid, reason_code)
 
     # -- worker ---------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -531,17 +473,19 @@ class Relay(StopsOnExit):
                 if self._stopping.is_set() and not self._inbox:
                     self._wait_for_acks()
                     break
-                busy = self._inbox or self._deferred_presence or self._deferred_states
+                busy = self._inbox or self._catch_up
                 self._net.poll(0.0 if busy else _IDLE_POLL_SECONDS)
                 while self._inbox and not self._finished.is_set():
                     count = min(len(self._inbox), _BATCH)
                     self._handle_batch([self._inbox.popleft() for _ in range(count)])
                     self._net.flush()  # this batch's glows and acks leave before the next one
-                self._send_waiting()
+                self._glows.send_waiting()
                 if not self._inbox and not self._stopping.is_set():
-                    self._catch_up()
+                    self._catch_up.run_slice(
+                        presence=self._handle_one, states=self._publish_states_retrying
+                    )
                     self._net.flush()
-                self._housekeeping()
+                self._housekeeping.run_if_due()
         finally:
             if len(self._waiting):
                 _log.warning(
@@ -564,25 +508,25 @@ class Relay(StopsOnExit):
             self._heartbeat = self._monotonic()
             self._net.poll(_ACK_POLL_SECONDS)
 
-    def _handle_batch(self, batch: list[_Inbound | _Resync]) -> None:
+    def _handle_batch(self, batch: list[Inbound | _Resync]) -> None:
         """Runs of touches together, anything else on its own, all in the order received."""
-        touches: list[tuple[str, _Inbound]] = []
+        touches: list[tuple[str, Inbound]] = []
         for item in batch:
-            if isinstance(item, _Inbound) and (sender := self._touch_sender(item)) is not None:
+            if isinstance(item, Inbound) and (sender := self._touch_sender(item)) is not None:
                 touches.append((sender, item))
                 continue
-            if isinstance(item, _Inbound) and (lamp_id := self._catch_up_lamp(item)) is not None:
+            if isinstance(item, Inbound) and (lamp_id := self._catch_up_lamp(item)) is not None:
                 # Acked now (the broker sends it again at the next subscription), handled
                 # later without a second ack (QoS 0 here).
                 self._ack(item)
-                self._deferred_presence[lamp_id] = replace(item, qos=0)
+                self._catch_up.defer_presence(lamp_id, replace(item, qos=0))
                 continue
             self._handle_touches(touches)
             touches = []
             self._handle_one(item)
         self._handle_touches(touches)
 
-    def _touch_sender(self, item: _Inbound) -> str | None:
+    def _touch_sender(self, item: Inbound) -> str | None:
         """The lamp id of a touch to forward; None for anything else (``_handle`` takes it)."""
         if item.retained:
             return None
@@ -592,7 +536,7 @@ class Relay(StopsOnExit):
             return None
         return match.lamp_id if match.kind is Kind.TOUCH else None
 
-    def _catch_up_lamp(self, item: _Inbound) -> str | None:
+    def _catch_up_lamp(self, item: Inbound) -> str | None:
         """The lamp of a retained availability (sent at subscription: catch-up), else None."""
         if not item.retained:
             return None
@@ -602,27 +546,16 @@ class Relay(StopsOnExit):
             return None
         return match.lamp_id if match.kind is Kind.AVAILABILITY else None
 
-    def _catch_up(self) -> None:
-        """One slice of deferred start-up work: presence first, then group states."""
-        until = self._monotonic() + _CATCH_UP_SECONDS
-        while self._deferred_presence:
-            lamp_id = next(iter(self._deferred_presence))
-            self._handle_one(self._deferred_presence.pop(lamp_id))
-            if self._monotonic() >= until:
-                return
-        while self._deferred_states:
-            lamp_ids = self._deferred_states.popleft()
-            self._retrying(partial(self._publish_states, lamp_ids), what="group states")
-            if self._monotonic() >= until:
-                return
+    def _publish_states_retrying(self, lamp_ids: list[str]) -> None:
+        self._retrying(lambda: self._states.publish(lamp_ids), what="group states")
 
-    def _handle_one(self, item: _Inbound | _Resync) -> None:
+    def _handle_one(self, item: Inbound | _Resync) -> None:
         try:
             self._retrying(lambda: self._handle(item), what="the message")
         except Exception:  # noqa: BLE001  the worker must outlive any one bad message
-            where = item.topic if isinstance(item, _Inbound) else "resync"
+            where = item.topic if isinstance(item, Inbound) else "resync"
             _log.exception("failed to handle a message on %s; dropped", where)
-            if isinstance(item, _Inbound):
+            if isinstance(item, Inbound):
                 self._ack(item)
 
     def _retrying(self, call: Callable[[], _Result], *, what: str) -> _Result | None:
@@ -646,36 +579,33 @@ class Relay(StopsOnExit):
         while not self._stopping.is_set() and (left := until - self._monotonic()) > 0:
             self._net.poll(min(left, _IDLE_POLL_SECONDS))
 
-    def _handle(self, item: _Inbound | _Resync) -> None:
+    def _handle(self, item: Inbound | _Resync) -> None:
         """Any message but a touch to forward (``_handle_touches`` takes those)."""
         if isinstance(item, _Resync):
             lamps = self._store.list_lamps()
-            self._deferred_states.extend(
-                [lamp.id for lamp in lamps[start : start + _STATES_SLICE]]
-                for start in range(0, len(lamps), _STATES_SLICE)
-            )
+            self._catch_up.defer_states([lamp.id for lamp in lamps])
             self.metrics.lamps_online.set(sum(1 for lamp in lamps if lamp.online))
             return
         try:
             match = self._topics.parse(item.topic)
         except ProtocolError:
-            self._reject("unroutable", item, "not a lamp topic")
+            self._bad.reject("unroutable", item, "not a lamp topic")
             self._ack(item)
             return
         if item.retained and match.kind in (Kind.TOUCH, Kind.PAIR):
             # Never retained by a lamp (PROTOCOL.md); one left by a misconfigured client would
             # come back at every (re)subscription — Mosquitto 2.0.11 replays retained messages
             # even to shared subscriptions — and light the group again, or repeat a request.
-            self._reject("retained", item, "a retained touch or pairing request is ignored")
+            self._bad.reject("retained", item, "a retained touch or pairing request is ignored")
         elif match.kind is Kind.PAIR:
-            self._handle_pair(match.lamp_id, item)
+            self._pair_requests.handle(match.lamp_id, item)
         elif match.kind is Kind.AVAILABILITY:
             if not item.retained:  # newer than a deferred retained one
-                self._deferred_presence.pop(match.lamp_id, None)
-            self._handle_availability(match.lamp_id, item)
+                self._catch_up.superseded(match.lamp_id)
+            self._availability.handle(match.lamp_id, item)
         self._ack(item)
 
-    def _handle_touches(self, touches: list[tuple[str, _Inbound]]) -> None:
+    def _handle_touches(self, touches: list[tuple[str, Inbound]]) -> None:
         """Decide a run of touches at once (one store transaction), publish their glows in
         order, then ack them all."""
         if not touches:
@@ -706,7 +636,7 @@ class Relay(StopsOnExit):
         forwarded = resent = glows = 0
         for (sender, item), decision in zip(touches, decisions, strict=True):
             try:
-                self._carry_out(sender, item, decision)
+                self._glows.carry_out(sender, item, decision)
             except Exception:  # noqa: BLE001  the others' glows must still go out
                 _log.exception("failed to forward a touch on %s", item.topic)
             if isinstance(decision, Forward):
@@ -719,106 +649,7 @@ class Relay(StopsOnExit):
         self.metrics.touches_resent.inc(resent)
         self._ack_all([item for _, item in touches])
 
-    def _carry_out(self, sender: str, item: _Inbound, decision: Decision) -> None:
-        if isinstance(decision, Drop):
-            self.metrics.count_drop(decision.reason)
-            if decision.reason is DropReason.BAD_PAYLOAD:
-                reason = decision.error.reason if decision.error else "invalid touch"
-                self._log_bad(sender, item, reason)
-            if decision.notify_sender:
-                self._publish_state(sender, NOT_PAIRED)
-            return
-        self._forward(decision, item)
-
-    def _forward(self, decision: Forward, item: _Inbound) -> None:
-        expiry = self._settings.forwarding.glow_expiry_seconds
-        for addressed in decision.glows:
-            glow = self._waiting.new(addressed.to, encode(addressed.glow), expiry_seconds=expiry)
-            if self._waiting.must_wait(glow):
-                self._count_overflow()  # kept behind the glows its lamp has not got yet
-                continue
-            self._send_glow(glow, props=self._glow_props, resent=False)
-        self.metrics.forward_latency.observe(self._monotonic() - item.received)
-
-    def _send_glow(self, glow: WaitingGlow, *, props: Properties, resent: bool) -> None:
-        mid = self._publish(self._topics.glow(glow.lamp_id), glow.payload, props=props)
-        self._glows_sent[mid] = (glow, resent)
-
-    def _send_waiting(self) -> None:
-        """Glows kept for lamps that were away, when their lamp is back (or the backoff ran
-        out): with what is left of their expiry, so the lamp still ages them right."""
-        due = self._waiting.next_due()
-        if due is None or due > self._monotonic():
-            return
-        taken, expired = self._waiting.take()
-        if expired:
-            self.metrics.glows_dropped.labels(reason="expired").inc(expired)
-            _log.warning(
-                "%d glow(s) kept for lamps that were away expired before they came back", expired
-            )
-        now = self._monotonic()
-        for glow in taken:
-            props = _properties(PacketTypes.PUBLISH)
-            props.MessageExpiryInterval = max(1, math.ceil(glow.expires_at - now))
-            self._send_glow(glow, props=props, resent=True)
-        self.metrics.glows_resent.inc(len(taken))
-
-    def _handle_pair(self, lamp_id: str, item: _Inbound) -> None:
-        expected = self._topics.pair_response(lamp_id)
-        if item.response_topic != expected:
-            # Answering on any other topic would let one lamp make the relay write elsewhere.
-            self._reject("pair", item, f"ignored: the response topic must be {expected}")
-            return
-        changed: tuple[str, ...] = ()
-        try:
-            request = decode_pair_request(item.topic, item.payload)
-        except ProtocolError as error:
-            self._reject("pair", item, error.reason)
-            response = bad_request(item.payload, error.reason)
-        else:
-            outcome = self._pairing.handle(lamp_id, request)
-            response, changed = outcome.response, outcome.changed
-        props = _properties(PacketTypes.PUBLISH)
-        if item.correlation is not None:
-            props.CorrelationData = item.correlation
-        self._publish(expected, encode(response), props=props)
-        # Seen by the next touches at once (the store's revision would tell them too, one
-        # refused transaction later).
-        self._rule.memberships.refresh()
-        self._publish_states(list(changed))
-        outcome_label = "ok" if response.ok else (response.error or "refused")
-        self.metrics.pair_requests.labels(action=response.action.value, outcome=outcome_label).inc()
-
-    def _handle_availability(self, lamp_id: str, item: _Inbound) -> None:
-        if not item.payload:
-            return  # a retained message being cleared (the lamp was removed)
-        try:
-            availability = decode_availability(item.topic, item.payload)
-        except ProtocolError as error:
-            self._reject("availability", item, error.reason)
-            return
-        if availability is Availability.ONLINE:
-            # Published right after the lamp subscribed, on the same connection: glows kept
-            # for it can reach it now.
-            self._waiting.online(lamp_id)
-        changed = self._presence.update(lamp_id, availability)
-        if changed:
-            # Counted, not recounted: a recount reads every lamp, O(n²) over a start-up's
-            # catch-up (10,000 lamps: ~0.1 s a lamp). Housekeeping recounts now and then.
-            if availability is Availability.ONLINE:
-                self.metrics.lamps_online.inc()
-            else:
-                self.metrics.lamps_online.dec()
-            self._publish_states(list(changed))
-
     # -- publishing and acking (worker thread) --------------------------------------------------
-    def _publish_states(self, lamp_ids: list[str]) -> None:
-        for lamp_id, state in states_for(self._store, lamp_ids).items():
-            self._publish_state(lamp_id, state)
-
-    def _publish_state(self, lamp_id: str, state: GroupState) -> None:
-        self._publish(self._topics.group(lamp_id), encode(state), retain=True)
-
     def _publish(
         self, topic: str, payload: bytes, *, retain: bool = False, props: Properties | None = None
     ) -> int:
@@ -835,66 +666,15 @@ class Relay(StopsOnExit):
             self._net.flush()
             self._net.poll(_ACK_POLL_SECONDS)
 
-    def _ack(self, item: _Inbound) -> None:
+    def _ack(self, item: Inbound) -> None:
         self._ack_all([item])
 
-    def _ack_all(self, items: list[_Inbound]) -> None:
+    def _ack_all(self, items: list[Inbound]) -> None:
         for item in items:
             # An ack for an earlier connection is skipped: the broker redelivers the message,
             # de-dup absorbs it. QoS 0 has no ack.
             if item.qos and item.generation == self._generation:
                 self._client.ack(item.mid, item.qos)
 
-    # -- logging and housekeeping ---------------------------------------------------------------
-    def _reject(self, kind: str, item: _Inbound, reason: str) -> None:
-        self.metrics.bad_messages.labels(kind=kind).inc()
-        self._log_bad(item.topic or "?", item, reason)
-
-    def _log_bad(self, key: str, item: _Inbound, reason: str) -> None:
-        if not self._throttle.should_log(key):
-            return
-        suppressed = self._throttle.take_suppressed(key)
-        more = f" (+{suppressed} similar not logged)" if suppressed else ""
-        _log.warning(
-            "dropped a bad message on %s: %s; payload %s%s",
-            safe_excerpt(item.topic.encode(), limit=120),
-            reason,
-            safe_excerpt(item.payload),
-            more,
-        )
-
-    def _housekeeping(self) -> None:
-        now = self._monotonic()
-        if now < self._next_housekeeping:
-            return
-        self._next_housekeeping = now + _HOUSEKEEPING_SECONDS
-        wall_ms = round(self._clock() * 1000)
-        retention_ms = round(self._settings.forwarding.dedup_retention_hours * 3600 * 1000)
-        with contextlib.suppress(StoreUnavailableError):
-            self._store.prune_touches(older_than_ms=wall_ms - retention_ms)
-            # Expired codes are kept a day, so a late owner hears "expired", not "wrong code".
-            self._store.prune_codes(now_ms=wall_ms - _KEEP_EXPIRED_CODES_MS)
-            self.metrics.lamps_online.set(self._presence.online_count())
-
     def __repr__(self) -> str:
         return f"Relay(client_id={self._settings.mqtt.client_id!r})"
-
-
-class _PackedOnce(Properties):
-    """Properties that never change, serialised once: paho packs a message's properties on every
-    publish by walking all 27 property names: some 7 % of the relay's CPU (py-spy, issue 7)."""
-
-    def __init__(self, packet_type: int, **values: object) -> None:
-        super().__init__(packet_type)  # type: ignore[no-untyped-call]
-        for name, value in values.items():
-            setattr(self, name, value)  # paho checks the name and the value
-        object.__setattr__(self, "_packed", super().pack())  # type: ignore[no-untyped-call]
-
-    def pack(self) -> bytes:
-        packed: bytes = self.__dict__["_packed"]
-        return packed
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if "_packed" in self.__dict__:
-            raise AttributeError(f"{type(self).__name__} is packed already: cannot set {name}")
-        super().__setattr__(name, value)  # type: ignore[no-untyped-call]

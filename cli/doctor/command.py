@@ -10,9 +10,10 @@ from typing import Any, TextIO
 
 from touchlamp.doctor.device_checks import check_device
 from touchlamp.doctor.findings import print_findings
-from touchlamp.doctor.probes import Probes, Role
+from touchlamp.doctor.probes import Probes
 from touchlamp.doctor.relay_checks import check_relay
 from touchlamp.errors import EXIT_FAILURE, EXIT_OK
+from touchlamp.install_commands import Role
 
 __all__ = ["register", "roles_and_files", "run_doctor"]
 

@@ -18,9 +18,10 @@ from touchlamp.device.gpio import uses_gpio
 from touchlamp.device.simulated import is_simulated
 from touchlamp.doctor.findings import Finding, fail, ok, skip
 from touchlamp.doctor.network import check_broker
-from touchlamp.doctor.probes import UNITS, Probes, check_clock, check_service
+from touchlamp.doctor.probes import Probes, check_clock, check_service
 from touchlamp.doctor.session import NoAnswerError, Session, open_session
 from touchlamp.doctor.settings_file import read_settings
+from touchlamp.install_commands import unit_name
 from touchlamp.protocol import (
     PairAction,
     PairRequest,
@@ -88,7 +89,7 @@ def _check_lamp_session(
     """Credentials, relay and pairing: asked through the running lamp when there is one (a
     second connection under the lamp's client id would take over its session), else directly."""
     username = settings.mqtt_username
-    unit = UNITS["device"]
+    unit = unit_name("device")
     try:
         response = ask_running_lamp(
             settings.state_dir, PairRequest(action=PairAction.STATUS), timeout=probes.timeout * 3

@@ -10,15 +10,13 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from touchlamp.device.gpio import LgpioState, lgpio_state
 from touchlamp.doctor.findings import Finding, fail, ok, skip
+from touchlamp.install_commands import Role, unit_name
 
-__all__ = ["UNITS", "Probes", "Role", "check_clock", "check_service", "clock_synchronised"]
+__all__ = ["Probes", "check_clock", "check_service", "clock_synchronised"]
 
-Role = Literal["device", "relay"]
-UNITS = {"device": "touchlamp-device.service", "relay": "touchlamp-relay.service"}
 _TIME_ERROR = 5  # adjtimex's "clock not synchronised" state
 _TIMEX_BYTES = 512  # larger than ``struct timex`` on every Linux architecture
 
@@ -43,7 +41,7 @@ def _service_state(unit: str) -> str | None:
     systemctl = shutil.which("systemctl")
     if systemctl is None or not Path("/run/systemd/system").is_dir():
         return None
-    result = subprocess.run(  # noqa: S603  a fixed command with a unit name from UNITS
+    result = subprocess.run(  # noqa: S603  a fixed command with a unit name from unit_name
         [systemctl, "is-active", unit], capture_output=True, text=True, check=False
     )
     return result.stdout.strip() or "unknown"
@@ -85,7 +83,7 @@ def check_clock(probes: Probes, *, simulated: bool = False) -> Finding:
 
 
 def check_service(role: Role, probes: Probes) -> Finding:
-    unit = UNITS[role]
+    unit = unit_name(role)
     state = probes.service_state(unit)
     if state is None:
         return skip(f"service {unit}: systemd is not running here")

@@ -12,9 +12,10 @@ from pathlib import Path
 from touchlamp.config.relay import RelaySettings
 from touchlamp.doctor.findings import Finding, fail, ok, skip
 from touchlamp.doctor.network import check_broker
-from touchlamp.doctor.probes import UNITS, Probes, check_clock, check_service
+from touchlamp.doctor.probes import Probes, check_clock, check_service
 from touchlamp.doctor.session import open_session
 from touchlamp.doctor.settings_file import read_settings
+from touchlamp.install_commands import unit_name
 
 __all__ = ["check_relay"]
 
@@ -70,7 +71,7 @@ def _check_relay_login(
         return ok(f"the broker accepted the relay user {username} (the running relay is connected)")
     if relay_state is _RelayState.NOT_CONNECTED:
         return skip("relay login: the relay runs but is not connected (see above)")
-    if probes.service_state(UNITS["relay"]) == "active":
+    if probes.service_state(unit_name("relay")) == "active":
         return skip(
             "relay login: not checked while the relay runs (it holds the client id); set "
             "TOUCHLAMP_RELAY_METRICS_PORT so that doctor can ask the relay itself"

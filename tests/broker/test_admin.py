@@ -12,7 +12,8 @@ import pytest
 from tests.support.broker import BrokerFixture
 from tests.support.ports import free_port
 from touchlamp.broker.acl import CONTROL_TOPIC, RESPONSE_TOPIC
-from touchlamp.broker.admin import BrokerAdmin, _tagged
+from touchlamp.broker.admin import BrokerAdmin
+from touchlamp.broker.dynsec_commands import control_message, tagged
 from touchlamp.broker.errors import BrokerAdminError, BrokerStateError
 from touchlamp.broker.passwords import PASSWORD_BITS
 from touchlamp.broker.state import import_lamps
@@ -69,7 +70,7 @@ def test_every_message_of_a_large_add_fits_the_brokers_packet_limit(
         commands: Sequence[Mapping[str, object]], *, tolerate: Iterable[str] = ()
     ) -> list[Mapping[str, Any]]:
         del tolerate  # this stand-in for the plugin refuses nothing
-        sizes.append(len(json.dumps({"commands": _tagged(commands)})))
+        sizes.append(len(control_message(tagged(commands))))
         if commands[0]["command"] == "listClients":
             return [{"command": "listClients", "data": {"clients": []}}]
         return [{"command": command["command"]} for command in commands]

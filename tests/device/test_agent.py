@@ -17,7 +17,8 @@ import pytest
 
 from tests.e2e.world import BrokerLike, World, same_hue
 from tests.support.waiting import wait_until
-from touchlamp.config.device import DeviceSettings, LookSettings
+from touchlamp.config.device import DeviceSettings
+from touchlamp.config.looks import LookSettings
 from touchlamp.device.agent import AgentLink, LampAgent
 from touchlamp.device.clock import SystemClock
 from touchlamp.device.hardware import mock_pin_factory, open_light_output, open_touch_input

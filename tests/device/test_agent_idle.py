@@ -22,7 +22,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import SecretStr
 
-from touchlamp.config.device import DeviceSettings, LookSettings, MqttSettings
+from touchlamp.config.device import DeviceSettings, MqttSettings
+from touchlamp.config.looks import LookSettings
 from touchlamp.device.agent import AgentLink, LampAgent, load_color
 from touchlamp.device.clock import ManualClock, epoch_ms
 from touchlamp.device.events import Connected, Event, GlowReceived, GroupChanged, TouchDown, TouchUp

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from touchlamp.config.device import (
+from touchlamp.config.looks import (
     DisconnectedLook,
     GlowLook,
     LookSettings,

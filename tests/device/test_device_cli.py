@@ -19,7 +19,8 @@ from tests.e2e.world import BrokerLike, World
 from tests.support.waiting import WAIT
 from touchlamp.cli import main
 from touchlamp.config.common import load_settings
-from touchlamp.config.device import DeviceSettings, HardwareSettings, LookSettings
+from touchlamp.config.device import DeviceSettings, HardwareSettings
+from touchlamp.config.looks import LookSettings
 from touchlamp.device.control import (
     CONTROL_SOCKET,
     ControlError,

@@ -239,8 +239,8 @@ def test_device_enroll_replaces_a_token_pasted_on_the_page(
 
 
 def test_before_enrolment_the_owner_claims_the_lamp_with_a_hold_as_ever(tmp_path: Path) -> None:
-    # The parts `device run` puts together for a lamp without a token (device/cli.py), on mock
-    # pins this process can press: the claim waits for a hold on the lamp's own sensor.
+    # The parts `device run` puts together for a lamp without a token (device/lamp_process.py),
+    # on mock pins this process can press: the claim waits for a hold on the lamp's own sensor.
     env_file = tmp_path / "device.env"
     env_file.write_text(
         f"TOUCHLAMP_DEVICE_STATE_DIR={tmp_path / 'state'}\n"

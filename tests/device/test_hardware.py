@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from touchlamp.config.device import HardwareSettings, LookSettings, QuietHours
+from touchlamp.config.device import HardwareSettings
+from touchlamp.config.looks import LookSettings, QuietHours
 from touchlamp.device.clock import ManualClock
 from touchlamp.device.core import LampCore, SendTouch
 from touchlamp.device.events import Connected, Event, GroupChanged, Member, TouchDown, TouchUp

@@ -20,8 +20,8 @@ from tests.support.waiting import wait_until
 from touchlamp.broker.certs import make_certificates
 from touchlamp.cli import main
 from touchlamp.config.device import DeviceSettings, HomeAssistantSettings
-from touchlamp.device.homeassistant import RECORD_FILE, remove_from_home_assistant
 from touchlamp.device.homeassistant_discovery import HomeTopics
+from touchlamp.device.homeassistant_removal import RECORD_FILE, remove_from_home_assistant
 from touchlamp.device.sim import SimulatedLamp, Simulator
 
 AMBER = "#ff8c1a"

@@ -16,13 +16,13 @@ import pytest
 from pydantic import ValidationError
 
 from touchlamp.config.device import DeviceSettings, HomeAssistantSettings
-from touchlamp.device.homeassistant import settings_from_url, with_home_assistant
 from touchlamp.device.homeassistant_discovery import (
     DiscoveryDevice,
     HomeTopics,
     discovery_configs,
     event_payload,
 )
+from touchlamp.device.homeassistant_settings import settings_from_url, with_home_assistant
 from touchlamp.device.status import GlowNews, MemberStatus
 
 _COMMON = {

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from touchlamp.config.device import LookSettings, QuietHours
+from touchlamp.config.looks import LookSettings, QuietHours
 from touchlamp.device.clock import ManualClock
 from touchlamp.device.core import LampCore
 from touchlamp.device.looks import Rgb, to_output

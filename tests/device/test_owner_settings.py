@@ -15,8 +15,9 @@ from tests.e2e.world import BrokerLike, World
 from tests.support.waiting import wait_until
 from touchlamp.cli import main
 from touchlamp.config.common import SettingsError, load_settings
-from touchlamp.config.device import DeviceSettings, LookSettings
+from touchlamp.config.device import DeviceSettings
 from touchlamp.config.lamp_file import LAMP_FILE
+from touchlamp.config.looks import LookSettings
 
 AMBER = "#ff8c1a"
 BLUE = "#3c78ff"

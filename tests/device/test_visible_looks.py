@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from touchlamp.config.device import LookSettings, QuietHours
+from touchlamp.config.looks import LookSettings, QuietHours
 from touchlamp.device.clock import ManualClock
 from touchlamp.device.core import LampCore
 from touchlamp.device.events import Connected, GroupChanged, Member, StateTrouble

@@ -12,7 +12,8 @@ from pydantic import SecretStr
 
 from tests.support.broker import BrokerLike
 from tests.support.relay import running_relay
-from touchlamp.config.device import DeviceSettings, LookSettings, MqttSettings
+from touchlamp.config.device import DeviceSettings, MqttSettings
+from touchlamp.config.looks import LookSettings
 from touchlamp.config.relay import RelaySettings
 from touchlamp.device.looks import Rgb
 from touchlamp.device.sim import Simulator

@@ -26,7 +26,8 @@ from typing import Any
 from pydantic import SecretStr
 
 from tests.support.waiting import WAIT
-from touchlamp.config.device import DeviceSettings, LookSettings, MqttSettings
+from touchlamp.config.device import DeviceSettings, MqttSettings
+from touchlamp.config.looks import LookSettings
 from touchlamp.device.agent import AgentLink, LampAgent
 from touchlamp.device.clock import Clock, SystemClock
 from touchlamp.device.events import Connected, Event, GlowReceived, StateTrouble

@@ -16,7 +16,7 @@ from tests.faults.world import FaultWorld
 from tests.support.clock import FakeClock
 from tests.support.raw_mqtt import RawClient
 from tests.support.waiting import wait_until
-from touchlamp.config.device import LookSettings, QuietHours
+from touchlamp.config.looks import LookSettings, QuietHours
 from touchlamp.device.clock import ManualClock, epoch_ms
 from touchlamp.device.core import LampCore
 from touchlamp.device.events import Connected, GlowReceived

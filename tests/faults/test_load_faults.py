@@ -26,7 +26,7 @@ from tests.faults.world import FaultWorld
 from tests.support.broker import BrokerFixture
 from tests.support.waiting import WAIT, wait_until
 from touchlamp.config.broker import LimitsSettings
-from touchlamp.config.device import LookSettings
+from touchlamp.config.looks import LookSettings
 from touchlamp.protocol import Touch, encode
 
 AMBER, BLUE, GREEN = "#ff8c1a", "#3c78ff", "#33cc55"

@@ -2,8 +2,8 @@
 
 At start the relay re-publishes every lamp's retained group state and reads every lamp's
 retained availability. With 10,000 lamps that took ~13 ms a lamp before the first touch went
-through (issue 16); it is now done a slice at a time between touches (server/relay.py
-``_catch_up``). Real broker, real SQLite store, the relay in this process.
+through (issue 16); it is now done a slice at a time between touches (server/catch_up.py).
+Real broker, real SQLite store, the relay in this process.
 """
 
 from __future__ import annotations
