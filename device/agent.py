@@ -90,6 +90,8 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 _NETWORK_CHECK_SECONDS = 5.0
+# The link is served at least this often, events or not: its keep-alive and acks wait meanwhile.
+_SERVE_AT_LEAST_SECONDS = 0.05
 
 COLOR_FILE = "color"
 """The lamp's chosen colour (``#rrggbb``) inside its state directory."""
@@ -159,13 +161,17 @@ class _Inbox:
         self._items: collections.deque[_Item] = collections.deque()
         self._wakeup = wakeup
         self.serve: Callable[[float | None], object] = wakeup.wait  # until the link is known
+        self._served_at = time.monotonic()
 
     def put(self, item: _Item, block: bool = True, timeout: float | None = None) -> None:  # noqa: ARG002  queue.SimpleQueue's signature
         self._items.append(item)  # deque.append is atomic: any thread
         self._wakeup.notify()
 
     def get(self, block: bool = True, timeout: float | None = None) -> _Item:  # noqa: ARG002  queue.SimpleQueue's signature
-        deadline = None if timeout is None else time.monotonic() + timeout
+        now = time.monotonic()
+        if self._items and now - self._served_at >= _SERVE_AT_LEAST_SECONDS:
+            self._serve(0.0)  # a flood of events (a bouncing sensor) must not starve the link
+        deadline = None if timeout is None else now + timeout
         while True:
             self._wakeup.clear()  # before looking: a put after this wakes the next wait
             if self._items:
@@ -173,7 +179,11 @@ class _Inbox:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise queue.Empty
-            self.serve(left)
+            self._serve(left)
+
+    def _serve(self, timeout: float | None) -> None:
+        self.serve(timeout)
+        self._served_at = time.monotonic()
 
 
 class EventQueue(Protocol):
