@@ -11,8 +11,8 @@ An id is written before its glow is shown (so nothing is shown twice), which put
 the way to the LED. Left to itself, SQLite copies its write-ahead log into the database file
 every few hundred writes, inside the write that fills it, with two fsyncs, so about one glow in
 a hundred waits for them. So automatic checkpoints are off and the link calls ``checkpoint`` when
-glows pause, after they were shown (see device/link.py). What that saves, measured against the
-automatic checkpoint in the same run: ``python -m bench.seen_writes`` (BENCHMARKS.md §1).
+glows pause, after they were shown (see device/incoming.py). What that saves, measured against
+the automatic checkpoint in the same run: ``python -m bench.seen_writes`` (BENCHMARKS.md §1).
 """
 
 from __future__ import annotations

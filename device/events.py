@@ -1,8 +1,9 @@
 """What happens to a lamp: the events its core takes (device/core.py), from the touch sensor,
 the MQTT link, the owner and the clock — one type for each thing, whoever reports it.
 
-The link (device/link.py) emits these itself: a glow arrives as the ``GlowReceived`` the core
-animates, a group state as the ``GroupChanged`` it shows, a touch's fate as a ``TouchOutcome``.
+The link (device/link.py, device/incoming.py) emits these itself: a glow arrives as the
+``GlowReceived`` the core animates, a group state as the ``GroupChanged`` it shows, a touch's
+fate as a ``TouchOutcome``.
 Immutable and validated where they are made (a bad colour fails here, at the edge, not
 mid-animation), so they may cross threads.
 """

@@ -1,8 +1,8 @@
 """The relay's glow expiry interval as a lamp learnt it, kept across restarts.
 
 A lamp tells how long the broker kept a glow from what is left of its Message Expiry Interval
-(device/link.py ``_waited``): the relay gives every glow the same interval, so the most left on
-any glow seen is that interval. Learnt only in memory, it was forgotten with the process, and
+(device/incoming.py ``_waited``): the relay gives every glow the same interval, so the most left
+on any glow seen is that interval. Learnt only in memory, it was forgotten with the process, and
 the glows waiting for a restarted lamp were all taken as 0 s old — so
 ``LOOKS__GLOW_MAX_AGE_SECONDS`` let a stale one glow (issue 13). The learnt value is kept in
 ``STATE_DIR/glow-expiry`` and read back at start. Written only when it grows (once, usually).

@@ -25,32 +25,34 @@ paho quirks worked around, deliberately:
   a fresh paho client for every connection and let the outbox be the only record: each
   connection publishes everything still queued, in seq order. A touch that reached the broker
   but whose PUBACK was lost is sent again; the relay drops it by (lamp, stream, seq).
-- paho's reconnect backoff has no jitter: the link thread reconnects itself (``Backoff``), and
+- paho's reconnect backoff has no jitter: the link reconnects itself (``Backoff``), and
   stops for good when the broker refuses the credentials instead of hammering it.
 
-Delivery rules, the first two found by the fault scenarios (tests/faults, RELIABILITY.md):
+Its parts, each with the rules it keeps:
 
-- **Confirmed, not just acknowledged.** Mosquitto 2.0 sends its PUBACK about a millisecond
-  *before* it writes the message to disk, so a broker killed in that millisecond forgets a touch
-  it acknowledged. A touch therefore leaves the outbox only once the connection that carried it
-  has stayed up ``confirm_seconds`` after the PUBACK (default: two keepalives, the time a dead
-  broker takes to be noticed); if the connection ends sooner, the next one sends it again and
-  the relay drops the repeat by (lamp, stream, seq).
-- **"No matching subscribers" is not delivered.** Mosquitto 2.0.11 does not keep shared
-  subscriptions over a restart: until the relay reconnects and subscribes again, a touch is
-  acknowledged with reason 0x10 and goes nowhere. The link keeps such a touch and sends it again
-  with backoff until a relay takes it (or it expires in the outbox, counted).
-- **Acknowledged once kept.** paho acknowledges a message when it reads it by default; the
-  link uses ``manual_ack`` and acknowledges a glow only after recording it as seen and handing
-  it to the sink, so a lamp killed in between gets it again (RELIABILITY.md, change 12).
-- **One rule for the broker's reason codes** (mqtt/reasons.py): a refusal that retrying
-  cannot fix stops the link; a touch refused for now waits like one nobody subscribed to.
-- **Published, then written.** A touch gets its seq from the outbox in memory, goes to paho,
-  and is written to disk (``synchronous=FULL``: an fsync, 5-30 ms on an SD card) right after, so
-  the fsync is not in front of the publish. A crash in between loses a touch not yet published
-  (made a millisecond earlier) and does not resend one that was; the seq is used up either way
-  (device/outbox.py), so the next touch is never mistaken for a repeat. A PUBACK may come
-  before the write: the outbox counts the touch as queued from the start.
+- device/touch_delivery.py — the touches on their way out: **confirmed, not just
+  acknowledged**; **"no matching subscribers" is not delivered**; a touch refused for good is
+  dropped, one refused for now waits (one rule for the broker's reason codes, mqtt/reasons.py).
+- device/incoming.py — what arrives, decoded into the lamp's events: a glow shown once (the
+  seen ids, device/dedup.py), aged by its expiry; pairing answers to their waiters.
+- device/link_client.py — one connection's paho client, whose callbacks only note what
+  arrived: subscribed on every connect; **acknowledged once kept** (``manual_ack``).
+- device/state_trouble.py — whether the state files take writes, said once each way.
+- Here: the public surface, the connection's life (dial, adopt, serve, refusal, reconnect,
+  shut down), and **published, then written** (``send_touch``): a touch gets its seq from the
+  outbox in memory, goes to paho, and is written to disk (``synchronous=FULL``: an fsync, 5-30
+  ms on an SD card) right after, so the fsync is not in front of the publish. A crash in
+  between loses a touch not yet published (made a millisecond earlier) and does not resend one
+  that was; the seq is used up either way (device/outbox.py), so the next touch is never
+  mistaken for a repeat. A PUBACK may come before the write: the outbox counts the touch as
+  queued from the start.
+- The broker refusing the credentials (mqtt/reasons.py: a refusal retrying cannot fix) stops
+  the link for good instead of hammering the broker.
+
+Why this file stays over 500 lines: what is left shares one lock and one state (the connection,
+the attempt, refused, stopping) between the callers' threads and the serving thread. Cut
+further, that lock would cross files, and who holds it when calling paho would no longer read
+in one place; the parts above take only what they need.
 """
 
 from __future__ import annotations
@@ -62,36 +64,27 @@ import secrets
 import ssl
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from touchlamp.config.device import DeviceSettings
 from touchlamp.device.clock import Clock, SystemClock, epoch_ms
-from touchlamp.device.dedup import SeenTouches
-from touchlamp.device.events import (
-    Connected,
-    Disconnected,
-    Event,
-    GlowReceived,
-    GroupChanged,
-    StateTrouble,
-    TouchOutcome,
-)
-from touchlamp.device.glow_expiry import load_glow_expiry, save_glow_expiry
+from touchlamp.device.events import Connected, Disconnected, Event, TouchOutcome
+from touchlamp.device.incoming import IncomingMessages
 from touchlamp.device.link_api import LinkError, LinkSink, LinkTimeoutError, TouchReceipt
+from touchlamp.device.link_client import Job, LinkHandlers, new_link_client
 from touchlamp.device.outbox import Outbox, OutboxStats, StateFileError
+from touchlamp.device.state_trouble import StateFileWatch
+from touchlamp.device.touch_delivery import HandedTouches, TouchDelivery
 from touchlamp.lifecycle import StopsOnExit
 from touchlamp.mqtt import reasons
 from touchlamp.mqtt.backoff import Backoff
-from touchlamp.mqtt.client import Will, connect_properties, new_client, tls_for_file
+from touchlamp.mqtt.client import connect_properties, tls_for_file
 from touchlamp.mqtt.client import properties as mqtt_properties
 from touchlamp.mqtt.driver import MqttDriver
 from touchlamp.mqtt.tls import why_untrusted
@@ -99,15 +92,10 @@ from touchlamp.mqtt.wakeup import Wakeup
 from touchlamp.protocol import (
     DEFAULT_ROOT,
     Availability,
-    Kind,
     PairAction,
     PairRequest,
     PairResponse,
-    ProtocolError,
     Topics,
-    decode_glow,
-    decode_group,
-    decode_pair_response,
     encode,
     encode_availability,
     validate_lamp_id,
@@ -118,23 +106,6 @@ __all__ = ["LampLink"]
 logger = logging.getLogger(__name__)
 
 _LOGIN_REFUSED = frozenset({0x86, 0x87})  # bad user name or password, not authorized
-_PUMP_BATCH = 100
-_CONFIRM_KEEPALIVES = 2.0  # a dead broker is noticed within two keepalives (no PINGRESP)
-_EXCERPT_BYTES = 80
-# The seen-glow ids are checkpointed (device/dedup.py) once glows pause this long, so not in
-# front of the next glow of a run of them; or after this many, as SQLite would (~1000 pages).
-_SEEN_CHECKPOINT_QUIET_SECONDS = 1.0
-_SEEN_CHECKPOINT_IDS = 300
-
-_Job = Callable[[], None]
-
-
-@dataclass(slots=True)
-class _Waiter:
-    """One ``request`` waiting for the response with its correlation data."""
-
-    done: threading.Event = field(default_factory=threading.Event)
-    response: PairResponse | None = None
 
 
 @dataclass(slots=True)
@@ -159,12 +130,8 @@ class _Connection:
     client: mqtt.Client
     driver: MqttDriver
     started: float
+    touches: HandedTouches  # the touches handed to ``client`` (device/touch_delivery.py)
     ready: bool = False  # subscribed, online published, outbox pumped: new touches go out now
-    handed: dict[int, int] = field(default_factory=dict)  # paho mid → touch seq
-    handed_up_to: int = -1  # highest seq published on this connection
-    # Acknowledged with "no matching subscribers", or refused for now (mqtt/reasons.py).
-    unrouted: set[int] = field(default_factory=set)
-    probe: int | None = None  # the one unrouted touch sent again, awaiting its PUBACK
 
 
 class LampLink(StopsOnExit):
@@ -222,54 +189,54 @@ class LampLink(StopsOnExit):
             rng=rng or random.Random(),
         )
         self._reconnect_max = reconnect_max_seconds
-        # Retrying touches nobody subscribed to: as patient as reconnecting, jittered too.
-        self._reroute_backoff = Backoff(
-            minimum=reconnect_min_seconds,
-            maximum=reconnect_max_seconds,
-            rng=rng or random.Random(),
-        )
-        self._confirm_seconds = (
-            _CONFIRM_KEEPALIVES * keepalive_seconds if confirm_seconds is None else confirm_seconds
-        )
+        self._trouble = StateFileWatch(lamp_id=self.lamp_id, emit=self._emit)
         self._outbox = Outbox(
             state_dir=state_dir,
             max_entries=outbox_max_entries,
             max_age_seconds=outbox_max_age_seconds,
             now=lambda: self._clock.local_now().timestamp(),
         )
-        self._seen = SeenTouches(state_dir=state_dir, capacity=seen_capacity)
+        self._touches = TouchDelivery(
+            lamp_id=self.lamp_id,
+            topics=self._topics,
+            outbox=self._outbox,
+            trouble=self._trouble,
+            keepalive_seconds=keepalive_seconds,
+            confirm_seconds=confirm_seconds,
+            retry_min_seconds=reconnect_min_seconds,
+            retry_max_seconds=reconnect_max_seconds,
+            rng=rng,
+            outbox_max_entries=outbox_max_entries,
+        )
+        # Guards _connection, _rejected, _stopping and the pairing waiters (device/incoming.py);
+        # held while publishing touches so that a PUBACK (handled on the lamp's thread) always
+        # finds its mid → seq mapping.
+        self._lock = threading.Lock()
+        self._incoming = IncomingMessages(
+            lamp_id=self.lamp_id,
+            topics=self._topics,
+            state_dir=state_dir,
+            seen_capacity=seen_capacity,
+            lock=self._lock,
+            emit=self._emit,
+            trouble=self._trouble,
+        )
 
         # What paho reported during the last ``poll`` (its callbacks run inside it, on the
         # lamp's thread): handled right after, outside paho's locks (its on_publish runs under
         # one, and our handlers take ``_lock``, which publishers hold while calling paho).
-        self._arrived: collections.deque[_Job] = collections.deque()
+        self._arrived: collections.deque[Job] = collections.deque()
         self._attempt: _Attempt | None = None
         self._wakeup: Wakeup | None = None  # the owner's (set by ``open``)
         self._own_wakeup = False  # made by ``start`` for the link's own thread: closed at stop
         self._opened = False
         self._stop_requested = False
-        # Guards _connection, _rejected, _stopping and _waiters; held while publishing touches so
-        # that a PUBACK (handled on the lamp's thread) always finds its mid → seq mapping.
-        self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._connection: _Connection | None = None
         self._generation = 0
         self._rejected: str | None = None
         self._stopping = False
-        self._waiters: dict[bytes, _Waiter] = {}
         self._reconnect_at: float | None = None
-        self._reroute_at: float | None = None
-        self._checkpoint_at: float | None = None
-        self._state_dir = state_dir
-        self._glow_expiry = load_glow_expiry(state_dir)  # the relay's, as learnt (_waited)
-        # The state files that refuse writes now (a full disk, a read-only card), with why.
-        self._failing: dict[str, str] = {}
-        self._failing_lock = threading.Lock()
-        # (when, connection generation, seq): acknowledged touches waiting to be confirmed. As
-        # many as the outbox holds; one forgotten stays there, acknowledged, until pushed out.
-        self._confirming: collections.deque[tuple[float, int, int]] = collections.deque(
-            maxlen=outbox_max_entries
-        )
         self._thread: threading.Thread | None = None
         self._stop_timeout = 5.0
 
@@ -404,8 +371,8 @@ class LampLink(StopsOnExit):
             with self._lock:
                 connection = self._connection
                 if connection is not None and connection.ready:
-                    self._pump(connection)
-                    sent = touch.seq <= connection.handed_up_to
+                    self._touches.pump(connection.touches)
+                    sent = touch.seq <= connection.touches.handed_up_to
             if sent and connection is not None and connection.driver.owned_here():
                 connection.driver.flush()  # out now, before the disk write (another thread's
                 # publish wakes the owner's poll instead, which writes it)
@@ -413,9 +380,9 @@ class LampLink(StopsOnExit):
             try:
                 self._outbox.persist(touch.seq)
             except StateFileError as error:
-                self._state_trouble("outbox", error)  # it waits in memory, or went out
+                self._trouble.report("outbox", error)  # it waits in memory, or went out
             else:
-                self._state_trouble("outbox", None)
+                self._trouble.report("outbox", None)
         return TouchReceipt(
             touch=touch, delivery=TouchOutcome.SENT if sent else TouchOutcome.QUEUED
         )
@@ -449,9 +416,7 @@ class LampLink(StopsOnExit):
         deadline = time.monotonic() + timeout
         self._wait_until_ready(deadline)
         correlation = secrets.token_bytes(16)
-        waiter = _Waiter()
-        with self._lock:
-            self._waiters[correlation] = waiter
+        waiter = self._incoming.expect(correlation)
         try:
             self._publish_request(request, correlation, max(1, round(timeout)))
             if not waiter.done.wait(max(0.0, deadline - time.monotonic())):
@@ -460,12 +425,11 @@ class LampLink(StopsOnExit):
                     f"{timeout:g} s: is the relay running and connected to the broker?"
                 )
         finally:
-            with self._lock:
-                self._waiters.pop(correlation, None)
-        assert waiter.response is not None  # set before done, see _on_message
+            self._incoming.forget(correlation)
+        assert waiter.response is not None  # set before done (device/incoming.py)
         return waiter.response
 
-    # ---- the link thread -----------------------------------------------------------------
+    # ---- serving: the lamp's thread, or the link's own (start) ----------------------------
 
     def _run(self) -> None:
         """The link's own thread (``start``): serves it until ``stop``."""
@@ -479,9 +443,7 @@ class LampLink(StopsOnExit):
     def _until_due(self, timeout: float | None) -> float | None:
         """How long ``serve`` may wait: ``timeout``, shortened to the next timer, and to a
         quarter keepalive while connected (paho's keep-alive ping is sent from ``poll``)."""
-        due = [self._reconnect_at, self._reroute_at, self._checkpoint_at]
-        if self._confirming:
-            due.append(self._confirming[0][0])
+        due = [self._reconnect_at, self._incoming.checkpoint_at, *self._touches.due()]
         wake_at = min((at for at in due if at is not None), default=None)
         limits = [] if timeout is None else [timeout]
         if wake_at is not None:
@@ -498,18 +460,17 @@ class LampLink(StopsOnExit):
         """Whatever has come due: confirmations, re-sending unrouted touches, reconnecting,
         checkpointing the seen glows."""
         now = time.monotonic()
-        self._confirm_due(now)
-        if self._reroute_at is not None and now >= self._reroute_at:
-            self._reroute_at = None
+        with self._lock:
+            current = self._connection.generation if self._connection is not None else None
+        self._touches.confirm_due(now, current)
+        if self._touches.reroute_due(now):
             self._reroute()
         if self._reconnect_at is not None and now >= self._reconnect_at:
             self._reconnect_at = None
             self._connect()
-        if self._checkpoint_at is not None and now >= self._checkpoint_at:
-            self._checkpoint_at = None
-            self._checkpoint_seen()
+        self._incoming.checkpoint_if_due(now)
 
-    def _run_job(self, job: _Job) -> None:
+    def _run_job(self, job: Job) -> None:
         try:
             job()
         except Exception:
@@ -568,6 +529,7 @@ class LampLink(StopsOnExit):
                 self._connection = _Connection(
                     generation=attempt.generation,
                     client=attempt.client,
+                    touches=HandedTouches(attempt.client),
                     # The lamp's own reconnect policy (a new client each time), not the driver's.
                     driver=MqttDriver(
                         attempt.client,
@@ -597,132 +559,41 @@ class LampLink(StopsOnExit):
         self._reconnect_at = time.monotonic() + delay
 
     def _new_client(self, generation: int) -> mqtt.Client:
-        client = new_client(
-            self.lamp_id,
+        return new_link_client(
+            lamp_id=self.lamp_id,
             username=self._username,
             password=self._password,
             tls=self._tls_context,
-            log_as=f"{__name__}.paho",
-            reconnect_on_failure=False,
-            manual_ack=True,  # see on_message: acknowledged once handled, not once read
             connect_timeout=self._connect_timeout,
-            will=Will(
-                self._topics.availability(self.lamp_id), encode_availability(Availability.OFFLINE)
+            topics=self._topics,
+            log_as=f"{__name__}.paho",
+            generation=generation,
+            arrived=self._arrived,
+            handlers=LinkHandlers(
+                refused=self._on_refused,
+                connected=self._on_connected,
+                disconnected=self._on_disconnected,
+                message=self._incoming.handle,
+                published=self._on_published,
             ),
         )
 
-        subscriptions = [
-            self._topics.glow(self.lamp_id),
-            self._topics.group(self.lamp_id),
-            self._topics.pair_response(self.lamp_id),
-        ]
-        subscribing: list[int] = []  # the mid of this connection's SUBSCRIBE
-        session_present: list[bool] = []
-
-        # paho's callbacks run inside ``poll`` on the lamp's thread, under paho's own locks:
-        # each only notes what arrived, handled right after the poll (``_handle_arrived``).
-        def on_connect(
-            client: mqtt.Client,
-            _userdata: object,
-            flags: mqtt.ConnectFlags,
-            reason: ReasonCode,
-            _properties: Properties | None,
-        ) -> None:
-            if reason.is_failure:
-                verdict = reasons.connack(reason.value)
-                self._arrived.append(lambda: self._on_refused(generation, verdict))
-                return
-            # Subscribing on every connect keeps working when the broker lost the session.
-            # The link reports itself connected at the SUBACK: from then on nothing sent to
-            # this lamp can miss it, even on a brand-new session.
-            _, mid = client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in subscriptions])
-            subscribing[:] = [] if mid is None else [mid]
-            client.publish(
-                self._topics.availability(self.lamp_id),
-                encode_availability(Availability.ONLINE),
-                qos=1,
-                retain=True,
-            )
-            session_present[:] = [flags.session_present]
-
-        def on_subscribe(
-            _client: mqtt.Client,
-            _userdata: object,
-            mid: int,
-            reasons: list[ReasonCode],
-            _properties: Properties | None,
-        ) -> None:
-            if mid not in subscribing:
-                return
-            refused = [
-                f"{topic} ({reason})"
-                for topic, reason in zip(subscriptions, reasons, strict=False)
-                if reason.is_failure
-            ]
-            present = bool(session_present and session_present[0])
-            self._arrived.append(
-                lambda: self._on_connected(generation, session_present=present, refused=refused)
-            )
-
-        def on_disconnect(
-            _client: mqtt.Client,
-            _userdata: object,
-            _flags: mqtt.DisconnectFlags,
-            reason: ReasonCode,
-            _properties: Properties | None,
-        ) -> None:
-            self._arrived.append(lambda: self._on_disconnected(generation, str(reason)))
-
-        def on_message(client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
-            correlation = getattr(message.properties, "CorrelationData", None)
-            expiry = getattr(message.properties, "MessageExpiryInterval", None)
-            topic, payload = message.topic, bytes(message.payload)
-            mid, qos = message.mid, message.qos
-
-            def handle() -> None:
-                self._on_message(topic, payload, correlation, expiry)
-                # Only now: a glow is recorded as seen and handed to the core. A lamp that dies
-                # before this gets it again from the broker; the seen ids drop a repeat.
-                if qos:
-                    client.ack(mid, qos)
-
-            self._arrived.append(handle)
-
-        def on_publish(
-            _client: mqtt.Client,
-            _userdata: object,
-            mid: int,
-            reason: ReasonCode,
-            _properties: Properties | None,
-        ) -> None:
-            self._arrived.append(lambda: self._on_published(generation, mid, reason))
-
-        client.on_connect = on_connect
-        client.on_disconnect = on_disconnect
-        client.on_subscribe = on_subscribe
-        client.on_message = on_message
-        client.on_publish = on_publish
-        return client
-
-    def _on_connected(self, generation: int, *, session_present: bool, refused: list[str]) -> None:
+    def _on_connected(self, generation: int, session_present: bool, refused: list[str]) -> None:
         if refused:
             logger.error(
                 "lamp %s: the broker refused the subscription(s) %s; check its ACL for this lamp",
                 self.lamp_id,
                 ", ".join(refused),
             )
-        try:
-            self._outbox.expire()
-        except StateFileError as error:
-            self._state_trouble("outbox", error)  # too old to show, still: sent all the same
+        self._touches.expire()
         with self._lock:
             connection = self._connection
             if connection is None or connection.generation != generation:
                 return
             connection.ready = True
-            self._pump(connection)
+            self._touches.pump(connection.touches)
             self._changed.notify_all()
-            waiting = len(connection.handed)  # PUBACKs are handled on this thread, later
+            waiting = len(connection.touches.handed)  # PUBACKs are handled on this thread, later
         session = "session resumed" if session_present else "new session"
         if not waiting:
             logger.info(
@@ -783,10 +654,7 @@ class LampLink(StopsOnExit):
             self._connection = None
             self._changed.notify_all()
             retry = not self._stopping and self._rejected is None
-        # Acknowledged on a connection that did not last: the next one sends them again.
-        self._outbox.forget_acknowledgements()
-        self._confirming.clear()
-        self._reroute_at = None
+        self._touches.connection_lost()
         if time.monotonic() - connection.started >= self._reconnect_max:
             self._backoff.reset()  # it held; a connection kicked at once keeps backing off
         if retry:
@@ -800,211 +668,22 @@ class LampLink(StopsOnExit):
 
     def _on_published(self, generation: int, mid: int, code: ReasonCode) -> None:
         reason = reasons.puback(code.value)
-        held = reason.verdict in (reasons.Verdict.NO_SUBSCRIBERS, reasons.Verdict.RETRY)
         with self._lock:
             connection = self._connection
             if connection is None or connection.generation != generation:
                 return
-            seq = connection.handed.pop(mid, None)
-            if seq is not None and held:
-                connection.unrouted.add(seq)
-            if seq is not None and seq == connection.probe:
-                connection.probe = None
-                if not held:
-                    self._pump(connection)  # a relay took it: the rest follows, in order
+            seq = self._touches.acknowledged(connection.touches, mid, reason)
         if seq is None:
             return  # availability or a pairing request, not a touch
-        if reason.verdict is reasons.Verdict.STOP:
-            # Resending cannot fix a refusal (an ACL that does not allow this topic); keep
-            # the outbox from filling with it, loudly.
-            logger.error(
-                "lamp %s: the broker refused touch seq %d (%s); dropped it: %s (%s)",
-                self.lamp_id,
-                seq,
-                reason,
-                reason.fix,
-                self._topics.touch(self.lamp_id),
-            )
-            self._remove(seq)
-        elif held:
-            # NO_SUBSCRIBERS: accepted, but no relay is subscribed (not running, or the broker
-            # restarted and forgot the relay's shared subscription); RETRY: refused for now.
-            # Either way kept, and sent again (alone, newer ones behind it) until one is taken.
-            if self._reroute_at is None:
-                delay = self._reroute_backoff.next_delay()
-                self._reroute_at = time.monotonic() + delay
-                why = (
-                    "no relay is subscribed to touches; is the relay running?"
-                    if reason.verdict is reasons.Verdict.NO_SUBSCRIBERS
-                    else f"refused for now ({reason})"
-                )
-                logger.warning(
-                    "lamp %s: touch seq %d reached the broker but %s; keeping it and trying "
-                    "again in %.1f s",
-                    self.lamp_id,
-                    seq,
-                    why,
-                    delay,
-                )
-        else:
-            self._reroute_backoff.reset()
-            if self._confirm_seconds <= 0:
-                self._remove(seq)
-            else:
-                self._outbox.acknowledge(seq)
-                self._confirming.append((time.monotonic() + self._confirm_seconds, generation, seq))
-
-    def _confirm_due(self, now: float) -> None:
-        """Remove the touches whose connection has outlived their PUBACK long enough."""
-        with self._lock:
-            current = self._connection.generation if self._connection is not None else None
-        while self._confirming and self._confirming[0][0] <= now:
-            _, generation, seq = self._confirming.popleft()
-            if generation == current:
-                self._remove(seq)
+        self._touches.settle(generation, seq, reason)
 
     def _reroute(self) -> None:
-        """Send the oldest touch nobody was subscribed to again, alone; the rest follow once a
-        relay has taken it (``_on_published``), so none overtakes another."""
+        """Send the touches nobody was subscribed to again, on a ready connection."""
         with self._lock:
             connection = self._connection
-            if connection is None or not connection.ready or not connection.unrouted:
+            if connection is None or not connection.ready:
                 return
-            # Those between it and the newest sent go again too: the relay drops the repeats.
-            connection.handed_up_to = min(connection.unrouted) - 1
-            connection.unrouted.clear()
-            oldest = self._outbox.pending(after_seq=connection.handed_up_to, limit=1)
-            if not oldest:
-                return  # it expired meanwhile (counted); nothing waits any more
-            info = connection.client.publish(
-                self._topics.touch(self.lamp_id), encode(oldest[0]), qos=1, retain=False
-            )
-            if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-                connection.handed[info.mid] = oldest[0].seq
-                connection.handed_up_to = oldest[0].seq
-                connection.probe = oldest[0].seq
-
-    def _on_message(
-        self, topic: str, payload: bytes, correlation: bytes | None, expiry: object = None
-    ) -> None:
-        try:
-            self._dispatch(topic, payload, correlation, expiry)
-        except ProtocolError as error:
-            logger.warning(
-                "lamp %s dropped a bad message on %s: %s (payload %r)",
-                self.lamp_id,
-                topic[:200],
-                error.reason,
-                payload[:_EXCERPT_BYTES],
-            )
-
-    def _dispatch(
-        self, topic: str, payload: bytes, correlation: bytes | None, expiry: object = None
-    ) -> None:
-        """Decode one message and emit its event; ``ProtocolError`` for anything off-protocol.
-
-        ``expiry`` is the Message Expiry Interval the broker delivered it with (its remaining
-        lifetime), if any."""
-        match = self._topics.parse(topic)
-        if match.lamp_id != self.lamp_id:
-            raise ProtocolError(topic, f"not a topic of lamp {self.lamp_id}")
-        if match.kind is Kind.GLOW:
-            glow = decode_glow(topic, payload)
-            if self._first_time(glow.touch):
-                self._emit(GlowReceived.from_message(glow, waited_seconds=self._waited(expiry)))
-                if self._seen.unchecked >= _SEEN_CHECKPOINT_IDS:
-                    self._checkpoint_seen()  # the glow is on its way to the LED already
-                self._checkpoint_at = time.monotonic() + _SEEN_CHECKPOINT_QUIET_SECONDS
-            else:
-                logger.debug("lamp %s: dropped repeated glow %s", self.lamp_id, glow.touch)
-        elif match.kind is Kind.GROUP:
-            self._emit(GroupChanged.from_message(decode_group(topic, payload)))
-        elif match.kind is Kind.PAIR_RESPONSE:
-            response = decode_pair_response(topic, payload)
-            with self._lock:
-                waiter = self._waiters.get(correlation) if correlation is not None else None
-            if waiter is not None:
-                waiter.response = response
-                waiter.done.set()
-            elif not response.ok:  # fire and forget (a colour announced): say what went wrong
-                logger.warning(
-                    "lamp %s: the pairing service refused %s: %s",
-                    self.lamp_id,
-                    response.action.value,
-                    response.reason or response.error,
-                )
-        else:
-            raise ProtocolError(topic, f"lamps do not receive {match.kind.value} messages")
-
-    def _first_time(self, touch: str) -> bool:
-        """Whether the glow of ``touch`` is new, remembering it; a glow the seen-glow file
-        cannot record (a full disk, a read-only card) is shown all the same: shown perhaps
-        twice later beats never."""
-        try:
-            new = self._seen.first_time(touch)
-        except StateFileError as error:
-            self._state_trouble("seen", error)
-            return True
-        self._state_trouble("seen", None)
-        return new
-
-    def _checkpoint_seen(self) -> None:
-        try:
-            self._seen.checkpoint()
-        except StateFileError as error:
-            self._state_trouble("seen", error)
-
-    def _remove(self, seq: int) -> None:
-        """The touch ``seq`` left (confirmed, or refused for good). On a disk that refuses the
-        delete it stays there, and a restart sends it again: the relay drops the repeat."""
-        try:
-            self._outbox.remove(seq)
-        except StateFileError as error:
-            self._state_trouble("outbox", error)
-
-    def _state_trouble(self, name: str, error: StateFileError | None) -> None:
-        """Whether the state file ``name`` takes writes; said once (with the fix) when the
-        first one refuses and once when all take them again, to the log and to the core (its
-        "trouble" look). The lamp carries on meanwhile (RELIABILITY.md, scenario 9)."""
-        with self._failing_lock:
-            before = bool(self._failing)
-            if error is None:
-                if self._failing.pop(name, None) is None:
-                    return
-            elif name in self._failing:
-                return
-            else:
-                self._failing[name] = str(error)
-            after = bool(self._failing)
-        if after and not before:
-            logger.error(
-                "lamp %s: %s. The lamp carries on: touches go out while it is connected and wait "
-                "in memory while it is not (lost if it restarts), glows are shown but not "
-                "remembered (one may show again after a restart)",
-                self.lamp_id,
-                error,
-            )
-            self._emit(StateTrouble(failing=True, error=str(error)))
-        elif before and not after:
-            logger.warning("lamp %s: its state directory takes writes again", self.lamp_id)
-            self._emit(StateTrouble(failing=False))
-
-    def _waited(self, remaining: object) -> float | None:
-        """How long the broker kept a glow, told by its expiry alone (no clock involved).
-
-        The broker delivers a glow with what is left of the relay's Message Expiry Interval, and
-        the relay gives every glow the same one: so the most left on any glow seen is that
-        interval (a glow delivered at once keeps all of it), and a glow with less left waited
-        the difference. ``None`` for a glow without an expiry. Until the link has seen a glow
-        delivered at once (just after a restart, with a backlog), the age is measured from the
-        freshest glow seen — under by at most the relay's expiry, which bounds it anyway.
-        """
-        if not isinstance(remaining, int):
-            return None
-        if remaining > self._glow_expiry:  # kept for the next start (device/glow_expiry.py)
-            self._glow_expiry = remaining
-            save_glow_expiry(self._state_dir, remaining)
-        return float(self._glow_expiry - remaining)
+            self._touches.reroute(connection.touches)
 
     def _shut_down(self, timeout: float) -> None:
         with self._lock:
@@ -1045,28 +724,6 @@ class LampLink(StopsOnExit):
         self._close_files()
 
     # ---- helpers -------------------------------------------------------------------------
-
-    def _pump(self, connection: _Connection) -> bool:
-        """Publish every queued touch not yet published on ``connection``, in seq order.
-
-        Called with ``_lock`` held. False when paho reported the connection gone midway (the
-        rest waits for the next connection). While a touch waits for a relay to subscribe
-        (``unrouted``, ``probe``), newer ones wait behind it, so they do not arrive first.
-        """
-        if connection.unrouted or connection.probe is not None:
-            return True
-        while True:
-            batch = self._outbox.pending(after_seq=connection.handed_up_to, limit=_PUMP_BATCH)
-            if not batch:
-                return True
-            for touch in batch:
-                info = connection.client.publish(
-                    self._topics.touch(self.lamp_id), encode(touch), qos=1, retain=False
-                )
-                if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    return False
-                connection.handed[info.mid] = touch.seq
-                connection.handed_up_to = touch.seq
 
     def _publish_request(self, request: PairRequest, correlation: bytes, expiry: int) -> None:
         properties = mqtt_properties(PacketTypes.PUBLISH)
@@ -1116,7 +773,7 @@ class LampLink(StopsOnExit):
 
     def _close_files(self) -> None:
         self._outbox.close()
-        self._seen.close()
+        self._incoming.close()
 
 
 def _abandon(client: mqtt.Client) -> None:

@@ -28,7 +28,7 @@ Bounds, both counted and logged, never silent:
 
 Entries leave in ``seq`` order and only through ``remove`` or the bounds. The link does not
 remove a touch at the broker's PUBACK but only once the connection has outlived it (see
-device/link.py, "confirmed"): until then the touch is ``acknowledge``d — counted as
+device/touch_delivery.py, "confirmed"): until then the touch is ``acknowledge``d — counted as
 ``unconfirmed``, not ``queued`` — and it stays on disk, so a broker that dies before writing it
 gets it again. Acknowledgements live in memory: after a restart every entry is sent again (the
 relay drops repeats). An acknowledged touch the bounds push out was delivered: it is not counted

@@ -7,8 +7,8 @@ it writes a message to disk — by default it saves about every 2 s — and it d
 a message it handed straight to a connected subscriber that has not acknowledged it yet. A broker
 killed (or a host losing power) then forgets the relay's glows, and the touch, although the
 relay has recorded the touch as forwarded. The lamp sends the touch again (its outbox keeps it
-until its own connection has outlived the PUBACK, device/link.py), and the relay must not drop
-that repeat.
+until its own connection has outlived the PUBACK, device/touch_delivery.py), and the relay must
+not drop that repeat.
 
 The relay cannot ask the broker what it saved; it can only see whether the connection its glows
 went out on lived on long enough for a dead broker to have saved them or been noticed

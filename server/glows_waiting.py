@@ -18,7 +18,7 @@ The rule (mqtt/reasons.py says which PUBACK codes mean what):
   to a minute), the rest following once it is taken.
 - A glow past its expiry (the relay's glow expiry, counted from when it was first forwarded) is
   no longer worth showing: dropped, counted. It is sent again with what is left of its expiry,
-  so the lamp still ages it right (device/link.py, ``_waited``).
+  so the lamp still ages it right (device/incoming.py, ``_waited``).
 - Bounded: at most ``per_lamp`` glows per lamp and ``total`` in all; past that the oldest is
   dropped, counted. A lamp coalesces a backlog into one glow anyway (device/core.py).
 
