@@ -134,6 +134,12 @@ def run(context: BenchContext) -> list[Result]:
         broker_pid = site.broker.pid
         assert broker_pid is not None
         broker_before = sample(broker_pid)
+        # Every relay login before the swarm connects: the broker admin's session runs paho's
+        # own loop, which waits in select(), and select() cannot watch a socket numbered 1024
+        # or more — the numbers the swarm's thousands of sockets take. An admin session opened
+        # after them never sees its CONNACK (no figure at 3,000 lamps and up, before this).
+        for name in ("bench-echo", "relay-1"):
+            site.relay_login(name)
         swarm = Swarm(host=site.broker.host, port=site.broker.port, name="fleet")
         swarm.start()
         try:

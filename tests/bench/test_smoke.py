@@ -128,3 +128,21 @@ def test_an_unknown_benchmark_name_is_refused_with_the_known_ones() -> None:
     assert "unknown benchmark warp" in completed.stderr
     for name in BENCHMARKS:
         assert name in completed.stderr
+
+
+@pytest.mark.slow
+def test_the_fleet_runs_with_more_lamps_than_select_can_watch(tmp_path: Path) -> None:
+    """More than 1,024 lamps in the benchmark's process: paho's own loop (the broker admin's
+    session) waits in select(), which cannot watch a socket numbered 1024 or more. Every admin
+    session must come before the swarm takes those numbers (bench/fleet.py); one opened after
+    never saw its CONNACK, and the fleet could not run at 3,000 or 10,000 lamps."""
+    report = tmp_path / "fleet.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--tiny", "--only", "fleet", "--lamps", "1100",
+         "--json", str(report)],
+        cwd=_REPO, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    fleet = json.loads(report.read_text())["results"][0]["details"]
+    for run in (fleet["relay"], fleet["echo"]):
+        assert (run["received"], run["lost"], run["duplicates"]) == (run["touches"], 0, 0)
