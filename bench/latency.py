@@ -1,29 +1,35 @@
 """Benchmark 1 — touch → light: lamp A's touch pin pressed until lamp B's LED pins show A's colour.
 
 Both lamps are the real device code (``SimulatedLamp``: agent, core, MQTT link, outbox) on
-gpiozero's mock pins, in this process; the relay is ``touchlamp relay run`` in its own process;
-the broker is the project's Mosquitto. The clock starts before A's pin goes high (a tap: high,
-then low — a touch is sent on release) and stops in B's frame callback, on B's own thread, at
-the first frame whose PWM values are A's colour (the hue within 3 %, perceived level ≥ 0.2).
+gpiozero's mock pins, each in a process of its own as lamps in two homes are: A in
+``python -m bench.tap_lamp`` (tapped on request), B in this one; the relay is ``touchlamp relay
+run`` in its own process; the broker is the project's Mosquitto. The clock starts in A's process
+just before its pin goes high (a tap: high, then low — a touch is sent on release) and stops in
+B's frame callback, on B's own thread, at the first frame whose PWM values are A's colour (the
+hue within 3 %, perceived level ≥ 0.2). ``CLOCK_MONOTONIC`` is one clock for every process.
 
-B's glow look is shortened for the measurement — a 1 ms rise, 100 ms steady at full, a 1 ms
+B's glow look is shortened for the measurement — a 1 µs rise, 100 ms steady at full, a 1 ms
 fade — so the figure is the system's, not the animation's: with the default look B's light
-*starts* rising at the same moment and takes its 0.4 s attack to full brightness, by design. Any
-frame B draws in those 100 ms shows the colour in full, and B's core draws a glow that ended
-before its next frame from its peak (issue 19: a 51 ms look passed undrawn when a
+*starts* rising at the same moment and takes its 0.4 s attack to full brightness, by design.
+(The rise was 1 ms until issue 12: the frame B draws on the glow's arrival is at the start of the
+rise, dark, and the next came only when the rise ended, so every measurement held a millisecond
+of animation.) Any frame B draws in those 100 ms shows the colour in full, and B's core draws a
+glow that ended before its next frame from its peak (issue 19: a 51 ms look passed undrawn when a
 garbage-collection pass held B's thread). Each touch is sent only once B went dark *after* the
 previous glow (``GlowWatch``), so every touch is a fresh glow on a dark lamp; the run stops with
 an error if B does not light up, or does not go dark again. The relay's per-lamp rate limit is
 lifted (a policy, 1 touch/s, not a speed).
 
-A sniffer (a login of its own that may only watch) timestamps A's touch and the glow to B on the
-wire, which splits each measurement into the sender's, the relay's and the receiver's share.
+A sniffer (bench/peer.py ``sniff``: its own process, on a login that may only watch) timestamps
+A's touch and the glow to B on the wire, which splits each measurement into the sender's, the
+relay's and the receiver's share.
 
 Baseline: one broker hop between two plain paho clients in this process (a client with the
 relay's login publishes a glow with QoS 1 to lamp ``hop-a``, a client with that lamp's login
 receives it: a topic the relay does not read), the same number of times, *interleaved* with the
-touches — one hop, one touch, one hop… — so both see the same moments of a shared, noisy
-machine; a p99 of a few hundred samples is otherwise mostly a measure of the neighbours.
+touches — one hop (until its PUBACK is back), one touch, one hop… — so both see the same moments
+of a shared, noisy machine; a p99 of a few hundred samples is otherwise mostly a measure of the
+neighbours.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -40,7 +47,7 @@ from pydantic import SecretStr
 from bench.context import BenchContext
 from bench.provision import add_observer
 from bench.results import Measure, Result
-from bench.site import BenchSite
+from bench.site import BenchSite, PeerProcess
 from bench.stats import summarize
 from touchlamp.config.device import DeviceSettings, MqttSettings
 from touchlamp.config.looks import GlowLook, LookSettings
@@ -48,16 +55,16 @@ from touchlamp.device.looks import Rgb
 from touchlamp.device.sim import SimulatedLamp
 from touchlamp.protocol import Touch, encode
 
-__all__ = ["GlowWatch", "run", "shows_color"]
+__all__ = ["MEASURE_LOOK", "GlowWatch", "lamp_settings", "run", "shows_color"]
 
 _SENDER_COLOR = "#ff3300"
 _WAIT = 10.0
 _WARM_UP = 3
 # One "breath" with breath_low=1.0 is 100 ms steady at full: frames may come late, the colour
 # still shows in full.
-_MEASURE_LOOK = LookSettings(
+MEASURE_LOOK = LookSettings(
     glow=GlowLook(
-        attack_seconds=0.001, breaths=1, breath_seconds=0.1, breath_low=1.0, fade_seconds=0.001
+        attack_seconds=1e-6, breaths=1, breath_seconds=0.1, breath_low=1.0, fade_seconds=0.001
     ),
     ambient_level=0.0,  # no partner-online light (on by default): B is dark between glows
 )
@@ -197,17 +204,20 @@ class _Timing:
     receiver: float  # glow seen → B's LED pins (B's paho, link, agent, frame)
 
 
-def _lamp_settings(site: BenchSite, lamp_id: str, *, color: str) -> DeviceSettings:
+def lamp_settings(
+    *, lamp_id: str, color: str, state_dir: Path, host: str, port: int, password: str, root: str
+) -> DeviceSettings:
+    """A measured lamp's settings (A's in bench/tap_lamp.py, B's here): the measuring look."""
     return DeviceSettings(
         lamp_id=lamp_id,
         color=color,
-        state_dir=site.directory / lamp_id,
-        looks=_MEASURE_LOOK,
+        state_dir=state_dir,
+        looks=MEASURE_LOOK,
         mqtt=MqttSettings(
-            host=site.broker.host,
-            port=site.broker.port,
-            password=SecretStr(site.passwords[lamp_id]),
-            topic_root=site.topics.root,
+            host=host,
+            port=port,
+            password=SecretStr(password),
+            topic_root=root,
             reconnect_min_seconds=0.1,
             reconnect_max_seconds=1.0,
         ),
@@ -215,32 +225,48 @@ def _lamp_settings(site: BenchSite, lamp_id: str, *, color: str) -> DeviceSettin
 
 
 def _touch_to_light(site: BenchSite, *, touches: int, one_hop: _OneHop) -> list[_Timing]:
-    watch = GlowWatch(_SENDER_COLOR, gamma=_MEASURE_LOOK.gamma)
+    watch = GlowWatch(_SENDER_COLOR, gamma=MEASURE_LOOK.gamma)
     holder: list[SimulatedLamp] = []
 
     def b_changed() -> None:  # on B's agent thread, right after each frame reached its pins
         watch.saw(holder[0].led(), time.monotonic())
 
-    a = SimulatedLamp(settings=_lamp_settings(site, "lamp-a", color=_SENDER_COLOR))
-    b = SimulatedLamp(settings=_lamp_settings(site, "lamp-b", color="#0066ff"), changed=b_changed)
+    b_settings = lamp_settings(
+        lamp_id="lamp-b",
+        color="#0066ff",
+        state_dir=site.directory / "lamp-b",
+        host=site.broker.host,
+        port=site.broker.port,
+        password=site.passwords["lamp-b"],
+        root=site.topics.root,
+    )
+    b = SimulatedLamp(settings=b_settings, changed=b_changed)
     holder.append(b)
     sniffer = _Sniffer(site, [site.topics.touch("lamp-a"), site.topics.glow("lamp-b")])
-    a.start()
+    a = PeerProcess(
+        None,
+        module="bench.tap_lamp",
+        asks=True,
+        site=site,
+        username="lamp-a",
+        password=site.passwords["lamp-a"],
+        root=site.topics.root,
+        state_dir=str(site.directory / "lamp-a"),
+        color=_SENDER_COLOR,
+    )
     b.start()
     try:
+        a.wait_ready()
         deadline = time.monotonic() + 30.0
-        while not (a.agent.online and b.agent.online):
+        while not b.agent.online:
             if time.monotonic() > deadline:
-                raise TimeoutError("the simulated lamps did not come online within 30 s")
+                raise TimeoutError("the simulated lamp B did not come online within 30 s")
             time.sleep(0.01)
         timings: list[_Timing] = []
         for index in range(_WARM_UP + touches):
             one_hop.sample()
             watch.arm()
-            sniffer.clear()
-            pressed = time.monotonic()
-            a.press()
-            a.release()
+            (pressed,) = a.ask("tap")
             lit_at = watch.wait_lit(_WAIT)
             if lit_at is None:
                 raise TimeoutError(
@@ -248,7 +274,7 @@ def _touch_to_light(site: BenchSite, *, touches: int, one_hop: _OneHop) -> list[
                     f"(its LED last showed {watch.last}); --keep DIR keeps the relay's store "
                     "and the logs"
                 )
-            touch_seen, glow_seen = sniffer.times(2)
+            touch_seen, glow_seen = sniffer.times()
             if not watch.wait_dark(_WAIT):
                 raise TimeoutError(
                     f"touch {index}: lamp B still showed {watch.last} {_WAIT:g} s after the "
@@ -271,42 +297,39 @@ def _touch_to_light(site: BenchSite, *, touches: int, one_hop: _OneHop) -> list[
 
 
 class _Sniffer:
-    """A client of its own login (bench/provision.py ``add_observer``) that timestamps what
-    passes on ``topics``: it only watches, the relay's shared subscription still gets every
-    touch."""
+    """A process of its own (bench/peer.py ``sniff``, on a login that may only watch) that
+    timestamps what passes on ``topics``; the relay's shared subscription still gets every
+    touch. In a process of its own, its paho thread does not take the interpreter from lamp B
+    at the moment B's glow arrives (it did, for 0.1-0.3 ms, when it ran in this one); it speaks
+    only when ``times`` asks, after B lit up."""
 
     def __init__(self, site: BenchSite, topics: list[str]) -> None:
         password = add_observer(site.broker, "bench-sniffer", filters=topics)
-        self._seen: list[float] = []
-        self._changed = threading.Condition()
-        subscribed = threading.Event()
-        self._client = _client(f"sniffer-{uuid.uuid4().hex[:6]}", "bench-sniffer", password)
-        self._client.on_message = self._on_message
-        self._client.on_subscribe = lambda *_args: subscribed.set()
-        self._client.connect(site.broker.host, site.broker.port)
-        self._client.loop_start()
-        self._client.subscribe([(topic, 1) for topic in topics])
-        if not subscribed.wait(_WAIT):
-            raise TimeoutError("the sniffer did not subscribe")
+        self._topics = topics
+        self._peer = PeerProcess(
+            "sniff",
+            site=site,
+            username="bench-sniffer",
+            password=password,
+            client_id=f"sniffer-{uuid.uuid4().hex[:6]}",
+            topic=",".join(topics),
+            asks=True,
+        )
+        self._peer.wait_ready(timeout=_WAIT)
 
-    def clear(self) -> None:
-        with self._changed:
-            self._seen.clear()
-
-    def times(self, count: int) -> tuple[float, float]:
-        with self._changed:
-            if not self._changed.wait_for(lambda: len(self._seen) >= count, timeout=_WAIT):
-                raise TimeoutError(f"the sniffer saw {len(self._seen)} of {count} messages")
-            return self._seen[0], self._seen[1]
+    def times(self) -> tuple[float, float]:
+        """When the touch and then the glow passed, since the last call (one of each)."""
+        seen = self._peer.ask(f"report {len(self._topics)}")
+        if [topic for topic, _at in seen] != self._topics:
+            raise RuntimeError(
+                f"the sniffer saw {seen} since the last touch, not one message on each of "
+                f"{self._topics} in that order"
+            )
+        (_, touch_at), (_, glow_at) = seen
+        return touch_at, glow_at
 
     def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
-
-    def _on_message(self, _c: mqtt.Client, _u: object, _m: mqtt.MQTTMessage) -> None:
-        with self._changed:
-            self._seen.append(time.monotonic())
-            self._changed.notify_all()
+        self._peer.stop()
 
 
 class _OneHop:
@@ -316,6 +339,7 @@ class _OneHop:
     def __init__(self, site: BenchSite) -> None:
         self._topic = site.topics.glow("hop-a")
         self._received = threading.Event()
+        self._acknowledged = threading.Event()
         self._arrived: list[float] = []
         self.samples: list[float] = []
         self._payload = encode(Touch(seq=0, stream=1, color=_SENDER_COLOR, ts=0))
@@ -327,6 +351,7 @@ class _OneHop:
     def __enter__(self) -> _OneHop:
         subscribed = threading.Event()
         self._receiver.on_message = self._on_message
+        self._sender.on_publish = lambda *_args: self._acknowledged.set()
         self._receiver.on_subscribe = lambda *_args: subscribed.set()
         for client in (self._receiver, self._sender):
             client.connect(self._site.broker.host, self._site.broker.port)
@@ -342,13 +367,19 @@ class _OneHop:
             client.loop_stop()
 
     def sample(self) -> None:
+        """Time one hop; returns once the sender has its PUBACK too, so that the hop's last
+        exchanges do not overlap the touch that follows (they did: its paho threads took the
+        interpreter from lamp A for up to 0.3 ms)."""
         self._received.clear()
+        self._acknowledged.clear()
         self._arrived.clear()
         sent = time.monotonic()
         self._sender.publish(self._topic, self._payload, qos=1)
         if not self._received.wait(_WAIT):
             raise TimeoutError(f"one hop: nothing arrived within {_WAIT:g} s")
         self.samples.append(self._arrived[0] - sent)
+        if not self._acknowledged.wait(_WAIT):
+            raise TimeoutError(f"one hop: no PUBACK within {_WAIT:g} s")
 
     def _on_message(self, _c: mqtt.Client, _u: object, _m: mqtt.MQTTMessage) -> None:
         self._arrived.append(time.monotonic())

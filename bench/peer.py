@@ -3,6 +3,7 @@
     python -m bench.peer sink  --host H --port P --username U --password-file F --topic T
     python -m bench.peer echo  --host H --port P --username U --password-file F --root R
     python -m bench.peer lamp  --host H --port P --username U --password-file F --root R
+    python -m bench.peer sniff --host H --port P --username U --password-file F --topic T1,T2
 
 - ``sink``: subscribes to ``T`` (QoS 1) and counts touches (by lamp, stream and seq: loss and
   duplicates are counted, not guessed). It prints ``ready`` once subscribed, ``progress N`` every
@@ -13,6 +14,12 @@
   The floor for a relay's cost at the same load.
 - ``lamp``: the least a lamp can be: connect, publish a retained ``online`` (with ``offline`` as
   last will), subscribe to its glow and group topics, then wait. The floor for a lamp's footprint.
+- ``sniff``: subscribes to the comma-separated ``--topic`` filters and notes when each message
+  arrives (``time.monotonic()``). It speaks only when asked, so that the process asking (the
+  latency benchmark's, which also runs two lamps) has nothing to do while a touch is on its way:
+  ``report N`` on its stdin waits until it holds at least ``N`` messages (10 s at most), then
+  prints them as one JSON line of ``[topic, time]`` pairs and forgets them. It ends when its stdin
+  closes, so it never outlives the benchmark.
 
 Tuned as ARCHITECTURE.md ("Known traps") says: paho's inflight window lifted
 (``max_inflight_messages_set(0)``), its
@@ -25,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -42,13 +50,15 @@ _RECEIVE_MAXIMUM = 65_535
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.peer", description=__doc__)
-    parser.add_argument("role", choices=["sink", "echo", "lamp"])
+    parser.add_argument("role", choices=["sink", "echo", "lamp", "sniff"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--username", required=True)
     parser.add_argument("--password-file", type=Path, required=True)
     parser.add_argument("--client-id")
-    parser.add_argument("--topic", help="sink: the topic filter to count")
+    parser.add_argument(
+        "--topic", help="sink: the topic filter to count; sniff: the filters, comma-separated"
+    )
     parser.add_argument("--root", help="echo, lamp: the topic root")
     parser.add_argument("--pairs", default="", help="echo: lamp pairs A:B,C:D,…")
     parser.add_argument("--every", type=int, default=500, help="sink: progress line interval")
@@ -74,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         connect.ReceiveMaximum = args.receive_maximum
         if args.role == "sink":
             _sink(client, topic=args.topic, every=args.every)
+        elif args.role == "sniff":
+            return _sniff(client, args=args, topics=args.topic.split(","), connect=connect)
         elif args.role == "echo":
             _echo(client, root=args.root, pairs=args.pairs)
         else:
@@ -133,6 +145,46 @@ def _sink(client: mqtt.Client, *, topic: str, every: int) -> None:
     client.on_subscribe = on_subscribe
     client.on_message = on_message
     client.bench_report = report  # type: ignore[attr-defined]
+
+
+def _sniff(
+    client: mqtt.Client, *, args: argparse.Namespace, topics: list[str], connect: Properties
+) -> int:
+    seen: list[tuple[str, float]] = []
+    changed = threading.Condition()
+
+    def on_connect(c: mqtt.Client, *_args: object) -> None:
+        c.subscribe([(topic, 1) for topic in topics])
+
+    def on_subscribe(*_args: object) -> None:
+        _say("ready")
+
+    def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        now = time.monotonic()
+        with changed:
+            seen.append((message.topic, now))
+            changed.notify_all()
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    client.connect(args.host, args.port, keepalive=60, properties=connect)
+    client.loop_start()
+    try:
+        for line in sys.stdin:  # until the benchmark closes it (or dies)
+            command, _, count = line.partition(" ")
+            if command != "report":
+                continue
+            wanted = int(count or 0)
+            with changed:
+                changed.wait_for(lambda: len(seen) >= wanted, timeout=10.0)  # noqa: B023  used at once
+                report = list(seen)
+                seen.clear()
+            _say(json.dumps(report))
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return 0
 
 
 def _echo(client: mqtt.Client, *, root: str, pairs: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import secrets
 import signal
 import socket
@@ -19,9 +20,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from bench.procfs import ProcessSample, sample
 from touchlamp.broker.errors import BrokerStartError
@@ -277,16 +278,27 @@ class BenchSite:
 
 
 class PeerProcess:
-    """A ``python -m bench.peer ROLE`` child (see bench/peer.py); its stdout read by a thread."""
+    """A ``python -m bench.peer ROLE`` child (see bench/peer.py); its stdout read by a thread.
+
+    ``asks``: the child answers questions on its stdin (``ask``), and ends when it closes.
+    ``module``: another module run the same way (bench/tap_lamp.py, whose ``role`` is None)."""
 
     def __init__(
-        self, role: str, *, site: BenchSite, username: str, password: str, **options: str
+        self,
+        role: str | None,
+        *,
+        site: BenchSite,
+        username: str,
+        password: str,
+        asks: bool = False,
+        module: str = "bench.peer",
+        **options: str,
     ) -> None:
         secret = site.directory / f"peer-{username}-{secrets.token_hex(3)}.password"
         secret.write_text(password, encoding="utf-8")
         secret.chmod(0o600)
         command = [
-            sys.executable, "-m", "bench.peer", role,
+            sys.executable, "-m", module, *([role] if role else []),
             "--host", site.broker.host, "--port", str(site.broker.port),
             "--username", username, "--password-file", str(secret),
         ]  # fmt: skip
@@ -295,9 +307,10 @@ class PeerProcess:
         self.ready = threading.Event()
         self.progress = 0
         self._last_line = ""
+        self._answers: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._process = subprocess.Popen(
             command,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if asks else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             text=True,
             cwd=_REPO_ROOT,
@@ -313,8 +326,25 @@ class PeerProcess:
         if not self.ready.wait(timeout):
             raise SiteError(f"peer process {self._process.args!r} did not subscribe in time")
 
+    def ask(self, question: str, *, timeout: float = 30.0) -> Any:
+        """Send one line to a child started with ``asks``; its answer, one JSON array on a line."""
+        if self._process.stdin is None:
+            raise SiteError(f"peer process {self._process.args!r} takes no questions")
+        self._process.stdin.write(question + "\n")
+        self._process.stdin.flush()
+        try:
+            return json.loads(self._answers.get(timeout=timeout))
+        except queue.Empty:
+            raise SiteError(
+                f"peer process {self._process.args!r} did not answer {question!r} in time"
+            ) from None
+
     def stop(self, *, timeout: float = 30.0) -> dict[str, object]:
         """SIGTERM it and return its closing JSON report (empty if it printed none)."""
+        if self._process.stdin is not None:
+            self._process.stdin.close()  # a child that asks ends with its stdin
+            with suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout)
         if self._process.poll() is None:
             self._process.send_signal(signal.SIGTERM)
             self._process.wait(timeout)
@@ -332,4 +362,6 @@ class PeerProcess:
                 self.ready.set()
             elif text.startswith("progress "):
                 self.progress = int(text.split()[1])
+            elif text.startswith("["):
+                self._answers.put(text)
             self._last_line = text

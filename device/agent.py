@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import gc
+import itertools
 import logging
 import queue
 import threading
@@ -92,6 +93,8 @@ _log = logging.getLogger(__name__)
 _NETWORK_CHECK_SECONDS = 5.0
 # The link is served at least this often, events or not: its keep-alive and acks wait meanwhile.
 _SERVE_AT_LEAST_SECONDS = 0.05
+# Events handled before a frame is drawn, at most (a flood must not hold the frames back).
+_EVENTS_PER_FRAME = 16
 
 COLOR_FILE = "color"
 """The lamp's chosen colour (``#rrggbb``) inside its state directory."""
@@ -181,6 +184,13 @@ class _Inbox:
                 raise queue.Empty
             self._serve(left)
 
+    def get_nowait(self) -> _Item:
+        """The next item if one is queued, without serving the link; ``queue.Empty`` if none."""
+        try:
+            return self._items.popleft()
+        except IndexError:
+            raise queue.Empty from None
+
     def _serve(self, timeout: float | None) -> None:
         self.serve(timeout)
         self._served_at = time.monotonic()
@@ -193,6 +203,10 @@ class EventQueue(Protocol):
 
     def get(self, block: bool = True, timeout: float | None = None) -> _Item:
         """The next item; ``queue.Empty`` when ``timeout`` passes first."""
+        ...
+
+    def get_nowait(self) -> _Item:
+        """The next item if one is ready now; ``queue.Empty`` if none."""
         ...
 
 
@@ -417,7 +431,12 @@ class LampAgent(StopsOnExit):
     # ---- the agent's thread ----
 
     def run(self) -> None:
-        """The loop; returns once ``stop`` asks. Shows the first frame at once."""
+        """The loop; returns once ``stop`` asks. Shows the first frame at once.
+
+        Events already queued are all handled before the next frame (at most
+        ``_EVENTS_PER_FRAME``): a tap's press and release, queued together, are one frame and
+        the touch goes out without waiting for a frame of the press first.
+        """
         core, clock = self._core, self._clock
         now = clock.monotonic()
         self._show(now)
@@ -432,26 +451,23 @@ class LampAgent(StopsOnExit):
                 item = self._queue.get(timeout=timeout)
             except queue.Empty:
                 item = Tick()
-            if isinstance(item, _Stop):
-                return
-            self.wakeups += 1
-            now = clock.monotonic()
-            if beat_at is not None and now >= beat_at:
-                beat_at = self._beat(now)
-            if network_at is not None and now >= network_at:
-                network_at = self._check_network(now)
-                deadline = core.next_change(now)
-            if isinstance(item, _Reconfigure | _ChooseColor | _Claim):
-                self._owner_change(item, now)
-                self._show(now)
-                self._publish(core.last_glow)
-                deadline = core.next_change(now)
-                continue
-            if isinstance(item, GroupChanged):
-                self._note_group(item)
             glow_before = core.last_glow
-            for effect in core.handle(item, now):
-                self._carry_out(effect, now)
+            for handled in itertools.count(1):
+                if isinstance(item, _Stop):
+                    return
+                self.wakeups += 1
+                now = clock.monotonic()
+                if beat_at is not None and now >= beat_at:
+                    beat_at = self._beat(now)
+                if network_at is not None and now >= network_at:
+                    network_at = self._check_network(now)
+                self._handle(item, now)  # not a _Stop: returned above
+                if handled >= _EVENTS_PER_FRAME:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
             self._online = core.connected
             self._color = core.color
             self._show(now)
@@ -459,6 +475,16 @@ class LampAgent(StopsOnExit):
             deadline = core.next_change(now)
             if network_at is None:
                 network_at = self._network_check_due(now)
+
+    def _handle(self, item: Event | _Reconfigure | _ChooseColor | _Claim, now: float) -> None:
+        """One event (or an owner's change) into the core; the frame comes after."""
+        if isinstance(item, _Reconfigure | _ChooseColor | _Claim):
+            self._owner_change(item, now)
+            return
+        if isinstance(item, GroupChanged):
+            self._note_group(item)
+        for effect in self._core.handle(item, now):
+            self._carry_out(effect, now)
 
     def _network_check_due(self, now: float) -> float | None:
         """When to look at the network next: only while not connected (a connected lamp's

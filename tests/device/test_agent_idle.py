@@ -78,6 +78,14 @@ class SimulatedTime:
         self._clock.advance(timeout)
         raise queue.Empty
 
+    def get_nowait(self) -> Any:
+        """What is ready now (an item put, an event due): no wait, so no probe either."""
+        if self._ready:
+            return self._ready.popleft()
+        if self._scheduled and self._scheduled[0][0] <= self._clock.monotonic():
+            return self._scheduled.pop(0)[1]
+        raise queue.Empty
+
 
 class Lamp:
     """An agent on mock pins with its simulated time, built the way ``device run`` builds one."""
@@ -227,6 +235,39 @@ def test_a_tap_is_kept_in_the_outbox_and_shown_in_the_lamps_colour(lamp: Lamp) -
     assert green == pytest.approx(red * (0x88 / 0xFF) ** 2.2, rel=0.05)
     assert blue == 0.0
     assert lamp.led() == (0.0, 0.0, 0.0)
+
+
+def test_a_press_and_release_queued_together_send_the_touch_before_any_frame(
+    lamp: Lamp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tap whose press and release wait in the queue together (a quick tap, a busy lamp)
+    is one frame: the touch goes out first, not after a frame of the press alone."""
+    order: list[str] = []
+    send_touch = lamp.link.send_touch
+
+    def sending(color: str) -> Any:
+        order.append("touch")
+        return send_touch(color)
+
+    monkeypatch.setattr(lamp.link, "send_touch", sending)
+    shows = lamp.agent._light.show
+
+    def showing(frame: Any) -> None:
+        order.append("frame")
+        shows(frame)
+
+    monkeypatch.setattr(lamp.agent._light, "show", showing)
+    lamp.time.at(0.0, Connected(session_present=False))
+    lamp.time.at(0.0, _paired())
+    lamp.time.at(1.0, TouchDown())
+    lamp.time.at(1.0, TouchUp())
+
+    lamp.run_until_asleep()
+
+    frames_before = order[: order.index("touch")]
+    # The first frame, then the one after the two events at 0.0: none for the press alone.
+    assert frames_before == ["frame", "frame"]
+    assert lamp.link.outbox_stats().queued == 1
 
 
 def test_a_hold_picks_a_colour_that_outlives_a_restart(lamp: Lamp, tmp_path: Path) -> None:
