@@ -470,6 +470,9 @@ class LampAgent(StopsOnExit):
                     break
             self._online = core.connected
             self._color = core.color
+            # The frame as of the moment it is drawn: a glow that arrived in this batch has
+            # begun (a look with next to no rise shows in full at once, not a frame later).
+            now = clock.monotonic()
             self._show(now)
             self._publish(glow_before)
             deadline = core.next_change(now)

@@ -160,6 +160,11 @@ class Outbox:
                     )
                 self._stream: int = row[0]
                 self._next_seq: int = row[1]
+                # The highest seq ever written to the touch table: ``pending`` after it need
+                # not ask the disk (the newest touch, on its way out, is still in memory).
+                self._written_up_to: int = self._db.execute(
+                    "SELECT coalesce(max(seq), -1) FROM touch"
+                ).fetchone()[0]
                 self._reserved = self._next_seq + _SEQ_BLOCK
                 self._db.execute("UPDATE counter SET next_seq = ?", (self._reserved,))
         except sqlite3.DatabaseError as error:
@@ -233,6 +238,7 @@ class Outbox:
             if reserved - self._next_seq < _SEQ_BLOCK // 2:
                 reserved = self._next_seq + _SEQ_BLOCK
             dropped: list[tuple[int]] = []
+            written_up_to = self._written_up_to
             try:
                 with self._transaction():
                     expired = self._expire_rows()
@@ -241,6 +247,7 @@ class Outbox:
                             "INSERT INTO touch (seq, color, ts_ms, queued_at) VALUES (?, ?, ?, ?)",
                             (seq, entry.touch.color, entry.touch.ts, entry.queued_at),
                         )
+                        written_up_to = max(self._written_up_to, seq)
                         dropped = self._unacknowledged(
                             self._db.execute(
                                 "DELETE FROM touch WHERE seq <= ? RETURNING seq",
@@ -261,6 +268,7 @@ class Outbox:
                 raise
             del self._unsaved[seq]
             self._reserved = reserved
+            self._written_up_to = written_up_to
         self._log_expired(expired)
         if dropped:
             logger.warning(
@@ -316,10 +324,12 @@ class Outbox:
     def pending(self, *, after_seq: int = -1, limit: int = 100) -> list[Touch]:
         """Queued touches with ``seq`` above ``after_seq``, oldest first, at most ``limit``."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, color, ts_ms FROM touch WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit),
-            ).fetchall()
+            rows = []
+            if after_seq < self._written_up_to:
+                rows = self._db.execute(
+                    "SELECT seq, color, ts_ms FROM touch WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (after_seq, limit),
+                ).fetchall()
             unsaved = [e.touch for e in self._unsaved.values() if not e.removed]
         touches = [
             Touch(seq=seq, stream=self._stream, color=color, ts=ts) for seq, color, ts in rows

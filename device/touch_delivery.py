@@ -125,6 +125,8 @@ class TouchDelivery:
                     return False
                 flight.handed[info.mid] = touch.seq
                 flight.handed_up_to = touch.seq
+            if len(batch) < _PUMP_BATCH:
+                return True  # that was all (no second look at the outbox on a touch's way)
 
     def acknowledged(self, flight: HandedTouches, mid: int, reason: reasons.Reason) -> int | None:
         """The touch seq the PUBACK of ``mid`` answers (None: not a touch), noted on ``flight``;

@@ -23,7 +23,7 @@ import pytest
 from pydantic import SecretStr
 
 from touchlamp.config.device import DeviceSettings, MqttSettings
-from touchlamp.config.looks import LookSettings
+from touchlamp.config.looks import GlowLook, LookSettings
 from touchlamp.device.agent import AgentLink, LampAgent, load_color
 from touchlamp.device.clock import ManualClock, epoch_ms
 from touchlamp.device.events import Connected, Event, GlowReceived, GroupChanged, TouchDown, TouchUp
@@ -90,7 +90,9 @@ class SimulatedTime:
 class Lamp:
     """An agent on mock pins with its simulated time, built the way ``device run`` builds one."""
 
-    def __init__(self, tmp_path: Path, **agent_options: Any) -> None:
+    def __init__(
+        self, tmp_path: Path, *, looks: LookSettings | None = None, **agent_options: Any
+    ) -> None:
         self.clock = ManualClock(start=NOON)
         self.time = SimulatedTime(self.clock)
         self.settings = DeviceSettings(
@@ -99,7 +101,7 @@ class Lamp:
             state_dir=tmp_path / "lamp-a",
             mqtt=MqttSettings(host="127.0.0.1", port=1, password=SecretStr("p" * 22)),
             # No partner-online light (on by default): these tests look for dark between events.
-            looks=LookSettings(ambient_level=0.0),
+            looks=looks or LookSettings(ambient_level=0.0),
         )
         self.pins = mock_pin_factory()
         hardware = self.settings.hardware
@@ -217,6 +219,47 @@ def test_a_glow_lights_the_pins_in_the_senders_colour(lamp: Lamp) -> None:
     assert green == pytest.approx(1.0, abs=0.02)
     assert (red, blue) == (0.0, 0.0)
     assert max(lamp.shown_at(peak + 600.0)) < green  # fading
+
+
+def test_the_first_frame_after_a_glow_is_drawn_as_of_when_it_is_drawn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Handling the glow takes time (here 0.5 ms, a real lamp's order of magnitude): the frame
+    after it shows the glow as it is by then. With next to no rise that is in full, at once."""
+    looks = LookSettings(
+        ambient_level=0.0,
+        glow=GlowLook(attack_seconds=1e-6, breaths=1, breath_seconds=0.1, breath_low=1.0),
+    )
+    lamp = Lamp(tmp_path, looks=looks)
+    handle = lamp.agent._core.handle
+
+    def handling(event: Event, now: float) -> Any:
+        effects = handle(event, now)
+        lamp.clock.advance(0.0005)
+        return effects
+
+    monkeypatch.setattr(lamp.agent._core, "handle", handling)
+    frames: list[tuple[float, float, float]] = []
+    show = lamp.agent._light.show
+
+    def showing(frame: Any) -> None:
+        show(frame)
+        frames.append(lamp.led())
+
+    monkeypatch.setattr(lamp.agent._light, "show", showing)
+    lamp.time.at(0.0, Connected(session_present=False))
+    lamp.time.at(0.1, _paired())
+    lamp.time.at(1.0, _glow(lamp.clock))
+    try:
+        lamp.time.probe = lambda: None
+        with pytest.raises(SleptForever):
+            lamp.agent.run()
+    finally:
+        lamp.close()
+
+    dark_before_glow = 3  # the first frame, then one after each of the two events
+    assert frames[dark_before_glow - 1] == (0.0, 0.0, 0.0)
+    assert frames[dark_before_glow][1] == pytest.approx(1.0, abs=0.02)  # green, in full
 
 
 def test_a_tap_is_kept_in_the_outbox_and_shown_in_the_lamps_colour(lamp: Lamp) -> None:
