@@ -2,7 +2,10 @@
 (BENCHMARKS.md, benchmark 4).
 
 A fresh interpreter imports what ``touchlamp device run --simulate`` imports, in that order, and
-reads its own ``VmRSS`` after each step. It runs twice: the first run writes the modules'
+reads its own ``VmRSS`` after each step. A second one imports only the libraries the project is
+given (paho-mqtt, pydantic-settings, gpiozero with the simulator's mock pins) and the standard
+library's sqlite3: the least any lamp built on them can take, whatever its own code. MB are
+10^6 bytes, as in the footprint benchmark. It runs twice: the first run writes the modules'
 bytecode (into a cache directory of its own, as ``bench/footprint.py`` does), the second is the
 one measured, since a lamp installed by pip never compiles on import. What the running lamp adds
 on top (threads, SQLite, paho's buffers) is the footprint benchmark's RSS minus the last row:
@@ -20,7 +23,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["STEPS", "Step", "main", "measure"]
+__all__ = ["DEPENDENCY_STEPS", "STEPS", "Step", "main", "measure"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,14 @@ STEPS: tuple[Step, ...] = (
     Step(
         "the simulator (touchlamp.device.simulate: mock pins, page)", ("touchlamp.device.simulate",)
     ),
+)
+
+DEPENDENCY_STEPS: tuple[Step, ...] = (
+    Step("bare Python", ()),
+    Step("paho.mqtt.client (with ssl)", ("paho.mqtt.client",)),
+    Step("pydantic, pydantic_settings", ("pydantic", "pydantic_settings")),
+    Step("gpiozero with its mock pins", ("gpiozero", "gpiozero.pins.mock")),
+    Step("sqlite3", ("sqlite3",)),
 )
 
 # Runs in the child: imports each step's modules, prints VmRSS (kB) after each as JSON.
@@ -89,14 +100,24 @@ def measure(steps: Sequence[Step] = STEPS) -> list[tuple[Step, int]]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.imports", description=__doc__)
     parser.parse_args(argv)
-    rows = measure()
+    _print(measure())
+    print()
+    print("the given dependencies alone:")
+    _print(measure(DEPENDENCY_STEPS))
+    return 0
+
+
+def _print(rows: list[tuple[Step, int]]) -> None:
     print(f"{'import':<72} {'RSS after':>10} {'added':>9}")
     previous: int | None = None
     for step, kib in rows:
-        added = "" if previous is None else f"{(kib - previous) / 1024:.1f} MB"
-        print(f"{step.label:<72} {kib / 1024:>7.1f} MB {added:>9}")
+        added = "" if previous is None else f"{_mb(kib - previous):.1f} MB"
+        print(f"{step.label:<72} {_mb(kib):>7.1f} MB {added:>9}")
         previous = kib
-    return 0
+
+
+def _mb(kib: int) -> float:
+    return kib * 1024 / 1e6
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ glow arrived — two lamps that, in use, are in two homes.
 from __future__ import annotations
 
 import argparse
+import queue
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         password=args.password_file.read_text(encoding="utf-8").strip(),
         root=args.root,
     )
+    lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+    threading.Thread(target=_read_stdin, args=(lines,), name="stdin", daemon=True).start()
     lamp = SimulatedLamp(settings=settings)
     lamp.start()
     try:
@@ -58,10 +62,14 @@ def main(argv: list[str] | None = None) -> int:
             if time.monotonic() > deadline:
                 print(f"lamp {args.username} did not come online within {_ONLINE_WAIT:g} s")
                 return 1
-            time.sleep(0.01)
+            try:
+                if lines.get(timeout=0.01) is None:
+                    return 0  # the benchmark went away before the lamp was online
+            except queue.Empty:
+                pass
         freeze_start_up_objects()
         _say("ready")
-        for line in sys.stdin:  # until the benchmark closes it (or dies)
+        while (line := lines.get()) is not None:
             if line.strip() != "tap":
                 continue
             pressed = time.monotonic()
@@ -71,6 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         lamp.stop()
     return 0
+
+
+def _read_stdin(lines: queue.SimpleQueue[str | None]) -> None:
+    """Each line of stdin, then ``None`` once it closes (the benchmark ended, or died)."""
+    for line in sys.stdin:
+        lines.put(line)
+    lines.put(None)
 
 
 def _say(line: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -159,3 +160,30 @@ def test_gc_pause_times_a_lamp_process_full_collection_before_and_after_freezing
     assert found is not None, completed.stdout + completed.stderr
     tracked, frozen = (int(group.replace(",", "")) for group in found.groups())
     assert 0 < frozen <= tracked
+
+
+def test_lamp_a_of_the_latency_benchmark_ends_with_the_benchmark(tmp_path: Path) -> None:
+    """bench/tap_lamp.py ends when its stdin closes — here before its lamp could come online
+    (nothing listens on its port) — so it never outlives a benchmark that died."""
+    password = tmp_path / "password"
+    password.write_text("p" * 22, encoding="utf-8")
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # bound, never listening: connections are refused
+        command = [
+            sys.executable, "-m", "bench.tap_lamp", "--port", str(port),
+            "--username", "lamp-a", "--password-file", str(password), "--root", "touchlamp",
+            "--state-dir", str(tmp_path / "lamp-a"), "--color", "#ff3300",
+        ]  # fmt: skip
+        child = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        try:
+            assert child.stdin is not None
+            child.stdin.close()
+            assert child.wait(timeout=20) == 0
+        finally:
+            child.kill()
+            child.wait()
