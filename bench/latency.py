@@ -55,7 +55,15 @@ from touchlamp.device.looks import Rgb
 from touchlamp.device.sim import SimulatedLamp
 from touchlamp.protocol import Touch, encode
 
-__all__ = ["MEASURE_LOOK", "GlowWatch", "lamp_settings", "run", "shows_color"]
+__all__ = [
+    "MEASURE_LOOK",
+    "GlowWatch",
+    "OneHop",
+    "lamp_settings",
+    "paho_client",
+    "run",
+    "shows_color",
+]
 
 _SENDER_COLOR = "#ff3300"
 _WAIT = 10.0
@@ -152,7 +160,7 @@ def run(context: BenchContext) -> list[Result]:
     with BenchSite(context.directory, save_every_change=context.save_every_change) as site:
         site.add_lamps(["lamp-a", "lamp-b", "hop-a"])
         site.pair([["lamp-a", "lamp-b"]])
-        with site.relays("relay-1", rate_limited=False) as (relay,), _OneHop(site) as one_hop:
+        with site.relays("relay-1", rate_limited=False) as (relay,), OneHop(site) as one_hop:
             before = relay.sample()
             timings = _touch_to_light(site, touches=touches, one_hop=one_hop)
             after = relay.sample()
@@ -224,7 +232,7 @@ def lamp_settings(
     )
 
 
-def _touch_to_light(site: BenchSite, *, touches: int, one_hop: _OneHop) -> list[_Timing]:
+def _touch_to_light(site: BenchSite, *, touches: int, one_hop: OneHop) -> list[_Timing]:
     watch = GlowWatch(_SENDER_COLOR, gamma=MEASURE_LOOK.gamma)
     holder: list[SimulatedLamp] = []
 
@@ -336,7 +344,7 @@ class _Sniffer:
         self._peer.stop()
 
 
-class _OneHop:
+class OneHop:
     """Two plain paho clients, one broker hop apart: the relay's login publishes a glow to lamp
     ``hop-a``, ``hop-a``'s login receives it. ``sample()`` times one, ``samples`` holds them."""
 
@@ -348,11 +356,11 @@ class _OneHop:
         self.samples: list[float] = []
         self._payload = encode(Touch(seq=0, stream=1, color=_SENDER_COLOR, ts=0))
         sender = f"hop-pub-{uuid.uuid4().hex[:6]}"
-        self._sender = _client(sender, *site.relay_login(sender))
-        self._receiver = _client("hop-a", "hop-a", site.passwords["hop-a"])
+        self._sender = paho_client(sender, *site.relay_login(sender))
+        self._receiver = paho_client("hop-a", "hop-a", site.passwords["hop-a"])
         self._site = site
 
-    def __enter__(self) -> _OneHop:
+    def __enter__(self) -> OneHop:
         subscribed = threading.Event()
         self._receiver.on_message = self._on_message
         self._sender.on_publish = lambda *_args: self._acknowledged.set()
@@ -390,7 +398,7 @@ class _OneHop:
         self._received.set()
 
 
-def _client(client_id: str, username: str, password: str) -> mqtt.Client:
+def paho_client(client_id: str, username: str, password: str) -> mqtt.Client:
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
     )

@@ -1,7 +1,7 @@
 """The small measuring scripts under bench/ that BENCHMARKS.md names beside its figures:
 ``bench.fsync``, ``bench.imports``, ``bench.saves``, ``bench.spread``, ``bench.handoff``,
-``bench.seen_writes``, ``bench.lamp_creation``; and ``bench.measure_rate``, the quick relay rate
-measurement."""
+``bench.seen_writes``, ``bench.lamp_creation``, ``bench.two_hops``; and ``bench.measure_rate``,
+the quick relay rate measurement."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from bench import (
     saves,
     seen_writes,
     spread,
+    two_hops,
 )
 from bench.results import Measure, Result, write_json
 
@@ -129,6 +130,22 @@ def test_handoff_times_each_item_from_one_thread_to_a_sleeping_one() -> None:
 def test_handoff_refuses_no_count() -> None:
     with pytest.raises(SystemExit) as exited:
         handoff.main(["--count", "0"])
+    assert exited.value.code == 2
+
+
+def test_two_hops_times_touches_through_a_no_work_relay_against_one_hop() -> None:
+    output = _run_script("bench.two_hops", "--count", "3")
+    assert re.search(r"^one hop: +p50 [\d.]+ ms, p99 [\d.]+ ms$", output, re.MULTILINE), output
+    assert re.search(
+        r"^two hops, a no-work relay: +p50 [\d.]+ ms, p99 [\d.]+ ms  \([\d.]+x one hop at p99\)$",
+        output,
+        re.MULTILINE,
+    ), output
+
+
+def test_two_hops_refuses_no_count() -> None:
+    with pytest.raises(SystemExit) as exited:
+        two_hops.main(["--count", "0"])
     assert exited.value.code == 2
 
 
