@@ -1,13 +1,13 @@
 """``python -m bench.seen_writes [--dir DIR] [--count N]``: how long a lamp's seen-glow write
 takes, with the shipped checkpoints against SQLite's automatic ones (BENCHMARKS.md §1).
 
-A receiving lamp writes each glow's touch id (device/dedup.py) before showing it, so the write
-is on the way to the LED. Shipped: SQLite's automatic checkpoint is off and the lamp checkpoints
-when glows pause (here: untimed, every ``--pause-every`` writes; the link does after 300 at
-most). Baseline, interleaved write by write in the same directory: the same store with
-SQLite's default automatic checkpoint (every 1,000 WAL pages), which runs inside the write that
-fills the log, with its fsyncs. ``--dir`` puts both on the disk
-you care about (an SD card's fsyncs are slower than this machine's).
+A receiving lamp writes each glow's touch id (device/dedup.py) once it showed it (until issue
+12, before: on the way to the LED), before its PUBACK. Shipped: SQLite's automatic checkpoint
+is off and the lamp checkpoints when glows pause (here: untimed, every ``--pause-every``
+writes; the link does after 300 at most). Baseline, interleaved write by write in the same
+directory: the same store with SQLite's default automatic checkpoint (every 1,000 WAL pages),
+which runs inside the write that fills the log, with its fsyncs. ``--dir`` puts both on the
+disk you care about (an SD card's fsyncs are slower than this machine's).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def write_times(
                 for store, times in ((shipped, shipped_times), (automatic, automatic_times)):
                     touch_id = str(uuid.uuid4())
                     started = time.perf_counter()
-                    store.first_time(touch_id)
+                    store.remember([touch_id])
                     times.append(time.perf_counter() - started)
                 if (index + 1) % pause_every == 0:
                     shipped.checkpoint()  # glows paused: off the timed path, as the link does

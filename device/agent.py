@@ -116,6 +116,11 @@ class AgentLink(Protocol):
 
     def stop(self, *, timeout: float = 5.0) -> None: ...
 
+    def shown(self) -> None:
+        """Everything the link handed to ``post`` so far was handled and drawn: it may record
+        the glows as seen and acknowledge them."""
+        ...
+
     def send_touch(self, color: str) -> TouchReceipt:
         """Queue a touch in the outbox and publish it if connected; never waits for the network."""
         ...
@@ -452,6 +457,7 @@ class LampAgent(StopsOnExit):
             except queue.Empty:
                 item = Tick()
             glow_before = core.last_glow
+            drained = False  # every event queued was handled (none left behind the cap)
             for handled in itertools.count(1):
                 if isinstance(item, _Stop):
                     return
@@ -467,6 +473,7 @@ class LampAgent(StopsOnExit):
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
+                    drained = True
                     break
             self._online = core.connected
             self._color = core.color
@@ -474,6 +481,8 @@ class LampAgent(StopsOnExit):
             # begun (a look with next to no rise shows in full at once, not a frame later).
             now = clock.monotonic()
             self._show(now)
+            if drained:
+                self._link.shown()  # glows it handed over are on the LED: recorded, acked
             self._publish(glow_before)
             deadline = core.next_change(now)
             if network_at is None:

@@ -7,18 +7,21 @@ of the most recent ids, kept on disk in the state directory so that a reboot doe
 the last glow. ``synchronous=NORMAL``: losing the newest entry to a power cut costs at most one
 repeated glow, and spares the SD card an fsync per glow.
 
-An id is written before its glow is shown (so nothing is shown twice), which puts this write on
-the way to the LED. Left to itself, SQLite copies its write-ahead log into the database file
-every few hundred writes, inside the write that fills it, with two fsyncs, so about one glow in
-a hundred waits for them. So automatic checkpoints are off and the link calls ``checkpoint`` when
-glows pause, after they were shown (see device/incoming.py). What that saves, measured against
-the automatic checkpoint in the same run: ``python -m bench.seen_writes`` (BENCHMARKS.md §1).
+An id is written once its glow was shown (the link's ``kept``, device/incoming.py), so a lamp
+that dies in between gets the glow again and shows it, rather than having dropped it as seen
+before it ever lit up (RELIABILITY.md, change 16); before showing, the link only *reads* whether
+an id is known. Left to itself, SQLite copies its write-ahead log into the database file every
+few hundred writes, inside the write that fills it, with two fsyncs, so about one glow in a
+hundred would wait for them. So automatic checkpoints are off and the link calls ``checkpoint``
+when glows pause (see device/incoming.py). What that saves, measured against the automatic
+checkpoint in the same run: ``python -m bench.seen_writes`` (BENCHMARKS.md §1).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from touchlamp.device.outbox import StateFileError
@@ -55,14 +58,30 @@ class SeenTouches:
                 "glows may then show once more)"
             ) from error
 
-    def first_time(self, touch_id: str) -> bool:
-        """Remember ``touch_id``; True if it was not seen before (show it), False if it was."""
+    def known(self, touch_id: str) -> bool:
+        """Whether ``touch_id`` is remembered (its glow was shown before)."""
+        with self._lock:
+            try:
+                row = self._db.execute("SELECT 1 FROM seen WHERE touch = ?", (touch_id,)).fetchone()
+            except sqlite3.Error as error:
+                raise StateFileError(
+                    f"cannot read {self.path} ({error}); delete it to start afresh (the last "
+                    "glows may then show once more)"
+                ) from error
+        return row is not None
+
+    def remember(self, touch_ids: Sequence[str]) -> None:
+        """Remember ``touch_ids`` (one transaction), forgetting the oldest beyond capacity."""
+        if not touch_ids:
+            return
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                added = self._db.execute(
-                    "INSERT OR IGNORE INTO seen (touch) VALUES (?)", (touch_id,)
-                ).rowcount
+                added = 0
+                for touch_id in touch_ids:
+                    added += self._db.execute(
+                        "INSERT OR IGNORE INTO seen (touch) VALUES (?)", (touch_id,)
+                    ).rowcount
                 if added:
                     self._db.execute(
                         "DELETE FROM seen WHERE n <= (SELECT max(n) FROM seen) - ?",
@@ -77,7 +96,6 @@ class SeenTouches:
                     "the state directory"
                 ) from error
             self._unchecked += added
-        return added > 0
 
     @property
     def unchecked(self) -> int:

@@ -1,12 +1,14 @@
 """What reaches the lamp over MQTT, turned into the lamp's events (device/events.py).
 
 A glow becomes a ``GlowReceived`` once (the seen ids, device/dedup.py, drop a repeat), aged by
-its Message Expiry Interval (``_waited``); a group state becomes a ``GroupChanged``; a pairing
-answer goes to the ``request`` waiting for its correlation data. Anything off-protocol is
+its Message Expiry Interval (``_waited``); its id is recorded as seen only when the link's owner
+says what it was handed is shown (``kept``), so that a lamp dying before the glow lit up shows
+it after its restart (RELIABILITY.md, change 16). A group state becomes a ``GroupChanged``; a
+pairing answer goes to the ``request`` waiting for its correlation data. Anything off-protocol is
 dropped with a log line that quotes the payload inertly (``repr`` of the bytes, ASCII only).
 
 Runs on the thread that serves the link (device/link.py), after paho's callback noted the
-message; the link acknowledges a glow only once ``handle`` returned (device/link_client.py,
+message; the link acknowledges a glow only once it is kept (device/link_client.py,
 "acknowledged once kept").
 """
 
@@ -78,6 +80,7 @@ class IncomingMessages:
         self._emit = emit
         self._trouble = trouble
         self._waiters: dict[bytes, Waiter] = {}  # guarded by ``lock``
+        self._unkept: list[str] = []  # ids of glows handed on, not yet shown (``kept``)
         self._checkpoint_at: float | None = None
         self._state_dir = state_dir
         self._glow_expiry = load_glow_expiry(state_dir)  # the relay's, as learnt (_waited)
@@ -135,11 +138,9 @@ class IncomingMessages:
             raise ProtocolError(topic, f"not a topic of lamp {self._lamp_id}")
         if match.kind is Kind.GLOW:
             glow = decode_glow(topic, payload)
-            if self._first_time(glow.touch):
+            if self._is_new(glow.touch):
                 self._emit(GlowReceived.from_message(glow, waited_seconds=self._waited(expiry)))
-                if self._seen.unchecked >= _SEEN_CHECKPOINT_IDS:
-                    self._checkpoint_seen()  # the glow is on its way to the LED already
-                self._checkpoint_at = time.monotonic() + _SEEN_CHECKPOINT_QUIET_SECONDS
+                self._unkept.append(glow.touch)  # handed on (a sink that failed did not take it)
             else:
                 logger.debug("lamp %s: dropped repeated glow %s", self._lamp_id, glow.touch)
         elif match.kind is Kind.GROUP:
@@ -161,17 +162,34 @@ class IncomingMessages:
         else:
             raise ProtocolError(topic, f"lamps do not receive {match.kind.value} messages")
 
-    def _first_time(self, touch: str) -> bool:
-        """Whether the glow of ``touch`` is new, remembering it; a glow the seen-glow file
-        cannot record (a full disk, a read-only card) is shown all the same: shown perhaps
-        twice later beats never."""
+    def kept(self) -> None:
+        """Every glow handed on so far is shown (or was judged by the core): record their ids
+        as seen, in one write. Called after the owner's frame, off the glow's way."""
+        if not self._unkept:
+            return
+        touches, self._unkept = self._unkept, []
         try:
-            new = self._seen.first_time(touch)
+            self._seen.remember(touches)
+        except StateFileError as error:
+            self._trouble.report("seen", error)
+            return
+        self._trouble.report("seen", None)
+        if self._seen.unchecked >= _SEEN_CHECKPOINT_IDS:
+            self._checkpoint_seen()
+        self._checkpoint_at = time.monotonic() + _SEEN_CHECKPOINT_QUIET_SECONDS
+
+    def _is_new(self, touch: str) -> bool:
+        """Whether the glow of ``touch`` was neither shown before nor handed on already; a glow
+        the seen-glow file cannot tell about (a damaged file) is shown all the same: shown
+        perhaps twice beats never."""
+        if touch in self._unkept:
+            return False
+        try:
+            known = self._seen.known(touch)
         except StateFileError as error:
             self._trouble.report("seen", error)
             return True
-        self._trouble.report("seen", None)
-        return new
+        return not known
 
     def _checkpoint_seen(self) -> None:
         try:

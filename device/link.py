@@ -36,7 +36,9 @@ Its parts, each with the rules it keeps:
 - device/incoming.py — what arrives, decoded into the lamp's events: a glow shown once (the
   seen ids, device/dedup.py), aged by its expiry; pairing answers to their waiters.
 - device/link_client.py — one connection's paho client, whose callbacks only note what
-  arrived: subscribed on every connect; **acknowledged once kept** (``manual_ack``).
+  arrived: subscribed on every connect; **acknowledged once kept** (``manual_ack``): here,
+  ``shown`` — the owner drew what it was handed — records the glows as seen, then sends the
+  acknowledgements.
 - device/state_trouble.py — whether the state files take writes, said once each way.
 - Here: the public surface, the connection's life (dial, adopt, serve, refusal, reconnect,
   shut down), and **published, then written** (``send_touch``): a touch gets its seq from the
@@ -226,6 +228,9 @@ class LampLink(StopsOnExit):
         # lamp's thread): handled right after, outside paho's locks (its on_publish runs under
         # one, and our handlers take ``_lock``, which publishers hold while calling paho).
         self._arrived: collections.deque[Job] = collections.deque()
+        # Acknowledgements of messages handled, by connection generation, in their order: sent
+        # once what the link handed on is kept (``shown``; device/link_client.py).
+        self._unacknowledged: collections.deque[tuple[int, Job]] = collections.deque()
         self._attempt: _Attempt | None = None
         self._wakeup: Wakeup | None = None  # the owner's (set by ``open``)
         self._own_wakeup = False  # made by ``start`` for the link's own thread: closed at stop
@@ -311,8 +316,27 @@ class LampLink(StopsOnExit):
         elif self._wakeup is not None:
             self._wakeup.wait(wait)
         self._handle_arrived()
+        if self._own_wakeup:
+            self.shown()  # the link's own thread: the sink has returned, that is kept
         self._run_job(self._adopt)
         self._run_job(self._timers)
+
+    def shown(self) -> None:
+        """The owner has shown what the link handed it so far (the agent says so after each
+        frame; a link on its own thread, once its sink returned): the glows' ids are recorded
+        as seen, then their messages acknowledged. On the owner's thread."""
+        self._run_job(self._incoming.kept)
+        if not self._unacknowledged:
+            return
+        with self._lock:
+            connection = self._connection
+        current = connection.generation if connection is not None else None
+        while self._unacknowledged:
+            generation, acknowledge = self._unacknowledged.popleft()
+            if generation == current:  # an ended connection's messages come again anyway
+                self._run_job(acknowledge)
+        if connection is not None and connection.driver.owned_here():
+            connection.driver.flush()
 
     def stop(self, *, timeout: float = 5.0) -> None:
         """Publish ``offline``, disconnect cleanly (so the will is not sent) and close the files.
@@ -575,6 +599,7 @@ class LampLink(StopsOnExit):
                 disconnected=self._on_disconnected,
                 message=self._incoming.handle,
                 published=self._on_published,
+                handled=lambda generation, ack: self._unacknowledged.append((generation, ack)),
             ),
         )
 
@@ -694,6 +719,8 @@ class LampLink(StopsOnExit):
         self._reconnect_at = None
         if attempt is not None and attempt.error is None:
             _abandon(attempt.client)  # connected, not yet taken over: nothing to say on it
+        if self._own_wakeup:
+            self.shown()  # the sink has returned: its acknowledgements leave before the close
         if connection is not None:
             client, driver = connection.client, connection.driver
             if connection.ready:

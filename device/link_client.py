@@ -11,9 +11,10 @@ to ``arrived``, and the link runs the jobs right after the poll (``_handle_arriv
   link reports itself connected at the SUBACK: from then on nothing sent to this lamp can miss
   it, even on a brand-new session.
 - **Acknowledged once kept.** paho acknowledges a message when it reads it by default; the
-  client uses ``manual_ack`` and acknowledges a glow only after ``message`` recorded it as seen
-  and handed it to the sink (device/incoming.py), so a lamp killed in between gets it again
-  (RELIABILITY.md, change 12).
+  client uses ``manual_ack``: once ``message`` handled it, its acknowledgement goes to the link
+  (``handled``), which sends it only when what the link handed on is kept — shown by the lamp,
+  and its glow's id recorded as seen (device/incoming.py) — so a lamp killed before gets it
+  again (RELIABILITY.md, changes 12 and 16). Acknowledgements keep their messages' order.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class LinkHandlers:
     message: Callable[[str, bytes, bytes | None, object], None]  # topic, payload, correlation,
     # and the Message Expiry Interval left
     published: Callable[[int, int, ReasonCode], None]  # PUBACK: mid, reason
+    handled: Callable[[int, Callable[[], None]], None]  # a message's acknowledgement, to be
+    # sent once what it handed on is kept
 
 
 def new_link_client(
@@ -140,10 +143,10 @@ def new_link_client(
 
         def handle() -> None:
             handlers.message(topic, payload, correlation, expiry)
-            # Only now: a glow is recorded as seen and handed to the core. A lamp that dies
-            # before this gets it again from the broker; the seen ids drop a repeat.
+            # Not yet: only once the glow is shown and recorded as seen. A lamp that dies
+            # before gets it again from the broker; the seen ids drop a repeat after.
             if qos:
-                client.ack(mid, qos)
+                handlers.handled(generation, lambda: _acknowledge(client, mid, qos))
 
         arrived.append(handle)
 
@@ -162,3 +165,7 @@ def new_link_client(
     client.on_message = on_message
     client.on_publish = on_publish
     return client
+
+
+def _acknowledge(client: mqtt.Client, mid: int, qos: int) -> None:
+    client.ack(mid, qos)

@@ -73,6 +73,9 @@ class UnenrolledLink:
     def stop(self, *, timeout: float = 5.0) -> None:
         pass
 
+    def shown(self) -> None:
+        """Nothing was handed on: nothing to record."""
+
     def send_touch(self, color: str) -> TouchReceipt:  # noqa: ARG002  AgentLink's signature
         raise LinkError(_NOT_ENROLLED)
 

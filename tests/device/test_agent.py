@@ -8,8 +8,10 @@ pin, as a TTP223 would, and reads lamp B's PWM pins.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +20,10 @@ import pytest
 from tests.e2e.world import BrokerLike, World, same_hue
 from tests.support.waiting import wait_until
 from touchlamp.config.device import DeviceSettings
-from touchlamp.config.looks import LookSettings
+from touchlamp.config.looks import GlowLook, LookSettings
 from touchlamp.device.agent import AgentLink, LampAgent
 from touchlamp.device.clock import SystemClock
+from touchlamp.device.dedup import SEEN_FILE
 from touchlamp.device.hardware import mock_pin_factory, open_light_output, open_touch_input
 from touchlamp.device.link import LampLink
 from touchlamp.device.link_api import LinkSink
@@ -35,10 +38,17 @@ BLUE = "#3c78ff"
 class PinLamp:
     """One lamp on mock pins; ``changed`` is set whenever it shows a frame."""
 
-    def __init__(self, settings: DeviceSettings) -> None:
+    def __init__(
+        self, settings: DeviceSettings, *, after_frame: Callable[[], None] = lambda: None
+    ) -> None:
         self.settings = settings
         self.pins: Any = mock_pin_factory()
         self.changed = threading.Event()
+
+        def frame_shown() -> None:
+            after_frame()
+            self.changed.set()
+
         clock = SystemClock()
         links: list[LampLink] = []
 
@@ -51,7 +61,7 @@ class PinLamp:
             settings=settings,
             touch=open_touch_input(hardware, pin_factory=self.pins),
             light=NotifyingLight(
-                open_light_output(hardware, pin_factory=self.pins), changed=self.changed.set
+                open_light_output(hardware, pin_factory=self.pins), changed=frame_shown
             ),
             link=link,
             clock=clock,
@@ -111,6 +121,38 @@ def test_a_touch_on_lamp_a_lights_lamp_b_in_a_colour(world: World) -> None:
         finally:
             a.agent.stop()
             b.agent.stop()
+
+
+def test_a_glow_is_recorded_as_seen_only_after_the_frame_that_shows_it(world: World) -> None:
+    """RELIABILITY.md, change 16: the lamp's loop draws the glow, then its link records the id
+    and acknowledges it, so a lamp that dies before it lit up gets the glow again."""
+    frames: list[tuple[Rgb, int]] = []  # each frame, and how many ids the seen file held then
+    b_settings = world.lamp("lamp-b", color=BLUE)
+    # Next to no rise: the frame drawn right after the glow arrived shows it (else it is dark).
+    rise = b_settings.looks.model_copy(update={"glow": GlowLook(attack_seconds=1e-6)})
+    b_settings = b_settings.model_copy(update={"looks": rise})
+
+    def seen_ids() -> int:
+        path = b_settings.state_dir / SEEN_FILE
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            return int(db.execute("SELECT count(*) FROM seen").fetchone()[0])
+
+    a = PinLamp(world.lamp("lamp-a", color=AMBER))
+    b = PinLamp(b_settings, after_frame=lambda: frames.append((b.led(), seen_ids())))
+    world.pair("lamp-a", "lamp-b")
+    with world.relay():
+        try:
+            _running(a, b)
+
+            a.touch()
+
+            b.wait_for(lambda it: same_hue(it.led(), AMBER, gamma=2.2), "lamp B glowing")
+            wait_until(lambda: seen_ids() == 1, "the glow recorded as seen")
+        finally:
+            a.agent.stop()
+            b.agent.stop()
+    first_lit = next(seen for led, seen in frames if same_hue(led, AMBER, gamma=2.2))
+    assert first_lit == 0  # not yet when the glow was first drawn
 
 
 def test_a_colour_picked_by_holding_reaches_the_partner(world: World) -> None:

@@ -321,11 +321,14 @@ from pathlib import Path
 from touchlamp.device.link import LampLink
 from touchlamp.device.events import Connected, GlowReceived
 
-host, port, root, password, state_dir = sys.argv[1:]
+host, port, root, password, state_dir, hang = sys.argv[1:]
 
 def sink(event):
     if isinstance(event, Connected):
         print("connected", flush=True)
+    elif isinstance(event, GlowReceived) and hang == "hang":
+        print("handed", event.touch, flush=True)
+        threading.Event().wait()  # handed on, never shown: the lamp's loop stuck, or dying
     elif isinstance(event, GlowReceived):
         print("glow", event.touch, flush=True)
 
@@ -341,12 +344,13 @@ threading.Event().wait()
 class TellingLamp:
     """``_TELLING_LAMP`` as a process; ``lines`` gets what it says."""
 
-    def __init__(self, setup: Setup, port: int) -> None:
+    def __init__(self, setup: Setup, port: int, *, hang: bool = False) -> None:
         self.lines: queue.Queue[str] = queue.Queue()
         self.said: list[str] = []
         self.process = subprocess.Popen(
             [sys.executable, "-c", _TELLING_LAMP, setup.broker.host, str(port),
-             setup.topics.root, setup.password("lamp-a"), str(setup.tmp_path / "lamp-a")],
+             setup.topics.root, setup.password("lamp-a"), str(setup.tmp_path / "lamp-a"),
+             "hang" if hang else "show"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -379,12 +383,11 @@ class TellingLamp:
             self.said.append(self.lines.get())
 
 
-def test_a_lamp_killed_before_it_kept_a_glow_gets_it_again_and_shows_it_once(
-    setup: Setup,
-) -> None:
-    """The glow's PUBACK leaves only once the lamp has recorded the glow as seen and handed it
-    on (issue 18): a lamp killed (SIGKILL) in between — here its seen-glow file is held locked
-    by the test, so the write waits — gets it again from the broker after the restart, once."""
+def test_a_lamp_killed_before_it_kept_a_glow_gets_it_again(setup: Setup) -> None:
+    """The glow's PUBACK leaves only once the lamp has shown the glow and recorded it as seen
+    (issue 18, RELIABILITY.md changes 12 and 16): a lamp killed (SIGKILL) in between — here
+    its seen-glow file is held locked by the test, so the write waits — gets it again from the
+    broker after the restart and shows it again: twice in all, never not at all."""
     relay = setup.relay()
     proxy = FaultProxy(target_port=setup.broker.port)
     delivered, acknowledged = threading.Event(), threading.Event()
@@ -405,6 +408,7 @@ def test_a_lamp_killed_before_it_kept_a_glow_gets_it_again_and_shows_it_once(
         seen.execute("BEGIN IMMEDIATE")  # the lamp's write of the glow's id waits for this
         relay.publish(setup.topics.glow("lamp-a"), glow("lamp-b:7:1"))
         assert delivered.wait(30), "the broker did not deliver the glow"
+        first.wait_for("glow lamp-b:7:1")  # shown; its id waits to be written
         early = acknowledged.wait(1.0)  # time enough for a lamp that acks on reading to do so
         first.kill()
         seen.execute("ROLLBACK")
@@ -412,7 +416,7 @@ def test_a_lamp_killed_before_it_kept_a_glow_gets_it_again_and_shows_it_once(
     finally:
         first.kill()
         proxy.close()
-    assert "glow lamp-b:7:1" not in first.said
+    assert not early, "the PUBACK left before the glow's id was recorded as seen"
 
     second = TellingLamp(setup, setup.broker.port)
     try:
@@ -421,8 +425,38 @@ def test_a_lamp_killed_before_it_kept_a_glow_gets_it_again_and_shows_it_once(
         second.wait_for("glow lamp-b:7:2")
     finally:
         second.kill()
-    glows = [line for line in first.said + second.said if line.startswith("glow")]
-    assert glows == ["glow lamp-b:7:1", "glow lamp-b:7:2"], (glows, f"acked early: {early}")
+    glows = [line for line in second.said if line.startswith("glow")]
+    assert glows == ["glow lamp-b:7:1", "glow lamp-b:7:2"], glows
+
+
+def test_a_lamp_killed_after_taking_a_glow_before_showing_it_shows_it_after_the_restart(
+    setup: Setup,
+) -> None:
+    """A glow's id is recorded as seen only once the glow is shown (RELIABILITY.md, change 16):
+    a lamp killed (SIGKILL) after its link handed the glow on but before it lit up — here the
+    receiver never returns — gets it again from the broker and shows it, instead of dropping it
+    as seen. (Before: recorded first, so the redelivery was dropped and the glow never shown.)"""
+    relay = setup.relay()
+    first = TellingLamp(setup, setup.broker.port, hang=True)
+    try:
+        first.wait_for("connected")
+        relay.publish(setup.topics.glow("lamp-a"), glow("lamp-b:7:1"))
+        first.wait_for("handed lamp-b:7:1")
+    finally:
+        first.kill()
+
+    second = TellingLamp(setup, setup.broker.port)
+    try:
+        second.wait_for("glow lamp-b:7:1")
+        relay.publish(setup.topics.glow("lamp-a"), glow("lamp-b:7:1"))  # a repeat: dropped
+        relay.publish(setup.topics.glow("lamp-a"), glow("lamp-b:7:2"))
+        second.wait_for("glow lamp-b:7:2")
+    finally:
+        second.kill()
+    assert [line for line in second.said if line.startswith("glow")] == [
+        "glow lamp-b:7:1",
+        "glow lamp-b:7:2",
+    ]
 
 
 def test_a_restart_says_what_the_touches_it_sends_again_are(

@@ -251,30 +251,31 @@ def _stored_seqs(state_dir: Path) -> list[int]:
 
 def test_seen_touches_are_bounded_and_persisted(tmp_path: Path) -> None:
     seen = SeenTouches(state_dir=tmp_path, capacity=3)
-    assert seen.first_time("lamp-a:1:1")
-    assert not seen.first_time("lamp-a:1:1")
-    for seq in (2, 3, 4):
-        assert seen.first_time(f"lamp-a:1:{seq}")
+    assert not seen.known("lamp-a:1:1")
+    seen.remember(["lamp-a:1:1"])
+    assert seen.known("lamp-a:1:1")
+    seen.remember(["lamp-a:1:1"])  # remembered twice: still once
+    seen.remember([f"lamp-a:1:{seq}" for seq in (2, 3, 4)])
     seen.close()
 
     after_reboot = SeenTouches(state_dir=tmp_path, capacity=3)
-    assert not after_reboot.first_time("lamp-a:1:4")  # still remembered
-    assert after_reboot.first_time("lamp-a:1:1")  # the oldest was forgotten to stay bounded
+    assert after_reboot.known("lamp-a:1:4")  # still remembered
+    assert not after_reboot.known("lamp-a:1:1")  # the oldest was forgotten to stay bounded
     after_reboot.close()
 
 
 def test_seen_touches_reach_the_database_file_at_the_checkpoint_not_before(
     tmp_path: Path,
 ) -> None:
-    """SQLite's own checkpoint would run inside ``first_time``, in front of showing a glow."""
+    """SQLite's own checkpoint would run inside ``remember``, on the glows' way."""
     seen = SeenTouches(state_dir=tmp_path, capacity=5000)
     for seq in range(2000):  # well past SQLite's automatic checkpoint (1000 pages)
-        assert seen.first_time(f"lamp-a:1:{seq}")
+        seen.remember([f"lamp-a:1:{seq}"])
 
     assert ids_in_seen_file(tmp_path) == []
     seen.checkpoint()
     assert len(ids_in_seen_file(tmp_path)) == 2000
-    assert not seen.first_time("lamp-a:1:0")
+    assert seen.known("lamp-a:1:0")
     seen.close()
 
 
