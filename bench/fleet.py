@@ -31,7 +31,7 @@ from bench.context import BenchContext
 from bench.pairs import LAMP_SESSION_EXPIRY
 from bench.procfs import ProcessSample, cpu_percent, sample
 from bench.results import Measure, Result
-from bench.site import BenchSite, PeerProcess, SiteError
+from bench.site import BenchSite, SiteError, echo_relay
 from bench.stats import summarize
 from bench.swarm import Swarm, SwarmClient
 from touchlamp.broker.state import import_lamps
@@ -325,16 +325,7 @@ def _echo_baseline(
     seconds: float,
 ) -> LoadRun:
     """The same load through a relay that does no work (bench/peer.py ``echo``)."""
-    username, password = site.relay_login("bench-echo")
-    echo = PeerProcess(
-        "echo",
-        site=site,
-        username=username,
-        password=password,
-        client_id="bench-echo",
-        root=site.topics.root,
-        pairs=",".join(":".join(pair) for pair in pairs),
-    )
+    echo = echo_relay(site, pairs)
     try:
         echo.wait_ready()
         baseline = _drive(

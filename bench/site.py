@@ -37,6 +37,7 @@ __all__ = [
     "PeerProcess",
     "RelayProcess",
     "SiteError",
+    "echo_relay",
     "free_port",
     "touchlamp_command",
 ]
@@ -365,3 +366,18 @@ class PeerProcess:
             elif text.startswith("["):
                 self._answers.put(text)
             self._last_line = text
+
+
+def echo_relay(site: BenchSite, pairs: list[list[str]]) -> PeerProcess:
+    """A relay that does no work (bench/peer.py ``echo``) between the lamps of ``pairs``, on a
+    relay login of its own; not yet ready (``wait_ready``)."""
+    username, password = site.relay_login("bench-echo")
+    return PeerProcess(
+        "echo",
+        site=site,
+        username=username,
+        password=password,
+        client_id="bench-echo",
+        root=site.topics.root,
+        pairs=",".join(":".join(pair) for pair in pairs),
+    )

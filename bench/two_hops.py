@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.latency import OneHop, paho_client
-from bench.site import BenchSite, PeerProcess
+from bench.site import BenchSite, echo_relay
 from bench.stats import LatencySummary, summarize
 
 __all__ = ["TwoHops", "main", "measure"]
@@ -45,16 +45,7 @@ def measure(count: int) -> TwoHops:
         BenchSite(Path(directory)) as site,
     ):
         site.add_lamps(["two-a", "two-b", "hop-a"])
-        username, password = site.relay_login("bench-echo")
-        echo = PeerProcess(
-            "echo",
-            site=site,
-            username=username,
-            password=password,
-            client_id="bench-echo",
-            root=site.topics.root,
-            pairs="two-a:two-b",
-        )
+        echo = echo_relay(site, [["two-a", "two-b"]])
         try:
             echo.wait_ready()
             with OneHop(site) as one_hop:
