@@ -76,8 +76,7 @@ def run(context: BenchContext) -> list[Result]:
             watcher.start("lamp-min", minimal_command, env=bytecode),
             watcher.start("lamp-idle", device_command, env=_device_env(site, "lamp-idle")),
         ):
-            warm_up.process.terminate()
-            warm_up.process.wait(30)
+            _end(warm_up.process)
         minimal = watcher.start("lamp-min", minimal_command, env=bytecode)
         device = watcher.start("lamp-idle", device_command, env=_device_env(site, "lamp-idle"))
         try:
@@ -87,8 +86,7 @@ def run(context: BenchContext) -> list[Result]:
             lasts = [sample(minimal.process.pid), sample(device.process.pid)]
         finally:
             for started in (device, minimal):
-                started.process.terminate()
-                started.process.wait(30)
+                _end(started.process)
     base, ours = (
         Footprint(
             online_seconds=round(started.online_seconds, 3),
@@ -131,6 +129,12 @@ def run(context: BenchContext) -> list[Result]:
             met=ours.online_seconds <= _TARGET_ONLINE_S,
         ),
     ]
+
+
+def _end(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and wait (closing its stdin)."""
+    process.terminate()
+    process.communicate(timeout=30)
 
 
 def _describe(footprint: Footprint) -> str:
@@ -203,7 +207,7 @@ class _Watcher:
         process = subprocess.Popen(
             command,
             env=environment,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,  # a peer ends when it closes: with this process, however
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=Path(__file__).resolve().parent.parent,

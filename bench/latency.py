@@ -253,7 +253,6 @@ def _touch_to_light(site: BenchSite, *, touches: int, one_hop: OneHop) -> list[_
     a = PeerProcess(
         None,
         module="bench.tap_lamp",
-        asks=True,
         site=site,
         username="lamp-a",
         password=site.passwords["lamp-a"],
@@ -325,7 +324,6 @@ class _Sniffer:
             password=password,
             client_id=f"sniffer-{uuid.uuid4().hex[:6]}",
             topic=",".join(topics),
-            asks=True,
         )
         self._peer.wait_ready(timeout=_WAIT)
 

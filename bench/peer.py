@@ -21,6 +21,8 @@
   prints them as one JSON line of ``[topic, time]`` pairs and forgets them. It ends when its stdin
   closes, so it never outlives the benchmark.
 
+Every role ends when its stdin closes (its parent ended, or died), as well as on SIGTERM.
+
 Tuned as ARCHITECTURE.md ("Known traps") says: paho's inflight window lifted
 (``max_inflight_messages_set(0)``), its
 outgoing queue unbounded; the sink and echo ask the broker for up to 65,535 unacknowledged
@@ -46,6 +48,7 @@ from touchlamp.stopping import StopSignals
 __all__ = ["main"]
 
 _RECEIVE_MAXIMUM = 65_535
+_PARENT_CHECK_SECONDS = 0.5  # how often the main thread looks whether stdin closed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,13 +95,29 @@ def main(argv: list[str] | None = None) -> int:
             _lamp(client, root=args.root, lamp_id=args.username)
         client.connect(args.host, args.port, keepalive=60, properties=connect)
         client.loop_start()
-        stop.wait()
+        parent_gone = _watch_stdin()
+        while not (stop.wait(_PARENT_CHECK_SECONDS) or parent_gone.is_set()):
+            pass
         client.disconnect()
         client.loop_stop()
     report = getattr(client, "bench_report", None)
     if callable(report):
         print(json.dumps(report()), flush=True)
     return 0
+
+
+def _watch_stdin() -> threading.Event:
+    """Set once stdin closes: the parent benchmark ended, or died (however), and this peer
+    must not outlive it."""
+    closed = threading.Event()
+
+    def read() -> None:
+        for _line in sys.stdin:
+            pass
+        closed.set()
+
+    threading.Thread(target=read, name="stdin", daemon=True).start()
+    return closed
 
 
 def _say(line: str) -> None:

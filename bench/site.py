@@ -281,8 +281,9 @@ class BenchSite:
 class PeerProcess:
     """A ``python -m bench.peer ROLE`` child (see bench/peer.py); its stdout read by a thread.
 
-    ``asks``: the child answers questions on its stdin (``ask``), and ends when it closes.
-    ``module``: another module run the same way (bench/tap_lamp.py, whose ``role`` is None)."""
+    The child ends when its stdin closes — at ``stop``, or when this process dies, however —
+    and some answer questions sent there (``ask``). ``module``: another module run the same way
+    (bench/tap_lamp.py, whose ``role`` is None)."""
 
     def __init__(
         self,
@@ -291,7 +292,6 @@ class PeerProcess:
         site: BenchSite,
         username: str,
         password: str,
-        asks: bool = False,
         module: str = "bench.peer",
         **options: str,
     ) -> None:
@@ -311,7 +311,7 @@ class PeerProcess:
         self._answers: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._process = subprocess.Popen(
             command,
-            stdin=subprocess.PIPE if asks else subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             cwd=_REPO_ROOT,
@@ -328,9 +328,8 @@ class PeerProcess:
             raise SiteError(f"peer process {self._process.args!r} did not subscribe in time")
 
     def ask(self, question: str, *, timeout: float = 30.0) -> Any:
-        """Send one line to a child started with ``asks``; its answer, one JSON array on a line."""
-        if self._process.stdin is None:
-            raise SiteError(f"peer process {self._process.args!r} takes no questions")
+        """Send one line to the child; its answer, one JSON array on a line."""
+        assert self._process.stdin is not None  # a pipe: see __init__
         self._process.stdin.write(question + "\n")
         self._process.stdin.flush()
         try:
@@ -341,9 +340,10 @@ class PeerProcess:
             ) from None
 
     def stop(self, *, timeout: float = 30.0) -> dict[str, object]:
-        """SIGTERM it and return its closing JSON report (empty if it printed none)."""
+        """End it (its stdin closed; SIGTERM if that did not do) and return its closing JSON
+        report (empty if it printed none)."""
         if self._process.stdin is not None:
-            self._process.stdin.close()  # a child that asks ends with its stdin
+            self._process.stdin.close()
             with suppress(subprocess.TimeoutExpired):
                 self._process.wait(timeout)
         if self._process.poll() is None:

@@ -17,6 +17,7 @@ from bench.latency import GlowWatch
 from bench.procfs import cpu_percent, sample
 from bench.results import Measure, Result, format_line, format_table
 from bench.stats import percentile, summarize
+from tests.support.broker import BrokerFixture
 from touchlamp.device.looks import Rgb
 
 
@@ -187,3 +188,25 @@ def test_lamp_a_of_the_latency_benchmark_ends_with_the_benchmark(tmp_path: Path)
         finally:
             child.kill()
             child.wait()
+
+
+def test_a_benchmark_peer_ends_when_its_stdin_closes(broker: BrokerFixture, tmp_path: Path) -> None:
+    """bench/peer.py's roles end with their parent, however it ends: its pipe to their stdin
+    closes when it dies (before, a SIGKILLed benchmark left them running)."""
+    password = tmp_path / "password"
+    password.write_text(broker.add_lamp("lamp-a"), encoding="utf-8")
+    command = [
+        sys.executable, "-m", "bench.peer", "lamp", "--host", broker.host,
+        "--port", str(broker.port), "--username", "lamp-a", "--password-file", str(password),
+        "--root", "touchlamp",
+    ]  # fmt: skip
+    child = subprocess.Popen(
+        command, stdin=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2]
+    )
+    try:
+        assert child.stdin is not None
+        child.stdin.close()
+        assert child.wait(timeout=20) == 0
+    finally:
+        child.kill()
+        child.wait()
