@@ -171,23 +171,12 @@ def test_lamp_a_of_the_latency_benchmark_ends_with_the_benchmark(tmp_path: Path)
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]  # bound, never listening: connections are refused
-        command = [
-            sys.executable, "-m", "bench.tap_lamp", "--port", str(port),
-            "--username", "lamp-a", "--password-file", str(password), "--root", "touchlamp",
+        args = [
+            "bench.tap_lamp", "--port", str(port), "--username", "lamp-a",
+            "--password-file", str(password), "--root", "touchlamp",
             "--state-dir", str(tmp_path / "lamp-a"), "--color", "#ff3300",
         ]  # fmt: skip
-        child = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            cwd=Path(__file__).resolve().parents[2],
-        )
-        try:
-            assert child.stdin is not None
-            child.stdin.close()
-            assert child.wait(timeout=20) == 0
-        finally:
-            child.kill()
-            child.wait()
+        _ends_when_its_stdin_closes(args)
 
 
 def test_a_benchmark_peer_ends_when_its_stdin_closes(broker: BrokerFixture, tmp_path: Path) -> None:
@@ -195,13 +184,20 @@ def test_a_benchmark_peer_ends_when_its_stdin_closes(broker: BrokerFixture, tmp_
     closes when it dies (before, a SIGKILLed benchmark left them running)."""
     password = tmp_path / "password"
     password.write_text(broker.add_lamp("lamp-a"), encoding="utf-8")
-    command = [
-        sys.executable, "-m", "bench.peer", "lamp", "--host", broker.host,
-        "--port", str(broker.port), "--username", "lamp-a", "--password-file", str(password),
-        "--root", "touchlamp",
+    args = [
+        "bench.peer", "lamp", "--host", broker.host, "--port", str(broker.port),
+        "--username", "lamp-a", "--password-file", str(password), "--root", "touchlamp",
     ]  # fmt: skip
+    _ends_when_its_stdin_closes(args)
+
+
+def _ends_when_its_stdin_closes(module_and_args: list[str]) -> None:
+    """``python -m MODULE ARGS`` started with a pipe to its stdin, which is then closed: it
+    must end, and cleanly."""
     child = subprocess.Popen(
-        command, stdin=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2]
+        [sys.executable, "-m", *module_and_args],
+        stdin=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[2],
     )
     try:
         assert child.stdin is not None
